@@ -1,0 +1,12 @@
+//! SeaORM entities: the database rows, nothing more. The service never hands
+//! these to a transport; it maps them to its own response types.
+pub mod access_token;
+pub mod account_group;
+pub mod completion_link;
+pub mod customer;
+pub mod host;
+pub mod idempotency_record;
+pub mod outbox_message;
+pub mod phone_guard;
+pub mod registration;
+pub mod sms_token;

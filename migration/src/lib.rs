@@ -1,0 +1,18 @@
+pub use sea_orm_migration::prelude::*;
+
+mod m20261124_000001_create_hosts;
+mod m20261124_000002_create_registrations;
+mod m20261124_000003_create_outbox;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![
+            Box::new(m20261124_000001_create_hosts::Migration),
+            Box::new(m20261124_000002_create_registrations::Migration),
+            Box::new(m20261124_000003_create_outbox::Migration),
+        ]
+    }
+}

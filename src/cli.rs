@@ -1,0 +1,154 @@
+//! Command line: `serve` (the default), host and account-group management.
+use std::{net::SocketAddr, path::PathBuf, process::ExitCode, sync::Arc};
+
+use clap::{Parser, Subcommand};
+
+use crate::{
+    clock::SystemClock,
+    config::Settings,
+    service::{account_groups, hosts},
+    startup::{Application, build_core},
+    telemetry,
+};
+
+#[derive(Parser)]
+#[command(
+    name = "customer-registration",
+    version,
+    about = "Customer registration service for an e-money platform"
+)]
+struct Cli {
+    /// TOML configuration file (default: ./customer-registration.toml if present).
+    #[arg(long, global = true, env = "CR_CONFIG")]
+    config: Option<PathBuf>,
+    /// Database URL: sqlite://..., postgres://... or mysql://... (default: SQLite under ./data).
+    #[arg(long, global = true, env = "DATABASE_URL")]
+    database_url: Option<String>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP service (the default).
+    Serve {
+        /// Address to listen on.
+        #[arg(long, env = "CR_LISTEN")]
+        listen: Option<SocketAddr>,
+    },
+    /// Manage partner hosts (API clients).
+    #[command(subcommand)]
+    Host(HostCommand),
+    /// Manage account groups.
+    #[command(subcommand)]
+    Group(GroupCommand),
+}
+
+#[derive(Subcommand)]
+enum HostCommand {
+    /// Create a host and print its client credentials (shown only once).
+    Create { name: String },
+    /// List hosts.
+    List,
+    /// Disable a host; its access tokens stop working at once.
+    Disable { name: String },
+}
+
+#[derive(Subcommand)]
+enum GroupCommand {
+    /// Add an account group.
+    Add { id: String, name: String },
+    /// List account groups.
+    List,
+}
+
+pub async fn run() -> ExitCode {
+    telemetry::init();
+    match execute(Cli::parse()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn execute(cli: Cli) -> anyhow::Result<()> {
+    let mut settings = Settings::load(cli.config.as_deref())?;
+    if let Some(url) = cli.database_url {
+        settings.database_url = url;
+    }
+    let command = cli.command.unwrap_or(Command::Serve { listen: None });
+    if let Command::Serve {
+        listen: Some(listen),
+    } = &command
+    {
+        settings.listen = *listen;
+    }
+    let clock = Arc::new(SystemClock);
+    match command {
+        Command::Serve { .. } => serve(settings, clock).await,
+        Command::Host(command) => {
+            let core = build_core(settings, clock).await?;
+            match command {
+                HostCommand::Create { name } => {
+                    let credentials = hosts::create_host(&core, &name).await?;
+                    print_credentials(&credentials, &core.settings.public_base_url);
+                }
+                HostCommand::List => {
+                    for host in hosts::list_hosts(&core).await? {
+                        let state = match host.disabled_at {
+                            Some(at) => format!("disabled {at}"),
+                            None => "active".into(),
+                        };
+                        println!("{}\t{}\t{state}", host.name, host.client_id);
+                    }
+                }
+                HostCommand::Disable { name } => {
+                    hosts::disable_host(&core, &name).await?;
+                    println!("host {name} disabled");
+                }
+            }
+            Ok(())
+        }
+        Command::Group(command) => {
+            let core = build_core(settings, clock).await?;
+            match command {
+                GroupCommand::Add { id, name } => {
+                    let group = account_groups::add_group(&core, &id, &name).await?;
+                    println!("account group {} ({}) added", group.id, group.name);
+                }
+                GroupCommand::List => {
+                    for group in account_groups::list_groups(&core).await? {
+                        println!("{}\t{}", group.id, group.name);
+                    }
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn serve(settings: Settings, clock: Arc<SystemClock>) -> anyhow::Result<()> {
+    let app = Application::build(settings, clock).await?;
+    if let Some(credentials) = hosts::bootstrap_first_host(&app.core).await? {
+        println!("No host existed, so one was created.");
+        print_credentials(&credentials, &format!("http://{}", app.local_addr()?));
+    }
+    tracing::info!(address = %app.local_addr()?, "listening");
+    app.run().await
+}
+
+fn print_credentials(credentials: &hosts::HostCredentials, base_url: &str) {
+    println!("host:          {}", credentials.name);
+    println!("client_id:     {}", credentials.client_id);
+    println!(
+        "client_secret: {}   (shown only now; it is stored hashed)",
+        credentials.client_secret
+    );
+    println!("Get an access token:");
+    println!(
+        "  curl -s -u '{}:{}' -d grant_type=client_credentials {base_url}/oauth/token",
+        credentials.client_id, credentials.client_secret
+    );
+}

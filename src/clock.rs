@@ -1,0 +1,42 @@
+//! Time as a dependency, so tests can move it (token expiry, cooldowns, locks).
+use std::sync::Mutex;
+
+use chrono::{DateTime, Duration, Utc};
+
+pub trait Clock: Send + Sync + 'static {
+    fn now(&self) -> DateTime<Utc>;
+}
+
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+}
+
+/// A clock that starts at the real time and only moves when told to.
+pub struct ManualClock {
+    now: Mutex<DateTime<Utc>>,
+}
+
+impl Default for ManualClock {
+    fn default() -> Self {
+        Self {
+            now: Mutex::new(Utc::now()),
+        }
+    }
+}
+
+impl ManualClock {
+    pub fn advance(&self, by: Duration) {
+        let mut now = self.now.lock().expect("clock mutex poisoned");
+        *now += by;
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> DateTime<Utc> {
+        *self.now.lock().expect("clock mutex poisoned")
+    }
+}

@@ -1,0 +1,240 @@
+//! Settings: built-in defaults, then an optional TOML file, then `CR_*`
+//! environment variables, then command-line flags (later wins).
+use std::{net::SocketAddr, path::PathBuf};
+
+use anyhow::{Context, bail};
+use figment::{
+    Figment,
+    providers::{Env, Format, Serialized, Toml},
+};
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// Address the HTTP server binds to.
+    pub listen: SocketAddr,
+    /// SeaORM URL: `sqlite://...`, `postgres://...` or `mysql://...`.
+    /// Empty means the embedded SQLite file `<data_dir>/registration.db`.
+    pub database_url: String,
+    /// Where SQLite, generated secrets and the development outbox live.
+    pub data_dir: PathBuf,
+    /// Base URL the completion links in emails point to.
+    pub public_base_url: String,
+    pub secrets: SecretSettings,
+    pub registration: RegistrationSettings,
+    pub auth: AuthSettings,
+    pub graphql: GraphqlSettings,
+    pub limits: LimitSettings,
+    pub delivery: DeliverySettings,
+}
+
+/// Keys for keyed hashes. When unset they are generated once and kept in
+/// `<data_dir>/secrets.toml`; production sets them from the environment.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SecretSettings {
+    #[serde(skip_serializing)]
+    pub token_key: Option<SecretString>,
+    #[serde(skip_serializing)]
+    pub password_pepper: Option<SecretString>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RegistrationSettings {
+    /// Secret digits after the 3-letter prefix (4 to 8).
+    pub token_digits: u8,
+    pub token_expiry_minutes: u32,
+    /// Wrong codes one registration tolerates before it locks.
+    pub max_wrong_codes: u32,
+    /// Consecutive wrong codes for one phone, across registrations, before
+    /// the number is refused for `phone_lock_minutes`.
+    pub phone_lock_threshold: u32,
+    pub phone_lock_minutes: u32,
+    pub resend_cooldown_seconds: u32,
+    /// Sends per channel per registration, the first one included.
+    pub max_sends: u32,
+    /// Region for phone numbers written without a country code, where the
+    /// request does not carry a `countryId`.
+    pub default_region: String,
+    pub completion_link_expiry_hours: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthSettings {
+    pub access_token_ttl_seconds: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GraphqlSettings {
+    pub introspection: bool,
+    pub max_depth: usize,
+    pub max_complexity: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitSettings {
+    pub max_body_bytes: usize,
+    /// Password hashes computed at once (each takes ~19 MiB and a core).
+    pub max_concurrent_hashes: usize,
+    /// Requests allowed to wait for a hashing slot; beyond it: 503.
+    pub max_queued_hashes: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DeliverySettings {
+    /// Development transports write here: `*.eml` files and `sms.jsonl`.
+    /// Empty means `<data_dir>/outbox`.
+    pub outbox_dir: PathBuf,
+    pub poll_interval_ms: u64,
+    pub max_attempts: u32,
+    pub batch_size: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".parse().expect("valid default address"),
+            database_url: String::new(),
+            data_dir: PathBuf::from("data"),
+            public_base_url: "http://127.0.0.1:8080".into(),
+            secrets: SecretSettings::default(),
+            registration: RegistrationSettings::default(),
+            auth: AuthSettings::default(),
+            graphql: GraphqlSettings::default(),
+            limits: LimitSettings::default(),
+            delivery: DeliverySettings::default(),
+        }
+    }
+}
+
+impl Default for RegistrationSettings {
+    fn default() -> Self {
+        Self {
+            token_digits: 6,
+            token_expiry_minutes: 10,
+            max_wrong_codes: 5,
+            phone_lock_threshold: 100,
+            phone_lock_minutes: 60,
+            resend_cooldown_seconds: 60,
+            max_sends: 5,
+            default_region: "ID".into(),
+            completion_link_expiry_hours: 24,
+        }
+    }
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        Self {
+            access_token_ttl_seconds: 3600,
+        }
+    }
+}
+
+impl Default for GraphqlSettings {
+    fn default() -> Self {
+        Self {
+            introspection: true,
+            max_depth: 12,
+            max_complexity: 500,
+        }
+    }
+}
+
+impl Default for LimitSettings {
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Self {
+            max_body_bytes: 16 * 1024,
+            max_concurrent_hashes: cores,
+            max_queued_hashes: 64,
+        }
+    }
+}
+
+impl Default for DeliverySettings {
+    fn default() -> Self {
+        Self {
+            outbox_dir: PathBuf::new(),
+            poll_interval_ms: 500,
+            max_attempts: 8,
+            batch_size: 50,
+        }
+    }
+}
+
+impl Settings {
+    /// Loads defaults, the TOML file (if given or if `customer-registration.toml`
+    /// exists) and the `CR_` environment (nested keys use `__`).
+    pub fn load(config_file: Option<&std::path::Path>) -> anyhow::Result<Self> {
+        let mut figment = Figment::from(Serialized::defaults(Settings::default()));
+        match config_file {
+            Some(path) => {
+                if !path.exists() {
+                    bail!("config file {} does not exist", path.display());
+                }
+                figment = figment.merge(Toml::file(path));
+            }
+            None => figment = figment.merge(Toml::file("customer-registration.toml")),
+        }
+        let settings: Settings = figment
+            .merge(Env::prefixed("CR_").split("__"))
+            .extract()
+            .context("Failed to read configuration")?;
+        Ok(settings)
+    }
+
+    /// Rejects settings the service cannot honour, naming the key.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let r = &self.registration;
+        if !(4..=8).contains(&r.token_digits) {
+            bail!("registration.token_digits must be between 4 and 8");
+        }
+        if r.token_expiry_minutes == 0 || r.max_wrong_codes == 0 || r.max_sends == 0 {
+            bail!(
+                "registration.token_expiry_minutes, max_wrong_codes and max_sends must be at least 1"
+            );
+        }
+        if r.default_region
+            .parse::<phonenumber::country::Id>()
+            .is_err()
+        {
+            bail!(
+                "registration.default_region must be an ISO 3166-1 alpha-2 region with a phone numbering plan"
+            );
+        }
+        if self.limits.max_concurrent_hashes == 0 {
+            bail!("limits.max_concurrent_hashes must be at least 1");
+        }
+        if self.auth.access_token_ttl_seconds == 0 {
+            bail!("auth.access_token_ttl_seconds must be at least 1");
+        }
+        Ok(())
+    }
+
+    pub fn database_url(&self) -> String {
+        if self.database_url.is_empty() {
+            format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join("registration.db").display()
+            )
+        } else {
+            self.database_url.clone()
+        }
+    }
+
+    pub fn outbox_dir(&self) -> PathBuf {
+        if self.delivery.outbox_dir.as_os_str().is_empty() {
+            self.data_dir.join("outbox")
+        } else {
+            self.delivery.outbox_dir.clone()
+        }
+    }
+}

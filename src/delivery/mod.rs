@@ -1,0 +1,7 @@
+//! Delivery of queued messages: a dispatcher claims due outbox rows and
+//! hands them to the configured transports.
+mod dispatcher;
+mod transport;
+
+pub use dispatcher::{DispatchReport, Dispatcher};
+pub use transport::{EmailTransport, OutgoingMessage, SendError, SmsTransport};

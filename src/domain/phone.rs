@@ -1,0 +1,111 @@
+use std::fmt;
+
+use phonenumber::{Mode, country};
+
+use crate::error::FieldError;
+
+/// A valid phone number in E.164 form (`+6281234567890`): the username.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PhoneNumber(String);
+
+impl PhoneNumber {
+    /// Parses a number written nationally (`0812...`, read in `region`) or
+    /// internationally (`+62 812...`).
+    pub fn parse(input: &str, region: &str, field: &str) -> Result<Self, FieldError> {
+        let input = input.trim();
+        if input.is_empty() {
+            return Err(FieldError::new(
+                field,
+                "required",
+                format!("{field} is required"),
+            ));
+        }
+        if input.len() > 32 {
+            return Err(FieldError::new(
+                field,
+                "invalid_phone",
+                format!("{field} is too long to be a phone number"),
+            ));
+        }
+        let region: Option<country::Id> = region.parse().ok();
+        let number = phonenumber::parse(region, input).map_err(|_| {
+            FieldError::new(
+                field,
+                "invalid_phone",
+                format!("{field} is not a phone number; write it as 0812... or +62812..."),
+            )
+        })?;
+        if !phonenumber::is_valid(&number) {
+            return Err(FieldError::new(
+                field,
+                "invalid_phone",
+                format!("{field} is not a valid number in its numbering plan"),
+            ));
+        }
+        Ok(Self(number.format().mode(Mode::E164).to_string()))
+    }
+
+    /// A number read back from the database, where only E.164 is stored.
+    pub fn from_stored(e164: String) -> Self {
+        Self(e164)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// For logs: keeps the country code and last 4 digits (`+62******7890`).
+    pub fn masked(&self) -> String {
+        let chars: Vec<char> = self.0.chars().collect();
+        let keep_tail = 4.min(chars.len());
+        let keep_head = 3.min(chars.len() - keep_tail);
+        chars
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                if i < keep_head || i >= chars.len() - keep_tail {
+                    *c
+                } else {
+                    '*'
+                }
+            })
+            .collect()
+    }
+}
+
+impl fmt::Display for PhoneNumber {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn national_number_uses_region() {
+        let phone = PhoneNumber::parse("081234567890", "ID", "phone").unwrap();
+        assert_eq!(phone.as_str(), "+6281234567890");
+    }
+
+    #[test]
+    fn international_number_ignores_region() {
+        let phone = PhoneNumber::parse("+62 812-3456-7890", "US", "phone").unwrap();
+        assert_eq!(phone.as_str(), "+6281234567890");
+    }
+
+    #[test]
+    fn rejects_invalid_numbers() {
+        for bad in ["12", "hello", "0000000000", "+6200"] {
+            let error = PhoneNumber::parse(bad, "ID", "phone").unwrap_err();
+            assert_eq!(error.code, "invalid_phone", "{bad}");
+        }
+    }
+
+    #[test]
+    fn masks_middle_digits() {
+        let phone = PhoneNumber::from_stored("+6281234567890".into());
+        assert_eq!(phone.masked(), "+62*******7890");
+    }
+}

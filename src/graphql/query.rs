@@ -1,0 +1,99 @@
+use async_graphql::{Context, ID, Object, Result};
+use uuid::Uuid;
+
+use super::types::{Registration, RegistrationPage};
+use crate::{
+    error::AppError,
+    service::{
+        hosts::AuthenticatedHost,
+        registration,
+        views::{EmailAvailability, UsernameAvailability},
+    },
+    state::Core,
+};
+
+pub struct QueryRoot;
+
+const MAX_PAGE: i32 = 100;
+
+#[Object]
+impl QueryRoot {
+    /// Whether a registered customer holds this username (phone number).
+    async fn verify_username(
+        &self,
+        ctx: &Context<'_>,
+        username: String,
+    ) -> Result<UsernameAvailability> {
+        caller(ctx)?;
+        Ok(registration::verify_username(ctx.data()?, Some(&username)).await?)
+    }
+
+    /// Whether a registered customer holds this email.
+    async fn verify_email(&self, ctx: &Context<'_>, email: String) -> Result<EmailAvailability> {
+        caller(ctx)?;
+        Ok(registration::verify_email(ctx.data()?, Some(&email)).await?)
+    }
+
+    /// One of the calling host's registrations.
+    async fn registration(&self, ctx: &Context<'_>, id: ID) -> Result<Option<Registration>> {
+        let core = ctx.data::<Core>()?;
+        let Ok(id) = Uuid::parse_str(&id) else {
+            return Err(
+                AppError::field("id", "invalid_id", "id must be a registration id (UUID)").into(),
+            );
+        };
+        let record = registration::find_registration(core, caller(ctx)?, id).await?;
+        Ok(record.map(|r| Registration::new(r, core)))
+    }
+
+    /// The calling host's registrations, newest first.
+    async fn registrations(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 20, desc = "Page size, 1 to 100.")] first: i32,
+        #[graphql(desc = "`nextCursor` of the previous page.")] after: Option<String>,
+    ) -> Result<RegistrationPage> {
+        let core = ctx.data::<Core>()?;
+        if !(1..=MAX_PAGE).contains(&first) {
+            return Err(AppError::field(
+                "first",
+                "out_of_range",
+                "first must be between 1 and 100",
+            )
+            .into());
+        }
+        let after = match after {
+            Some(cursor) => Some(Uuid::parse_str(&cursor).map_err(|_| {
+                AppError::field(
+                    "after",
+                    "invalid_cursor",
+                    "after must be a nextCursor from a previous page",
+                )
+            })?),
+            None => None,
+        };
+        let (records, has_more) = registration::list_registrations(
+            core,
+            caller(ctx)?,
+            u64::try_from(first).unwrap_or(20),
+            after,
+        )
+        .await?;
+        let next_cursor = has_more
+            .then(|| records.last().map(|r| r.id.to_string()))
+            .flatten();
+        Ok(RegistrationPage {
+            items: records
+                .into_iter()
+                .map(|r| Registration::new(r, core))
+                .collect(),
+            next_cursor,
+        })
+    }
+}
+
+/// The host the HTTP layer authenticated.
+pub fn caller<'a>(ctx: &Context<'a>) -> Result<&'a AuthenticatedHost> {
+    ctx.data::<AuthenticatedHost>()
+        .map_err(|_| AppError::Unauthenticated(crate::error::MISSING_TOKEN).into())
+}

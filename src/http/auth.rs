@@ -1,0 +1,25 @@
+use axum::{
+    extract::{Request, State},
+    http::header,
+    middleware::Next,
+    response::Response,
+};
+
+use super::HttpState;
+use crate::{error::AppError, service::hosts};
+
+/// Every API path requires a valid bearer token; the host it belongs to is
+/// put in the request's extensions for the handlers.
+pub async fn require_host(
+    State(state): State<HttpState>,
+    mut request: Request,
+    next: Next,
+) -> Result<Response, AppError> {
+    let authorization = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .map(|v| v.to_str().unwrap_or(""));
+    let host = hosts::authenticate(&state.core, authorization).await?;
+    request.extensions_mut().insert(host);
+    Ok(next.run(request).await)
+}

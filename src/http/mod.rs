@@ -1,0 +1,67 @@
+//! The HTTP face: legacy REST paths, GraphQL, OAuth token endpoint.
+mod auth;
+mod graphql;
+mod idempotency;
+mod json;
+mod oauth;
+mod rest;
+
+use axum::{
+    Router,
+    extract::DefaultBodyLimit,
+    middleware,
+    routing::{get, post},
+};
+use tower_http::trace::TraceLayer;
+
+use crate::{error::AppError, graphql::AppSchema, state::Core};
+
+#[derive(Clone)]
+pub struct HttpState {
+    pub core: Core,
+    pub schema: AppSchema,
+}
+
+pub fn router(core: Core, schema: AppSchema) -> Router {
+    let state = HttpState {
+        core: core.clone(),
+        schema,
+    };
+    let authenticated = Router::new()
+        .route("/b2b/customer/register", post(rest::register))
+        .route("/b2b/customer/register/confirm", post(rest::confirm))
+        .route(
+            "/b2b/customer/auth/verifyUsername",
+            get(rest::verify_username),
+        )
+        .route("/b2b/customer/auth/verifyEmail", get(rest::verify_email))
+        .route(
+            "/b2b/customer/resend/registration/sms",
+            post(rest::resend_sms),
+        )
+        .route(
+            "/b2b/customer/resend/registration/email",
+            post(rest::resend_email),
+        )
+        .route("/graphql", post(graphql::execute))
+        // Layers run bottom-up: authentication first, then idempotency,
+        // which stores responses per authenticated host.
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            idempotency::replay_or_record,
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_host,
+        ));
+    Router::new()
+        .route("/graphql", get(graphql::playground))
+        .route("/oauth/token", post(oauth::token))
+        .route("/health", get(|| async { "ok" }))
+        .merge(authenticated)
+        .fallback(|| async { AppError::RouteNotFound })
+        .method_not_allowed_fallback(|| async { AppError::MethodNotAllowed })
+        .layer(DefaultBodyLimit::max(core.settings.limits.max_body_bytes))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}

@@ -1,0 +1,16 @@
+//! Customer registration for an e-money platform: one core of operations
+//! (`service`) behind GraphQL, the legacy REST paths and the CLI.
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod crypto;
+pub mod db;
+pub mod delivery;
+pub mod domain;
+pub mod error;
+pub mod graphql;
+pub mod http;
+pub mod service;
+pub mod startup;
+pub mod state;
+pub mod telemetry;

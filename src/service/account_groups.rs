@@ -1,0 +1,63 @@
+//! Account groups a registration can name; managed from the CLI.
+use anyhow::Context;
+use entity::account_group;
+use sea_orm::{ActiveValue::Set, EntityTrait, QueryOrder};
+use serde::Serialize;
+
+use crate::{
+    domain::AccountGroupId,
+    error::{AppError, AppResult},
+    state::Core,
+};
+
+#[derive(Debug, Serialize)]
+pub struct AccountGroup {
+    pub id: String,
+    pub name: String,
+}
+
+pub async fn add_group(core: &Core, id: &str, name: &str) -> AppResult<AccountGroup> {
+    let id = AccountGroupId::parse(id, "id").map_err(|e| AppError::Validation(vec![e]))?;
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 100 {
+        return Err(AppError::field(
+            "name",
+            "invalid_length",
+            "name must be 1 to 100 characters",
+        ));
+    }
+    let row = account_group::ActiveModel {
+        id: Set(id.as_str().to_owned()),
+        name: Set(name.to_owned()),
+        created_at: Set(core.clock.now()),
+    };
+    match account_group::Entity::insert(row).exec(&core.db).await {
+        Ok(_) => Ok(AccountGroup {
+            id: id.as_str().to_owned(),
+            name: name.to_owned(),
+        }),
+        Err(e) if super::is_unique_violation(&e) => Err(AppError::field(
+            "id",
+            "taken",
+            format!("account group {} already exists", id.as_str()),
+        )),
+        Err(e) => Err(anyhow::Error::new(e)
+            .context("Failed to insert account group")
+            .into()),
+    }
+}
+
+pub async fn list_groups(core: &Core) -> AppResult<Vec<AccountGroup>> {
+    let groups = account_group::Entity::find()
+        .order_by_asc(account_group::Column::Id)
+        .all(&core.db)
+        .await
+        .context("Failed to list account groups")?;
+    Ok(groups
+        .into_iter()
+        .map(|g| AccountGroup {
+            id: g.id,
+            name: g.name,
+        })
+        .collect())
+}

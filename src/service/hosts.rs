@@ -1,0 +1,229 @@
+//! Partner hosts, their credentials and access tokens (OAuth 2.0 client
+//! credentials grant, RFC 6749 §4.4).
+use anyhow::Context;
+use chrono::{DateTime, Duration, Utc};
+use entity::{access_token, host};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    sea_query::Expr,
+};
+use serde::Serialize;
+use subtle::ConstantTimeEq;
+use uuid::Uuid;
+
+use crate::{
+    crypto::{random_token, sha256_hex},
+    error::{AppError, AppResult, MISSING_TOKEN},
+    state::Core,
+};
+
+/// The caller of every operation, established from its bearer token.
+#[derive(Debug, Clone)]
+pub struct AuthenticatedHost {
+    pub id: Uuid,
+    pub name: String,
+}
+
+/// Shown once, when a host is created; only the secret's hash is kept.
+pub struct HostCredentials {
+    pub name: String,
+    pub client_id: String,
+    pub client_secret: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct HostSummary {
+    pub name: String,
+    pub client_id: String,
+    pub created_at: DateTime<Utc>,
+    pub disabled_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct IssuedAccessToken {
+    pub access_token: String,
+    pub token_type: &'static str,
+    pub expires_in: u32,
+}
+
+pub async fn create_host(core: &Core, name: &str) -> AppResult<HostCredentials> {
+    let name = name.trim();
+    let valid_name = !name.is_empty()
+        && name.len() <= 100
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+    if !valid_name {
+        return Err(AppError::field(
+            "name",
+            "invalid_identifier",
+            "a host name is 1 to 100 letters, digits, '-', '_' or '.'",
+        ));
+    }
+    let client_id = format!("host_{}", Uuid::new_v4().simple());
+    let client_secret = random_token(32);
+    let row = host::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        name: Set(name.to_owned()),
+        client_id: Set(client_id.clone()),
+        secret_hash: Set(sha256_hex(&client_secret)),
+        created_at: Set(core.clock.now()),
+        disabled_at: Set(None),
+    };
+    match host::Entity::insert(row).exec(&core.db).await {
+        Ok(_) => Ok(HostCredentials {
+            name: name.to_owned(),
+            client_id,
+            client_secret,
+        }),
+        Err(e) if super::is_unique_violation(&e) => Err(AppError::field(
+            "name",
+            "taken",
+            format!("a host named {name} already exists"),
+        )),
+        Err(e) => Err(anyhow::Error::new(e)
+            .context("Failed to insert host")
+            .into()),
+    }
+}
+
+pub async fn list_hosts(core: &Core) -> AppResult<Vec<HostSummary>> {
+    let hosts = host::Entity::find()
+        .order_by_asc(host::Column::Name)
+        .all(&core.db)
+        .await
+        .context("Failed to list hosts")?;
+    Ok(hosts
+        .into_iter()
+        .map(|h| HostSummary {
+            name: h.name,
+            client_id: h.client_id,
+            created_at: h.created_at,
+            disabled_at: h.disabled_at,
+        })
+        .collect())
+}
+
+/// Disables the host; its tokens stop working on the next request, since
+/// every request checks the host.
+pub async fn disable_host(core: &Core, name: &str) -> AppResult<()> {
+    let result = host::Entity::update_many()
+        .col_expr(host::Column::DisabledAt, Expr::value(core.clock.now()))
+        .filter(host::Column::Name.eq(name))
+        .filter(host::Column::DisabledAt.is_null())
+        .exec(&core.db)
+        .await
+        .context("Failed to disable host")?;
+    if result.rows_affected == 0 {
+        let exists = host::Entity::find()
+            .filter(host::Column::Name.eq(name))
+            .count(&core.db)
+            .await
+            .context("Failed to look up host")?;
+        if exists == 0 {
+            return Err(AppError::field(
+                "name",
+                "not_found",
+                format!("no host named {name}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// On a database with no host at all, creates one so a newcomer can call
+/// the API right away. Returns its credentials, or `None` if hosts exist.
+pub async fn bootstrap_first_host(core: &Core) -> AppResult<Option<HostCredentials>> {
+    let count = host::Entity::find()
+        .count(&core.db)
+        .await
+        .context("Failed to count hosts")?;
+    if count > 0 {
+        return Ok(None);
+    }
+    create_host(core, "default").await.map(Some)
+}
+
+pub async fn issue_access_token(
+    core: &Core,
+    client_id: &str,
+    client_secret: &str,
+    basic: bool,
+) -> AppResult<IssuedAccessToken> {
+    let found = host::Entity::find()
+        .filter(host::Column::ClientId.eq(client_id))
+        .one(&core.db)
+        .await
+        .context("Failed to look up host")?;
+    let presented = sha256_hex(client_secret);
+    let host = match found {
+        Some(host)
+            if host.disabled_at.is_none()
+                && bool::from(host.secret_hash.as_bytes().ct_eq(presented.as_bytes())) =>
+        {
+            host
+        }
+        _ => return Err(AppError::InvalidClient { basic }),
+    };
+    let token = random_token(32);
+    let now = core.clock.now();
+    let ttl = core.settings.auth.access_token_ttl_seconds;
+    access_token::Entity::insert(access_token::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        host_id: Set(host.id),
+        token_hash: Set(sha256_hex(&token)),
+        created_at: Set(now),
+        expires_at: Set(now + Duration::seconds(i64::from(ttl))),
+        revoked_at: Set(None),
+    })
+    .exec(&core.db)
+    .await
+    .context("Failed to store access token")?;
+    tracing::info!(host = %host.name, "access token issued");
+    Ok(IssuedAccessToken {
+        access_token: token,
+        token_type: "Bearer",
+        expires_in: ttl,
+    })
+}
+
+/// Resolves an `Authorization` header value to the host it belongs to.
+pub async fn authenticate(
+    core: &Core,
+    authorization: Option<&str>,
+) -> AppResult<AuthenticatedHost> {
+    let header = authorization.ok_or(AppError::Unauthenticated(MISSING_TOKEN))?;
+    let token = match header.split_once(' ') {
+        Some((scheme, token))
+            if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
+        {
+            token.trim()
+        }
+        _ => {
+            return Err(AppError::Unauthenticated(
+                "the Authorization header must be: Bearer <access token>",
+            ));
+        }
+    };
+    let found = access_token::Entity::find()
+        .filter(access_token::Column::TokenHash.eq(sha256_hex(token)))
+        .find_also_related(host::Entity)
+        .one(&core.db)
+        .await
+        .context("Failed to look up access token")?;
+    let Some((token, Some(host))) = found else {
+        return Err(AppError::Unauthenticated(
+            "the access token is not recognised",
+        ));
+    };
+    if token.revoked_at.is_some() || host.disabled_at.is_some() {
+        return Err(AppError::Unauthenticated("the access token was revoked"));
+    }
+    if token.expires_at <= core.clock.now() {
+        return Err(AppError::Unauthenticated("the access token has expired"));
+    }
+    Ok(AuthenticatedHost {
+        id: host.id,
+        name: host.name,
+    })
+}

@@ -1,0 +1,15 @@
+//! The core: one function per use case. GraphQL resolvers, REST handlers,
+//! the CLI and the completion page call these and nothing below them.
+pub mod account_groups;
+pub mod hosts;
+pub mod messages;
+pub mod registration;
+pub mod views;
+
+use sea_orm::{DbErr, SqlErr};
+
+/// True when the database refused a row because a unique key already held
+/// the value, the one constraint error the core turns into a domain error.
+pub(crate) fn is_unique_violation(error: &DbErr) -> bool {
+    matches!(error.sql_err(), Some(SqlErr::UniqueConstraintViolation(_)))
+}

@@ -1,0 +1,45 @@
+//! What every operation needs, built once at start-up.
+use std::sync::Arc;
+
+use sea_orm::DatabaseConnection;
+use tokio::sync::Notify;
+
+use crate::{
+    clock::Clock,
+    config::Settings,
+    crypto::{Keys, PasswordHashing},
+};
+
+#[derive(Clone)]
+pub struct Core {
+    pub db: DatabaseConnection,
+    pub settings: Arc<Settings>,
+    pub clock: Arc<dyn Clock>,
+    pub keys: Arc<Keys>,
+    pub hashing: PasswordHashing,
+    /// Wakes the delivery dispatcher when a transaction queued messages.
+    pub outbox_signal: Arc<Notify>,
+}
+
+impl Core {
+    pub fn new(
+        db: DatabaseConnection,
+        settings: Arc<Settings>,
+        clock: Arc<dyn Clock>,
+        keys: Arc<Keys>,
+    ) -> Self {
+        let hashing = PasswordHashing::new(
+            keys.clone(),
+            settings.limits.max_concurrent_hashes,
+            settings.limits.max_queued_hashes,
+        );
+        Self {
+            db,
+            settings,
+            clock,
+            keys,
+            hashing,
+            outbox_signal: Arc::new(Notify::new()),
+        }
+    }
+}
