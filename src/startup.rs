@@ -1,5 +1,8 @@
 //! Builds the whole service from settings; `main` and the tests both use it.
-use std::{net::SocketAddr, sync::Arc};
+use std::{
+    net::SocketAddr,
+    sync::{Arc, atomic::AtomicU64},
+};
 
 use anyhow::Context;
 use tokio::net::TcpListener;
@@ -52,9 +55,10 @@ impl Application {
 /// The core without the HTTP server: what CLI subcommands need.
 pub async fn build_core(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<Core> {
     settings.validate()?;
-    let db = db::connect_and_migrate(&settings.database_url()).await?;
+    let statements = Arc::new(AtomicU64::new(0));
+    let db = db::connect_and_migrate(&settings.database_url(), statements.clone()).await?;
     let keys = Arc::new(Keys::load_or_generate(&settings)?);
-    Ok(Core::new(db, Arc::new(settings), clock, keys))
+    Ok(Core::new(db, Arc::new(settings), clock, keys, statements))
 }
 
 pub fn dispatcher(core: &Core) -> anyhow::Result<Dispatcher> {

@@ -1,5 +1,5 @@
 //! What every operation needs, built once at start-up.
-use std::sync::Arc;
+use std::sync::{Arc, atomic::AtomicU64};
 
 use sea_orm::DatabaseConnection;
 use tokio::sync::Notify;
@@ -19,6 +19,8 @@ pub struct Core {
     pub hashing: PasswordHashing,
     /// Wakes the delivery dispatcher when a transaction queued messages.
     pub outbox_signal: Arc<Notify>,
+    /// Database statements executed since start.
+    pub db_statements: Arc<AtomicU64>,
 }
 
 impl Core {
@@ -27,6 +29,7 @@ impl Core {
         settings: Arc<Settings>,
         clock: Arc<dyn Clock>,
         keys: Arc<Keys>,
+        db_statements: Arc<AtomicU64>,
     ) -> Self {
         let hashing = PasswordHashing::new(
             keys.clone(),
@@ -40,6 +43,7 @@ impl Core {
             keys,
             hashing,
             outbox_signal: Arc::new(Notify::new()),
+            db_statements,
         }
     }
 }

@@ -114,7 +114,7 @@ impl EmailAddress {
         let parsed: email_address::EmailAddress = normalised.parse().map_err(|_| invalid())?;
         // Display names ("Ann <a@b.c>") and domain-less forms are not addresses
         // a registration can send to.
-        if parsed.as_str() != normalised || !parsed.domain().contains('.') {
+        if parsed.email() != normalised || !parsed.domain().contains('.') {
             return Err(invalid());
         }
         Ok(Self(normalised))

@@ -1,0 +1,189 @@
+use chrono::Duration;
+use customer_registration::service::hosts;
+use reqwest::{StatusCode, header};
+use serde_json::{Value, json};
+
+use crate::helpers::{PHONE, assert_error, register_body, spawn_app};
+
+#[tokio::test]
+async fn token_endpoint_accepts_form_credentials() {
+    let app = spawn_app().await;
+    let credentials = hosts::create_host(&app.core, "form-host").await.unwrap();
+    let response = app
+        .client
+        .post(format!("{}/oauth/token", app.address))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", &credentials.client_id),
+            ("client_secret", &credentials.client_secret),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()[header::CACHE_CONTROL], "no-store");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["token_type"], "Bearer");
+    assert_eq!(body["expires_in"], 3600);
+    let token = body["access_token"].as_str().unwrap();
+    let response = app
+        .post_as(token, "/b2b/customer/register", &register_body(PHONE))
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn token_endpoint_rejects_bad_clients_per_rfc6749() {
+    let app = spawn_app().await;
+    let credentials = hosts::create_host(&app.core, "basic-host").await.unwrap();
+    let url = format!("{}/oauth/token", app.address);
+
+    let wrong_secret = app
+        .client
+        .post(&url)
+        .basic_auth(&credentials.client_id, Some("wrong"))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        wrong_secret.headers()[header::WWW_AUTHENTICATE]
+            .to_str()
+            .unwrap()
+            .starts_with("Basic")
+    );
+    let body = assert_error(wrong_secret, StatusCode::UNAUTHORIZED, "INVALID_CLIENT").await;
+    assert_eq!(body["error"], "invalid_client");
+
+    let wrong_grant = app
+        .client
+        .post(&url)
+        .basic_auth(&credentials.client_id, Some(&credentials.client_secret))
+        .form(&[("grant_type", "password")])
+        .send()
+        .await
+        .unwrap();
+    let body = assert_error(
+        wrong_grant,
+        StatusCode::BAD_REQUEST,
+        "UNSUPPORTED_GRANT_TYPE",
+    )
+    .await;
+    assert_eq!(body["error"], "unsupported_grant_type");
+
+    let json_body = app
+        .client
+        .post(&url)
+        .json(&json!({"grant_type": "client_credentials"}))
+        .send()
+        .await
+        .unwrap();
+    assert_error(
+        json_body,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "UNSUPPORTED_MEDIA_TYPE",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn api_requires_a_valid_bearer_token() {
+    let app = spawn_app().await;
+    let url = format!(
+        "{}/b2b/customer/auth/verifyUsername?username={PHONE}",
+        app.address
+    );
+
+    let missing = app.client.get(&url).send().await.unwrap();
+    assert_eq!(
+        missing.headers()[header::WWW_AUTHENTICATE],
+        r#"Bearer realm="customer-registration""#
+    );
+    assert_error(missing, StatusCode::UNAUTHORIZED, "UNAUTHENTICATED").await;
+
+    for authorization in ["Basic abc", "Bearer", "Bearer not-a-token", "token"] {
+        let response = app
+            .client
+            .get(&url)
+            .header(header::AUTHORIZATION, authorization)
+            .send()
+            .await
+            .unwrap();
+        let challenge = response.headers()[header::WWW_AUTHENTICATE]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(
+            challenge.contains(r#"error="invalid_token""#),
+            "{authorization}: {challenge}"
+        );
+        assert_error(response, StatusCode::UNAUTHORIZED, "UNAUTHENTICATED").await;
+    }
+
+    let graphql = app
+        .client
+        .post(format!("{}/graphql", app.address))
+        .json(&json!({"query": "{ verifyUsername(username: \"0812\") { exists } }"}))
+        .send()
+        .await
+        .unwrap();
+    assert_error(graphql, StatusCode::UNAUTHORIZED, "UNAUTHENTICATED").await;
+}
+
+#[tokio::test]
+async fn expired_tokens_are_refused() {
+    let app = spawn_app().await;
+    app.clock.advance(Duration::seconds(3601));
+    let response = app
+        .get(&format!(
+            "/b2b/customer/auth/verifyUsername?username={PHONE}"
+        ))
+        .await;
+    let body = assert_error(response, StatusCode::UNAUTHORIZED, "UNAUTHENTICATED").await;
+    assert!(body["message"].as_str().unwrap().contains("expired"));
+}
+
+#[tokio::test]
+async fn disabling_a_host_stops_its_tokens_at_once() {
+    let app = spawn_app().await;
+    let path = format!("/b2b/customer/auth/verifyUsername?username={PHONE}");
+    assert_eq!(app.get(&path).await.status(), StatusCode::OK);
+    hosts::disable_host(&app.core, "host-a").await.unwrap();
+    assert_error(
+        app.get(&path).await,
+        StatusCode::UNAUTHORIZED,
+        "UNAUTHENTICATED",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn first_start_creates_a_usable_host_only_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = customer_registration::config::Settings::default();
+    settings.data_dir = dir.path().to_owned();
+    let core = customer_registration::startup::build_core(
+        settings,
+        std::sync::Arc::new(customer_registration::clock::SystemClock),
+    )
+    .await
+    .unwrap();
+    let credentials = hosts::bootstrap_first_host(&core)
+        .await
+        .unwrap()
+        .expect("host created");
+    assert!(hosts::bootstrap_first_host(&core).await.unwrap().is_none());
+    let issued = hosts::issue_access_token(
+        &core,
+        &credentials.client_id,
+        &credentials.client_secret,
+        true,
+    )
+    .await
+    .unwrap();
+    let authorization = format!("Bearer {}", issued.access_token);
+    let host = hosts::authenticate(&core, Some(&authorization))
+        .await
+        .unwrap();
+    assert_eq!(host.name, "default");
+}

@@ -1,0 +1,199 @@
+use chrono::Duration;
+use customer_registration::domain::Md5PasswordHex;
+use entity::{customer, registration};
+use reqwest::{StatusCode, header};
+use sea_orm::EntityTrait;
+use serde_json::{Value, json};
+
+use crate::helpers::{PHONE, assert_error, md5_upper, register_body, spawn_app, spawn_app_with};
+
+/// A wrong token for a real one: same prefix, other digits.
+pub fn wrong(token: &str) -> String {
+    let digits: String = token[3..]
+        .chars()
+        .map(|c| {
+            if c == '9' {
+                '0'
+            } else {
+                char::from(c as u8 + 1)
+            }
+        })
+        .collect();
+    format!("{}{digits}", &token[..3])
+}
+
+#[tokio::test]
+async fn confirm_creates_the_customer_with_an_argon2id_hash() {
+    let app = spawn_app().await;
+    let ticket = app.register(&register_body(PHONE)).await;
+    let token = app.sms_token(PHONE, 1).await;
+    let lowercase_prefix = format!("{}{}", token[..3].to_lowercase(), &token[3..]);
+    let response = app
+        .post(
+            "/b2b/customer/register/confirm",
+            &json!({"username": "081234567890", "password": md5_upper("s3cret!").to_lowercase(), "token": lowercase_prefix}),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["username"], PHONE);
+    assert_eq!(body["id"], ticket["id"]);
+
+    let customers = customer::Entity::find().all(&app.core.db).await.unwrap();
+    assert_eq!(customers.len(), 1);
+    let stored = &customers[0].password_hash;
+    assert!(
+        stored.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+        "{stored}"
+    );
+    assert!(!stored.contains(&md5_upper("s3cret!")));
+    // Login later: the uppercase MD5 verifies, another password does not.
+    let right = Md5PasswordHex::parse(&md5_upper("s3cret!"), "password").unwrap();
+    let other = Md5PasswordHex::parse(&md5_upper("other"), "password").unwrap();
+    assert!(
+        app.core
+            .hashing
+            .verify(&right, stored.clone())
+            .await
+            .unwrap()
+    );
+    assert!(
+        !app.core
+            .hashing
+            .verify(&other, stored.clone())
+            .await
+            .unwrap()
+    );
+
+    let exists: Value = app
+        .get("/b2b/customer/auth/verifyUsername?username=081234567890")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(exists, json!({"username": PHONE, "exists": true}));
+
+    let again = app.confirm(PHONE, "s3cret!", &token).await;
+    assert_error(again, StatusCode::CONFLICT, "REGISTRATION_COMPLETED").await;
+}
+
+#[tokio::test]
+async fn confirm_validates_its_fields() {
+    let app = spawn_app().await;
+    let response = app
+        .post(
+            "/b2b/customer/register/confirm",
+            &json!({"username": "hello", "password": "plain-text", "token": "12"}),
+        )
+        .await;
+    let body = assert_error(response, StatusCode::BAD_REQUEST, "VALIDATION_FAILED").await;
+    let fields: Vec<&str> = body["details"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(fields, ["username", "password", "token"]);
+}
+
+#[tokio::test]
+async fn confirm_without_a_pending_registration_is_not_found() {
+    let app = spawn_app().await;
+    let response = app.confirm(PHONE, "pw", "ABC123456").await;
+    assert_error(response, StatusCode::NOT_FOUND, "REGISTRATION_NOT_FOUND").await;
+}
+
+#[tokio::test]
+async fn an_expired_token_is_refused_without_spending_an_attempt() {
+    let app = spawn_app().await;
+    app.register(&register_body(PHONE)).await;
+    let token = app.sms_token(PHONE, 1).await;
+    app.clock.advance(Duration::minutes(10));
+    let response = app.confirm(PHONE, "pw", &token).await;
+    assert_error(response, StatusCode::GONE, "TOKEN_EXPIRED").await;
+    let stored = registration::Entity::find()
+        .one(&app.core.db)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.failed_attempts, 0);
+}
+
+#[tokio::test]
+async fn five_wrong_codes_lock_the_registration_even_across_resends() {
+    let app = spawn_app().await;
+    app.register(&register_body(PHONE)).await;
+    let token = app.sms_token(PHONE, 1).await;
+    for expected_remaining in [4, 3] {
+        let response = app.confirm(PHONE, "pw", &wrong(&token)).await;
+        let body = assert_error(response, StatusCode::UNPROCESSABLE_ENTITY, "TOKEN_INVALID").await;
+        assert_eq!(body["attemptsRemaining"], expected_remaining);
+    }
+    // A resend issues a new token but does not reset the count.
+    app.clock.advance(Duration::seconds(61));
+    let resend = app
+        .post(
+            "/b2b/customer/resend/registration/sms",
+            &json!({"username": PHONE, "phone": PHONE}),
+        )
+        .await;
+    let ticket: Value = resend.json().await.unwrap();
+    assert_eq!(ticket["attemptsRemaining"], 3);
+    let token = app.sms_token(PHONE, 2).await;
+    for expected_remaining in [2, 1, 0] {
+        let response = app.confirm(PHONE, "pw", &wrong(&token)).await;
+        let body = assert_error(response, StatusCode::UNPROCESSABLE_ENTITY, "TOKEN_INVALID").await;
+        assert_eq!(body["attemptsRemaining"], expected_remaining);
+    }
+    let locked = app.confirm(PHONE, "pw", &token).await;
+    assert_error(locked, StatusCode::LOCKED, "REGISTRATION_LOCKED").await;
+
+    // A new registration supersedes the locked one.
+    app.register(&register_body(PHONE)).await;
+    let fresh = app.sms_token(PHONE, 3).await;
+    assert_eq!(
+        app.confirm(PHONE, "pw", &fresh).await.status(),
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn too_many_wrong_codes_for_one_phone_refuse_the_number_for_a_while() {
+    let app = spawn_app_with(|s| {
+        s.registration.max_wrong_codes = 2;
+        s.registration.phone_lock_threshold = 3;
+        s.registration.phone_lock_minutes = 30;
+    })
+    .await;
+    app.register(&register_body(PHONE)).await;
+    let token = app.sms_token(PHONE, 1).await;
+    for _ in 0..2 {
+        let _ = app.confirm(PHONE, "pw", &wrong(&token)).await;
+    }
+    app.register(&register_body(PHONE)).await;
+    let token = app.sms_token(PHONE, 2).await;
+    // The third consecutive wrong code for the number trips the lock.
+    let third = app.confirm(PHONE, "pw", &wrong(&token)).await;
+    assert_error(third, StatusCode::UNPROCESSABLE_ENTITY, "TOKEN_INVALID").await;
+
+    let refused = app.confirm(PHONE, "pw", &token).await;
+    let retry_after: u64 = refused.headers()[header::RETRY_AFTER]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=1800).contains(&retry_after), "{retry_after}");
+    assert_error(refused, StatusCode::LOCKED, "PHONE_LOCKED").await;
+    let register = app
+        .post("/b2b/customer/register", &register_body(PHONE))
+        .await;
+    assert_error(register, StatusCode::LOCKED, "PHONE_LOCKED").await;
+
+    app.clock.advance(Duration::minutes(31));
+    app.register(&register_body(PHONE)).await;
+    let token = app.sms_token(PHONE, 3).await;
+    assert_eq!(
+        app.confirm(PHONE, "pw", &token).await.status(),
+        StatusCode::OK
+    );
+}

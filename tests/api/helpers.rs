@@ -1,0 +1,246 @@
+//! Spawns the real service on port 0 with its own fresh database and a
+//! clock the test can move.
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration as StdDuration,
+};
+
+use customer_registration::{
+    clock::ManualClock, config::Settings, service::hosts, startup::Application, state::Core,
+};
+use md5::{Digest, Md5};
+use reqwest::{Response, StatusCode};
+use sea_orm::{ConnectionTrait, Database};
+use serde_json::{Value, json};
+
+pub struct TestApp {
+    pub address: String,
+    pub core: Core,
+    pub clock: Arc<ManualClock>,
+    pub client: reqwest::Client,
+    pub token: String,
+    pub outbox: PathBuf,
+    _data_dir: tempfile::TempDir,
+}
+
+/// Settings for one test; `tweak` adjusts them before the app starts.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+pub async fn spawn_app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
+    let data_dir = tempfile::tempdir().expect("temp dir");
+    let mut settings = Settings::default();
+    settings.listen = "127.0.0.1:0".parse().unwrap();
+    settings.data_dir = data_dir.path().to_owned();
+    settings.database_url = fresh_database(data_dir.path()).await;
+    settings.delivery.poll_interval_ms = 20;
+    tweak(&mut settings);
+    let clock = Arc::new(ManualClock::default());
+    let app = Application::build(settings, clock.clone())
+        .await
+        .expect("app builds");
+    let address = format!("http://{}", app.local_addr().unwrap());
+    let core = app.core.clone();
+    tokio::spawn(app.run());
+    let outbox = core.settings.outbox_dir();
+    let mut test_app = TestApp {
+        address,
+        core,
+        clock,
+        client: reqwest::Client::new(),
+        token: String::new(),
+        outbox,
+        _data_dir: data_dir,
+    };
+    test_app.token = test_app.new_host_token("host-a").await;
+    test_app
+}
+
+/// SQLite in the test's temp dir, or a new database on the server named by
+/// `TEST_DATABASE_URL` (PostgreSQL or MySQL/MariaDB), one per test.
+async fn fresh_database(dir: &Path) -> String {
+    let Ok(server) = std::env::var("TEST_DATABASE_URL") else {
+        return format!("sqlite://{}?mode=rwc", dir.join("test.db").display());
+    };
+    let name = format!("cr_test_{}", uuid::Uuid::new_v4().simple());
+    let admin = Database::connect(&server)
+        .await
+        .expect("connect to TEST_DATABASE_URL");
+    admin
+        .execute_unprepared(&format!("CREATE DATABASE {name}"))
+        .await
+        .expect("create test database");
+    admin.close().await.ok();
+    let (base, _) = server.rsplit_once('/').expect("URL has a database path");
+    format!("{base}/{name}")
+}
+
+impl TestApp {
+    /// Creates a host through the core and gets its token over HTTP.
+    pub async fn new_host_token(&self, name: &str) -> String {
+        let credentials = hosts::create_host(&self.core, name).await.expect("host");
+        let response = self
+            .client
+            .post(format!("{}/oauth/token", self.address))
+            .basic_auth(&credentials.client_id, Some(&credentials.client_secret))
+            .form(&[("grant_type", "client_credentials")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let body: Value = response.json().await.unwrap();
+        body["access_token"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> Response {
+        self.post_as(&self.token, path, body).await
+    }
+
+    pub async fn post_as(&self, token: &str, path: &str, body: &Value) -> Response {
+        self.client
+            .post(format!("{}{path}", self.address))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    pub async fn get(&self, path_and_query: &str) -> Response {
+        self.client
+            .get(format!("{}{path_and_query}", self.address))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    pub async fn graphql(&self, query: &str, variables: Value) -> (StatusCode, Value) {
+        self.graphql_as(&self.token, query, variables).await
+    }
+
+    pub async fn graphql_as(
+        &self,
+        token: &str,
+        query: &str,
+        variables: Value,
+    ) -> (StatusCode, Value) {
+        let response = self
+            .post_as(
+                token,
+                "/graphql",
+                &json!({"query": query, "variables": variables}),
+            )
+            .await;
+        let status = response.status();
+        (status, response.json().await.expect("GraphQL answers JSON"))
+    }
+
+    pub async fn register(&self, body: &Value) -> Value {
+        let response = self.post("/b2b/customer/register", body).await;
+        assert_eq!(response.status(), StatusCode::OK, "register failed");
+        response.json().await.unwrap()
+    }
+
+    /// Waits for the dispatcher to deliver the `nth` SMS (1-based) to the
+    /// phone and returns the token in it.
+    pub async fn sms_token(&self, phone: &str, nth: usize) -> String {
+        for _ in 0..500 {
+            let lines = std::fs::read_to_string(self.outbox.join("sms.jsonl")).unwrap_or_default();
+            let texts: Vec<String> = lines
+                .lines()
+                .map(|l| serde_json::from_str::<Value>(l).unwrap())
+                .filter(|m| m["to"] == phone)
+                .map(|m| m["text"].as_str().unwrap().to_owned())
+                .collect();
+            if let Some(text) = texts.get(nth - 1) {
+                return text
+                    .split_whitespace()
+                    .find(|w| w.len() >= 7 && w[..3].chars().all(|c| c.is_ascii_uppercase()))
+                    .expect("token in SMS")
+                    .trim_end_matches('.')
+                    .to_owned();
+            }
+            tokio::time::sleep(StdDuration::from_millis(20)).await;
+        }
+        panic!("SMS {nth} to {phone} was not delivered");
+    }
+
+    pub fn sms_count(&self, phone: &str) -> usize {
+        std::fs::read_to_string(self.outbox.join("sms.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains(phone))
+            .count()
+    }
+
+    /// Waits until `n` emails went out and returns their raw texts.
+    pub async fn emails(&self, n: usize) -> Vec<String> {
+        for _ in 0..500 {
+            let mut emails: Vec<String> = std::fs::read_dir(&self.outbox)
+                .map(|dir| {
+                    dir.filter_map(Result::ok)
+                        .filter(|e| e.path().extension().is_some_and(|x| x == "eml"))
+                        .map(|e| std::fs::read_to_string(e.path()).unwrap())
+                        .collect()
+                })
+                .unwrap_or_default();
+            if emails.len() >= n {
+                emails.sort();
+                return emails;
+            }
+            tokio::time::sleep(StdDuration::from_millis(20)).await;
+        }
+        panic!("{n} emails were not delivered");
+    }
+
+    pub async fn confirm(&self, username: &str, password: &str, token: &str) -> Response {
+        self.post(
+            "/b2b/customer/register/confirm",
+            &json!({"username": username, "password": md5_upper(password), "token": token}),
+        )
+        .await
+    }
+}
+
+pub fn md5_upper(password: &str) -> String {
+    hex_upper(&Md5::digest(password.as_bytes()))
+}
+
+fn hex_upper(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02X}")).collect()
+}
+
+/// A valid register body: the legacy sample with its JSON mistakes fixed.
+pub fn register_body(phone: &str) -> Value {
+    json!({
+        "phone": phone,
+        "name": "Septian Cahyo",
+        "birthDate": "1990-12-31",
+        "birthPlace": "Jakarta",
+        "email": format!("{}@example.com", phone.trim_start_matches('+')),
+        "gender": true,
+        "countryId": "ID",
+        "sourceId": "01011",
+        "accountGroupId": "01"
+    })
+}
+
+/// Reads the error body and checks its status and code.
+pub async fn assert_error(response: Response, status: StatusCode, code: &str) -> Value {
+    let actual = response.status();
+    let body: Value = response.json().await.expect("error body is JSON");
+    assert_eq!(actual, status, "body: {body}");
+    assert_eq!(body["code"], code, "body: {body}");
+    body
+}
+
+pub fn gql_code(body: &Value) -> &str {
+    body["errors"][0]["extensions"]["code"]
+        .as_str()
+        .unwrap_or("<none>")
+}
+
+pub const PHONE: &str = "+6281234567890";

@@ -1,0 +1,125 @@
+//! Concurrency: the counters and the one-customer rule hold under parallel
+//! requests, over both transports at once.
+use entity::{customer, registration};
+use futures::future::join_all;
+use reqwest::StatusCode;
+use sea_orm::EntityTrait;
+use serde_json::{Value, json};
+
+use crate::{
+    confirm::wrong,
+    helpers::{PHONE, gql_code, md5_upper, register_body, spawn_app},
+};
+
+const CONFIRM: &str = "mutation($input: ConfirmRegistrationInput!) { confirmRegistration(input: $input) { customerId } }";
+
+#[tokio::test]
+async fn parallel_right_confirms_create_exactly_one_customer() {
+    let app = spawn_app().await;
+    app.register(&register_body(PHONE)).await;
+    let token = app.sms_token(PHONE, 1).await;
+    let rest = (0..4).map(|_| async { app.confirm(PHONE, "pw", &token).await.status() });
+    let statuses: Vec<StatusCode> = join_all(rest).await;
+    let input = json!({"input": {"username": PHONE, "password": md5_upper("pw"), "token": token}});
+    let graphql = (0..4).map(|_| async { app.graphql(CONFIRM, input.clone()).await });
+    let graphql: Vec<(StatusCode, Value)> = join_all(graphql).await;
+
+    let rest_ok = statuses.iter().filter(|s| **s == StatusCode::OK).count();
+    let gql_ok = graphql
+        .iter()
+        .filter(|(_, b)| b["errors"].is_null())
+        .count();
+    assert_eq!(rest_ok + gql_ok, 1, "{statuses:?} {graphql:?}");
+    for status in statuses.iter().filter(|s| **s != StatusCode::OK) {
+        assert_eq!(*status, StatusCode::CONFLICT);
+    }
+    for (_, body) in graphql.iter().filter(|(_, b)| !b["errors"].is_null()) {
+        assert_eq!(gql_code(body), "REGISTRATION_COMPLETED");
+    }
+    assert_eq!(
+        customer::Entity::find()
+            .all(&app.core.db)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn parallel_wrong_guesses_spend_exactly_the_allowed_attempts() {
+    let app = spawn_app().await;
+    app.register(&register_body(PHONE)).await;
+    let token = app.sms_token(PHONE, 1).await;
+    let bad = wrong(&token);
+    let rest = (0..6).map(|_| async {
+        let response = app.confirm(PHONE, "pw", &bad).await;
+        let body: Value = response.json().await.unwrap();
+        (
+            body["code"].as_str().unwrap().to_owned(),
+            body["attemptsRemaining"].as_u64(),
+        )
+    });
+    let input = json!({"input": {"username": PHONE, "password": md5_upper("pw"), "token": bad}});
+    let graphql = (0..6).map(|_| async {
+        let (_, body) = app.graphql(CONFIRM, input.clone()).await;
+        let extensions = &body["errors"][0]["extensions"];
+        (
+            extensions["code"].as_str().unwrap().to_owned(),
+            extensions["attemptsRemaining"].as_u64(),
+        )
+    });
+    let (rest, graphql) = futures::join!(join_all(rest), join_all(graphql));
+    let outcomes: Vec<(String, Option<u64>)> = rest.into_iter().chain(graphql).collect();
+
+    let mut remaining: Vec<u64> = outcomes
+        .iter()
+        .filter(|(code, _)| code == "TOKEN_INVALID")
+        .map(|(_, r)| r.unwrap())
+        .collect();
+    remaining.sort_unstable();
+    assert_eq!(remaining, [0, 1, 2, 3, 4], "{outcomes:?}");
+    let locked = outcomes
+        .iter()
+        .filter(|(code, _)| code == "REGISTRATION_LOCKED")
+        .count();
+    assert_eq!(locked, 7, "{outcomes:?}");
+    let stored = registration::Entity::find()
+        .one(&app.core.db)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.failed_attempts, 5);
+    // Even the right code no longer works.
+    assert_eq!(
+        app.confirm(PHONE, "pw", &token).await.status(),
+        StatusCode::LOCKED
+    );
+}
+
+#[tokio::test]
+async fn aliases_cannot_multiply_guesses_in_one_operation() {
+    let app = spawn_app().await;
+    app.register(&register_body(PHONE)).await;
+    let token = app.sms_token(PHONE, 1).await;
+    let guesses: String = (0..10)
+        .map(|i| {
+            format!(
+                r#"g{i}: confirmRegistration(input: {{username: "{PHONE}", password: "{}", token: "{}"}}) {{ customerId }} "#,
+                md5_upper("pw"),
+                wrong(&token)
+            )
+        })
+        .collect();
+    let (status, body) = app
+        .graphql(&format!("mutation {{ {guesses} }}"), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(gql_code(&body), "GRAPHQL_POLICY_VIOLATION");
+    let stored = registration::Entity::find()
+        .one(&app.core.db)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.failed_attempts, 0, "nothing ran");
+}

@@ -1,0 +1,288 @@
+use customer_registration::service::views::STATUS_PENDING;
+use entity::{outbox_message, registration, sms_token};
+use reqwest::StatusCode;
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+use serde_json::{Value, json};
+
+use crate::helpers::{PHONE, assert_error, register_body, spawn_app, spawn_app_with};
+
+#[tokio::test]
+async fn register_returns_the_documented_fields_and_sends_sms_and_email() {
+    let app = spawn_app().await;
+    let mut body = register_body("081234567890");
+    body["email"] = json!(" Septian@Example.COM ");
+    let ticket = app.register(&body).await;
+
+    assert_eq!(ticket["username"], PHONE);
+    assert_eq!(ticket["phone"], PHONE);
+    assert_eq!(ticket["tokenType"], "SMS");
+    assert_eq!(ticket["attempt"], 1);
+    assert_eq!(ticket["active"], true);
+    assert_eq!(ticket["expiryMinutes"], 10);
+    assert_eq!(ticket["accountGroupId"], "01");
+    assert_eq!(ticket["attemptsRemaining"], 5);
+    assert_eq!(ticket["smsResendsRemaining"], 4);
+    let prefix = ticket["tokenPrefix"].as_str().unwrap();
+    assert_eq!(prefix.len(), 3);
+    assert!(
+        prefix
+            .chars()
+            .all(|c| c.is_ascii_uppercase() && !"ILO".contains(c))
+    );
+    let requested =
+        chrono::DateTime::parse_from_rfc3339(ticket["requestTimestamp"].as_str().unwrap()).unwrap();
+    let expires =
+        chrono::DateTime::parse_from_rfc3339(ticket["expiryTimestamp"].as_str().unwrap()).unwrap();
+    assert_eq!((expires - requested).num_minutes(), 10);
+    assert!(ticket["nextResendAt"].is_string());
+
+    let token = app.sms_token(PHONE, 1).await;
+    assert!(token.starts_with(prefix));
+    assert_eq!(token.len(), 3 + 6);
+
+    let emails = app.emails(1).await;
+    assert!(
+        emails[0].contains("To: septian@example.com"),
+        "{}",
+        emails[0]
+    );
+    assert!(emails[0].contains("/complete/"));
+
+    // Only keyed hashes of the token are stored.
+    let stored = sms_token::Entity::find().all(&app.core.db).await.unwrap();
+    assert_eq!(stored.len(), 1);
+    assert_ne!(stored[0].code_hash, token);
+    assert!(!stored[0].code_hash.contains(&token[3..]));
+}
+
+#[tokio::test]
+async fn register_reports_every_invalid_field_at_once() {
+    let app = spawn_app().await;
+    let response = app
+        .post(
+            "/b2b/customer/register",
+            &json!({
+                "phone": 81234567890u64,
+                "name": "",
+                "birthDate": "31-12-1990",
+                "email": "not-an-email",
+                "gender": "yes",
+                "countryId": "IDN",
+                "sourceId": 1011,
+                "accountGroupId": "99"
+            }),
+        )
+        .await;
+    let body = assert_error(response, StatusCode::BAD_REQUEST, "VALIDATION_FAILED").await;
+    let mut fields: Vec<(String, String)> = body["details"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["field"].as_str().unwrap().to_owned(),
+                d["code"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    fields.sort();
+    let expected = [
+        ("accountGroupId", "unknown_account_group"),
+        ("birthDate", "invalid_date"),
+        ("birthPlace", "required"),
+        ("countryId", "invalid_country"),
+        ("email", "invalid_email"),
+        ("gender", "invalid_type"),
+        ("name", "required"),
+        ("phone", "invalid_type"),
+        ("sourceId", "invalid_type"),
+    ];
+    let expected: Vec<(String, String)> = expected
+        .iter()
+        .map(|(f, c)| (f.to_string(), c.to_string()))
+        .collect();
+    assert_eq!(fields, expected);
+    assert!(
+        registration::Entity::find()
+            .all(&app.core.db)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn register_checks_phone_date_and_country_rules() {
+    let app = spawn_app().await;
+    let cases = [
+        ("phone", json!("0812"), "invalid_phone"),
+        ("phone", json!("+1 555 0100"), "invalid_phone"),
+        ("birthDate", json!("2999-01-01"), "not_in_past"),
+        ("birthDate", json!("1990-02-30"), "invalid_date"),
+        ("countryId", json!("XX"), "invalid_country"),
+        ("name", json!("x".repeat(101)), "too_long"),
+        ("accountGroupId", json!("no spaces"), "invalid_identifier"),
+    ];
+    for (field, value, code) in cases {
+        let mut body = register_body(PHONE);
+        body[field] = value;
+        let response = app.post("/b2b/customer/register", &body).await;
+        let error = assert_error(response, StatusCode::BAD_REQUEST, "VALIDATION_FAILED").await;
+        assert_eq!(error["details"][0]["field"], field, "{error}");
+        assert_eq!(error["details"][0]["code"], code, "{error}");
+    }
+}
+
+#[tokio::test]
+async fn the_legacy_sample_body_is_rejected_as_malformed_json() {
+    let app = spawn_app().await;
+    let sample = r#"{
+    "phone":081234567890,
+    "name": “Septian Cahyo”,
+    "birthDate":1990-12-31,
+    "countryId":”ID”,
+    "accountGroupId":01
+}"#;
+    let response = app
+        .client
+        .post(format!("{}/b2b/customer/register", app.address))
+        .bearer_auth(&app.token)
+        .header("content-type", "application/json")
+        .body(sample)
+        .send()
+        .await
+        .unwrap();
+    let body = assert_error(response, StatusCode::BAD_REQUEST, "MALFORMED_JSON").await;
+    assert!(
+        body["message"].as_str().unwrap().contains("line 2"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn bodies_of_the_wrong_kind_get_json_errors() {
+    let app = spawn_app_with(|s| s.limits.max_body_bytes = 2048).await;
+    let url = format!("{}/b2b/customer/register", app.address);
+    let as_text = app
+        .client
+        .post(&url)
+        .bearer_auth(&app.token)
+        .header("content-type", "text/plain")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_error(
+        as_text,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "UNSUPPORTED_MEDIA_TYPE",
+    )
+    .await;
+
+    let huge = json!({"name": "x".repeat(4096)});
+    let too_large = app.post("/b2b/customer/register", &huge).await;
+    assert_error(
+        too_large,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "PAYLOAD_TOO_LARGE",
+    )
+    .await;
+
+    let array = app.post("/b2b/customer/register", &json!([1, 2])).await;
+    let body = assert_error(array, StatusCode::BAD_REQUEST, "VALIDATION_FAILED").await;
+    assert_eq!(body["details"][0]["field"], "body");
+
+    let unknown = app.get("/b2b/customer/nope").await;
+    assert_error(unknown, StatusCode::NOT_FOUND, "ROUTE_NOT_FOUND").await;
+    let wrong_method = app.get("/b2b/customer/register").await;
+    assert_error(
+        wrong_method,
+        StatusCode::METHOD_NOT_ALLOWED,
+        "METHOD_NOT_ALLOWED",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_new_registration_supersedes_the_pending_one() {
+    let app = spawn_app().await;
+    app.register(&register_body(PHONE)).await;
+    let first_token = app.sms_token(PHONE, 1).await;
+    app.register(&register_body(PHONE)).await;
+    let second_token = app.sms_token(PHONE, 2).await;
+
+    let stale = app.confirm(PHONE, "secret-pass", &first_token).await;
+    assert_error(stale, StatusCode::UNPROCESSABLE_ENTITY, "TOKEN_SUPERSEDED").await;
+    let pending = registration::Entity::find()
+        .filter(registration::Column::Status.eq(STATUS_PENDING))
+        .all(&app.core.db)
+        .await
+        .unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(
+        pending[0].failed_attempts, 0,
+        "a stale code spends no attempt"
+    );
+    assert_eq!(
+        app.confirm(PHONE, "secret-pass", &second_token)
+            .await
+            .status(),
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn registered_phone_or_email_is_a_conflict() {
+    let app = spawn_app().await;
+    app.register(&register_body(PHONE)).await;
+    let token = app.sms_token(PHONE, 1).await;
+    assert_eq!(
+        app.confirm(PHONE, "secret-pass", &token).await.status(),
+        StatusCode::OK
+    );
+
+    let mut same_phone = register_body("0812 3456 7890");
+    same_phone["email"] = json!("someone.else@example.com");
+    let again = app.post("/b2b/customer/register", &same_phone).await;
+    assert_error(again, StatusCode::CONFLICT, "USERNAME_TAKEN").await;
+
+    let mut same_email = register_body("+6281298765432");
+    same_email["email"] = register_body(PHONE)["email"].clone();
+    let response = app.post("/b2b/customer/register", &same_email).await;
+    assert_error(response, StatusCode::CONFLICT, "EMAIL_TAKEN").await;
+}
+
+#[tokio::test]
+async fn token_digits_and_expiry_are_configurable() {
+    let app = spawn_app_with(|s| {
+        s.registration.token_digits = 4;
+        s.registration.token_expiry_minutes = 3;
+    })
+    .await;
+    let mut body = register_body(PHONE);
+    body.as_object_mut().unwrap().remove("email");
+    let ticket = app.register(&body).await;
+    assert_eq!(ticket["expiryMinutes"], 3);
+    assert_eq!(ticket["emailResendsRemaining"], 0);
+    let token = app.sms_token(PHONE, 1).await;
+    assert_eq!(token.len(), 7, "like the spec's UhY1234");
+    // No email: nothing but the SMS is queued.
+    let queued = outbox_message::Entity::find()
+        .all(&app.core.db)
+        .await
+        .unwrap();
+    assert_eq!(queued.len(), 1);
+}
+
+#[tokio::test]
+async fn account_groups_added_later_are_accepted() {
+    let app = spawn_app().await;
+    let mut body = register_body(PHONE);
+    body["accountGroupId"] = Value::from("VIP");
+    let refused = app.post("/b2b/customer/register", &body).await;
+    assert_error(refused, StatusCode::BAD_REQUEST, "VALIDATION_FAILED").await;
+    customer_registration::service::account_groups::add_group(&app.core, "VIP", "Very important")
+        .await
+        .unwrap();
+    assert_eq!(app.register(&body).await["accountGroupId"], "VIP");
+}
