@@ -37,18 +37,17 @@ impl Application {
             .context("Failed to read listen address")
     }
 
-    /// Serves HTTP and drains the outbox until the process stops.
+    /// Serves HTTP and drains the outbox until the process stops. Both run
+    /// in this one future, so dropping it stops both and frees the pool.
     pub async fn run(self) -> anyhow::Result<()> {
         let dispatcher = dispatcher(&self.core)?;
-        let delivery = tokio::spawn(dispatcher.run());
         let schema = graphql::build_schema(Some(self.core.clone()), &self.core.settings.graphql);
         let app = http::router(self.core.clone(), schema);
-        let served = axum::serve(self.listener, app)
-            .with_graceful_shutdown(shutdown_signal())
-            .await
-            .context("HTTP server failed");
-        delivery.abort();
-        served
+        let server = axum::serve(self.listener, app).with_graceful_shutdown(shutdown_signal());
+        tokio::select! {
+            served = server => served.context("HTTP server failed"),
+            () = dispatcher.run() => Ok(()),
+        }
     }
 }
 

@@ -21,7 +21,16 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub token: String,
     pub outbox: PathBuf,
+    server: tokio::task::JoinHandle<anyhow::Result<()>>,
     _data_dir: tempfile::TempDir,
+}
+
+impl Drop for TestApp {
+    /// Stops the server so its connection pool closes: a test that spawns
+    /// many apps must not exhaust the database server's connections.
+    fn drop(&mut self) {
+        self.server.abort();
+    }
 }
 
 /// Settings for one test; `tweak` adjusts them before the app starts.
@@ -43,7 +52,7 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
         .expect("app builds");
     let address = format!("http://{}", app.local_addr().unwrap());
     let core = app.core.clone();
-    tokio::spawn(app.run());
+    let server = tokio::spawn(app.run());
     let outbox = core.settings.outbox_dir();
     let mut test_app = TestApp {
         address,
@@ -52,6 +61,7 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
         client: reqwest::Client::new(),
         token: String::new(),
         outbox,
+        server,
         _data_dir: data_dir,
     };
     test_app.token = test_app.new_host_token("host-a").await;
