@@ -315,10 +315,10 @@ async fn ensure_not_a_customer(
     if customer_with_username(core, phone.as_str()).await? {
         return Err(AppError::UsernameTaken);
     }
-    if let Some(email) = email {
-        if customer_with_email(core, email.as_str()).await? {
-            return Err(AppError::EmailTaken);
-        }
+    if let Some(email) = email
+        && customer_with_email(core, email.as_str()).await?
+    {
+        return Err(AppError::EmailTaken);
     }
     Ok(())
 }
@@ -645,14 +645,14 @@ fn parse_resend(core: &Core, request: &ResendRequest) -> AppResult<PhoneNumber> 
     let mut errors = FieldErrors::default();
     let username = errors.check(parse_username(core, &request.username, "username"));
     let phone = errors.check(parse_username(core, &request.phone, "phone"));
-    if let (Some(username), Some(phone)) = (&username, &phone) {
-        if username != phone {
-            errors.push(FieldError::new(
-                "phone",
-                "mismatch",
-                "phone must be the same number as username",
-            ));
-        }
+    if let (Some(username), Some(phone)) = (&username, &phone)
+        && username != phone
+    {
+        errors.push(FieldError::new(
+            "phone",
+            "mismatch",
+            "phone must be the same number as username",
+        ));
     }
     errors.finish()?;
     phone.ok_or_else(|| anyhow::anyhow!("validated field missing").into())

@@ -160,8 +160,10 @@ async fn disabling_a_host_stops_its_tokens_at_once() {
 #[tokio::test]
 async fn first_start_creates_a_usable_host_only_once() {
     let dir = tempfile::tempdir().unwrap();
-    let mut settings = customer_registration::config::Settings::default();
-    settings.data_dir = dir.path().to_owned();
+    let settings = customer_registration::config::Settings {
+        data_dir: dir.path().to_owned(),
+        ..Default::default()
+    };
     let core = customer_registration::startup::build_core(
         settings,
         std::sync::Arc::new(customer_registration::clock::SystemClock),

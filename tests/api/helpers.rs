@@ -40,10 +40,12 @@ pub async fn spawn_app() -> TestApp {
 
 pub async fn spawn_app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
     let data_dir = tempfile::tempdir().expect("temp dir");
-    let mut settings = Settings::default();
-    settings.listen = "127.0.0.1:0".parse().unwrap();
-    settings.data_dir = data_dir.path().to_owned();
-    settings.database_url = fresh_database(data_dir.path()).await;
+    let mut settings = Settings {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: data_dir.path().to_owned(),
+        database_url: fresh_database(data_dir.path()).await,
+        ..Default::default()
+    };
     settings.delivery.poll_interval_ms = 20;
     tweak(&mut settings);
     let clock = Arc::new(ManualClock::default());
