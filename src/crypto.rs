@@ -214,3 +214,62 @@ impl PasswordHashing {
         Ok(result)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys() -> Arc<Keys> {
+        Arc::new(Keys {
+            token_key: "token-key".to_owned().into(),
+            pepper: "pepper".to_owned().into(),
+        })
+    }
+
+    #[tokio::test]
+    async fn hashing_beyond_the_queue_is_refused_not_buffered() {
+        let hashing = PasswordHashing::new(keys(), 1, 1);
+        let md5 = Md5PasswordHex::parse(&"A".repeat(32), "password").unwrap();
+        let attempts = (0..6).map(|_| hashing.hash(&md5));
+        let results = futures::future::join_all(attempts).await;
+        let busy = results
+            .iter()
+            .filter(|r| matches!(r, Err(AppError::ServerBusy { .. })))
+            .count();
+        let hashed = results.iter().filter(|r| r.is_ok()).count();
+        // One running plus one queued get through; the rest are told to retry.
+        assert_eq!((hashed, busy), (2, 4));
+    }
+
+    #[tokio::test]
+    async fn pepper_changes_the_hash() {
+        let md5 = Md5PasswordHex::parse(&"B".repeat(32), "password").unwrap();
+        let phc = PasswordHashing::new(keys(), 1, 1).hash(&md5).await.unwrap();
+        let other_pepper = Arc::new(Keys {
+            token_key: "token-key".to_owned().into(),
+            pepper: "another".to_owned().into(),
+        });
+        assert!(
+            PasswordHashing::new(keys(), 1, 1)
+                .verify(&md5, phc.clone())
+                .await
+                .unwrap()
+        );
+        assert!(
+            !PasswordHashing::new(other_pepper, 1, 1)
+                .verify(&md5, phc)
+                .await
+                .unwrap()
+        );
+    }
+
+    #[test]
+    fn sms_codes_use_the_unambiguous_alphabet() {
+        for _ in 0..200 {
+            let code = generate_sms_code(8).expose();
+            assert_eq!(code.len(), 11);
+            assert!(code[..3].bytes().all(|b| PREFIX_ALPHABET.contains(&b)));
+            assert!(code[3..].bytes().all(|b| b.is_ascii_digit()));
+        }
+    }
+}

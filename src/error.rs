@@ -78,8 +78,6 @@ pub enum AppError {
     ResendLimitReached { retry_after_seconds: u64 },
     #[error("this registration has no email address")]
     NoEmailOnRegistration,
-    #[error("no registration with this id")]
-    NotFound,
 
     #[error("this Idempotency-Key was used with a different request")]
     IdempotencyKeyReused,
@@ -125,7 +123,6 @@ impl AppError {
             ResendTooSoon { .. } => "RESEND_TOO_SOON",
             ResendLimitReached { .. } => "RESEND_LIMIT_REACHED",
             NoEmailOnRegistration => "NO_EMAIL_ON_REGISTRATION",
-            NotFound => "NOT_FOUND",
             IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
             IdempotencyInProgress => "IDEMPOTENCY_REQUEST_IN_PROGRESS",
             ServerBusy { .. } => "SERVER_BUSY",
@@ -142,7 +139,7 @@ impl AppError {
             UnsupportedGrantType | InvalidOauthRequest(_) => StatusCode::BAD_REQUEST,
             UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            RouteNotFound | RegistrationNotFound | NotFound => StatusCode::NOT_FOUND,
+            RouteNotFound | RegistrationNotFound => StatusCode::NOT_FOUND,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Unauthenticated(_) | InvalidClient { .. } => StatusCode::UNAUTHORIZED,
             UsernameTaken | EmailTaken | RegistrationCompleted | IdempotencyInProgress => {
