@@ -6,7 +6,7 @@ use clap::{Parser, Subcommand};
 use crate::{
     clock::SystemClock,
     config::Settings,
-    service::{account_groups, hosts},
+    service::{account_groups, hosts, outbox},
     startup::{Application, build_core},
     telemetry,
 };
@@ -42,6 +42,29 @@ enum Command {
     /// Manage account groups.
     #[command(subcommand)]
     Group(GroupCommand),
+    /// Inspect and retry outgoing messages.
+    #[command(subcommand)]
+    Outbox(OutboxCommand),
+    /// Print the GraphQL schema (SDL).
+    Schema,
+}
+
+#[derive(Subcommand)]
+enum OutboxCommand {
+    /// List messages, newest first.
+    List {
+        /// Only messages in this state: pending, sent or dead.
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: u64,
+    },
+    /// Put a dead message (or, with --all-dead, every dead message) back in the queue.
+    Retry {
+        id: Option<uuid::Uuid>,
+        #[arg(long, conflicts_with = "id")]
+        all_dead: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -107,6 +130,39 @@ async fn execute(cli: Cli) -> anyhow::Result<()> {
                 HostCommand::Disable { name } => {
                     hosts::disable_host(&core, &name).await?;
                     println!("host {name} disabled");
+                }
+            }
+            Ok(())
+        }
+        Command::Schema => {
+            print!("{}", crate::graphql::sdl());
+            Ok(())
+        }
+        Command::Outbox(command) => {
+            let core = build_core(settings, clock).await?;
+            match command {
+                OutboxCommand::List { status, limit } => {
+                    for m in outbox::list(&core, status.as_deref(), limit).await? {
+                        println!(
+                            "{}\t{}\t{}\tattempts={}\tregistration={}\t{}\t{}",
+                            m.id,
+                            m.channel,
+                            m.status,
+                            m.attempts,
+                            m.registration_id,
+                            m.created_at,
+                            m.last_error.unwrap_or_default()
+                        );
+                    }
+                }
+                OutboxCommand::Retry { id, all_dead } => {
+                    if id.is_none() && !all_dead {
+                        anyhow::bail!("name a message id or pass --all-dead");
+                    }
+                    let count = outbox::retry_dead(&core, id).await?;
+                    println!(
+                        "{count} message(s) requeued; a running service sends them within its poll interval"
+                    );
                 }
             }
             Ok(())

@@ -1,6 +1,6 @@
 //! Settings: built-in defaults, then an optional TOML file, then `CR_*`
 //! environment variables, then command-line flags (later wins).
-use std::{net::SocketAddr, path::PathBuf};
+use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf};
 
 use anyhow::{Context, bail};
 use figment::{
@@ -28,6 +28,7 @@ pub struct Settings {
     pub graphql: GraphqlSettings,
     pub limits: LimitSettings,
     pub delivery: DeliverySettings,
+    pub quotas: QuotaSettings,
 }
 
 /// Keys for keyed hashes. When unset they are generated once and kept in
@@ -93,8 +94,127 @@ pub struct DeliverySettings {
     /// Empty means `<data_dir>/outbox`.
     pub outbox_dir: PathBuf,
     pub poll_interval_ms: u64,
+    /// Tries before a message is dead-lettered.
     pub max_attempts: u32,
     pub batch_size: u64,
+    /// `id` or `en`: for registrations that name no language and whose
+    /// country has no language of its own here.
+    pub default_language: String,
+    /// Directory of template overrides (`<lang>/sms.txt`, ...); empty: built-in.
+    pub templates_dir: PathBuf,
+    /// Sender of emails, `Name <address>`.
+    pub from: String,
+    /// Optional Reply-To of emails.
+    pub reply_to: String,
+    pub email: EmailSettings,
+    pub sms: SmsSettings,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EmailTransportKind {
+    File,
+    Smtp,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EmailSettings {
+    pub transport: EmailTransportKind,
+    pub smtp: SmtpSettings,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpTls {
+    /// TLS from the first byte (SMTPS, port 465).
+    Implicit,
+    /// Plain connection upgraded with STARTTLS (submission, port 587).
+    Starttls,
+    /// No TLS at all: only accepted for a server on the loopback interface.
+    None,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SmtpSettings {
+    pub host: String,
+    /// 0 means the usual port of the TLS mode (465, 587 or 25).
+    pub port: u16,
+    pub tls: SmtpTls,
+    pub username: Option<String>,
+    #[serde(skip_serializing)]
+    pub password: Option<SecretString>,
+    pub timeout_seconds: u64,
+    pub pool_size: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmsTransportKind {
+    File,
+    Webhook,
+    Twilio,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SmsSettings {
+    pub transport: SmsTransportKind,
+    pub timeout_seconds: u64,
+    pub webhook: WebhookSettings,
+    pub twilio: TwilioSettings,
+}
+
+/// A generic JSON SMS gateway.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebhookSettings {
+    pub url: String,
+    /// `POST` or `PUT`.
+    pub method: String,
+    /// Sent with every request; values often hold API keys.
+    #[serde(skip_serializing)]
+    pub headers: BTreeMap<String, SecretString>,
+    /// minijinja template of the JSON body; `recipient` and `text` are set.
+    pub body_template: String,
+    /// JSON pointer to the provider's message id in the response.
+    pub message_id_pointer: String,
+}
+
+/// A Twilio-style Messages API (form-encoded, HTTP Basic).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TwilioSettings {
+    pub base_url: String,
+    pub account_sid: String,
+    #[serde(skip_serializing)]
+    pub auth_token: Option<SecretString>,
+    /// Sender number or alphanumeric sender id.
+    pub from: String,
+}
+
+/// A cap on sends within a fixed window; `limit = 0` switches it off.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Quota {
+    pub limit: u32,
+    pub window_minutes: u32,
+}
+
+/// Against SMS pumping and mail floods: caps per recipient, per host and
+/// overall, counted in the database so they hold across instances.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QuotaSettings {
+    /// Countries (ISO alpha-2) whose phone numbers may receive SMS.
+    pub allowed_countries: Vec<String>,
+    pub sms_per_phone: Quota,
+    pub sms_per_host: Quota,
+    pub sms_global: Quota,
+    pub email_per_address: Quota,
+    pub email_per_host: Quota,
+    pub email_global: Quota,
 }
 
 impl Default for Settings {
@@ -110,6 +230,7 @@ impl Default for Settings {
             graphql: GraphqlSettings::default(),
             limits: LimitSettings::default(),
             delivery: DeliverySettings::default(),
+            quotas: QuotaSettings::default(),
         }
     }
 }
@@ -166,6 +287,87 @@ impl Default for DeliverySettings {
             poll_interval_ms: 500,
             max_attempts: 8,
             batch_size: 50,
+            default_language: "en".into(),
+            templates_dir: PathBuf::new(),
+            from: "Registration <no-reply@registration.local>".into(),
+            reply_to: String::new(),
+            email: EmailSettings::default(),
+            sms: SmsSettings::default(),
+        }
+    }
+}
+
+impl Default for EmailSettings {
+    fn default() -> Self {
+        Self {
+            transport: EmailTransportKind::File,
+            smtp: SmtpSettings::default(),
+        }
+    }
+}
+
+impl Default for SmtpSettings {
+    fn default() -> Self {
+        Self {
+            host: String::new(),
+            port: 0,
+            tls: SmtpTls::Starttls,
+            username: None,
+            password: None,
+            timeout_seconds: 10,
+            pool_size: 4,
+        }
+    }
+}
+
+impl Default for SmsSettings {
+    fn default() -> Self {
+        Self {
+            transport: SmsTransportKind::File,
+            timeout_seconds: 10,
+            webhook: WebhookSettings::default(),
+            twilio: TwilioSettings::default(),
+        }
+    }
+}
+
+impl Default for WebhookSettings {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            method: "POST".into(),
+            headers: BTreeMap::new(),
+            body_template: r#"{"to": {{ recipient|tojson }}, "text": {{ text|tojson }}}"#.into(),
+            message_id_pointer: "/id".into(),
+        }
+    }
+}
+
+impl Default for TwilioSettings {
+    fn default() -> Self {
+        Self {
+            base_url: "https://api.twilio.com".into(),
+            account_sid: String::new(),
+            auth_token: None,
+            from: String::new(),
+        }
+    }
+}
+
+impl Default for QuotaSettings {
+    fn default() -> Self {
+        let hourly = |limit| Quota {
+            limit,
+            window_minutes: 60,
+        };
+        Self {
+            allowed_countries: vec!["ID".into()],
+            sms_per_phone: hourly(10),
+            sms_per_host: hourly(1_000),
+            sms_global: hourly(10_000),
+            email_per_address: hourly(10),
+            email_per_host: hourly(1_000),
+            email_global: hourly(10_000),
         }
     }
 }
@@ -216,6 +418,61 @@ impl Settings {
         if self.auth.access_token_ttl_seconds == 0 {
             bail!("auth.access_token_ttl_seconds must be at least 1");
         }
+        self.validate_delivery()?;
+        for country in &self.quotas.allowed_countries {
+            if country.len() != 2 || country.parse::<phonenumber::country::Id>().is_err() {
+                bail!(
+                    "quotas.allowed_countries: {country} is not an ISO 3166-1 alpha-2 region with phone numbers"
+                );
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_delivery(&self) -> anyhow::Result<()> {
+        let d = &self.delivery;
+        if d.max_attempts == 0 {
+            bail!("delivery.max_attempts must be at least 1");
+        }
+        if !["id", "en"].contains(&d.default_language.as_str()) {
+            bail!("delivery.default_language must be id or en");
+        }
+        if d.email.transport == EmailTransportKind::Smtp {
+            let smtp = &d.email.smtp;
+            if smtp.host.is_empty() {
+                bail!(
+                    "delivery.email.smtp.host is required when delivery.email.transport = \"smtp\""
+                );
+            }
+            if smtp.tls == SmtpTls::None && !is_loopback(&smtp.host) {
+                bail!(
+                    "delivery.email.smtp.tls = \"none\" is only allowed for a loopback host, not {}",
+                    smtp.host
+                );
+            }
+            if smtp.username.is_some() != smtp.password.is_some() {
+                bail!("delivery.email.smtp.username and password go together");
+            }
+        }
+        match d.sms.transport {
+            SmsTransportKind::File => {}
+            SmsTransportKind::Webhook => {
+                if !d.sms.webhook.url.starts_with("http://")
+                    && !d.sms.webhook.url.starts_with("https://")
+                {
+                    bail!("delivery.sms.webhook.url must be an http(s) URL");
+                }
+                if !["POST", "PUT"].contains(&d.sms.webhook.method.as_str()) {
+                    bail!("delivery.sms.webhook.method must be POST or PUT");
+                }
+            }
+            SmsTransportKind::Twilio => {
+                let t = &d.sms.twilio;
+                if t.account_sid.is_empty() || t.auth_token.is_none() || t.from.is_empty() {
+                    bail!("delivery.sms.twilio needs account_sid, auth_token and from");
+                }
+            }
+        }
         Ok(())
     }
 
@@ -237,4 +494,14 @@ impl Settings {
             self.delivery.outbox_dir.clone()
         }
     }
+}
+
+/// Whether a host name or address is on the loopback interface.
+pub fn is_loopback(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }

@@ -76,6 +76,12 @@ pub enum AppError {
     ResendTooSoon { retry_after_seconds: u64 },
     #[error("the maximum number of sends for this registration is reached; register again")]
     ResendLimitReached { retry_after_seconds: u64 },
+    #[error("the {scope} {channel} quota is used up; retry later")]
+    SendQuotaExceeded {
+        channel: &'static str,
+        scope: &'static str,
+        retry_after_seconds: u64,
+    },
     #[error("this registration has no email address")]
     NoEmailOnRegistration,
 
@@ -122,6 +128,7 @@ impl AppError {
             TokenSuperseded => "TOKEN_SUPERSEDED",
             ResendTooSoon { .. } => "RESEND_TOO_SOON",
             ResendLimitReached { .. } => "RESEND_LIMIT_REACHED",
+            SendQuotaExceeded { .. } => "SEND_QUOTA_EXCEEDED",
             NoEmailOnRegistration => "NO_EMAIL_ON_REGISTRATION",
             IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
             IdempotencyInProgress => "IDEMPOTENCY_REQUEST_IN_PROGRESS",
@@ -151,7 +158,9 @@ impl AppError {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
             IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
-            ResendTooSoon { .. } | ResendLimitReached { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ResendTooSoon { .. } | ResendLimitReached { .. } | SendQuotaExceeded { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             ServerBusy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -170,6 +179,10 @@ impl AppError {
             }
             | AppError::ServerBusy {
                 retry_after_seconds,
+            }
+            | AppError::SendQuotaExceeded {
+                retry_after_seconds,
+                ..
             } => Some(*retry_after_seconds),
             AppError::IdempotencyInProgress => Some(1),
             _ => None,

@@ -12,7 +12,7 @@ use crate::{
     config::Settings,
     crypto::Keys,
     db,
-    delivery::{Dispatcher, EmailTransport, SmsTransport},
+    delivery::{Dispatcher, EmailSender, SmsTransport, templates::Templates},
     graphql, http,
     state::Core,
 };
@@ -20,15 +20,22 @@ use crate::{
 pub struct Application {
     pub core: Core,
     listener: TcpListener,
+    dispatcher: Dispatcher,
 }
 
 impl Application {
     pub async fn build(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
         let core = build_core(settings, clock).await?;
+        // Built here so a transport misconfiguration stops the start.
+        let dispatcher = dispatcher(&core)?;
         let listener = TcpListener::bind(core.settings.listen)
             .await
             .with_context(|| format!("Failed to listen on {}", core.settings.listen))?;
-        Ok(Self { core, listener })
+        Ok(Self {
+            core,
+            listener,
+            dispatcher,
+        })
     }
 
     pub fn local_addr(&self) -> anyhow::Result<SocketAddr> {
@@ -40,13 +47,12 @@ impl Application {
     /// Serves HTTP and drains the outbox until the process stops. Both run
     /// in this one future, so dropping it stops both and frees the pool.
     pub async fn run(self) -> anyhow::Result<()> {
-        let dispatcher = dispatcher(&self.core)?;
         let schema = graphql::build_schema(Some(self.core.clone()), &self.core.settings.graphql);
         let app = http::router(self.core.clone(), schema);
         let server = axum::serve(self.listener, app).with_graceful_shutdown(shutdown_signal());
         tokio::select! {
             served = server => served.context("HTTP server failed"),
-            () = dispatcher.run() => Ok(()),
+            () = self.dispatcher.run() => Ok(()),
         }
     }
 }
@@ -57,19 +63,26 @@ pub async fn build_core(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Re
     let statements = Arc::new(AtomicU64::new(0));
     let db = db::connect_and_migrate(&settings.database_url(), statements.clone()).await?;
     let keys = Arc::new(Keys::load_or_generate(&settings)?);
-    Ok(Core::new(db, Arc::new(settings), clock, keys, statements))
+    let overrides =
+        Some(settings.delivery.templates_dir.as_path()).filter(|p| !p.as_os_str().is_empty());
+    let templates = Arc::new(Templates::load(overrides)?);
+    Ok(Core::new(
+        db,
+        Arc::new(settings),
+        clock,
+        keys,
+        statements,
+        templates,
+    ))
 }
 
 pub fn dispatcher(core: &Core) -> anyhow::Result<Dispatcher> {
     let outbox = core.settings.outbox_dir();
-    let from = "Registration <no-reply@registration.local>"
-        .parse()
-        .context("Failed to parse sender address")?;
+    let delivery = &core.settings.delivery;
     Ok(Dispatcher::new(
         core.clone(),
-        EmailTransport::file(outbox.clone())?,
-        SmsTransport::json_lines(outbox)?,
-        from,
+        EmailSender::from_settings(delivery, outbox.clone())?,
+        SmsTransport::from_settings(delivery, outbox)?,
     ))
 }
 

@@ -8,6 +8,8 @@ use crate::{
     clock::Clock,
     config::Settings,
     crypto::{Keys, PasswordHashing},
+    delivery::templates::Templates,
+    metrics::Metrics,
 };
 
 #[derive(Clone)]
@@ -21,6 +23,8 @@ pub struct Core {
     pub outbox_signal: Arc<Notify>,
     /// Database statements executed since start.
     pub db_statements: Arc<AtomicU64>,
+    pub templates: Arc<Templates>,
+    pub metrics: Arc<Metrics>,
 }
 
 impl Core {
@@ -30,6 +34,7 @@ impl Core {
         clock: Arc<dyn Clock>,
         keys: Arc<Keys>,
         db_statements: Arc<AtomicU64>,
+        templates: Arc<Templates>,
     ) -> Self {
         let hashing = PasswordHashing::new(
             keys.clone(),
@@ -44,6 +49,8 @@ impl Core {
             hashing,
             outbox_signal: Arc::new(Notify::new()),
             db_statements,
+            templates,
+            metrics: Arc::new(Metrics::default()),
         }
     }
 }

@@ -23,6 +23,11 @@ pub struct Model {
     pub provider_message_id: Option<String>,
     pub created_at: DateTimeUtc,
     pub sent_at: Option<DateTimeUtc>,
+    /// HTML alternative of an email; cleared once sent like `body`.
+    #[sea_orm(column_type = "Text", nullable)]
+    pub html_body: Option<String>,
+    /// `transient` or `permanent`, of the last failed attempt.
+    pub last_error_class: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

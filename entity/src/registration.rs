@@ -24,6 +24,8 @@ pub struct Model {
     pub last_email_at: Option<DateTimeUtc>,
     pub created_at: DateTimeUtc,
     pub completed_at: Option<DateTimeUtc>,
+    /// Language of the customer's messages: `id` or `en`.
+    pub language: String,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -3,6 +3,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261124_000001_create_hosts;
 mod m20261124_000002_create_registrations;
 mod m20261124_000003_create_outbox;
+mod m20261125_000001_delivery_timeline_and_quotas;
 
 pub struct Migrator;
 
@@ -13,6 +14,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000001_create_hosts::Migration),
             Box::new(m20261124_000002_create_registrations::Migration),
             Box::new(m20261124_000003_create_outbox::Migration),
+            Box::new(m20261125_000001_delivery_timeline_and_quotas::Migration),
         ]
     }
 }

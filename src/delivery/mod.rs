@@ -4,4 +4,6 @@ mod dispatcher;
 mod transport;
 
 pub use dispatcher::{DispatchReport, Dispatcher};
-pub use transport::{EmailTransport, OutgoingMessage, SendError, SmsTransport};
+pub use transport::{EmailSender, OutgoingMessage, SendError, SmsTransport};
+
+pub mod templates;

@@ -6,6 +6,8 @@ mod phone;
 pub mod secrets;
 
 pub use field::{Field, FieldErrors};
-pub use person::{AccountGroupId, BirthDate, CountryId, EmailAddress, PersonName, SourceId};
+pub use person::{
+    AccountGroupId, BirthDate, CountryId, EmailAddress, Language, PersonName, SourceId,
+};
 pub use phone::PhoneNumber;
 pub use secrets::{Md5PasswordHex, PREFIX_ALPHABET, SmsCode};

@@ -229,3 +229,54 @@ mod tests {
         assert!(SourceId::parse(&"9".repeat(33), "sourceId").is_err());
     }
 }
+
+/// The language of a customer's messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Language {
+    Id,
+    En,
+}
+
+impl Language {
+    pub const ALL: [Language; 2] = [Language::Id, Language::En];
+
+    /// Accepts `id`/`en` and regional forms (`id-ID`, `en_US`), any case.
+    pub fn parse(input: &str, field: &str) -> Result<Self, FieldError> {
+        let primary = input
+            .trim()
+            .split(['-', '_'])
+            .next()
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        match primary.as_str() {
+            "id" => Ok(Self::Id),
+            "en" => Ok(Self::En),
+            _ => Err(FieldError::new(
+                field,
+                "unsupported_language",
+                format!("{field} must be id (Bahasa Indonesia) or en (English)"),
+            )),
+        }
+    }
+
+    /// The language asked for, else the country's, else the default.
+    pub fn choose(requested: Option<Language>, country: &CountryId, default: Language) -> Language {
+        requested.unwrap_or(if country.as_str() == "ID" {
+            Language::Id
+        } else {
+            default
+        })
+    }
+
+    pub fn code(self) -> &'static str {
+        match self {
+            Language::Id => "id",
+            Language::En => "en",
+        }
+    }
+
+    /// A stored code read back; anything unknown falls back to English.
+    pub fn from_stored(code: &str) -> Self {
+        Self::parse(code, "language").unwrap_or(Language::En)
+    }
+}

@@ -54,6 +54,12 @@ impl PhoneNumber {
         &self.0
     }
 
+    /// The ISO region the number belongs to (`ID` for +62...).
+    pub fn region(&self) -> Option<String> {
+        let number = phonenumber::parse(None, &self.0).ok()?;
+        number.country().id().map(|id| id.as_ref().to_owned())
+    }
+
     /// For logs: keeps the country code and last 4 digits (`+62******7890`).
     pub fn masked(&self) -> String {
         let chars: Vec<char> = self.0.chars().collect();

@@ -3,14 +3,37 @@
 use std::collections::HashMap;
 
 use async_graphql::dataloader::Loader;
-use entity::{account_group, customer, sms_token};
+use entity::{account_group, customer, delivery_attempt, outbox_message, sms_token};
 use uuid::Uuid;
 
-use crate::{service::registration, state::Core};
+use crate::{
+    service::{outbox, registration},
+    state::Core,
+};
 
 pub struct CurrentTokenLoader(pub Core);
 pub struct AccountGroupLoader(pub Core);
 pub struct CustomerLoader(pub Core);
+pub struct DeliveriesLoader(pub Core);
+pub struct DeliveryAttemptsLoader(pub Core);
+
+impl Loader<Uuid> for DeliveriesLoader {
+    type Value = Vec<outbox_message::Model>;
+    type Error = async_graphql::Error;
+
+    async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Self::Value>, Self::Error> {
+        Ok(outbox::messages_by_registration(&self.0, keys).await?)
+    }
+}
+
+impl Loader<Uuid> for DeliveryAttemptsLoader {
+    type Value = Vec<delivery_attempt::Model>;
+    type Error = async_graphql::Error;
+
+    async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Self::Value>, Self::Error> {
+        Ok(outbox::attempts_by_message(&self.0, keys).await?)
+    }
+}
 
 impl Loader<Uuid> for CurrentTokenLoader {
     type Value = sms_token::Model;

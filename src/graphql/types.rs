@@ -4,7 +4,10 @@ use async_graphql::{
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::loaders::{AccountGroupLoader, CurrentTokenLoader, CustomerLoader};
+use super::loaders::{
+    AccountGroupLoader, CurrentTokenLoader, CustomerLoader, DeliveriesLoader,
+    DeliveryAttemptsLoader,
+};
 use crate::{
     domain::Field,
     service::{
@@ -30,6 +33,9 @@ pub struct RegisterInput {
     pub country_id: String,
     pub source_id: Option<String>,
     pub account_group_id: String,
+    /// Language of the SMS and email: `id` or `en`. Default: `id` for
+    /// country `ID`, else the configured default.
+    pub language: Option<String>,
 }
 
 impl From<RegisterInput> for RegisterRequest {
@@ -44,6 +50,7 @@ impl From<RegisterInput> for RegisterRequest {
             country_id: Field::Present(input.country_id),
             source_id: input.source_id.into(),
             account_group_id: Field::Present(input.account_group_id),
+            language: input.language.into(),
         }
     }
 }
@@ -189,6 +196,13 @@ impl Registration {
             }))
     }
 
+    /// The SMS and emails sent for this registration, oldest first.
+    async fn deliveries(&self, ctx: &Context<'_>) -> Result<Vec<Delivery>> {
+        let loader = ctx.data::<DataLoader<DeliveriesLoader>>()?;
+        let messages = loader.load_one(self.id).await?.unwrap_or_default();
+        Ok(messages.into_iter().map(Delivery::from).collect())
+    }
+
     async fn customer(&self, ctx: &Context<'_>) -> Result<Option<Customer>> {
         let loader = ctx.data::<DataLoader<CustomerLoader>>()?;
         Ok(loader.load_one(self.id).await?.map(|c| Customer {
@@ -206,4 +220,96 @@ pub struct RegistrationPage {
     pub items: Vec<Registration>,
     /// Pass as `after` to get the next page; absent on the last page.
     pub next_cursor: Option<String>,
+}
+
+#[derive(Enum, Copy, Clone, Eq, PartialEq)]
+pub enum DeliveryChannel {
+    Sms,
+    Email,
+}
+
+#[derive(Enum, Copy, Clone, Eq, PartialEq)]
+pub enum DeliveryStatus {
+    /// Queued or waiting for a retry.
+    Pending,
+    /// Accepted by the SMTP server or SMS gateway.
+    Sent,
+    /// Given up on; an operator can retry it from the CLI.
+    Dead,
+}
+
+/// One outgoing SMS or email and how its delivery went.
+#[derive(SimpleObject)]
+#[graphql(complex)]
+pub struct Delivery {
+    pub id: Uuid,
+    pub channel: DeliveryChannel,
+    pub status: DeliveryStatus,
+    /// Send attempts so far.
+    pub attempts: i32,
+    /// `transient` or `permanent`, of the last failure.
+    pub last_error_class: Option<String>,
+    pub last_error: Option<String>,
+    pub queued_at: DateTime<Utc>,
+    /// When the next try is due, while pending.
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    pub sent_at: Option<DateTime<Utc>>,
+    /// The SMTP Message-ID or the gateway's message id.
+    pub provider_message_id: Option<String>,
+}
+
+impl From<entity::outbox_message::Model> for Delivery {
+    fn from(m: entity::outbox_message::Model) -> Self {
+        let status = match m.status.as_str() {
+            "sent" => DeliveryStatus::Sent,
+            "dead" => DeliveryStatus::Dead,
+            _ => DeliveryStatus::Pending,
+        };
+        Self {
+            id: m.id,
+            channel: if m.channel == "email" {
+                DeliveryChannel::Email
+            } else {
+                DeliveryChannel::Sms
+            },
+            status,
+            attempts: m.attempts,
+            last_error_class: m.last_error_class,
+            last_error: m.last_error,
+            queued_at: m.created_at,
+            next_attempt_at: (status == DeliveryStatus::Pending).then_some(m.next_attempt_at),
+            sent_at: m.sent_at,
+            provider_message_id: m.provider_message_id,
+        }
+    }
+}
+
+/// One event of a delivery's timeline after it was queued.
+#[derive(SimpleObject)]
+pub struct DeliveryEvent {
+    pub at: DateTime<Utc>,
+    /// `sent`, `failed` (will retry), `dead` or `requeued` (by an operator).
+    pub outcome: String,
+    pub error_class: Option<String>,
+    pub error: Option<String>,
+    pub provider_message_id: Option<String>,
+}
+
+#[ComplexObject]
+impl Delivery {
+    /// Every attempt, oldest first.
+    async fn timeline(&self, ctx: &Context<'_>) -> Result<Vec<DeliveryEvent>> {
+        let loader = ctx.data::<DataLoader<DeliveryAttemptsLoader>>()?;
+        let attempts = loader.load_one(self.id).await?.unwrap_or_default();
+        Ok(attempts
+            .into_iter()
+            .map(|a| DeliveryEvent {
+                at: a.attempted_at,
+                outcome: a.outcome,
+                error_class: a.error_class,
+                error: a.error,
+                provider_message_id: a.provider_message_id,
+            })
+            .collect())
+    }
 }

@@ -58,6 +58,7 @@ pub fn router(core: Core, schema: AppSchema) -> Router {
         .route("/graphql", get(graphql::playground))
         .route("/oauth/token", post(oauth::token))
         .route("/health", get(|| async { "ok" }))
+        .route("/metrics", get(metrics))
         .merge(authenticated)
         .fallback(|| async { AppError::RouteNotFound })
         .method_not_allowed_fallback(|| async { AppError::MethodNotAllowed })
@@ -67,4 +68,21 @@ pub fn router(core: Core, schema: AppSchema) -> Router {
             tracing::info_span!("http", method = %request.method(), path = %request.uri().path())
         }))
         .with_state(state)
+}
+
+/// Prometheus text format. Counts only, no labels carrying customer data.
+async fn metrics(
+    axum::extract::State(state): axum::extract::State<HttpState>,
+) -> impl axum::response::IntoResponse {
+    let statements = state
+        .core
+        .db_statements
+        .load(std::sync::atomic::Ordering::Relaxed);
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        state.core.metrics.render(statements),
+    )
 }

@@ -1,37 +1,15 @@
-//! The texts of outgoing messages, and the outbox rows that carry them.
+//! Outbox rows: messages rendered at queue time and stored with the
+//! registration in one transaction.
 use chrono::{DateTime, Utc};
 use entity::outbox_message;
 use sea_orm::ActiveValue::Set;
 use uuid::Uuid;
 
-use crate::domain::SmsCode;
+use crate::{delivery::templates::RenderedEmail, metrics::Channel};
 
-pub const CHANNEL_SMS: &str = "sms";
-pub const CHANNEL_EMAIL: &str = "email";
 pub const OUTBOX_PENDING: &str = "pending";
 pub const OUTBOX_SENT: &str = "sent";
 pub const OUTBOX_DEAD: &str = "dead";
-
-pub fn sms_text(code: &SmsCode, expiry_minutes: u32) -> String {
-    format!(
-        "Your registration code is {}. It expires in {expiry_minutes} minutes. Never share it.",
-        code.expose()
-    )
-}
-
-pub struct CompletionEmail {
-    pub subject: String,
-    pub body: String,
-}
-
-pub fn completion_email(name: &str, link: &str, expiry_hours: u32) -> CompletionEmail {
-    CompletionEmail {
-        subject: "Complete your registration".into(),
-        body: format!(
-            "Hello {name},\n\nTo complete your registration, open this link and enter the code we sent you by SMS:\n\n{link}\n\nThe link works for {expiry_hours} hours. If you did not register, ignore this email.\n"
-        ),
-    }
-}
 
 pub fn queued_sms(
     registration_id: Uuid,
@@ -39,45 +17,49 @@ pub fn queued_sms(
     text: String,
     now: DateTime<Utc>,
 ) -> outbox_message::ActiveModel {
-    queued(registration_id, CHANNEL_SMS, phone, None, text, now)
+    queued(registration_id, Channel::Sms, phone, None, text, None, now)
 }
 
 pub fn queued_email(
     registration_id: Uuid,
     email: &str,
-    message: CompletionEmail,
+    message: RenderedEmail,
     now: DateTime<Utc>,
 ) -> outbox_message::ActiveModel {
     queued(
         registration_id,
-        CHANNEL_EMAIL,
+        Channel::Email,
         email,
         Some(message.subject),
-        message.body,
+        message.text,
+        Some(message.html),
         now,
     )
 }
 
 fn queued(
     registration_id: Uuid,
-    channel: &str,
+    channel: Channel,
     recipient: &str,
     subject: Option<String>,
     body: String,
+    html_body: Option<String>,
     now: DateTime<Utc>,
 ) -> outbox_message::ActiveModel {
     outbox_message::ActiveModel {
         id: Set(Uuid::now_v7()),
         registration_id: Set(registration_id),
-        channel: Set(channel.to_owned()),
+        channel: Set(channel.name().to_owned()),
         recipient: Set(recipient.to_owned()),
         subject: Set(subject),
         body: Set(Some(body)),
+        html_body: Set(html_body),
         status: Set(OUTBOX_PENDING.to_owned()),
         attempts: Set(0),
         next_attempt_at: Set(now),
         lease_until: Set(None),
         last_error: Set(None),
+        last_error_class: Set(None),
         provider_message_id: Set(None),
         created_at: Set(now),
         sent_at: Set(None),

@@ -3,6 +3,8 @@
 pub mod account_groups;
 pub mod hosts;
 pub mod messages;
+pub mod outbox;
+pub mod quotas;
 pub mod registration;
 pub mod views;
 

@@ -13,7 +13,8 @@ use uuid::Uuid;
 
 use super::{
     hosts::AuthenticatedHost,
-    messages::{completion_email, queued_email, queued_sms, sms_text},
+    messages::{queued_email, queued_sms},
+    quotas,
     views::{
         ConfirmedRegistration, EmailAvailability, RegistrationTicket, STATUS_COMPLETED,
         STATUS_PENDING, STATUS_SUPERSEDED, UsernameAvailability, remaining,
@@ -22,11 +23,12 @@ use super::{
 use crate::{
     crypto::{generate_sms_code, random_token, sha256_hex},
     domain::{
-        AccountGroupId, BirthDate, CountryId, EmailAddress, Field, FieldErrors, Md5PasswordHex,
-        PersonName, PhoneNumber, SmsCode, SourceId,
+        AccountGroupId, BirthDate, CountryId, EmailAddress, Field, FieldErrors, Language,
+        Md5PasswordHex, PersonName, PhoneNumber, SmsCode, SourceId,
         field::{optional_text, required_bool, required_text},
     },
     error::{AppError, AppResult, FieldError},
+    metrics::Channel,
     state::Core,
 };
 
@@ -43,6 +45,8 @@ pub struct RegisterRequest {
     pub country_id: Field<String>,
     pub source_id: Field<String>,
     pub account_group_id: Field<String>,
+    /// `id` or `en`; absent: from the country, else the configured default.
+    pub language: Field<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -73,6 +77,7 @@ struct Applicant {
     country: CountryId,
     source_id: Option<SourceId>,
     account_group: AccountGroupId,
+    language: Language,
 }
 
 async fn parse_applicant(
@@ -93,7 +98,8 @@ async fn parse_applicant(
         .to_owned();
     let phone = errors
         .check(required_text(&request.phone, "phone"))
-        .and_then(|p| errors.check(PhoneNumber::parse(&p, &region, "phone")));
+        .and_then(|p| errors.check(PhoneNumber::parse(&p, &region, "phone")))
+        .and_then(|p| errors.check(allowed_destination(core, p)));
     let name = errors
         .check(required_text(&request.name, "name"))
         .and_then(|n| errors.check(PersonName::parse(n, "name")));
@@ -113,6 +119,9 @@ async fn parse_applicant(
     let account_group = errors
         .check(required_text(&request.account_group_id, "accountGroupId"))
         .and_then(|g| errors.check(AccountGroupId::parse(&g, "accountGroupId")));
+    let requested_language = errors
+        .check(optional_text(&request.language, "language"))
+        .map(|l| l.map(|l| errors.check(Language::parse(&l, "language"))));
     if let Some(group) = &account_group {
         let exists = account_group::Entity::find_by_id(group.as_str().to_owned())
             .one(&core.db)
@@ -133,6 +142,14 @@ async fn parse_applicant(
     errors.finish()?;
     // Every `None` above recorded an error, so `finish` has returned early.
     let invalid = || anyhow::anyhow!("validated field missing");
+    let language = Language::choose(
+        requested_language
+            .ok_or_else(invalid)?
+            .map(|l| l.ok_or_else(invalid))
+            .transpose()?,
+        country.as_ref().ok_or_else(invalid)?,
+        Language::from_stored(&core.settings.delivery.default_language),
+    );
     Ok(Applicant {
         phone: phone.ok_or_else(invalid)?,
         email: email
@@ -148,8 +165,26 @@ async fn parse_applicant(
             .ok_or_else(invalid)?
             .map(|s| s.ok_or_else(invalid))
             .transpose()?,
+        language,
         account_group: account_group.ok_or_else(invalid)?,
     })
+}
+
+/// SMS go only to the countries the operator allows (SMS pumping targets
+/// expensive foreign routes).
+fn allowed_destination(core: &Core, phone: PhoneNumber) -> Result<PhoneNumber, FieldError> {
+    let allowed = &core.settings.quotas.allowed_countries;
+    match phone.region() {
+        Some(region) if allowed.iter().any(|c| c.eq_ignore_ascii_case(&region)) => Ok(phone),
+        _ => Err(FieldError::new(
+            "phone",
+            "country_not_allowed",
+            format!(
+                "phone numbers of this country are not accepted; allowed: {}",
+                allowed.join(", ")
+            ),
+        )),
+    }
 }
 
 /// Reads a phone-number field of confirm and the resends: the number may be
@@ -207,6 +242,7 @@ pub async fn register(
         last_email_at: Set(applicant.email.as_ref().map(|_| now)),
         created_at: Set(now),
         completed_at: Set(None),
+        language: Set(applicant.language.code().to_owned()),
     };
     let registration = registration::Entity::insert(row)
         .exec_with_returning(&txn)
@@ -256,7 +292,19 @@ async fn issue_sms(
     .exec_with_returning(txn)
     .await
     .context("Failed to insert SMS token")?;
-    let text = sms_text(code, settings.token_expiry_minutes);
+    let language = Language::from_stored(&registration.language);
+    let text = core
+        .templates
+        .sms(language, &code.expose(), settings.token_expiry_minutes)?;
+    quotas::consume(
+        core,
+        txn,
+        Channel::Sms,
+        &registration.phone,
+        registration.host_id,
+        now,
+    )
+    .await?;
     entity::outbox_message::Entity::insert(queued_sms(
         registration.id,
         &registration.phone,
@@ -295,11 +343,14 @@ async fn issue_completion_email(
         "{}/complete/{link_token}",
         core.settings.public_base_url.trim_end_matches('/')
     );
-    let message = completion_email(
+    let language = Language::from_stored(&registration.language);
+    let message = core.templates.email(
+        language,
         &registration.name,
         &link,
         settings.completion_link_expiry_hours,
-    );
+    )?;
+    quotas::consume(core, txn, Channel::Email, email, registration.host_id, now).await?;
     entity::outbox_message::Entity::insert(queued_email(registration.id, email, message, now))
         .exec(txn)
         .await
@@ -658,32 +709,27 @@ fn parse_resend(core: &Core, request: &ResendRequest) -> AppResult<PhoneNumber> 
     phone.ok_or_else(|| anyhow::anyhow!("validated field missing").into())
 }
 
-/// Which send counter a resend spends.
-#[derive(Clone, Copy)]
-enum Channel {
-    Sms,
-    Email,
+/// The registration's send counter and last-send time for a channel.
+fn send_columns(channel: Channel) -> (registration::Column, registration::Column) {
+    match channel {
+        Channel::Sms => (
+            registration::Column::SmsSends,
+            registration::Column::LastSmsAt,
+        ),
+        Channel::Email => (
+            registration::Column::EmailSends,
+            registration::Column::LastEmailAt,
+        ),
+    }
 }
 
-impl Channel {
-    fn columns(self) -> (registration::Column, registration::Column) {
-        match self {
-            Channel::Sms => (
-                registration::Column::SmsSends,
-                registration::Column::LastSmsAt,
-            ),
-            Channel::Email => (
-                registration::Column::EmailSends,
-                registration::Column::LastEmailAt,
-            ),
-        }
-    }
-
-    fn usage(self, registration: &registration::Model) -> (i32, Option<DateTime<Utc>>) {
-        match self {
-            Channel::Sms => (registration.sms_sends, registration.last_sms_at),
-            Channel::Email => (registration.email_sends, registration.last_email_at),
-        }
+fn send_usage(
+    channel: Channel,
+    registration: &registration::Model,
+) -> (i32, Option<DateTime<Utc>>) {
+    match channel {
+        Channel::Sms => (registration.sms_sends, registration.last_sms_at),
+        Channel::Email => (registration.email_sends, registration.last_email_at),
     }
 }
 
@@ -698,7 +744,7 @@ async fn spend_send(
 ) -> AppResult<()> {
     let settings = &core.settings.registration;
     let cooldown = Duration::seconds(i64::from(settings.resend_cooldown_seconds));
-    let (sends, last_at) = channel.columns();
+    let (sends, last_at) = send_columns(channel);
     let spent = registration::Entity::update_many()
         .col_expr(sends, Expr::col(sends).add(1))
         .col_expr(last_at, Expr::value(now))
@@ -720,7 +766,7 @@ async fn spend_send(
     if current.status != STATUS_PENDING {
         return Err(explain_lost_race(core, registration.id, settings.max_wrong_codes).await?);
     }
-    let (used, last) = channel.usage(&current);
+    let (used, last) = send_usage(channel, &current);
     if remaining(settings.max_sends, used) == 0 {
         let token = current_token(core, registration.id).await?;
         return Err(AppError::ResendLimitReached {

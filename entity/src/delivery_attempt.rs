@@ -1,0 +1,23 @@
+use sea_orm::entity::prelude::*;
+
+/// One try at sending an outbox message: the delivery timeline.
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "delivery_attempt")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: Uuid,
+    pub message_id: Uuid,
+    pub attempted_at: DateTimeUtc,
+    /// `sent`, `failed`, `dead` or `requeued`.
+    pub outcome: String,
+    /// `transient` or `permanent` for failures.
+    pub error_class: Option<String>,
+    #[sea_orm(column_type = "Text", nullable)]
+    pub error: Option<String>,
+    pub provider_message_id: Option<String>,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}
