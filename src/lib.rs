@@ -11,6 +11,7 @@ pub mod error;
 pub mod graphql;
 pub mod http;
 pub mod metrics;
+pub mod pages;
 pub mod service;
 pub mod startup;
 pub mod state;

@@ -15,6 +15,19 @@ pub struct Model {
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-pub enum Relation {}
+pub enum Relation {
+    #[sea_orm(
+        belongs_to = "super::registration::Entity",
+        from = "Column::RegistrationId",
+        to = "super::registration::Column::Id"
+    )]
+    Registration,
+}
+
+impl Related<super::registration::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::Registration.def()
+    }
+}
 
 impl ActiveModelBehavior for ActiveModel {}

@@ -54,6 +54,32 @@ impl PhoneNumber {
         &self.0
     }
 
+    /// For people: international format with the middle digits hidden,
+    /// `+62 812-****-7890`.
+    pub fn masked_for_display(&self) -> String {
+        let Ok(number) = phonenumber::parse(None, &self.0) else {
+            return self.masked();
+        };
+        let formatted = number.format().mode(Mode::International).to_string();
+        let country_digits = number.code().value().to_string().len();
+        let total = formatted.chars().filter(char::is_ascii_digit).count();
+        let mut seen = 0;
+        formatted
+            .chars()
+            .map(|c| {
+                if !c.is_ascii_digit() {
+                    return c;
+                }
+                seen += 1;
+                if seen <= country_digits + 3 || seen > total.saturating_sub(4) {
+                    c
+                } else {
+                    '*'
+                }
+            })
+            .collect()
+    }
+
     /// The ISO region the number belongs to (`ID` for +62...).
     pub fn region(&self) -> Option<String> {
         let number = phonenumber::parse(None, &self.0).ok()?;
@@ -113,5 +139,7 @@ mod tests {
     fn masks_middle_digits() {
         let phone = PhoneNumber::from_stored("+6281234567890".into());
         assert_eq!(phone.masked(), "+62*******7890");
+        assert_eq!(phone.masked_for_display(), "+62 812-****-7890");
+        assert_eq!(phone.region().as_deref(), Some("ID"));
     }
 }

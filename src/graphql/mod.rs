@@ -29,19 +29,15 @@ pub fn build_schema(core: Option<Core>, settings: &GraphqlSettings) -> AppSchema
 
 /// Fresh loaders for one request, so nothing is cached across requests.
 pub fn request_loaders(core: &Core, request: async_graphql::Request) -> async_graphql::Request {
+    fn batched<L: Send + Sync + 'static>(loader: L) -> DataLoader<L> {
+        DataLoader::new(loader, tokio::spawn)
+    }
     request
-        .data(DataLoader::new(
-            loaders::CurrentTokenLoader(core.clone()),
-            tokio::spawn,
-        ))
-        .data(DataLoader::new(
-            loaders::AccountGroupLoader(core.clone()),
-            tokio::spawn,
-        ))
-        .data(DataLoader::new(
-            loaders::CustomerLoader(core.clone()),
-            tokio::spawn,
-        ))
+        .data(batched(loaders::CurrentTokenLoader(core.clone())))
+        .data(batched(loaders::AccountGroupLoader(core.clone())))
+        .data(batched(loaders::CustomerLoader(core.clone())))
+        .data(batched(loaders::DeliveriesLoader(core.clone())))
+        .data(batched(loaders::DeliveryAttemptsLoader(core.clone())))
 }
 
 /// The SDL checked into the repository as `schema.graphql`.

@@ -57,6 +57,7 @@ pub fn router(core: Core, schema: AppSchema) -> Router {
     Router::new()
         .route("/graphql", get(graphql::playground))
         .route("/oauth/token", post(oauth::token))
+        .route("/complete/{token}", get(crate::pages::completion_page))
         .route("/health", get(|| async { "ok" }))
         .route("/metrics", get(metrics))
         .merge(authenticated)

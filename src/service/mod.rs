@@ -1,6 +1,7 @@
 //! The core: one function per use case. GraphQL resolvers, REST handlers,
 //! the CLI and the completion page call these and nothing below them.
 pub mod account_groups;
+pub mod completion;
 pub mod hosts;
 pub mod messages;
 pub mod outbox;

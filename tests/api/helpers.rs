@@ -157,8 +157,8 @@ impl TestApp {
     }
 
     /// Waits for the dispatcher to deliver the `nth` SMS (1-based) to the
-    /// phone and returns the token in it.
-    pub async fn sms_token(&self, phone: &str, nth: usize) -> String {
+    /// phone and returns its text.
+    pub async fn sms_text(&self, phone: &str, nth: usize) -> String {
         for _ in 0..500 {
             let lines = std::fs::read_to_string(self.outbox.join("sms.jsonl")).unwrap_or_default();
             let texts: Vec<String> = lines
@@ -168,16 +168,24 @@ impl TestApp {
                 .map(|m| m["text"].as_str().unwrap().to_owned())
                 .collect();
             if let Some(text) = texts.get(nth - 1) {
-                return text
-                    .split_whitespace()
-                    .find(|w| w.len() >= 7 && w[..3].chars().all(|c| c.is_ascii_uppercase()))
-                    .expect("token in SMS")
-                    .trim_end_matches('.')
-                    .to_owned();
+                return text.clone();
             }
             tokio::time::sleep(StdDuration::from_millis(20)).await;
         }
         panic!("SMS {nth} to {phone} was not delivered");
+    }
+
+    /// The token in the `nth` SMS to the phone.
+    pub async fn sms_token(&self, phone: &str, nth: usize) -> String {
+        let text = self.sms_text(phone, nth).await;
+        text.split(|c: char| !c.is_ascii_alphanumeric())
+            .find(|w| {
+                w.len() >= 7
+                    && w[..3].bytes().all(|b| b.is_ascii_uppercase())
+                    && w[3..].bytes().all(|b| b.is_ascii_digit())
+            })
+            .unwrap_or_else(|| panic!("no token in {text:?}"))
+            .to_owned()
     }
 
     pub fn sms_count(&self, phone: &str) -> usize {
@@ -214,6 +222,40 @@ impl TestApp {
             &json!({"username": username, "password": md5_upper(password), "token": token}),
         )
         .await
+    }
+}
+
+const DELIVERIES: &str = "query($id: ID!) { registration(id: $id) { deliveries { channel status attempts lastError lastErrorClass providerMessageId sentAt timeline { outcome errorClass error providerMessageId } } } }";
+
+impl TestApp {
+    /// The registration's deliveries as GraphQL shows them.
+    pub async fn deliveries(&self, id: &Value) -> Vec<Value> {
+        let (_, body) = self.graphql(DELIVERIES, json!({"id": id})).await;
+        body["data"]["registration"]["deliveries"]
+            .as_array()
+            .cloned()
+            .unwrap_or_else(|| panic!("{body}"))
+    }
+
+    /// Polls until the registration's delivery on `channel` (`SMS` or
+    /// `EMAIL`) satisfies `done`.
+    pub async fn wait_for_delivery(
+        &self,
+        id: &Value,
+        channel: &str,
+        done: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let find = |all: Vec<Value>| all.into_iter().find(|d| d["channel"] == channel);
+        for _ in 0..250 {
+            if let Some(delivery) = find(self.deliveries(id).await).filter(|d| done(d)) {
+                return delivery;
+            }
+            tokio::time::sleep(StdDuration::from_millis(20)).await;
+        }
+        panic!(
+            "{channel} delivery never reached the expected state: {:?}",
+            find(self.deliveries(id).await)
+        );
     }
 }
 

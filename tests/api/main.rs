@@ -1,11 +1,15 @@
 //! Integration tests: the real service over HTTP, one fresh database each.
 mod auth;
 mod confirm;
+mod delivery;
+mod gateways;
 mod graphql;
 mod helpers;
 mod idempotency;
 mod parity;
+mod quotas;
 mod races;
 mod register;
 mod resend;
+mod smtp;
 mod verify;

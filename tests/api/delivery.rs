@@ -1,0 +1,305 @@
+//! Email over real SMTP, templates and language, retries, dead letters and
+//! the delivery timeline.
+use std::net::TcpListener;
+
+use chrono::Duration;
+use customer_registration::config::{EmailTransportKind, Settings, SmtpTls};
+use entity::outbox_message;
+use mail_parser::MessageParser;
+use reqwest::StatusCode;
+use sea_orm::EntityTrait;
+use serde_json::{Value, json};
+
+use crate::{
+    helpers::{PHONE, TestApp, assert_error, register_body, spawn_app_with},
+    smtp::{SmtpSink, free_port},
+};
+
+fn smtp_to(port: u16) -> impl FnOnce(&mut Settings) {
+    move |s: &mut Settings| {
+        s.delivery.email.transport = EmailTransportKind::Smtp;
+        s.delivery.email.smtp.host = "127.0.0.1".into();
+        s.delivery.email.smtp.port = port;
+        s.delivery.email.smtp.tls = SmtpTls::None;
+        s.delivery.email.smtp.timeout_seconds = 2;
+        s.delivery.from = "Wallet Sign-up <signup@wallet.test>".into();
+        s.delivery.reply_to = "Support <help@wallet.test>".into();
+        s.public_base_url = "https://wallet.test/".into();
+    }
+}
+
+async fn app_with_smtp() -> (TestApp, SmtpSink) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let sink = SmtpSink::start(listener);
+    (spawn_app_with(smtp_to(port)).await, sink)
+}
+
+async fn wait_for_email_delivery(
+    app: &TestApp,
+    id: &Value,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
+    app.wait_for_delivery(id, "EMAIL", done).await
+}
+
+#[tokio::test]
+async fn email_goes_out_over_smtp_as_multipart_with_a_working_link() {
+    let (app, sink) = app_with_smtp().await;
+    let mut body = register_body(PHONE);
+    body["name"] = json!("Ann <b>& Co</b>");
+    body["countryId"] = json!("ID");
+    body["language"] = json!("en");
+    let ticket = app.register(&body).await;
+    let raw = sink.wait_for(1).await;
+    let email = MessageParser::default().parse(&raw[0]).unwrap();
+
+    assert_eq!(email.subject(), Some("Complete your registration"));
+    let from = email.from().unwrap().first().unwrap();
+    assert_eq!(from.address(), Some("signup@wallet.test"));
+    assert_eq!(from.name(), Some("Wallet Sign-up"));
+    assert_eq!(
+        email.reply_to().unwrap().first().unwrap().address(),
+        Some("help@wallet.test")
+    );
+    assert_eq!(
+        email.to().unwrap().first().unwrap().address(),
+        Some("6281234567890@example.com")
+    );
+    let message_id = email.message_id().expect("Message-ID").to_owned();
+    assert!(message_id.ends_with("@wallet.test"), "{message_id}");
+    assert_eq!(email.text_body_count(), 1);
+    assert_eq!(email.html_body_count(), 1);
+    let text = email.body_text(0).unwrap().into_owned();
+    let html = email.body_html(0).unwrap().into_owned();
+    assert!(text.contains("Hello Ann <b>& Co</b>,"), "{text}");
+    assert!(
+        html.contains("Ann &lt;b&gt;&amp; Co&lt;"),
+        "HTML escapes: {html}"
+    );
+    assert!(!html.contains("<b>&"));
+
+    let link = text
+        .split_whitespace()
+        .find(|w| w.starts_with("https://wallet.test/complete/"))
+        .expect("link in text part")
+        .to_owned();
+    // minijinja escapes `/` as `&#x2f;` in HTML, which browsers read back as `/`.
+    assert!(
+        html.replace("&#x2f;", "/").contains(&link),
+        "the HTML part carries the same link"
+    );
+    let path = link.trim_start_matches("https://wallet.test");
+    let page = app
+        .client
+        .get(format!("{}{path}", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    let page = page.text().await.unwrap();
+    assert!(page.contains("+62 812-****-7890"), "{page}");
+    assert!(page.contains(ticket["tokenPrefix"].as_str().unwrap()));
+    let unknown = app
+        .client
+        .get(format!("{}/complete/nope", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+
+    let delivery = wait_for_email_delivery(&app, &ticket["id"], |d| d["status"] == "SENT").await;
+    assert_eq!(delivery["attempts"], 1);
+    assert_eq!(delivery["providerMessageId"], format!("<{message_id}>"));
+    assert_eq!(
+        delivery["timeline"],
+        json!([{"outcome": "sent", "errorClass": null, "error": null, "providerMessageId": format!("<{message_id}>")}])
+    );
+    // Bodies carrying the link are erased once sent.
+    let stored = outbox_message::Entity::find()
+        .all(&app.core.db)
+        .await
+        .unwrap();
+    assert!(
+        stored
+            .iter()
+            .all(|m| m.body.is_none() && m.html_body.is_none())
+    );
+}
+
+#[tokio::test]
+async fn language_follows_input_then_country_then_default() {
+    let (app, sink) = app_with_smtp().await;
+    // Indonesia without a language: Bahasa Indonesia, SMS included.
+    app.register(&register_body(PHONE)).await;
+    let raw = sink.wait_for(1).await;
+    let email = MessageParser::default().parse(&raw[0]).unwrap();
+    assert_eq!(email.subject(), Some("Selesaikan pendaftaran Anda"));
+    assert!(email.body_text(0).unwrap().contains("Halo Septian Cahyo"));
+    assert!(app.sms_text(PHONE, 1).await.contains("kode registrasi"));
+
+    let mut english = register_body("+6281234567891");
+    english["language"] = json!("EN-us");
+    app.register(&english).await;
+    assert!(
+        app.sms_text("+6281234567891", 1)
+            .await
+            .contains("is your registration code")
+    );
+
+    let mut unknown = register_body("+6281234567892");
+    unknown["language"] = json!("fr");
+    let response = app.post("/b2b/customer/register", &unknown).await;
+    let body = assert_error(response, StatusCode::BAD_REQUEST, "VALIDATION_FAILED").await;
+    assert_eq!(body["details"][0]["field"], "language");
+    assert_eq!(body["details"][0]["code"], "unsupported_language");
+}
+
+#[tokio::test]
+async fn register_succeeds_with_smtp_down_and_the_mail_goes_out_when_it_returns() {
+    let port = free_port();
+    let app = spawn_app_with(smtp_to(port)).await;
+    let ticket = app.register(&register_body(PHONE)).await;
+    let failed =
+        wait_for_email_delivery(&app, &ticket["id"], |d| d["attempts"].as_u64() >= Some(1)).await;
+    assert_eq!(failed["status"], "PENDING");
+    assert_eq!(failed["lastErrorClass"], "transient");
+
+    let sink = SmtpSink::start(TcpListener::bind(("127.0.0.1", port)).unwrap());
+    app.clock.advance(Duration::minutes(30));
+    sink.wait_for(1).await;
+    let delivery = wait_for_email_delivery(&app, &ticket["id"], |d| d["status"] == "SENT").await;
+    let outcomes: Vec<&str> = delivery["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(outcomes.last(), Some(&"sent"));
+    assert!(
+        outcomes[..outcomes.len() - 1]
+            .iter()
+            .all(|o| *o == "failed"),
+        "{outcomes:?}"
+    );
+    assert_eq!(sink.count(), 1, "sent exactly once");
+}
+
+#[tokio::test]
+async fn smtp_5xx_is_permanent_and_an_operator_can_retry_the_dead_message() {
+    let (app, sink) = app_with_smtp().await;
+    sink.refuse_with(550, "mailbox unavailable");
+    let ticket = app.register(&register_body(PHONE)).await;
+    let dead = wait_for_email_delivery(&app, &ticket["id"], |d| d["status"] == "DEAD").await;
+    assert_eq!(dead["attempts"], 1, "no retry after a permanent failure");
+    assert_eq!(dead["lastErrorClass"], "permanent");
+
+    sink.accept();
+    let requeued = customer_registration::service::outbox::retry_dead(&app.core, None)
+        .await
+        .unwrap();
+    assert_eq!(requeued, 1);
+    let sent = wait_for_email_delivery(&app, &ticket["id"], |d| d["status"] == "SENT").await;
+    let outcomes: Vec<&str> = sent["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(outcomes, ["dead", "requeued", "sent"]);
+    assert_eq!(sink.wait_for(1).await.len(), 1);
+}
+
+#[tokio::test]
+async fn smtp_4xx_is_retried_until_the_attempt_budget_is_spent() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let sink = SmtpSink::start(listener);
+    sink.refuse_with(451, "try again later");
+    let app = spawn_app_with(|s| {
+        smtp_to(port)(s);
+        s.delivery.max_attempts = 3;
+    })
+    .await;
+    let ticket = app.register(&register_body(PHONE)).await;
+    for attempts in 1..=3u64 {
+        wait_for_email_delivery(&app, &ticket["id"], |d| {
+            d["attempts"].as_u64() == Some(attempts)
+        })
+        .await;
+        app.clock.advance(Duration::minutes(5));
+    }
+    let dead = wait_for_email_delivery(&app, &ticket["id"], |d| d["status"] == "DEAD").await;
+    let classes: Vec<&str> = dead["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["errorClass"].as_str().unwrap())
+        .collect();
+    assert_eq!(classes, ["transient", "transient", "transient"]);
+    assert_eq!(sink.count(), 0);
+}
+
+#[tokio::test]
+async fn insecure_smtp_is_refused_for_remote_hosts() {
+    let mut settings = Settings::default();
+    smtp_to(25)(&mut settings);
+    settings.delivery.email.smtp.host = "mail.example.com".into();
+    let error = settings.validate().unwrap_err().to_string();
+    assert!(error.contains("loopback"), "{error}");
+}
+
+#[tokio::test]
+async fn deliveries_of_a_page_are_loaded_in_two_queries() {
+    use std::sync::atomic::Ordering;
+    let app = spawn_app_with(|s| s.delivery.poll_interval_ms = 3_600_000).await;
+    for i in 0..6 {
+        app.register(&register_body(&format!("+62812345678{i:02}")))
+            .await;
+    }
+    app.emails(6).await;
+    app.sms_text("+6281234567805", 1).await;
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let before = app.core.db_statements.load(Ordering::Relaxed);
+    let (_, body) = app
+        .graphql(
+            "{ registrations(first: 6) { items { deliveries { status timeline { outcome } } } } }",
+            json!({}),
+        )
+        .await;
+    let statements = app.core.db_statements.load(Ordering::Relaxed) - before;
+    let items = body["data"]["registrations"]["items"].as_array().unwrap();
+    assert_eq!(items.len(), 6);
+    assert!(
+        items
+            .iter()
+            .all(|i| i["deliveries"].as_array().unwrap().len() == 2)
+    );
+    // Token check, the page, all deliveries, all timelines.
+    assert_eq!(statements, 4, "{body}");
+}
+
+#[tokio::test]
+async fn metrics_count_sent_messages() {
+    let app = spawn_app_with(|_| {}).await;
+    app.register(&register_body(PHONE)).await;
+    app.emails(1).await;
+    app.sms_text(PHONE, 1).await;
+    let metrics = app
+        .client
+        .get(format!("{}/metrics", app.address))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("registration_messages_sent_total{channel=\"sms\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("registration_messages_sent_total{channel=\"email\"} 1"),
+        "{metrics}"
+    );
+}
