@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 use crate::{
     clock::SystemClock,
     config::Settings,
+    error::AppError,
     service::{account_groups, hosts, outbox},
     startup::{Application, build_core},
     telemetry,
@@ -91,6 +92,11 @@ pub async fn run() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error:#}");
+            if let Some(AppError::Validation(fields)) = error.downcast_ref::<AppError>() {
+                for field in fields {
+                    eprintln!("  {}: {}", field.field, field.message);
+                }
+            }
             ExitCode::FAILURE
         }
     }

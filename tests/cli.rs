@@ -1,0 +1,103 @@
+//! The command line, run as a separate process against a SQLite file.
+use std::process::Command;
+
+struct Cli {
+    dir: tempfile::TempDir,
+}
+
+impl Cli {
+    fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn run(&self, args: &[&str]) -> (bool, String) {
+        let output = Command::new(env!("CARGO_BIN_EXE_customer-registration"))
+            .args(args)
+            .env("CR_DATA_DIR", self.dir.path())
+            .env_remove("DATABASE_URL")
+            .env("RUST_LOG", "error")
+            .output()
+            .expect("binary runs");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        (output.status.success(), text)
+    }
+}
+
+#[test]
+fn hosts_are_created_listed_and_disabled() {
+    let cli = Cli::new();
+    let (ok, out) = cli.run(&["host", "create", "acme-wallet"]);
+    assert!(ok, "{out}");
+    assert!(out.contains("client_id:     host_"), "{out}");
+    assert!(out.contains("grant_type=client_credentials"), "{out}");
+    let (ok, out) = cli.run(&["host", "create", "acme-wallet"]);
+    assert!(!ok && out.contains("already exists"), "{out}");
+    let (ok, out) = cli.run(&["host", "create", "bad name!"]);
+    assert!(!ok && out.contains("host name"), "{out}");
+
+    let (_, out) = cli.run(&["host", "list"]);
+    assert!(
+        out.contains("acme-wallet") && out.contains("active"),
+        "{out}"
+    );
+    let (ok, out) = cli.run(&["host", "disable", "acme-wallet"]);
+    assert!(ok, "{out}");
+    let (_, out) = cli.run(&["host", "list"]);
+    assert!(out.contains("disabled"), "{out}");
+    let (ok, out) = cli.run(&["host", "disable", "nobody"]);
+    assert!(!ok && out.contains("no host named nobody"), "{out}");
+}
+
+#[test]
+fn account_groups_and_outbox_commands_work() {
+    let cli = Cli::new();
+    let (ok, out) = cli.run(&["group", "add", "02", "Premium"]);
+    assert!(ok, "{out}");
+    let (_, out) = cli.run(&["group", "list"]);
+    assert!(
+        out.contains("01\tDefault") && out.contains("02\tPremium"),
+        "{out}"
+    );
+    let (ok, out) = cli.run(&["group", "add", "0 2", "Bad"]);
+    assert!(!ok, "{out}");
+
+    let (ok, out) = cli.run(&["outbox", "list", "--status", "dead"]);
+    assert!(ok && out.trim().is_empty(), "{out}");
+    let (ok, out) = cli.run(&["outbox", "retry", "--all-dead"]);
+    assert!(ok && out.contains("0 message(s) requeued"), "{out}");
+    let (ok, out) = cli.run(&["outbox", "retry"]);
+    assert!(!ok && out.contains("--all-dead"), "{out}");
+}
+
+#[test]
+fn schema_command_prints_the_committed_sdl() {
+    let cli = Cli::new();
+    let (ok, out) = cli.run(&["schema"]);
+    assert!(ok);
+    let committed =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/schema.graphql")).unwrap();
+    assert_eq!(out, committed);
+}
+
+#[test]
+fn bad_configuration_is_reported_by_key() {
+    let cli = Cli::new();
+    let output = Command::new(env!("CARGO_BIN_EXE_customer-registration"))
+        .args(["group", "list"])
+        .env("CR_DATA_DIR", cli.dir.path())
+        .env("CR_REGISTRATION__TOKEN_DIGITS", "12")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("registration.token_digits must be between 4 and 8"),
+        "{stderr}"
+    );
+}
