@@ -66,6 +66,12 @@ pub enum AppError {
     RegistrationLocked,
     #[error("this phone number is temporarily refused after too many wrong codes")]
     PhoneLocked { retry_after_seconds: u64 },
+    #[error("this completion link is not valid")]
+    CompletionLinkInvalid,
+    #[error("this completion link has expired")]
+    CompletionLinkExpired,
+    #[error("the form expired; reload the page and try again")]
+    CsrfRejected,
     #[error("the code has expired; ask for a new SMS")]
     TokenExpired,
     #[error("the code is wrong")]
@@ -124,6 +130,9 @@ impl AppError {
             RegistrationLocked => "REGISTRATION_LOCKED",
             PhoneLocked { .. } => "PHONE_LOCKED",
             TokenExpired => "TOKEN_EXPIRED",
+            CompletionLinkInvalid => "LINK_INVALID",
+            CompletionLinkExpired => "LINK_EXPIRED",
+            CsrfRejected => "CSRF_REJECTED",
             TokenInvalid { .. } => "TOKEN_INVALID",
             TokenSuperseded => "TOKEN_SUPERSEDED",
             ResendTooSoon { .. } => "RESEND_TOO_SOON",
@@ -153,7 +162,9 @@ impl AppError {
                 StatusCode::CONFLICT
             }
             RegistrationLocked | PhoneLocked { .. } => StatusCode::LOCKED,
-            TokenExpired => StatusCode::GONE,
+            TokenExpired | CompletionLinkExpired => StatusCode::GONE,
+            CompletionLinkInvalid => StatusCode::NOT_FOUND,
+            CsrfRejected => StatusCode::FORBIDDEN,
             TokenInvalid { .. } | TokenSuperseded | NoEmailOnRegistration => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }

@@ -1,10 +1,9 @@
-use async_graphql::http::GraphiQLSource;
 use async_graphql_axum::GraphQLResponse;
 use axum::{
     Extension,
     extract::{Request, State},
-    http::{HeaderMap, StatusCode, header},
-    response::{Html, IntoResponse, Response},
+    http::StatusCode,
+    response::{IntoResponse, Response},
 };
 
 use super::{
@@ -35,16 +34,4 @@ pub async fn execute(
     }
     let gql_request = graphql::request_loaders(&state.core, gql_request.data(host));
     Ok(GraphQLResponse::from(state.schema.execute(gql_request).await).into_response())
-}
-
-/// GraphiQL for browsers; anything else is told to POST.
-pub async fn playground(headers: HeaderMap) -> Result<Response, AppError> {
-    let wants_html = headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.contains("text/html"));
-    if !wants_html {
-        return Err(AppError::MethodNotAllowed);
-    }
-    Ok(Html(GraphiQLSource::build().endpoint("/graphql").finish()).into_response())
 }

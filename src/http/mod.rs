@@ -14,7 +14,7 @@ use axum::{
 };
 use tower_http::trace::TraceLayer;
 
-use crate::{error::AppError, graphql::AppSchema, state::Core};
+use crate::{error::AppError, graphql::AppSchema, pages, state::Core};
 
 #[derive(Clone)]
 pub struct HttpState {
@@ -55,9 +55,10 @@ pub fn router(core: Core, schema: AppSchema) -> Router {
             auth::require_host,
         ));
     Router::new()
-        .route("/graphql", get(graphql::playground))
+        .route("/graphql", get(pages::graphiql_page))
+        .route("/static/graphiql/{file}", get(pages::graphiql_asset))
         .route("/oauth/token", post(oauth::token))
-        .route("/complete/{token}", get(crate::pages::completion_page))
+        .merge(pages::routes())
         .route("/health", get(|| async { "ok" }))
         .route("/metrics", get(metrics))
         .merge(authenticated)

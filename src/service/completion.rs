@@ -1,13 +1,17 @@
 //! The completion link from the registration email.
 use anyhow::Context;
-use entity::{completion_link, registration, sms_token};
+use entity::{completion_link, host, registration, sms_token};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 
-use super::views::{STATUS_COMPLETED, STATUS_PENDING};
+use super::{
+    hosts::AuthenticatedHost,
+    registration::{ConfirmedVia, ResendRequest, confirm_parsed, resend_sms},
+    views::{ConfirmedRegistration, RegistrationTicket, STATUS_COMPLETED, STATUS_PENDING},
+};
 use crate::{
     crypto::sha256_hex,
-    domain::{Language, PhoneNumber},
-    error::AppResult,
+    domain::{Field, Language, NewPassword, PhoneNumber, SmsCode},
+    error::{AppError, AppResult, FieldError},
     state::Core,
 };
 
@@ -42,16 +46,7 @@ pub async fn inspect_link(core: &Core, token: &str) -> AppResult<LinkStatus> {
         masked_phone: None,
         token_prefix: None,
     };
-    if token.len() > 128 {
-        return Ok(invalid);
-    }
-    let found = completion_link::Entity::find()
-        .filter(completion_link::Column::TokenHash.eq(sha256_hex(token)))
-        .find_also_related(registration::Entity)
-        .one(&core.db)
-        .await
-        .context("Failed to look up completion link")?;
-    let Some((link, Some(registration))) = found else {
+    let Some((link, registration)) = find_link(core, token).await? else {
         return Ok(invalid);
     };
     let language = Language::from_stored(&registration.language);
@@ -83,4 +78,144 @@ pub async fn inspect_link(core: &Core, token: &str) -> AppResult<LinkStatus> {
         masked_phone: masked_phone.filter(|_| state != LinkState::Invalid),
         token_prefix,
     })
+}
+
+async fn find_link(
+    core: &Core,
+    token: &str,
+) -> AppResult<Option<(completion_link::Model, registration::Model)>> {
+    if token.is_empty() || token.len() > 128 {
+        return Ok(None);
+    }
+    let found = completion_link::Entity::find()
+        .filter(completion_link::Column::TokenHash.eq(sha256_hex(token)))
+        .find_also_related(registration::Entity)
+        .one(&core.db)
+        .await
+        .context("Failed to look up completion link")?;
+    Ok(found.and_then(|(link, registration)| registration.map(|r| (link, r))))
+}
+
+fn link_state(
+    core: &Core,
+    link: &completion_link::Model,
+    registration: &registration::Model,
+) -> LinkState {
+    if registration.status == STATUS_COMPLETED || link.used_at.is_some() {
+        LinkState::Completed
+    } else if registration.status != STATUS_PENDING || link.superseded_at.is_some() {
+        LinkState::Invalid
+    } else if link.expires_at <= core.clock.now() {
+        LinkState::Expired
+    } else {
+        LinkState::Open
+    }
+}
+
+/// The open link's registration and the host that started it, on whose
+/// behalf the page acts; the error a closed link deserves otherwise.
+async fn open_link(
+    core: &Core,
+    token: &str,
+) -> AppResult<(
+    completion_link::Model,
+    registration::Model,
+    AuthenticatedHost,
+)> {
+    let Some((link, registration)) = find_link(core, token).await? else {
+        return Err(AppError::CompletionLinkInvalid);
+    };
+    match link_state(core, &link, &registration) {
+        LinkState::Open => {}
+        LinkState::Completed => return Err(AppError::RegistrationCompleted),
+        LinkState::Expired => return Err(AppError::CompletionLinkExpired),
+        LinkState::Invalid => return Err(AppError::CompletionLinkInvalid),
+    }
+    let host = host::Entity::find_by_id(registration.host_id)
+        .one(&core.db)
+        .await
+        .context("Failed to load host")?
+        .ok_or_else(|| anyhow::anyhow!("registration without host"))?;
+    let host = AuthenticatedHost {
+        id: host.id,
+        name: host.name,
+    };
+    Ok((link, registration, host))
+}
+
+/// What the customer typed on the completion page.
+pub struct CompletionForm<'a> {
+    /// The SMS digits, or the whole token with its prefix.
+    pub code: &'a str,
+    pub password: &'a str,
+    pub password_confirmation: &'a str,
+}
+
+/// Completes the registration from the page: checks the password policy,
+/// hashes the password as the API clients do (MD5, upper-case hex) and runs
+/// the very confirm operation of the API, so every rule applies alike.
+pub async fn complete_via_link(
+    core: &Core,
+    token: &str,
+    form: CompletionForm<'_>,
+) -> AppResult<ConfirmedRegistration> {
+    let (link, registration, host) = open_link(core, token).await?;
+    let current_prefix = sms_token::Entity::find()
+        .filter(sms_token::Column::RegistrationId.eq(registration.id))
+        .order_by_desc(sms_token::Column::Attempt)
+        .one(&core.db)
+        .await
+        .context("Failed to load SMS token")?
+        .map(|t| t.prefix)
+        .unwrap_or_default();
+    let typed = form.code.trim();
+    let full_token = if typed.starts_with(|c: char| c.is_ascii_alphabetic()) {
+        typed.to_owned()
+    } else {
+        format!("{current_prefix}{typed}")
+    };
+    let mut errors = Vec::new();
+    let code = SmsCode::parse(&full_token, "code")
+        .map_err(|_| {
+            errors.push(FieldError::new(
+                "code",
+                "invalid_token_format",
+                "enter the digits from the SMS",
+            ));
+        })
+        .ok();
+    let digits: String = registration
+        .phone
+        .chars()
+        .filter(char::is_ascii_digit)
+        .collect();
+    let mut context: Vec<&str> = registration.name.split_whitespace().collect();
+    context.push(&digits);
+    context.push(&registration.birth_place);
+    let password = NewPassword::parse(form.password, form.password_confirmation, &context)
+        .map_err(|mut e| errors.append(&mut e))
+        .ok();
+    let (Some(code), Some(password)) = (code, password) else {
+        return Err(AppError::Validation(errors));
+    };
+    let phone = PhoneNumber::from_stored(registration.phone.clone());
+    confirm_parsed(
+        core,
+        &host,
+        &phone,
+        &password.md5_hex(),
+        &code,
+        ConfirmedVia::EmailLink { link_id: link.id },
+    )
+    .await
+}
+
+/// "Send a new code" on the page: the API's resend, with its cooldown and caps.
+pub async fn resend_sms_via_link(core: &Core, token: &str) -> AppResult<RegistrationTicket> {
+    let (_, registration, host) = open_link(core, token).await?;
+    let request = ResendRequest {
+        username: Field::Present(registration.phone.clone()),
+        phone: Field::Present(registration.phone),
+    };
+    resend_sms(core, &host, request).await
 }

@@ -463,7 +463,18 @@ pub async fn confirm(
     let (Some(phone), Some(password), Some(code)) = (phone, password, code) else {
         return Err(anyhow::anyhow!("validated field missing").into());
     };
-    confirm_parsed(core, host, &phone, &password, &code).await
+    confirm_parsed(core, host, &phone, &password, &code, ConfirmedVia::Api).await
+}
+
+/// How a confirmation arrived.
+#[derive(Debug, Clone, Copy)]
+pub enum ConfirmedVia {
+    Api,
+    /// The completion page behind this email link: the link is used up and
+    /// the email counts as verified, since the customer received it.
+    EmailLink {
+        link_id: Uuid,
+    },
 }
 
 /// Confirms with already-parsed input; the completion page calls this too.
@@ -473,6 +484,7 @@ pub async fn confirm_parsed(
     phone: &PhoneNumber,
     password: &Md5PasswordHex,
     code: &SmsCode,
+    via: ConfirmedVia,
 ) -> AppResult<ConfirmedRegistration> {
     let now = core.clock.now();
     let settings = &core.settings.registration;
@@ -524,7 +536,7 @@ pub async fn confirm_parsed(
         id: Set(customer_id),
         username: Set(registration.phone.clone()),
         email: Set(registration.email.clone()),
-        email_verified: Set(false),
+        email_verified: Set(matches!(via, ConfirmedVia::EmailLink { .. })),
         password_hash: Set(password_hash),
         host_id: Set(host.id),
         registration_id: Set(registration.id),
@@ -553,6 +565,14 @@ pub async fn confirm_parsed(
         return Err(anyhow::Error::new(e)
             .context("Failed to insert customer")
             .into());
+    }
+    if let ConfirmedVia::EmailLink { link_id } = via {
+        completion_link::Entity::update_many()
+            .col_expr(completion_link::Column::UsedAt, Expr::value(now))
+            .filter(completion_link::Column::Id.eq(link_id))
+            .exec(&txn)
+            .await
+            .context("Failed to mark completion link used")?;
     }
     phone_guard::Entity::update_many()
         .col_expr(phone_guard::Column::ConsecutiveFailures, Expr::value(0))

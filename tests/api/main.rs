@@ -1,5 +1,6 @@
 //! Integration tests: the real service over HTTP, one fresh database each.
 mod auth;
+mod browser;
 mod confirm;
 mod delivery;
 mod gateways;

@@ -1,0 +1,423 @@
+//! End-to-end tests in real headless Chromium, driven over WebDriver
+//! (chromedriver). They need the Debian packages `chromium` and
+//! `chromium-driver`, so a plain `cargo test` reports them as ignored;
+//! `.ci/run` installs both and runs them with `--include-ignored`.
+use std::{
+    net::TcpListener,
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    time::Duration as StdDuration,
+};
+
+use customer_registration::domain::Md5PasswordHex;
+use entity::customer;
+use fantoccini::{Client, ClientBuilder, Locator, wd::WebDriverCompatibleCommand};
+use mail_parser::MessageParser;
+use sea_orm::EntityTrait;
+use serde_json::{Value, json};
+
+use crate::{
+    confirm::wrong,
+    helpers::{PHONE, TestApp, md5_upper, register_body, spawn_app},
+};
+
+const NEEDS_CHROMIUM: &str = "needs Chromium and chromedriver (apt-get install chromium chromium-driver); run: cargo test --test api -- --include-ignored";
+
+struct Browser {
+    client: Client,
+    driver: Child,
+    _profile: tempfile::TempDir,
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+impl Browser {
+    async fn start() -> Self {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let driver = Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver is installed (apt-get install chromium-driver)");
+        let profile = tempfile::tempdir().unwrap();
+        let capabilities = json!({
+            "browserName": "chrome",
+            "goog:loggingPrefs": {"performance": "ALL"},
+            "goog:chromeOptions": {
+                "binary": "/usr/bin/chromium",
+                "args": [
+                    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                    "--disable-background-networking", "--disable-component-update", "--no-first-run",
+                    "--disable-sync", "--disable-quic", "--disable-extensions", "--disable-default-apps",
+                    format!("--user-data-dir={}", profile.path().display()),
+                ]
+            }
+        });
+        let capabilities: serde_json::Map<String, Value> =
+            capabilities.as_object().unwrap().clone();
+        let mut last_error = None;
+        for _ in 0..100 {
+            let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+            match ClientBuilder::new(connector)
+                .capabilities(capabilities.clone())
+                .connect(&format!("http://127.0.0.1:{port}"))
+                .await
+            {
+                Ok(client) => {
+                    return Self {
+                        client,
+                        driver,
+                        _profile: profile,
+                    };
+                }
+                Err(error) => last_error = Some(error),
+            }
+            tokio::time::sleep(StdDuration::from_millis(100)).await;
+        }
+        panic!("could not start a WebDriver session: {last_error:?}");
+    }
+
+    async fn resize(&self, phone: bool) {
+        let (width, height) = if phone { (390, 844) } else { (1280, 900) };
+        self.client.set_window_size(width, height).await.unwrap();
+    }
+
+    async fn screenshot(&self, name: &str) {
+        let png = self.client.screenshot().await.unwrap();
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/browser-artifacts");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
+    }
+
+    async fn text(&self, css: &str) -> String {
+        self.client
+            .find(Locator::Css(css))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
+    async fn value(&self, css: &str) -> String {
+        self.client
+            .find(Locator::Css(css))
+            .await
+            .unwrap()
+            .prop("value")
+            .await
+            .unwrap()
+            .unwrap_or_default()
+    }
+
+    async fn fill(&self, css: &str, text: &str) {
+        let element = self.client.find(Locator::Css(css)).await.unwrap();
+        element.clear().await.unwrap();
+        element.send_keys(text).await.unwrap();
+    }
+
+    async fn click(&self, css: &str) {
+        self.client
+            .find(Locator::Css(css))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+    }
+
+    /// Clicks a submit button and waits until the next page has replaced
+    /// this one (WebDriver does not wait for a form's navigation).
+    async fn submit(&self, css: &str) {
+        let old_page = self.client.find(Locator::Css("html")).await.unwrap();
+        self.click(css).await;
+        for _ in 0..200 {
+            if old_page.tag_name().await.is_err() {
+                self.client
+                    .wait()
+                    .for_element(Locator::Css("h1"))
+                    .await
+                    .unwrap();
+                return;
+            }
+            tokio::time::sleep(StdDuration::from_millis(25)).await;
+        }
+        panic!("submitting {css} did not load a new page");
+    }
+
+    /// Every URL the browser requested so far, from Chrome's performance log.
+    async fn requested_urls(&self) -> Vec<String> {
+        let entries = self.client.issue_cmd(PerformanceLog).await.unwrap();
+        entries
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|entry| serde_json::from_str::<Value>(entry["message"].as_str()?).ok())
+            .filter(|m| m["message"]["method"] == "Network.requestWillBeSent")
+            .filter_map(|m| {
+                m["message"]["params"]["request"]["url"]
+                    .as_str()
+                    .map(str::to_owned)
+            })
+            .collect()
+    }
+}
+
+/// chromedriver's log endpoint, which fantoccini does not wrap.
+#[derive(Debug)]
+struct PerformanceLog;
+
+impl WebDriverCompatibleCommand for PerformanceLog {
+    fn endpoint(
+        &self,
+        base: &url::Url,
+        session: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        base.join(&format!("session/{}/se/log", session.unwrap_or_default()))
+    }
+
+    fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
+        (
+            http::Method::POST,
+            Some(json!({"type": "performance"}).to_string()),
+        )
+    }
+}
+
+fn assert_all_local(urls: &[String], app: &TestApp) {
+    assert!(!urls.is_empty(), "the performance log recorded requests");
+    // Only network schemes can leave the machine; chrome:// and data: cannot.
+    let network = urls.iter().filter(|u| {
+        ["http:", "https:", "ws:", "wss:"]
+            .iter()
+            .any(|s| u.starts_with(s))
+    });
+    let mut count = 0;
+    for url in network {
+        count += 1;
+        assert!(
+            url.starts_with(&app.address),
+            "a request left 127.0.0.1: {url}"
+        );
+    }
+    assert!(count > 0, "the page made network requests: {urls:?}");
+}
+
+/// The completion link from the delivered registration email.
+async fn completion_link(app: &TestApp) -> String {
+    let raw = app.emails(1).await;
+    let email = MessageParser::default().parse(raw[0].as_bytes()).unwrap();
+    let text = email.body_text(0).unwrap().into_owned();
+    let link = text
+        .split_whitespace()
+        .find(|w| w.contains("/complete/"))
+        .unwrap()
+        .to_owned();
+    let path = &link[link.find("/complete/").unwrap()..];
+    format!("{}{path}", app.address)
+}
+
+#[tokio::test]
+#[ignore = "needs Chromium and chromedriver (apt-get install chromium chromium-driver); run: cargo test --test api -- --include-ignored"]
+async fn customer_completes_registration_in_the_browser() {
+    let _ = NEEDS_CHROMIUM;
+    let app = spawn_app().await;
+    let ticket = app.register(&register_body(PHONE)).await;
+    let token = app.sms_token(PHONE, 1).await;
+    let link = completion_link(&app).await;
+    let browser = Browser::start().await;
+    browser.resize(true).await;
+    browser.client.goto(&link).await.unwrap();
+
+    // Indonesia: the page speaks Bahasa Indonesia, like the email.
+    assert_eq!(browser.text("h1").await, "Selesaikan pendaftaran Anda");
+    let intro = browser.text("main > p").await;
+    assert!(intro.contains("+62 812-****-7890"), "{intro}");
+    assert_eq!(
+        browser.text(".prefix").await,
+        ticket["tokenPrefix"].as_str().unwrap()
+    );
+    assert_eq!(
+        browser
+            .client
+            .find(Locator::Css("label[for=code]"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+        "Kode SMS"
+    );
+    browser.screenshot("completion-form-phone").await;
+
+    // A wrong code: an inline error next to the code, attempts left, no password echoed.
+    browser.fill("#code", &wrong(&token)[3..]).await;
+    browser.fill("#password", "Kopi-Tubruk-42!").await;
+    browser
+        .fill("#passwordConfirmation", "Kopi-Tubruk-42!")
+        .await;
+    browser.submit("#submit").await;
+    let error = browser.text("#code-error").await;
+    assert_eq!(error, "Kode salah. Sisa percobaan: 4.");
+    assert_eq!(
+        browser
+            .client
+            .find(Locator::Css("#code"))
+            .await
+            .unwrap()
+            .attr("aria-invalid")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("true")
+    );
+    assert!(
+        browser
+            .text("#error-summary")
+            .await
+            .contains("Sisa percobaan: 4")
+    );
+    assert_eq!(browser.value("#password").await, "");
+    assert!(
+        !browser
+            .client
+            .source()
+            .await
+            .unwrap()
+            .contains("Kopi-Tubruk")
+    );
+    browser.screenshot("completion-wrong-code-phone").await;
+
+    // A weak password is refused server-side, next to its field.
+    browser.fill("#code", &token[3..]).await;
+    browser.fill("#password", "password1").await;
+    browser.fill("#passwordConfirmation", "password1").await;
+    browser.submit("#submit").await;
+    assert!(
+        browser
+            .text("#password-error")
+            .await
+            .contains("terlalu umum")
+    );
+
+    // The right code and a good password.
+    browser.resize(false).await;
+    browser.fill("#code", &token[3..]).await;
+    browser.fill("#password", "Kopi-Tubruk-42!").await;
+    browser
+        .fill("#passwordConfirmation", "Kopi-Tubruk-42!")
+        .await;
+    browser.submit("#submit").await;
+    assert_eq!(browser.text("h1").await, "Pendaftaran selesai");
+    browser.screenshot("completion-success-desktop").await;
+
+    // The API sees the customer; the stored hash verifies the password's MD5.
+    let (_, body) = app
+        .graphql(
+            "{ verifyUsername(username: \"081234567890\") { exists } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(body["data"]["verifyUsername"]["exists"], true);
+    let customer = customer::Entity::find()
+        .one(&app.core.db)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        customer.email_verified,
+        "completing through the email link verifies the email"
+    );
+    let md5 = Md5PasswordHex::parse(&md5_upper("Kopi-Tubruk-42!"), "password").unwrap();
+    assert!(
+        app.core
+            .hashing
+            .verify(&md5, customer.password_hash)
+            .await
+            .unwrap()
+    );
+
+    // Opening the link again says the registration is complete.
+    browser.client.goto(&link).await.unwrap();
+    assert!(browser.text("#message").await.contains("sudah selesai"));
+    browser.resize(true).await;
+    browser.screenshot("completion-already-done-phone").await;
+
+    // An unknown link gets a friendly page.
+    browser
+        .client
+        .goto(&format!("{}/complete/not-a-real-link", app.address))
+        .await
+        .unwrap();
+    assert_eq!(browser.text("h1").await, "This link does not work");
+    browser.screenshot("completion-invalid-link-phone").await;
+
+    assert_all_local(&browser.requested_urls().await, &app);
+    browser.client.clone().close().await.unwrap();
+}
+
+#[tokio::test]
+#[ignore = "needs Chromium and chromedriver (apt-get install chromium chromium-driver); run: cargo test --test api -- --include-ignored"]
+async fn graphiql_runs_a_query_offline() {
+    let app = spawn_app().await;
+    let browser = Browser::start().await;
+    browser.resize(false).await;
+    browser
+        .client
+        .goto(&format!("{}/graphql", app.address))
+        .await
+        .unwrap();
+    browser
+        .client
+        .wait()
+        .for_element(Locator::Css(".graphiql-execute-button"))
+        .await
+        .expect("GraphiQL rendered from local bundles");
+    browser.screenshot("graphiql-desktop").await;
+
+    browser.fill("#token", &app.token).await;
+    browser.click("#use-token").await;
+    browser.click(".graphiql-execute-button").await;
+    let mut result = String::new();
+    for _ in 0..100 {
+        result = browser
+            .client
+            .execute(
+                "return document.querySelector('.result-window')?.innerText ?? ''",
+                vec![],
+            )
+            .await
+            .unwrap()
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        if result.contains("exists") {
+            break;
+        }
+        tokio::time::sleep(StdDuration::from_millis(100)).await;
+    }
+    assert!(result.contains("\"exists\": false"), "{result}");
+    assert!(result.contains("+6281234567890"), "{result}");
+    browser.screenshot("graphiql-result-desktop").await;
+    browser.resize(true).await;
+    browser.screenshot("graphiql-phone").await;
+
+    let urls = browser.requested_urls().await;
+    assert!(
+        urls.iter()
+            .any(|u| u.ends_with("/static/graphiql/graphiql.min.js")),
+        "{urls:?}"
+    );
+    assert_all_local(&urls, &app);
+    browser.client.clone().close().await.unwrap();
+}
