@@ -7,6 +7,7 @@ mod gateways;
 mod graphql;
 mod helpers;
 mod idempotency;
+mod pages;
 mod parity;
 mod quotas;
 mod races;
