@@ -1,11 +1,11 @@
 //! The completion link from the registration email.
 use anyhow::Context;
-use entity::{completion_link, host, registration, sms_token};
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
+use entity::{completion_link, host, registration};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 
 use super::{
     hosts::AuthenticatedHost,
-    registration::{ConfirmedVia, ResendRequest, confirm_parsed, resend_sms},
+    registration::{ConfirmedVia, ResendRequest, confirm_parsed, current_token, resend_sms},
     views::{ConfirmedRegistration, RegistrationTicket, STATUS_COMPLETED, STATUS_PENDING},
 };
 use crate::{
@@ -62,13 +62,7 @@ pub async fn inspect_link(core: &Core, token: &str) -> AppResult<LinkStatus> {
         LinkState::Open
     };
     let token_prefix = if state == LinkState::Open {
-        sms_token::Entity::find()
-            .filter(sms_token::Column::RegistrationId.eq(registration.id))
-            .order_by_desc(sms_token::Column::Attempt)
-            .one(&core.db)
-            .await
-            .context("Failed to load SMS token")?
-            .map(|t| t.prefix)
+        Some(current_token(core, registration.id).await?.prefix)
     } else {
         None
     };
@@ -160,14 +154,7 @@ pub async fn complete_via_link(
     form: CompletionForm<'_>,
 ) -> AppResult<ConfirmedRegistration> {
     let (link, registration, host) = open_link(core, token).await?;
-    let current_prefix = sms_token::Entity::find()
-        .filter(sms_token::Column::RegistrationId.eq(registration.id))
-        .order_by_desc(sms_token::Column::Attempt)
-        .one(&core.db)
-        .await
-        .context("Failed to load SMS token")?
-        .map(|t| t.prefix)
-        .unwrap_or_default();
+    let current_prefix = current_token(core, registration.id).await?.prefix;
     let typed = form.code.trim();
     let full_token = if typed.starts_with(|c: char| c.is_ascii_alphabetic()) {
         typed.to_owned()

@@ -436,7 +436,10 @@ async fn pending_registration(
     }
 }
 
-async fn current_token(core: &Core, registration_id: Uuid) -> AppResult<sms_token::Model> {
+pub(crate) async fn current_token(
+    core: &Core,
+    registration_id: Uuid,
+) -> AppResult<sms_token::Model> {
     sms_token::Entity::find()
         .filter(sms_token::Column::RegistrationId.eq(registration_id))
         .order_by_desc(sms_token::Column::Attempt)
@@ -778,11 +781,7 @@ async fn spend_send(
     if spent.rows_affected == 1 {
         return Ok(());
     }
-    let current = registration::Entity::find_by_id(registration.id)
-        .one(txn)
-        .await
-        .context("Failed to reload registration")?
-        .ok_or_else(|| anyhow::anyhow!("registration vanished"))?;
+    let current = reload(txn, registration.id).await?;
     if current.status != STATUS_PENDING {
         return Err(explain_lost_race(core, registration.id, settings.max_wrong_codes).await?);
     }
@@ -799,24 +798,51 @@ async fn spend_send(
     })
 }
 
+/// What both resends do first: find the pending registration the request
+/// names, check it may still receive messages, and spend one send of the
+/// channel inside the returned transaction.
+async fn begin_resend(
+    core: &Core,
+    host: &AuthenticatedHost,
+    request: &ResendRequest,
+    channel: Channel,
+) -> AppResult<(registration::Model, DatabaseTransaction, DateTime<Utc>)> {
+    let phone = parse_resend(core, request)?;
+    let now = core.clock.now();
+    ensure_phone_not_locked(core, &phone, now).await?;
+    let registration = pending_registration(core, host, &phone).await?;
+    if remaining(
+        core.settings.registration.max_wrong_codes,
+        registration.failed_attempts,
+    ) == 0
+    {
+        return Err(AppError::RegistrationLocked);
+    }
+    if channel == Channel::Email && registration.email.is_none() {
+        return Err(AppError::NoEmailOnRegistration);
+    }
+    let txn = begin(core).await?;
+    if let Err(e) = spend_send(core, &txn, &registration, channel, now).await {
+        txn.rollback().await.context("Failed to roll back")?;
+        return Err(e);
+    }
+    Ok((registration, txn, now))
+}
+
+async fn reload(txn: &DatabaseTransaction, id: Uuid) -> AppResult<registration::Model> {
+    Ok(registration::Entity::find_by_id(id)
+        .one(txn)
+        .await
+        .context("Failed to reload registration")?
+        .ok_or_else(|| anyhow::anyhow!("registration {id} vanished"))?)
+}
+
 pub async fn resend_sms(
     core: &Core,
     host: &AuthenticatedHost,
     request: ResendRequest,
 ) -> AppResult<RegistrationTicket> {
-    let phone = parse_resend(core, &request)?;
-    let now = core.clock.now();
-    ensure_phone_not_locked(core, &phone, now).await?;
-    let registration = pending_registration(core, host, &phone).await?;
-    let settings = &core.settings.registration;
-    if remaining(settings.max_wrong_codes, registration.failed_attempts) == 0 {
-        return Err(AppError::RegistrationLocked);
-    }
-    let txn = begin(core).await?;
-    if let Err(e) = spend_send(core, &txn, &registration, Channel::Sms, now).await {
-        txn.rollback().await.context("Failed to roll back")?;
-        return Err(e);
-    }
+    let (registration, txn, now) = begin_resend(core, host, &request, Channel::Sms).await?;
     sms_token::Entity::update_many()
         .col_expr(sms_token::Column::SupersededAt, Expr::value(now))
         .filter(sms_token::Column::RegistrationId.eq(registration.id))
@@ -824,11 +850,8 @@ pub async fn resend_sms(
         .exec(&txn)
         .await
         .context("Failed to supersede SMS tokens")?;
-    let updated = registration::Entity::find_by_id(registration.id)
-        .one(&txn)
-        .await
-        .context("Failed to reload registration")?
-        .ok_or_else(|| anyhow::anyhow!("registration vanished"))?;
+    let updated = reload(&txn, registration.id).await?;
+    let settings = &core.settings.registration;
     let code = generate_sms_code(settings.token_digits);
     let token = issue_sms(core, &txn, &updated, updated.sms_sends, &code, now).await?;
     commit(txn).await?;
@@ -842,18 +865,7 @@ pub async fn resend_email(
     host: &AuthenticatedHost,
     request: ResendRequest,
 ) -> AppResult<RegistrationTicket> {
-    let phone = parse_resend(core, &request)?;
-    let now = core.clock.now();
-    ensure_phone_not_locked(core, &phone, now).await?;
-    let registration = pending_registration(core, host, &phone).await?;
-    let Some(email) = registration.email.clone() else {
-        return Err(AppError::NoEmailOnRegistration);
-    };
-    let txn = begin(core).await?;
-    if let Err(e) = spend_send(core, &txn, &registration, Channel::Email, now).await {
-        txn.rollback().await.context("Failed to roll back")?;
-        return Err(e);
-    }
+    let (registration, txn, now) = begin_resend(core, host, &request, Channel::Email).await?;
     completion_link::Entity::update_many()
         .col_expr(completion_link::Column::SupersededAt, Expr::value(now))
         .filter(completion_link::Column::RegistrationId.eq(registration.id))
@@ -861,12 +873,9 @@ pub async fn resend_email(
         .exec(&txn)
         .await
         .context("Failed to supersede completion links")?;
+    let email = registration.email.clone().unwrap_or_default();
     issue_completion_email(core, &txn, &registration, &email, now).await?;
-    let updated = registration::Entity::find_by_id(registration.id)
-        .one(&txn)
-        .await
-        .context("Failed to reload registration")?
-        .ok_or_else(|| anyhow::anyhow!("registration vanished"))?;
+    let updated = reload(&txn, registration.id).await?;
     commit(txn).await?;
     core.outbox_signal.notify_one();
     tracing::info!(host = %host.name, registration = %registration.id, "completion email resent");

@@ -12,7 +12,6 @@ use std::{
 use customer_registration::domain::Md5PasswordHex;
 use entity::customer;
 use fantoccini::{Client, ClientBuilder, Locator, wd::WebDriverCompatibleCommand};
-use mail_parser::MessageParser;
 use sea_orm::EntityTrait;
 use serde_json::{Value, json};
 
@@ -215,16 +214,7 @@ fn assert_all_local(urls: &[String], app: &TestApp) {
 
 /// The completion link from the delivered registration email.
 async fn completion_link(app: &TestApp) -> String {
-    let raw = app.emails(1).await;
-    let email = MessageParser::default().parse(raw[0].as_bytes()).unwrap();
-    let text = email.body_text(0).unwrap().into_owned();
-    let link = text
-        .split_whitespace()
-        .find(|w| w.contains("/complete/"))
-        .unwrap()
-        .to_owned();
-    let path = &link[link.find("/complete/").unwrap()..];
-    format!("{}{path}", app.address)
+    format!("{}{}", app.address, app.completion_link_path().await)
 }
 
 #[tokio::test]

@@ -188,6 +188,20 @@ impl TestApp {
             .to_owned()
     }
 
+    /// The path (`/complete/…`) of the link in the first delivered email.
+    pub async fn completion_link_path(&self) -> String {
+        let raw = self.emails(1).await;
+        let email = mail_parser::MessageParser::default()
+            .parse(raw[0].as_bytes())
+            .unwrap();
+        let text = email.body_text(0).unwrap().into_owned();
+        let link = text
+            .split_whitespace()
+            .find(|w| w.contains("/complete/"))
+            .expect("link in email");
+        link[link.find("/complete/").unwrap()..].to_owned()
+    }
+
     pub fn sms_count(&self, phone: &str) -> usize {
         std::fs::read_to_string(self.outbox.join("sms.jsonl"))
             .unwrap_or_default()

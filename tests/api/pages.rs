@@ -8,19 +8,8 @@ use crate::{
     helpers::{PHONE, TestApp, register_body, spawn_app},
 };
 
-/// The path of the completion link in the first email.
 async fn link_path(app: &TestApp) -> String {
-    let raw = app.emails(1).await;
-    let email = mail_parser::MessageParser::default()
-        .parse(raw[0].as_bytes())
-        .unwrap();
-    let text = email.body_text(0).unwrap().into_owned();
-    let link = text
-        .split_whitespace()
-        .find(|w| w.contains("/complete/"))
-        .unwrap()
-        .to_owned();
-    link[link.find("/complete/").unwrap()..].to_owned()
+    app.completion_link_path().await
 }
 
 /// Opens the page like a browser: returns its HTML and the CSRF cookie.
