@@ -62,16 +62,20 @@ impl Templates {
         Ok(templates)
     }
 
-    /// Renders each language's SMS with the longest code and expiry the
-    /// settings allow; operators learn at start-up, not from a carrier bill.
+    /// Renders each language's SMS with the longest code, expiry and name
+    /// the service accepts; operators learn at start-up, not from a carrier bill.
     fn check_sms_fit_one_segment(&self) -> anyhow::Result<()> {
+        // A name outside GSM-7 turns the whole SMS into UCS-2 (70 characters).
+        let longest_names = ["W".repeat(100), "ễ".repeat(100)];
         for language in Language::ALL {
-            let text = self.sms(language, "ABC12345678", 999)?;
-            if !fits_one_segment(&text) {
-                bail!(
-                    "the {} SMS template renders to more than one SMS segment (160 GSM-7 or 70 UCS-2 characters): {text:?}",
-                    language.code()
-                );
+            for name in &longest_names {
+                let text = self.sms(language, "ABC12345678", 999, name)?;
+                if !fits_one_segment(&text) {
+                    bail!(
+                        "the {} SMS template renders to more than one SMS segment (160 GSM-7 or 70 UCS-2 characters), e.g. {text:?}",
+                        language.code()
+                    );
+                }
             }
         }
         Ok(())
@@ -82,8 +86,9 @@ impl Templates {
         language: Language,
         code: &str,
         expiry_minutes: u32,
+        name: &str,
     ) -> anyhow::Result<String> {
-        self.render(language, "sms.txt", context! { code, expiry_minutes })
+        self.render(language, "sms.txt", context! { code, expiry_minutes, name })
     }
 
     pub fn email(
@@ -172,10 +177,17 @@ mod tests {
     #[test]
     fn every_builtin_sms_fits_one_segment_with_long_values() {
         let templates = Templates::load(None).unwrap();
+        let names = [
+            "W".repeat(100),
+            "Ñ".repeat(100),
+            "Nguyễn Thị Minh Khai ".repeat(5),
+        ];
         for language in Language::ALL {
-            let text = templates.sms(language, "ABC12345678", 999).unwrap();
-            assert!(fits_one_segment(&text), "{text}");
-            assert!(text.contains("ABC12345678"));
+            for name in &names {
+                let text = templates.sms(language, "ABC12345678", 999, name).unwrap();
+                assert!(fits_one_segment(&text), "{text}");
+                assert!(text.contains("ABC12345678"));
+            }
         }
     }
 
@@ -202,22 +214,14 @@ mod tests {
         std::fs::create_dir_all(dir.path().join("en")).unwrap();
         std::fs::write(dir.path().join("en/sms.txt"), "Code {{ code }}").unwrap();
         let templates = Templates::load(Some(dir.path())).unwrap();
-        assert_eq!(
-            templates.sms(Language::En, "ABC123", 5).unwrap(),
-            "Code ABC123"
-        );
-        assert!(
-            templates
-                .sms(Language::Id, "ABC123", 5)
-                .unwrap()
-                .contains("kode registrasi")
-        );
+        let english = templates.sms(Language::En, "ABC123", 5, "Ann").unwrap();
+        assert_eq!(english, "Code ABC123");
+        let indonesian = templates.sms(Language::Id, "ABC123", 5, "Ann").unwrap();
+        assert!(indonesian.contains("kode registrasi"), "built-in kept");
 
-        std::fs::write(
-            dir.path().join("en/sms.txt"),
-            format!("{} {{{{ code }}}}", "x".repeat(160)),
-        )
-        .unwrap();
+        // Putting the name in an SMS can overflow it with a long name.
+        let with_name = "Hi {{ name }}, your code is {{ code }}";
+        std::fs::write(dir.path().join("en/sms.txt"), with_name).unwrap();
         let error = Templates::load(Some(dir.path())).err().unwrap();
         assert!(
             error.to_string().contains("more than one SMS segment"),

@@ -293,9 +293,12 @@ async fn issue_sms(
     .await
     .context("Failed to insert SMS token")?;
     let language = Language::from_stored(&registration.language);
-    let text = core
-        .templates
-        .sms(language, &code.expose(), settings.token_expiry_minutes)?;
+    let text = core.templates.sms(
+        language,
+        &code.expose(),
+        settings.token_expiry_minutes,
+        &registration.name,
+    )?;
     quotas::consume(
         core,
         txn,

@@ -91,11 +91,15 @@ impl Browser {
         self.client.set_window_size(width, height).await.unwrap();
     }
 
+    /// Saves the page at phone and at desktop width, then returns to phone width.
     async fn screenshot(&self, name: &str) {
-        let png = self.client.screenshot().await.unwrap();
         let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/browser-artifacts");
         std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
+        for (phone, width) in [(false, "desktop"), (true, "phone")] {
+            self.resize(phone).await;
+            let png = self.client.screenshot().await.unwrap();
+            std::fs::write(dir.join(format!("{name}-{width}.png")), png).unwrap();
+        }
     }
 
     async fn text(&self, css: &str) -> String {
@@ -248,7 +252,7 @@ async fn customer_completes_registration_in_the_browser() {
             .unwrap(),
         "Kode SMS"
     );
-    browser.screenshot("completion-form-phone").await;
+    browser.screenshot("completion-form").await;
 
     // A wrong code: an inline error next to the code, attempts left, no password echoed.
     browser.fill("#code", &wrong(&token)[3..]).await;
@@ -286,7 +290,7 @@ async fn customer_completes_registration_in_the_browser() {
             .unwrap()
             .contains("Kopi-Tubruk")
     );
-    browser.screenshot("completion-wrong-code-phone").await;
+    browser.screenshot("completion-wrong-code").await;
 
     // A weak password is refused server-side, next to its field.
     browser.fill("#code", &token[3..]).await;
@@ -300,7 +304,7 @@ async fn customer_completes_registration_in_the_browser() {
             .contains("terlalu umum")
     );
 
-    // The right code and a good password.
+    // The right code and a good password, at desktop width.
     browser.resize(false).await;
     browser.fill("#code", &token[3..]).await;
     browser.fill("#password", "Kopi-Tubruk-42!").await;
@@ -309,7 +313,7 @@ async fn customer_completes_registration_in_the_browser() {
         .await;
     browser.submit("#submit").await;
     assert_eq!(browser.text("h1").await, "Pendaftaran selesai");
-    browser.screenshot("completion-success-desktop").await;
+    browser.screenshot("completion-success").await;
 
     // The API sees the customer; the stored hash verifies the password's MD5.
     let (_, body) = app
@@ -341,7 +345,7 @@ async fn customer_completes_registration_in_the_browser() {
     browser.client.goto(&link).await.unwrap();
     assert!(browser.text("#message").await.contains("sudah selesai"));
     browser.resize(true).await;
-    browser.screenshot("completion-already-done-phone").await;
+    browser.screenshot("completion-already-done").await;
 
     // An unknown link gets a friendly page.
     browser
@@ -350,7 +354,7 @@ async fn customer_completes_registration_in_the_browser() {
         .await
         .unwrap();
     assert_eq!(browser.text("h1").await, "This link does not work");
-    browser.screenshot("completion-invalid-link-phone").await;
+    browser.screenshot("completion-invalid-link").await;
 
     assert_all_local(&browser.requested_urls().await, &app);
     browser.client.clone().close().await.unwrap();
@@ -373,7 +377,7 @@ async fn graphiql_runs_a_query_offline() {
         .for_element(Locator::Css(".graphiql-execute-button"))
         .await
         .expect("GraphiQL rendered from local bundles");
-    browser.screenshot("graphiql-desktop").await;
+    browser.screenshot("graphiql").await;
 
     browser.fill("#token", &app.token).await;
     browser.click("#use-token").await;
@@ -398,9 +402,7 @@ async fn graphiql_runs_a_query_offline() {
     }
     assert!(result.contains("\"exists\": false"), "{result}");
     assert!(result.contains("+6281234567890"), "{result}");
-    browser.screenshot("graphiql-result-desktop").await;
-    browser.resize(true).await;
-    browser.screenshot("graphiql-phone").await;
+    browser.screenshot("graphiql-result").await;
 
     let urls = browser.requested_urls().await;
     assert!(
