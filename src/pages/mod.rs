@@ -139,22 +139,37 @@ struct SubmittedForm {
     password_confirmation: String,
 }
 
+/// Reads a posted form; a missing or forged CSRF token gets the page that
+/// says so instead.
+async fn checked_form(
+    state: &HttpState,
+    token: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Result<SubmittedForm, Response>, AppError> {
+    let form: SubmittedForm = serde_urlencoded::from_bytes(body).unwrap_or_default();
+    if csrf_matches(headers, &form.csrf) {
+        return Ok(Ok(form));
+    }
+    let status = completion::inspect_link(&state.core, token).await?;
+    Ok(Err(message_page(
+        token,
+        &status,
+        Message::Csrf,
+        StatusCode::FORBIDDEN,
+    )))
+}
+
 async fn submit(
     State(state): State<HttpState>,
     Path(token): Path<String>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, AppError> {
-    let form: SubmittedForm = serde_urlencoded::from_bytes(&body).unwrap_or_default();
-    let status = completion::inspect_link(&state.core, &token).await?;
-    if !csrf_matches(&headers, &form.csrf) {
-        return Ok(message_page(
-            &token,
-            &status,
-            Message::Csrf,
-            StatusCode::FORBIDDEN,
-        ));
-    }
+    let form = match checked_form(&state, &token, &headers, &body).await? {
+        Ok(form) => form,
+        Err(refusal) => return Ok(refusal),
+    };
     let result = completion::complete_via_link(
         &state.core,
         &token,
@@ -207,16 +222,10 @@ async fn resend(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, AppError> {
-    let form: SubmittedForm = serde_urlencoded::from_bytes(&body).unwrap_or_default();
-    let status = completion::inspect_link(&state.core, &token).await?;
-    if !csrf_matches(&headers, &form.csrf) {
-        return Ok(message_page(
-            &token,
-            &status,
-            Message::Csrf,
-            StatusCode::FORBIDDEN,
-        ));
+    if let Err(refusal) = checked_form(&state, &token, &headers, &body).await? {
+        return Ok(refusal);
     }
+    let status = completion::inspect_link(&state.core, &token).await?;
     let t = texts(status.language);
     let (form_state, code) = match completion::resend_sms_via_link(&state.core, &token).await {
         Ok(ticket) => (

@@ -52,15 +52,7 @@ pub async fn inspect_link(core: &Core, token: &str) -> AppResult<LinkStatus> {
     let language = Language::from_stored(&registration.language);
     let masked_phone =
         Some(PhoneNumber::from_stored(registration.phone.clone()).masked_for_display());
-    let state = if registration.status == STATUS_COMPLETED || link.used_at.is_some() {
-        LinkState::Completed
-    } else if registration.status != STATUS_PENDING || link.superseded_at.is_some() {
-        LinkState::Invalid
-    } else if link.expires_at <= core.clock.now() {
-        LinkState::Expired
-    } else {
-        LinkState::Open
-    };
+    let state = link_state(core, &link, &registration);
     let token_prefix = if state == LinkState::Open {
         Some(current_token(core, registration.id).await?.prefix)
     } else {

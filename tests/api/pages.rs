@@ -8,10 +8,6 @@ use crate::{
     helpers::{PHONE, TestApp, register_body, spawn_app},
 };
 
-async fn link_path(app: &TestApp) -> String {
-    app.completion_link_path().await
-}
-
 /// Opens the page like a browser: returns its HTML and the CSRF cookie.
 async fn open(app: &TestApp, path: &str) -> (StatusCode, String, Option<String>) {
     let response = app
@@ -51,7 +47,7 @@ async fn post_form(
 async fn the_page_sends_strict_security_headers() {
     let app = spawn_app().await;
     app.register(&register_body(PHONE)).await;
-    let path = link_path(&app).await;
+    let path = app.completion_link_path().await;
     let response = app
         .client
         .get(format!("{}{path}", app.address))
@@ -88,7 +84,7 @@ async fn a_post_without_the_csrf_cookie_is_refused_and_spends_nothing() {
     let app = spawn_app().await;
     app.register(&register_body(PHONE)).await;
     let token = app.sms_token(PHONE, 1).await;
-    let path = link_path(&app).await;
+    let path = app.completion_link_path().await;
     let (_, html, _) = open(&app, &path).await;
     let csrf = csrf_field(&html);
     let form = [
@@ -124,7 +120,7 @@ async fn the_form_works_without_javascript_and_never_echoes_the_password() {
     body["language"] = serde_json::json!("en");
     app.register(&body).await;
     let token = app.sms_token(PHONE, 1).await;
-    let path = link_path(&app).await;
+    let path = app.completion_link_path().await;
     let (_, html, cookie) = open(&app, &path).await;
     let cookie = cookie.unwrap();
     let csrf = csrf_field(&html);
@@ -203,7 +199,7 @@ async fn the_page_resends_under_the_same_cooldown_and_old_codes_are_stale() {
     let app = spawn_app().await;
     app.register(&register_body(PHONE)).await;
     let first = app.sms_token(PHONE, 1).await;
-    let path = link_path(&app).await;
+    let path = app.completion_link_path().await;
     let (_, html, cookie) = open(&app, &path).await;
     let cookie = cookie.unwrap();
     let csrf = csrf_field(&html);
@@ -248,7 +244,7 @@ async fn the_page_resends_under_the_same_cooldown_and_old_codes_are_stale() {
 async fn expired_and_replaced_links_get_friendly_pages() {
     let app = spawn_app().await;
     app.register(&register_body(PHONE)).await;
-    let path = link_path(&app).await;
+    let path = app.completion_link_path().await;
     app.clock.advance(Duration::hours(25));
     let (status, html, _) = open(&app, &path).await;
     assert_eq!(status, StatusCode::GONE);
@@ -267,7 +263,7 @@ async fn locking_by_wrong_codes_shows_a_page_not_a_form() {
     for _ in 0..5 {
         app.confirm(PHONE, "pw", &wrong(&token)).await;
     }
-    let path = link_path(&app).await;
+    let path = app.completion_link_path().await;
     let (_, html, cookie) = open(&app, &path).await;
     let csrf = csrf_field(&html);
     let (status, html) = post_form(
