@@ -29,6 +29,52 @@ fn csrf_field(html: &str) -> String {
     html[start..start + 43].to_owned()
 }
 
+/// A page opened in a "browser": its link, CSRF cookie and form token.
+struct PageSession {
+    path: String,
+    cookie: String,
+    csrf: String,
+}
+
+impl PageSession {
+    async fn open(app: &TestApp) -> Self {
+        let path = app.completion_link_path().await;
+        let (_, html, cookie) = open(app, &path).await;
+        Self {
+            csrf: csrf_field(&html),
+            cookie: cookie.expect("the page sets the CSRF cookie"),
+            path,
+        }
+    }
+
+    async fn submit(
+        &self,
+        app: &TestApp,
+        code: &str,
+        password: &str,
+        confirmation: &str,
+    ) -> (StatusCode, String) {
+        let form = [
+            ("csrf", self.csrf.as_str()),
+            ("code", code),
+            ("password", password),
+            ("passwordConfirmation", confirmation),
+        ];
+        post_form(app, &self.path, Some(&self.cookie), &form).await
+    }
+
+    async fn resend(&self, app: &TestApp) -> (StatusCode, String) {
+        let form = [("csrf", self.csrf.as_str())];
+        post_form(
+            app,
+            &format!("{}/resend", self.path),
+            Some(&self.cookie),
+            &form,
+        )
+        .await
+    }
+}
+
 async fn post_form(
     app: &TestApp,
     path: &str,
@@ -113,6 +159,8 @@ async fn a_post_without_the_csrf_cookie_is_refused_and_spends_nothing() {
     assert!(exists.contains("\"exists\":false"));
 }
 
+const GOOD: &str = "Kopi-Tubruk-42!";
+
 #[tokio::test]
 async fn the_form_works_without_javascript_and_never_echoes_the_password() {
     let app = spawn_app().await;
@@ -120,78 +168,30 @@ async fn the_form_works_without_javascript_and_never_echoes_the_password() {
     body["language"] = serde_json::json!("en");
     app.register(&body).await;
     let token = app.sms_token(PHONE, 1).await;
-    let path = app.completion_link_path().await;
-    let (_, html, cookie) = open(&app, &path).await;
-    let cookie = cookie.unwrap();
-    let csrf = csrf_field(&html);
+    let page = PageSession::open(&app).await;
 
-    let (status, html) = post_form(
-        &app,
-        &path,
-        Some(&cookie),
-        &[
-            ("csrf", &csrf),
-            ("code", &wrong(&token)[3..]),
-            ("password", "Kopi-Tubruk-42!"),
-            ("passwordConfirmation", "nope"),
-        ],
-    )
-    .await;
+    let (status, html) = page.submit(&app, &wrong(&token)[3..], GOOD, "nope").await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(
         html.contains("The two passwords are not the same."),
         "{html}"
     );
-    assert!(!html.contains("Kopi-Tubruk-42!"));
+    assert!(!html.contains(GOOD));
 
-    let (status, html) = post_form(
-        &app,
-        &path,
-        Some(&cookie),
-        &[
-            ("csrf", &csrf),
-            ("code", &wrong(&token)[3..]),
-            ("password", "Kopi-Tubruk-42!"),
-            ("passwordConfirmation", "Kopi-Tubruk-42!"),
-        ],
-    )
-    .await;
+    let (status, html) = page.submit(&app, &wrong(&token)[3..], GOOD, GOOD).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(
         html.contains("That code is wrong. Attempts left: 4."),
         "{html}"
     );
 
-    // The whole token, prefix included, is accepted too.
-    let response = app
-        .client
-        .post(format!("{}{path}", app.address))
-        .header(header::COOKIE, &cookie)
-        .form(&[
-            ("csrf", csrf.as_str()),
-            ("code", token.as_str()),
-            ("password", "Kopi-Tubruk-42!"),
-            ("passwordConfirmation", "Kopi-Tubruk-42!"),
-        ])
-        .send()
-        .await
-        .unwrap();
-    // reqwest follows the 303 to the confirmation.
-    assert_eq!(response.status(), StatusCode::OK);
-    assert!(
-        response
-            .url()
-            .query()
-            .unwrap_or_default()
-            .contains("done=1")
-    );
-    assert!(
-        response
-            .text()
-            .await
-            .unwrap()
-            .contains("Registration complete")
-    );
+    // The whole token, prefix included, is accepted too; the 303 leads to
+    // the confirmation.
+    let (status, html) = page.submit(&app, &token, GOOD, GOOD).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("Registration complete"), "{html}");
+    let (_, again, _) = open(&app, &page.path).await;
+    assert!(again.contains("already complete"), "{again}");
 }
 
 #[tokio::test]
@@ -199,13 +199,9 @@ async fn the_page_resends_under_the_same_cooldown_and_old_codes_are_stale() {
     let app = spawn_app().await;
     app.register(&register_body(PHONE)).await;
     let first = app.sms_token(PHONE, 1).await;
-    let path = app.completion_link_path().await;
-    let (_, html, cookie) = open(&app, &path).await;
-    let cookie = cookie.unwrap();
-    let csrf = csrf_field(&html);
-    let resend = format!("{path}/resend");
+    let page = PageSession::open(&app).await;
 
-    let (status, html) = post_form(&app, &resend, Some(&cookie), &[("csrf", &csrf)]).await;
+    let (status, html) = page.resend(&app).await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
     assert!(
         html.contains("Anda dapat meminta kode baru dalam 60 detik"),
@@ -213,29 +209,13 @@ async fn the_page_resends_under_the_same_cooldown_and_old_codes_are_stale() {
     );
 
     app.clock.advance(Duration::seconds(60));
-    let (status, html) = post_form(&app, &resend, Some(&cookie), &[("csrf", &csrf)]).await;
+    let (status, html) = page.resend(&app).await;
     assert_eq!(status, StatusCode::OK);
     let second = app.sms_token(PHONE, 2).await;
-    assert!(
-        html.contains(&format!(
-            "Kode baru telah dikirim. Kode diawali {}.",
-            &second[..3]
-        )),
-        "{html}"
-    );
+    let notice = format!("Kode baru telah dikirim. Kode diawali {}.", &second[..3]);
+    assert!(html.contains(&notice), "{html}");
 
-    let (status, html) = post_form(
-        &app,
-        &path,
-        Some(&cookie),
-        &[
-            ("csrf", &csrf),
-            ("code", &first),
-            ("password", "Kopi-Tubruk-42!"),
-            ("passwordConfirmation", "Kopi-Tubruk-42!"),
-        ],
-    )
-    .await;
+    let (status, html) = page.submit(&app, &first, GOOD, GOOD).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(html.contains("Kode ini berasal dari SMS lama"), "{html}");
 }
@@ -263,21 +243,8 @@ async fn locking_by_wrong_codes_shows_a_page_not_a_form() {
     for _ in 0..5 {
         app.confirm(PHONE, "pw", &wrong(&token)).await;
     }
-    let path = app.completion_link_path().await;
-    let (_, html, cookie) = open(&app, &path).await;
-    let csrf = csrf_field(&html);
-    let (status, html) = post_form(
-        &app,
-        &path,
-        cookie.as_deref(),
-        &[
-            ("csrf", &csrf),
-            ("code", &token[3..]),
-            ("password", "Kopi-Tubruk-42!"),
-            ("passwordConfirmation", "Kopi-Tubruk-42!"),
-        ],
-    )
-    .await;
+    let page = PageSession::open(&app).await;
+    let (status, html) = page.submit(&app, &token[3..], GOOD, GOOD).await;
     assert_eq!(status, StatusCode::LOCKED);
     assert!(html.contains("pendaftaran ini dikunci"), "{html}");
 }
