@@ -147,6 +147,9 @@ pub struct SmtpSettings {
     pub password: Option<SecretString>,
     pub timeout_seconds: u64,
     pub pool_size: u32,
+    /// PEM file of a certificate authority to trust besides the public
+    /// ones, for a relay with a private CA.
+    pub ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -316,6 +319,7 @@ impl Default for SmtpSettings {
             password: None,
             timeout_seconds: 10,
             pool_size: 4,
+            ca_file: None,
         }
     }
 }

@@ -8,7 +8,11 @@ use anyhow::Context;
 use lettre::{
     AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor,
     message::{Mailbox, MultiPart, SinglePart, header::ContentType},
-    transport::smtp::{PoolConfig, authentication::Credentials},
+    transport::smtp::{
+        PoolConfig,
+        authentication::Credentials,
+        client::{Certificate, Tls, TlsParameters},
+    },
 };
 use reqwest::StatusCode;
 use secrecy::ExposeSecret;
@@ -142,22 +146,13 @@ fn smtp_transport(
     settings: &DeliverySettings,
 ) -> anyhow::Result<AsyncSmtpTransport<Tokio1Executor>> {
     let smtp = &settings.email.smtp;
-    let (builder, default_port) = match smtp.tls {
-        SmtpTls::Implicit => (
-            AsyncSmtpTransport::<Tokio1Executor>::relay(&smtp.host)?,
-            465,
-        ),
-        SmtpTls::Starttls => (
-            AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&smtp.host)?,
-            587,
-        ),
-        // Validated to be loopback only, see `Settings::validate`.
-        SmtpTls::None => (
-            AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&smtp.host),
-            25,
-        ),
+    let default_port = match smtp.tls {
+        SmtpTls::Implicit => 465,
+        SmtpTls::Starttls => 587,
+        SmtpTls::None => 25,
     };
-    let mut builder = builder
+    // Validated to be loopback only when plain, see `Settings::validate`.
+    let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&smtp.host)
         .port(if smtp.port == 0 {
             default_port
         } else {
@@ -165,6 +160,29 @@ fn smtp_transport(
         })
         .timeout(Some(Duration::from_secs(smtp.timeout_seconds)))
         .pool_config(PoolConfig::new().max_size(smtp.pool_size));
+    if smtp.tls != SmtpTls::None {
+        let mut parameters = TlsParameters::builder(smtp.host.clone());
+        if let Some(path) = &smtp.ca_file {
+            let pem = std::fs::read(path).with_context(|| {
+                format!(
+                    "Failed to read delivery.email.smtp.ca_file {}",
+                    path.display()
+                )
+            })?;
+            let certificate = Certificate::from_pem(&pem)
+                .with_context(|| format!("{} is not a PEM certificate", path.display()))?;
+            parameters = parameters.add_root_certificate(certificate);
+        }
+        let parameters = parameters
+            .build_rustls()
+            .context("Failed to set up TLS for SMTP")?;
+        // Required, not opportunistic: a server that does not offer
+        // STARTTLS must not receive the credentials or the link in clear.
+        builder = builder.tls(match smtp.tls {
+            SmtpTls::Implicit => Tls::Wrapper(parameters),
+            _ => Tls::Required(parameters),
+        });
+    }
     if let (Some(username), Some(password)) = (&smtp.username, &smtp.password) {
         builder = builder.credentials(Credentials::new(
             username.clone(),

@@ -240,6 +240,82 @@ async fn smtp_4xx_is_retried_until_the_attempt_budget_is_spent() {
     assert_eq!(sink.count(), 0);
 }
 
+/// A certificate for `localhost`, trusted through `ca_file` like a private CA.
+fn localhost_certificate(dir: &std::path::Path) -> (String, String) {
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let cert = dir.join("cert.pem");
+    let key = dir.join("key.pem");
+    std::fs::write(&cert, certified.cert.pem()).unwrap();
+    std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
+    (cert.display().to_string(), key.display().to_string())
+}
+
+fn starttls_to(port: u16, ca_file: &str, password: &str) -> impl FnOnce(&mut Settings) {
+    let (ca_file, password) = (ca_file.to_owned(), password.to_owned());
+    move |s: &mut Settings| {
+        smtp_to(port)(s);
+        s.delivery.email.smtp.host = "localhost".into();
+        s.delivery.email.smtp.tls = SmtpTls::Starttls;
+        s.delivery.email.smtp.ca_file = Some(ca_file.into());
+        s.delivery.email.smtp.username = Some("mailer".into());
+        s.delivery.email.smtp.password = Some(password.into());
+    }
+}
+
+#[tokio::test]
+async fn starttls_with_a_private_ca_and_login() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = localhost_certificate(dir.path());
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let sink = SmtpSink::start_tls(listener, &cert, &key, ("mailer", "s3cret"));
+
+    // mailin only accepts AUTH after STARTTLS, so an accepted login proves TLS.
+    let app = spawn_app_with(starttls_to(port, &cert, "s3cret")).await;
+    let ticket = app.register(&register_body(PHONE)).await;
+    let first =
+        wait_for_email_delivery(&app, &ticket["id"], |d| d["attempts"].as_u64() >= Some(1)).await;
+    assert_eq!(first["status"], "SENT", "{first}");
+    sink.wait_for(1).await;
+
+    // Wrong credentials: the server's 535 is permanent.
+    let refused = spawn_app_with(starttls_to(port, &cert, "wrong")).await;
+    let ticket = refused.register(&register_body(PHONE)).await;
+    let dead = wait_for_email_delivery(&refused, &ticket["id"], |d| d["status"] == "DEAD").await;
+    assert_eq!(dead["lastErrorClass"], "permanent");
+    assert!(
+        dead["lastError"].as_str().unwrap().contains("535"),
+        "{dead}"
+    );
+    assert!(
+        !dead.to_string().contains("wrong"),
+        "the password is not in the error"
+    );
+    assert_eq!(sink.count(), 1);
+}
+
+#[tokio::test]
+async fn a_server_certificate_nobody_vouches_for_is_not_trusted() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = localhost_certificate(dir.path());
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let sink = SmtpSink::start_tls(listener, &cert, &key, ("mailer", "s3cret"));
+    let app = spawn_app_with(|s| {
+        starttls_to(port, &cert, "s3cret")(s);
+        s.delivery.email.smtp.ca_file = None;
+    })
+    .await;
+    let ticket = app.register(&register_body(PHONE)).await;
+    let failed =
+        wait_for_email_delivery(&app, &ticket["id"], |d| d["attempts"].as_u64() >= Some(1)).await;
+    assert_eq!(
+        failed["status"], "PENDING",
+        "a TLS failure is retried, not sent in clear"
+    );
+    assert_eq!(sink.count(), 0);
+}
+
 #[tokio::test]
 async fn insecure_smtp_is_refused_for_remote_hosts() {
     let mut settings = Settings::default();

@@ -6,13 +6,15 @@ use std::{
     time::Duration,
 };
 
-use mailin_embedded::{Handler, Response, Server, response};
+use mailin_embedded::{AuthMechanism, Handler, Response, Server, SslConfig, response};
 
 #[derive(Clone, Default)]
 pub struct SmtpSink {
     received: Arc<Mutex<Vec<Vec<u8>>>>,
     /// When set, every message is refused with this reply.
     refusal: Arc<Mutex<Option<(u16, &'static str)>>>,
+    /// The only credentials AUTH PLAIN accepts, when the server asks for any.
+    login: Option<(String, String)>,
     current: Vec<u8>,
 }
 
@@ -43,6 +45,13 @@ impl Handler for SmtpSink {
             .push(std::mem::take(&mut self.current));
         response::OK
     }
+
+    fn auth_plain(&mut self, _authorization_id: &str, user: &str, password: &str) -> Response {
+        match &self.login {
+            Some((u, p)) if u == user && p == password => response::AUTH_OK,
+            _ => response::INVALID_CREDENTIALS,
+        }
+    }
 }
 
 impl SmtpSink {
@@ -51,6 +60,36 @@ impl SmtpSink {
         let sink = SmtpSink::default();
         let mut server = Server::new(sink.clone());
         server.with_name("smtp.test").with_tcp_listener(listener);
+        std::thread::spawn(move || {
+            let _ = server.serve();
+        });
+        sink
+    }
+
+    /// Serves SMTP that offers STARTTLS with the given certificate and
+    /// accepts AUTH PLAIN (only after TLS, as mailin enforces) for one login.
+    pub fn start_tls(
+        listener: TcpListener,
+        cert_path: &str,
+        key_path: &str,
+        login: (&str, &str),
+    ) -> Self {
+        // Both rustls providers are compiled into test builds; pick one.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let sink = SmtpSink {
+            login: Some((login.0.to_owned(), login.1.to_owned())),
+            ..SmtpSink::default()
+        };
+        let mut server = Server::new(sink.clone());
+        server
+            .with_name("localhost")
+            .with_ssl(SslConfig::SelfSigned {
+                cert_path: cert_path.to_owned(),
+                key_path: key_path.to_owned(),
+            })
+            .expect("TLS configuration loads")
+            .with_auth(AuthMechanism::Plain)
+            .with_tcp_listener(listener);
         std::thread::spawn(move || {
             let _ = server.serve();
         });
