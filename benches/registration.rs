@@ -35,15 +35,11 @@ async fn main() {
     let core = app.core.clone();
     tokio::spawn(app.run());
     let credentials = hosts::create_host(&core, "bench").await.unwrap();
-    let token = hosts::issue_access_token(
-        &core,
-        &credentials.client_id,
-        &credentials.client_secret,
-        true,
-    )
-    .await
-    .unwrap()
-    .access_token;
+    let token =
+        hosts::issue_access_token(&core, &credentials.client_id, &credentials.client_secret)
+            .await
+            .unwrap()
+            .access_token;
     let client = reqwest::Client::new();
     println!(
         "database: {}",

@@ -48,7 +48,7 @@ pub enum AppError {
     #[error("{0}")]
     Unauthenticated(&'static str),
     #[error("client authentication failed")]
-    InvalidClient { basic: bool },
+    InvalidClient,
     #[error("grant_type must be client_credentials")]
     UnsupportedGrantType,
     #[error("{0}")]
@@ -120,7 +120,7 @@ impl AppError {
             RouteNotFound => "ROUTE_NOT_FOUND",
             MethodNotAllowed => "METHOD_NOT_ALLOWED",
             Unauthenticated(_) => "UNAUTHENTICATED",
-            InvalidClient { .. } => "INVALID_CLIENT",
+            InvalidClient => "INVALID_CLIENT",
             UnsupportedGrantType => "UNSUPPORTED_GRANT_TYPE",
             InvalidOauthRequest(_) => "INVALID_REQUEST",
             UsernameTaken => "USERNAME_TAKEN",
@@ -157,7 +157,7 @@ impl AppError {
             PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             RouteNotFound | RegistrationNotFound => StatusCode::NOT_FOUND,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Unauthenticated(_) | InvalidClient { .. } => StatusCode::UNAUTHORIZED,
+            Unauthenticated(_) | InvalidClient => StatusCode::UNAUTHORIZED,
             UsernameTaken | EmailTaken | RegistrationCompleted | IdempotencyInProgress => {
                 StatusCode::CONFLICT
             }
@@ -202,7 +202,7 @@ impl AppError {
 
     fn body(&self) -> ErrorBody<'_> {
         let (oauth_error, oauth_description) = match self {
-            AppError::InvalidClient { .. } => (Some("invalid_client"), Some(self.to_string())),
+            AppError::InvalidClient => (Some("invalid_client"), Some(self.to_string())),
             AppError::UnsupportedGrantType => {
                 (Some("unsupported_grant_type"), Some(self.to_string()))
             }
@@ -274,7 +274,7 @@ impl IntoResponse for AppError {
                     headers.insert(header::WWW_AUTHENTICATE, value);
                 }
             }
-            AppError::InvalidClient { basic: true } => {
+            AppError::InvalidClient => {
                 headers.insert(
                     header::WWW_AUTHENTICATE,
                     HeaderValue::from_static(r#"Basic realm="customer-registration""#),

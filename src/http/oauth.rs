@@ -39,18 +39,17 @@ pub async fn token(State(state): State<HttpState>, request: Request) -> Result<R
             Some(_) => AppError::UnsupportedGrantType,
         });
     }
-    let (client_id, client_secret, used_basic) = match (basic, form.client_id, form.client_secret) {
+    let (client_id, client_secret) = match (basic, form.client_id, form.client_secret) {
         (Some(_), Some(_), _) | (Some(_), _, Some(_)) => {
             return Err(AppError::InvalidOauthRequest(
                 "use one client authentication method: HTTP Basic or form fields",
             ));
         }
-        (Some((id, secret)), None, None) => (id, secret, true),
-        (None, Some(id), Some(secret)) => (id, secret, false),
-        (None, _, _) => return Err(AppError::InvalidClient { basic: true }),
+        (Some((id, secret)), None, None) => (id, secret),
+        (None, Some(id), Some(secret)) => (id, secret),
+        (None, _, _) => return Err(AppError::InvalidClient),
     };
-    let issued =
-        hosts::issue_access_token(&state.core, &client_id, &client_secret, used_basic).await?;
+    let issued = hosts::issue_access_token(&state.core, &client_id, &client_secret).await?;
     let mut response = Json(issued).into_response();
     // RFC 6749 §5.1: token responses must not be cached.
     response
@@ -64,10 +63,8 @@ fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>, Ap
     let Some(value) = headers.get(header::AUTHORIZATION) else {
         return Ok(None);
     };
-    let malformed = AppError::InvalidClient { basic: true };
-    let value = value
-        .to_str()
-        .map_err(|_| AppError::InvalidClient { basic: true })?;
+    let malformed = AppError::InvalidClient;
+    let value = value.to_str().map_err(|_| AppError::InvalidClient)?;
     let Some((scheme, encoded)) = value.split_once(' ') else {
         return Err(malformed);
     };
@@ -78,16 +75,14 @@ fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>, Ap
         .decode(encoded.trim())
         .ok()
         .and_then(|bytes| String::from_utf8(bytes).ok())
-        .ok_or(AppError::InvalidClient { basic: true })?;
-    let (id, secret) = decoded
-        .split_once(':')
-        .ok_or(AppError::InvalidClient { basic: true })?;
+        .ok_or(AppError::InvalidClient)?;
+    let (id, secret) = decoded.split_once(':').ok_or(AppError::InvalidClient)?;
     let decode = |part: &str| {
         serde_urlencoded::from_str::<Vec<(String, String)>>(&format!("v={part}"))
             .ok()
             .and_then(|mut pairs| pairs.pop())
             .map(|(_, v)| v)
-            .ok_or(AppError::InvalidClient { basic: true })
+            .ok_or(AppError::InvalidClient)
     };
     Ok(Some((decode(id)?, decode(secret)?)))
 }

@@ -363,16 +363,15 @@ fn render(
     let csrf = cookie(headers, CSRF_COOKIE)
         .filter(|value| value.len() == 43)
         .unwrap_or_else(|| random_token(32));
-    let mut errors: Vec<minijinja::Value> = form
-        .fields
-        .iter()
-        .map(|(name, message)| context! { field => name, message })
+    // The summary lists problems in the order the fields appear.
+    let mut errors: Vec<minijinja::Value> = ["code", "password", "passwordConfirmation"]
+        .into_iter()
+        .filter_map(|field| {
+            form.fields
+                .get(field)
+                .map(|message| context! { field, message })
+        })
         .collect();
-    errors.sort_by_key(|e| {
-        ["code", "password", "passwordConfirmation"]
-            .iter()
-            .position(|n| Some(*n) == e.get_attr("field").ok().as_ref().and_then(|v| v.as_str()))
-    });
     if let Some(general) = &form.general {
         errors.insert(0, context! { message => general });
     }

@@ -148,7 +148,6 @@ pub async fn issue_access_token(
     core: &Core,
     client_id: &str,
     client_secret: &str,
-    basic: bool,
 ) -> AppResult<IssuedAccessToken> {
     let found = host::Entity::find()
         .filter(host::Column::ClientId.eq(client_id))
@@ -163,7 +162,7 @@ pub async fn issue_access_token(
         {
             host
         }
-        _ => return Err(AppError::InvalidClient { basic }),
+        _ => return Err(AppError::InvalidClient),
     };
     let token = random_token(32);
     let now = core.clock.now();

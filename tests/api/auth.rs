@@ -175,14 +175,10 @@ async fn first_start_creates_a_usable_host_only_once() {
         .unwrap()
         .expect("host created");
     assert!(hosts::bootstrap_first_host(&core).await.unwrap().is_none());
-    let issued = hosts::issue_access_token(
-        &core,
-        &credentials.client_id,
-        &credentials.client_secret,
-        true,
-    )
-    .await
-    .unwrap();
+    let issued =
+        hosts::issue_access_token(&core, &credentials.client_id, &credentials.client_secret)
+            .await
+            .unwrap();
     let authorization = format!("Bearer {}", issued.access_token);
     let host = hosts::authenticate(&core, Some(&authorization))
         .await
