@@ -225,9 +225,11 @@ async fn resend(
     if let Err(refusal) = checked_form(&state, &token, &headers, &body).await? {
         return Ok(refusal);
     }
+    let resent = completion::resend_sms_via_link(&state.core, &token).await;
+    // Read after the resend, so the page shows the new prefix.
     let status = completion::inspect_link(&state.core, &token).await?;
     let t = texts(status.language);
-    let (form_state, code) = match completion::resend_sms_via_link(&state.core, &token).await {
+    let (form_state, code) = match resent {
         Ok(ticket) => (
             FormState {
                 notice: Some(t.resend_sent.replace("{prefix}", &ticket.token_prefix)),
@@ -249,7 +251,6 @@ async fn resend(
             ),
         },
     };
-    let status = completion::inspect_link(&state.core, &token).await?;
     Ok(render(
         &state, &token, &status, &headers, form_state, false, code,
     ))
