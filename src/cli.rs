@@ -2,11 +2,12 @@
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode, sync::Arc};
 
 use clap::{Parser, Subcommand};
+use entity::states::OutboxStatus;
 
 use crate::{
     clock::SystemClock,
     config::Settings,
-    error::AppError,
+    error::CoreError,
     service::{account_groups, hosts, outbox},
     startup::{Application, build_core},
     telemetry,
@@ -54,9 +55,9 @@ enum Command {
 enum OutboxCommand {
     /// List messages, newest first.
     List {
-        /// Only messages in this state: pending, sent or dead.
-        #[arg(long)]
-        status: Option<String>,
+        /// Only messages in this state.
+        #[arg(long, value_enum)]
+        status: Option<MessageState>,
         #[arg(long, default_value_t = 50)]
         limit: u64,
     },
@@ -66,6 +67,23 @@ enum OutboxCommand {
         #[arg(long, conflicts_with = "id")]
         all_dead: bool,
     },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum MessageState {
+    Pending,
+    Sent,
+    Dead,
+}
+
+impl From<MessageState> for OutboxStatus {
+    fn from(state: MessageState) -> Self {
+        match state {
+            MessageState::Pending => OutboxStatus::Pending,
+            MessageState::Sent => OutboxStatus::Sent,
+            MessageState::Dead => OutboxStatus::Dead,
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -92,7 +110,7 @@ pub async fn run() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error:#}");
-            if let Some(AppError::Validation(fields)) = error.downcast_ref::<AppError>() {
+            if let Some(CoreError::Validation(fields)) = error.downcast_ref::<CoreError>() {
                 for field in fields {
                     eprintln!("  {}: {}", field.field, field.message);
                 }
@@ -148,15 +166,15 @@ async fn execute(cli: Cli) -> anyhow::Result<()> {
             let core = build_core(settings, clock).await?;
             match command {
                 OutboxCommand::List { status, limit } => {
-                    for m in outbox::list(&core, status.as_deref(), limit).await? {
+                    for m in outbox::list(&core, status.map(Into::into), limit).await? {
                         println!(
                             "{}\t{}\t{}\tattempts={}\tregistration={}\t{}\t{}",
                             m.id,
-                            m.channel,
-                            m.status,
+                            m.channel.name(),
+                            m.status.name(),
                             m.attempts,
                             m.registration_id,
-                            m.created_at,
+                            m.queued_at,
                             m.last_error.unwrap_or_default()
                         );
                     }

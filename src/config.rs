@@ -3,6 +3,7 @@
 use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf};
 
 use anyhow::{Context, bail};
+use entity::states::Language;
 use figment::{
     Figment,
     providers::{Env, Format, Serialized, Toml},
@@ -99,7 +100,7 @@ pub struct DeliverySettings {
     pub batch_size: u64,
     /// `id` or `en`: for registrations that name no language and whose
     /// country has no language of its own here.
-    pub default_language: String,
+    pub default_language: Language,
     /// Directory of template overrides (`<lang>/sms.txt`, ...); empty: built-in.
     pub templates_dir: PathBuf,
     /// Sender of emails, `Name <address>`.
@@ -115,6 +116,8 @@ pub struct DeliverySettings {
 pub enum EmailTransportKind {
     File,
     Smtp,
+    /// Kept in the process, for tests; nothing leaves the machine.
+    Memory,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -158,6 +161,8 @@ pub enum SmsTransportKind {
     File,
     Webhook,
     Twilio,
+    /// Kept in the process, for tests; nothing leaves the machine.
+    Memory,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -290,7 +295,7 @@ impl Default for DeliverySettings {
             poll_interval_ms: 500,
             max_attempts: 8,
             batch_size: 50,
-            default_language: "en".into(),
+            default_language: Language::En,
             templates_dir: PathBuf::new(),
             from: "Registration <no-reply@registration.local>".into(),
             reply_to: String::new(),
@@ -438,9 +443,6 @@ impl Settings {
         if d.max_attempts == 0 {
             bail!("delivery.max_attempts must be at least 1");
         }
-        if !["id", "en"].contains(&d.default_language.as_str()) {
-            bail!("delivery.default_language must be id or en");
-        }
         if d.email.transport == EmailTransportKind::Smtp {
             let smtp = &d.email.smtp;
             if smtp.host.is_empty() {
@@ -459,7 +461,7 @@ impl Settings {
             }
         }
         match d.sms.transport {
-            SmsTransportKind::File => {}
+            SmsTransportKind::File | SmsTransportKind::Memory => {}
             SmsTransportKind::Webhook => {
                 if !d.sms.webhook.url.starts_with("http://")
                     && !d.sms.webhook.url.starts_with("https://")

@@ -14,7 +14,7 @@ use tokio::sync::Semaphore;
 use crate::{
     config::Settings,
     domain::{Md5PasswordHex, PREFIX_ALPHABET, SmsCode},
-    error::{AppError, AppResult},
+    error::{CoreError, CoreResult},
 };
 
 /// Server-side keys. SMS codes are short, so their stored hashes are keyed:
@@ -171,7 +171,7 @@ impl PasswordHashing {
         Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
     }
 
-    pub async fn hash(&self, md5: &Md5PasswordHex) -> AppResult<String> {
+    pub async fn hash(&self, md5: &Md5PasswordHex) -> CoreResult<String> {
         let peppered = self.keys.pepper(md5);
         self.run(move || {
             let salt = argon2::password_hash::SaltString::generate(&mut OsRng);
@@ -183,7 +183,7 @@ impl PasswordHashing {
         .await
     }
 
-    pub async fn verify(&self, md5: &Md5PasswordHex, phc: String) -> AppResult<bool> {
+    pub async fn verify(&self, md5: &Md5PasswordHex, phc: String) -> CoreResult<bool> {
         let peppered = self.keys.pepper(md5);
         self.run(move || {
             let parsed = PasswordHash::new(&phc)
@@ -196,11 +196,11 @@ impl PasswordHashing {
     async fn run<T: Send + 'static>(
         &self,
         work: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
-    ) -> AppResult<T> {
+    ) -> CoreResult<T> {
         let _queued = self
             .waiting
             .try_acquire()
-            .map_err(|_| AppError::ServerBusy {
+            .map_err(|_| CoreError::ServerBusy {
                 retry_after_seconds: 1,
             })?;
         let _running = self
@@ -229,12 +229,12 @@ mod tests {
     #[tokio::test]
     async fn hashing_beyond_the_queue_is_refused_not_buffered() {
         let hashing = PasswordHashing::new(keys(), 1, 1);
-        let md5 = Md5PasswordHex::parse(&"A".repeat(32), "password").unwrap();
+        let md5 = Md5PasswordHex::parse(&"A".repeat(32)).unwrap();
         let attempts = (0..6).map(|_| hashing.hash(&md5));
         let results = futures::future::join_all(attempts).await;
         let busy = results
             .iter()
-            .filter(|r| matches!(r, Err(AppError::ServerBusy { .. })))
+            .filter(|r| matches!(r, Err(CoreError::ServerBusy { .. })))
             .count();
         let hashed = results.iter().filter(|r| r.is_ok()).count();
         // One running plus one queued get through; the rest are told to retry.
@@ -243,7 +243,7 @@ mod tests {
 
     #[tokio::test]
     async fn pepper_changes_the_hash() {
-        let md5 = Md5PasswordHex::parse(&"B".repeat(32), "password").unwrap();
+        let md5 = Md5PasswordHex::parse(&"B".repeat(32)).unwrap();
         let phc = PasswordHashing::new(keys(), 1, 1).hash(&md5).await.unwrap();
         let other_pepper = Arc::new(Keys {
             token_key: "token-key".to_owned().into(),

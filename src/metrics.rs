@@ -1,5 +1,6 @@
 //! Counters for operators, served at `GET /metrics` in the Prometheus text
 //! format. Each also has a structured log event (see docs/LOGGING.md).
+use entity::states::Channel;
 use std::{
     fmt::Write,
     sync::atomic::{AtomicU64, Ordering},
@@ -13,48 +14,28 @@ pub struct Metrics {
     refused_by_quota: [AtomicU64; 2],
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Channel {
-    Sms,
-    Email,
-}
-
-impl Channel {
-    pub fn name(self) -> &'static str {
-        match self {
-            Channel::Sms => "sms",
-            Channel::Email => "email",
-        }
-    }
-
-    pub fn from_name(name: &str) -> Self {
-        if name == "email" {
-            Channel::Email
-        } else {
-            Channel::Sms
-        }
-    }
-
-    fn index(self) -> usize {
-        self as usize
+fn index(channel: Channel) -> usize {
+    match channel {
+        Channel::Sms => 0,
+        Channel::Email => 1,
     }
 }
 
 impl Metrics {
     pub fn sent(&self, channel: Channel) {
-        self.sent[channel.index()].fetch_add(1, Ordering::Relaxed);
+        self.sent[index(channel)].fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn failed(&self, channel: Channel) {
-        self.failed[channel.index()].fetch_add(1, Ordering::Relaxed);
+        self.failed[index(channel)].fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn dead(&self, channel: Channel) {
-        self.dead[channel.index()].fetch_add(1, Ordering::Relaxed);
+        self.dead[index(channel)].fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn refused_by_quota(&self, channel: Channel) {
-        self.refused_by_quota[channel.index()].fetch_add(1, Ordering::Relaxed);
+        self.refused_by_quota[index(channel)].fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn render(&self, db_statements: u64) -> String {
@@ -83,8 +64,8 @@ impl Metrics {
         ];
         for (name, help, counters) in families {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
-            for channel in [Channel::Sms, Channel::Email] {
-                let value = counters[channel.index()].load(Ordering::Relaxed);
+            for channel in Channel::ALL {
+                let value = counters[index(channel)].load(Ordering::Relaxed);
                 let _ = writeln!(out, "{name}{{channel=\"{}\"}} {value}", channel.name());
             }
         }

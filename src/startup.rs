@@ -1,24 +1,40 @@
-//! Builds the whole service from settings; `main` and the tests both use it.
+//! Builds the whole service from settings; `main` and the tests both use
+//! it. This is the one place that knows every face: it merges their routes
+//! over one shared state.
 use std::{
     net::SocketAddr,
     sync::{Arc, atomic::AtomicU64},
 };
 
 use anyhow::Context;
+use axum::{Router, extract::DefaultBodyLimit, extract::FromRef};
 use tokio::net::TcpListener;
+use tower_http::trace::TraceLayer;
 
 use crate::{
     clock::Clock,
     config::Settings,
     crypto::Keys,
     db,
-    delivery::{Dispatcher, EmailSender, SmsTransport, templates::Templates},
-    graphql, http,
+    delivery::{Dispatcher, EmailSender, MemoryOutbox, SmsTransport},
+    graphql::{self, AppSchema},
+    http::{self, error::ApiError},
+    pages,
+    service::templates::Templates,
     state::Core,
 };
 
+/// What the handlers of every face take their state from, by `FromRef`.
+#[derive(Clone, FromRef)]
+pub struct AppState {
+    pub core: Core,
+    pub schema: AppSchema,
+}
+
 pub struct Application {
     pub core: Core,
+    /// What the memory transports sent, when configured.
+    pub memory_outbox: MemoryOutbox,
     listener: TcpListener,
     dispatcher: Dispatcher,
 }
@@ -26,13 +42,15 @@ pub struct Application {
 impl Application {
     pub async fn build(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
         let core = build_core(settings, clock).await?;
+        let memory_outbox = MemoryOutbox::default();
         // Built here so a transport misconfiguration stops the start.
-        let dispatcher = dispatcher(&core)?;
+        let dispatcher = dispatcher(&core, &memory_outbox)?;
         let listener = TcpListener::bind(core.settings.listen)
             .await
             .with_context(|| format!("Failed to listen on {}", core.settings.listen))?;
         Ok(Self {
             core,
+            memory_outbox,
             listener,
             dispatcher,
         })
@@ -47,14 +65,28 @@ impl Application {
     /// Serves HTTP and drains the outbox until the process stops. Both run
     /// in this one future, so dropping it stops both and frees the pool.
     pub async fn run(self) -> anyhow::Result<()> {
-        let schema = graphql::build_schema(Some(self.core.clone()), &self.core.settings.graphql);
-        let app = http::router(self.core.clone(), schema);
+        let app = router(self.core.clone());
         let server = axum::serve(self.listener, app).with_graceful_shutdown(shutdown_signal());
         tokio::select! {
             served = server => served.context("HTTP server failed"),
             () = self.dispatcher.run() => Ok(()),
         }
     }
+}
+
+/// Every route of every face, with the layers they share.
+pub fn router(core: Core) -> Router {
+    let schema = graphql::build_schema(Some(core.clone()), &core.settings.graphql);
+    let body_limit = core.settings.limits.max_body_bytes;
+    Router::new()
+        .merge(http::router(&core))
+        .merge(graphql::router(&core))
+        .merge(pages::router())
+        .fallback(|| async { ApiError::RouteNotFound })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(TraceLayer::new_for_http().make_span_with(http::request_span))
+        .with_state(AppState { core, schema })
 }
 
 /// The core without the HTTP server: what CLI subcommands need.
@@ -76,13 +108,13 @@ pub async fn build_core(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Re
     ))
 }
 
-pub fn dispatcher(core: &Core) -> anyhow::Result<Dispatcher> {
+pub fn dispatcher(core: &Core, memory: &MemoryOutbox) -> anyhow::Result<Dispatcher> {
     let outbox = core.settings.outbox_dir();
     let delivery = &core.settings.delivery;
     Ok(Dispatcher::new(
         core.clone(),
-        EmailSender::from_settings(delivery, outbox.clone())?,
-        SmsTransport::from_settings(delivery, outbox)?,
+        EmailSender::from_settings(delivery, outbox.clone(), memory)?,
+        SmsTransport::from_settings(delivery, outbox, memory)?,
     ))
 }
 

@@ -8,14 +8,17 @@ use crate::{
     clock::Clock,
     config::Settings,
     crypto::{Keys, PasswordHashing},
-    delivery::templates::Templates,
+    domain::Rules,
     metrics::Metrics,
+    service::templates::Templates,
 };
 
 #[derive(Clone)]
 pub struct Core {
     pub db: DatabaseConnection,
     pub settings: Arc<Settings>,
+    /// The registration lifecycle's thresholds, from `settings`.
+    pub rules: Rules,
     pub clock: Arc<dyn Clock>,
     pub keys: Arc<Keys>,
     pub hashing: PasswordHashing,
@@ -43,6 +46,7 @@ impl Core {
         );
         Self {
             db,
+            rules: Rules::new(&settings.registration),
             settings,
             clock,
             keys,

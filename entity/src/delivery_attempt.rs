@@ -1,5 +1,7 @@
 use sea_orm::entity::prelude::*;
 
+use crate::states::{AttemptOutcome, ErrorClass};
+
 /// One try at sending an outbox message: the delivery timeline.
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "delivery_attempt")]
@@ -8,10 +10,9 @@ pub struct Model {
     pub id: Uuid,
     pub message_id: Uuid,
     pub attempted_at: DateTimeUtc,
-    /// `sent`, `failed`, `dead` or `requeued`.
-    pub outcome: String,
-    /// `transient` or `permanent` for failures.
-    pub error_class: Option<String>,
+    pub outcome: AttemptOutcome,
+    /// Set for failures.
+    pub error_class: Option<ErrorClass>,
     #[sea_orm(column_type = "Text", nullable)]
     pub error: Option<String>,
     pub provider_message_id: Option<String>,

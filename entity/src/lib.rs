@@ -12,3 +12,4 @@ pub mod phone_guard;
 pub mod registration;
 pub mod send_quota;
 pub mod sms_token;
+pub mod states;

@@ -1,20 +1,20 @@
 use sea_orm::entity::prelude::*;
 
+use crate::states::{Channel, ErrorClass, OutboxStatus};
+
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "outbox_message")]
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
     pub id: Uuid,
     pub registration_id: Uuid,
-    /// `sms` or `email`.
-    pub channel: String,
+    pub channel: Channel,
     pub recipient: String,
     pub subject: Option<String>,
     /// Cleared once sent: it carries the secret token or link.
     #[sea_orm(column_type = "Text", nullable)]
     pub body: Option<String>,
-    /// `pending`, `sent` or `dead`.
-    pub status: String,
+    pub status: OutboxStatus,
     pub attempts: i32,
     pub next_attempt_at: DateTimeUtc,
     pub lease_until: Option<DateTimeUtc>,
@@ -26,8 +26,8 @@ pub struct Model {
     /// HTML alternative of an email; cleared once sent like `body`.
     #[sea_orm(column_type = "Text", nullable)]
     pub html_body: Option<String>,
-    /// `transient` or `permanent`, of the last failed attempt.
-    pub last_error_class: Option<String>,
+    /// Of the last failed attempt.
+    pub last_error_class: Option<ErrorClass>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -1,5 +1,7 @@
 use sea_orm::entity::prelude::*;
 
+use crate::states::{Language, RegistrationStatus};
+
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "registration")]
 pub struct Model {
@@ -15,8 +17,7 @@ pub struct Model {
     pub country_id: String,
     pub source_id: Option<String>,
     pub account_group_id: String,
-    /// `pending`, `completed` or `superseded`.
-    pub status: String,
+    pub status: RegistrationStatus,
     pub failed_attempts: i32,
     pub sms_sends: i32,
     pub email_sends: i32,
@@ -24,8 +25,8 @@ pub struct Model {
     pub last_email_at: Option<DateTimeUtc>,
     pub created_at: DateTimeUtc,
     pub completed_at: Option<DateTimeUtc>,
-    /// Language of the customer's messages: `id` or `en`.
-    pub language: String,
+    /// Language of the customer's messages.
+    pub language: Language,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

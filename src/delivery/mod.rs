@@ -1,9 +1,48 @@
-//! Delivery of queued messages: a dispatcher claims due outbox rows and
-//! hands them to the configured transports.
+//! Delivery of queued messages: the loop that drains the outbox and the
+//! transports it hands messages to, chosen in configuration. The file
+//! transports are the development default: a person reads what was sent.
+//! The memory ones keep messages in the process for tests. The others talk
+//! to real SMTP servers and SMS gateways, and classify each failure as
+//! transient (retry) or permanent (dead-letter at once).
 mod dispatcher;
-mod transport;
+mod email;
+mod memory;
+mod sms;
+
+use entity::states::ErrorClass;
 
 pub use dispatcher::{DispatchReport, Dispatcher};
-pub use transport::{EmailSender, OutgoingMessage, SendError, SmsTransport};
+pub use email::EmailSender;
+pub use memory::{MemoryOutbox, SentMessage};
+pub use sms::SmsTransport;
 
-pub mod templates;
+/// What the dispatcher hands a transport.
+pub struct OutgoingMessage<'a> {
+    pub id: uuid::Uuid,
+    pub recipient: &'a str,
+    pub subject: Option<&'a str>,
+    pub body: &'a str,
+    pub html_body: Option<&'a str>,
+}
+
+/// Why a send failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// Worth retrying: timeouts, refused connections, 5xx from a gateway,
+    /// 4xx replies from an SMTP server.
+    #[error("{0}")]
+    Transient(String),
+    /// Retrying cannot help: 4xx from a gateway, 5xx SMTP replies, a
+    /// recipient that is not an address.
+    #[error("{0}")]
+    Permanent(String),
+}
+
+impl SendError {
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            SendError::Transient(_) => ErrorClass::Transient,
+            SendError::Permanent(_) => ErrorClass::Permanent,
+        }
+    }
+}

@@ -1,9 +1,6 @@
 use std::fmt;
 
-use md5::{Digest, Md5};
-
-use super::Md5PasswordHex;
-use crate::error::FieldError;
+use super::{Invalid, Md5PasswordHex};
 
 pub const MIN_PASSWORD_CHARS: usize = 8;
 const MAX_PASSWORD_CHARS: usize = 128;
@@ -12,55 +9,55 @@ const MAX_PASSWORD_CHARS: usize = 128;
 /// Its `Debug` never prints it.
 pub struct NewPassword(String);
 
+/// What is wrong with a new password and its confirmation.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct PasswordRejected {
+    pub password: Option<Invalid>,
+    pub confirmation: Option<Invalid>,
+}
+
 impl NewPassword {
     /// Length 8 to 128, not among the commonly used passwords (zxcvbn score
     /// below 2 means it is guessed within about a million tries), and the
-    /// confirmation matches. Errors name `password` or `passwordConfirmation`.
+    /// confirmation matches.
     pub fn parse(
         password: &str,
         confirmation: &str,
         context: &[&str],
-    ) -> Result<Self, Vec<FieldError>> {
-        let mut errors = Vec::new();
+    ) -> Result<Self, PasswordRejected> {
         let length = password.chars().count();
-        if length < MIN_PASSWORD_CHARS {
-            errors.push(FieldError::new(
-                "password",
-                "too_short",
-                format!("password must be at least {MIN_PASSWORD_CHARS} characters"),
-            ));
-        } else if length > MAX_PASSWORD_CHARS {
-            errors.push(FieldError::new(
-                "password",
-                "too_long",
-                format!("password must be at most {MAX_PASSWORD_CHARS} characters"),
-            ));
-        } else if zxcvbn::zxcvbn(password, context).score() < zxcvbn::Score::Two {
-            errors.push(FieldError::new(
-                "password",
-                "too_common",
-                "password is too common or too easy to guess",
-            ));
-        }
-        if password != confirmation {
-            errors.push(FieldError::new(
-                "passwordConfirmation",
-                "mismatch",
-                "the two passwords do not match",
-            ));
-        }
-        if errors.is_empty() {
+        let rejected = PasswordRejected {
+            password: if length < MIN_PASSWORD_CHARS {
+                Some(Invalid::new(
+                    "too_short",
+                    format!("must be at least {MIN_PASSWORD_CHARS} characters"),
+                ))
+            } else if length > MAX_PASSWORD_CHARS {
+                Some(Invalid::new(
+                    "too_long",
+                    format!("must be at most {MAX_PASSWORD_CHARS} characters"),
+                ))
+            } else if zxcvbn::zxcvbn(password, context).score() < zxcvbn::Score::Two {
+                Some(Invalid::new(
+                    "too_common",
+                    "is too common or too easy to guess",
+                ))
+            } else {
+                None
+            },
+            confirmation: (password != confirmation)
+                .then(|| Invalid::new("mismatch", "must repeat the password exactly")),
+        };
+        if rejected == PasswordRejected::default() {
             Ok(Self(password.to_owned()))
         } else {
-            Err(errors)
+            Err(rejected)
         }
     }
 
     /// What the legacy API clients would send: the MD5, upper-case hex.
     pub fn md5_hex(&self) -> Md5PasswordHex {
-        let digest = Md5::digest(self.0.as_bytes());
-        let hex: String = digest.iter().map(|b| format!("{b:02X}")).collect();
-        Md5PasswordHex::parse(&hex, "password").expect("an MD5 digest is 32 hex characters")
+        Md5PasswordHex::of_password(&self.0)
     }
 }
 
@@ -74,11 +71,13 @@ impl fmt::Debug for NewPassword {
 mod tests {
     use super::*;
 
-    fn codes(result: Result<NewPassword, Vec<FieldError>>) -> Vec<&'static str> {
-        result
-            .err()
-            .unwrap_or_default()
-            .iter()
+    use md5::{Digest, Md5};
+
+    fn codes(result: Result<NewPassword, PasswordRejected>) -> Vec<&'static str> {
+        let rejected = result.err().unwrap_or_default();
+        [rejected.password, rejected.confirmation]
+            .into_iter()
+            .flatten()
             .map(|e| e.code)
             .collect()
     }

@@ -1,6 +1,7 @@
 use chrono::NaiveDate;
+use entity::states::Language;
 
-use crate::error::FieldError;
+use super::Invalid;
 
 /// A person's name or a place name: trimmed, 1 to 100 characters, no
 /// control characters.
@@ -8,20 +9,15 @@ use crate::error::FieldError;
 pub struct PersonName(String);
 
 impl PersonName {
-    pub fn parse(input: String, field: &str) -> Result<Self, FieldError> {
+    pub fn parse(input: String) -> Result<Self, Invalid> {
         let length = input.chars().count();
         if length > 100 {
-            return Err(FieldError::new(
-                field,
-                "too_long",
-                format!("{field} must be at most 100 characters"),
-            ));
+            return Err(Invalid::new("too_long", "must be at most 100 characters"));
         }
         if input.chars().any(char::is_control) {
-            return Err(FieldError::new(
-                field,
+            return Err(Invalid::new(
                 "invalid_characters",
-                format!("{field} must not contain control characters"),
+                "must not contain control characters",
             ));
         }
         Ok(Self(input))
@@ -37,30 +33,16 @@ impl PersonName {
 pub struct BirthDate(NaiveDate);
 
 impl BirthDate {
-    pub fn parse(input: &str, today: NaiveDate, field: &str) -> Result<Self, FieldError> {
+    pub fn parse(input: &str, today: NaiveDate) -> Result<Self, Invalid> {
         let date = NaiveDate::parse_from_str(input, "%Y-%m-%d")
             .ok()
             .filter(|_| input.len() == 10)
-            .ok_or_else(|| {
-                FieldError::new(
-                    field,
-                    "invalid_date",
-                    format!("{field} must be a date written YYYY-MM-DD"),
-                )
-            })?;
+            .ok_or_else(|| Invalid::new("invalid_date", "must be a date written YYYY-MM-DD"))?;
         if date >= today {
-            return Err(FieldError::new(
-                field,
-                "not_in_past",
-                format!("{field} must be in the past"),
-            ));
+            return Err(Invalid::new("not_in_past", "must be in the past"));
         }
         if date < NaiveDate::from_ymd_opt(1900, 1, 1).expect("valid date") {
-            return Err(FieldError::new(
-                field,
-                "too_early",
-                format!("{field} must be 1900-01-01 or later"),
-            ));
+            return Err(Invalid::new("too_early", "must be 1900-01-01 or later"));
         }
         Ok(Self(date))
     }
@@ -75,15 +57,14 @@ impl BirthDate {
 pub struct CountryId(String);
 
 impl CountryId {
-    pub fn parse(input: &str, field: &str) -> Result<Self, FieldError> {
+    pub fn parse(input: &str) -> Result<Self, Invalid> {
         let code = input.trim().to_ascii_uppercase();
         if code.len() == 2 && isocountry::CountryCode::for_alpha2(&code).is_ok() {
             Ok(Self(code))
         } else {
-            Err(FieldError::new(
-                field,
+            Err(Invalid::new(
                 "invalid_country",
-                format!("{field} must be an ISO 3166-1 alpha-2 country code such as ID"),
+                "must be an ISO 3166-1 alpha-2 country code such as ID",
             ))
         }
     }
@@ -99,15 +80,9 @@ impl CountryId {
 pub struct EmailAddress(String);
 
 impl EmailAddress {
-    pub fn parse(input: &str, field: &str) -> Result<Self, FieldError> {
+    pub fn parse(input: &str) -> Result<Self, Invalid> {
         let normalised = input.trim().to_lowercase();
-        let invalid = || {
-            FieldError::new(
-                field,
-                "invalid_email",
-                format!("{field} is not a valid email address"),
-            )
-        };
+        let invalid = || Invalid::new("invalid_email", "is not a valid email address");
         if normalised.len() > 254 {
             return Err(invalid());
         }
@@ -137,7 +112,7 @@ impl EmailAddress {
 
 /// An identifier chosen by a host or the operator: 1 to `max` characters of
 /// letters, digits, `-` and `_`.
-fn parse_identifier(input: &str, max: usize, field: &str) -> Result<String, FieldError> {
+fn parse_identifier(input: &str, max: usize) -> Result<String, Invalid> {
     let valid = !input.is_empty()
         && input.len() <= max
         && input
@@ -146,10 +121,9 @@ fn parse_identifier(input: &str, max: usize, field: &str) -> Result<String, Fiel
     if valid {
         Ok(input.to_owned())
     } else {
-        Err(FieldError::new(
-            field,
+        Err(Invalid::new(
             "invalid_identifier",
-            format!("{field} must be 1 to {max} letters, digits, '-' or '_'"),
+            format!("must be 1 to {max} letters, digits, '-' or '_'"),
         ))
     }
 }
@@ -158,8 +132,8 @@ fn parse_identifier(input: &str, max: usize, field: &str) -> Result<String, Fiel
 pub struct SourceId(String);
 
 impl SourceId {
-    pub fn parse(input: &str, field: &str) -> Result<Self, FieldError> {
-        parse_identifier(input, 32, field).map(Self)
+    pub fn parse(input: &str) -> Result<Self, Invalid> {
+        parse_identifier(input, 32).map(Self)
     }
 
     pub fn into_inner(self) -> String {
@@ -171,8 +145,8 @@ impl SourceId {
 pub struct AccountGroupId(String);
 
 impl AccountGroupId {
-    pub fn parse(input: &str, field: &str) -> Result<Self, FieldError> {
-        parse_identifier(input, 16, field).map(Self)
+    pub fn parse(input: &str) -> Result<Self, Invalid> {
+        parse_identifier(input, 16).map(Self)
     }
 
     pub fn as_str(&self) -> &str {
@@ -190,7 +164,7 @@ mod tests {
 
     #[test]
     fn birth_date_must_be_iso_and_past() {
-        assert!(BirthDate::parse("1990-12-31", today(), "birthDate").is_ok());
+        assert!(BirthDate::parse("1990-12-31", today()).is_ok());
         for (input, code) in [
             ("31-12-1990", "invalid_date"),
             ("1990-2-3", "invalid_date"),
@@ -199,84 +173,64 @@ mod tests {
             ("2030-01-01", "not_in_past"),
             ("1899-12-31", "too_early"),
         ] {
-            let error = BirthDate::parse(input, today(), "birthDate").unwrap_err();
+            let error = BirthDate::parse(input, today()).unwrap_err();
             assert_eq!(error.code, code, "{input}");
         }
     }
 
     #[test]
     fn country_is_alpha2() {
-        assert_eq!(CountryId::parse("id", "countryId").unwrap().as_str(), "ID");
+        assert_eq!(CountryId::parse("id").unwrap().as_str(), "ID");
         for bad in ["IDN", "XX", "", "1"] {
-            assert!(CountryId::parse(bad, "countryId").is_err(), "{bad}");
+            assert!(CountryId::parse(bad).is_err(), "{bad}");
         }
     }
 
     #[test]
     fn email_is_normalised_and_checked() {
-        let email = EmailAddress::parse(" Email@Gmail.COM ", "email").unwrap();
+        let email = EmailAddress::parse(" Email@Gmail.COM ").unwrap();
         assert_eq!(email.as_str(), "email@gmail.com");
         assert_eq!(email.masked(), "e***@gmail.com");
         for bad in ["nope", "a@b", "Ann <a@b.co>", "a@@b.co", "@b.co"] {
-            assert!(EmailAddress::parse(bad, "email").is_err(), "{bad}");
+            assert!(EmailAddress::parse(bad).is_err(), "{bad}");
         }
     }
 
     #[test]
     fn identifiers_are_restricted() {
-        assert!(AccountGroupId::parse("01", "accountGroupId").is_ok());
-        assert!(AccountGroupId::parse("0 1", "accountGroupId").is_err());
-        assert!(SourceId::parse(&"9".repeat(33), "sourceId").is_err());
+        assert!(AccountGroupId::parse("01").is_ok());
+        assert!(AccountGroupId::parse("0 1").is_err());
+        assert!(SourceId::parse(&"9".repeat(33)).is_err());
     }
 }
 
-/// The language of a customer's messages.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Language {
-    Id,
-    En,
+/// Accepts `id`/`en` and regional forms (`id-ID`, `en_US`), any case.
+pub fn parse_language(input: &str) -> Result<Language, Invalid> {
+    let primary = input
+        .trim()
+        .split(['-', '_'])
+        .next()
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    match primary.as_str() {
+        "id" => Ok(Language::Id),
+        "en" => Ok(Language::En),
+        _ => Err(Invalid::new(
+            "unsupported_language",
+            "must be id (Bahasa Indonesia) or en (English)",
+        )),
+    }
 }
 
-impl Language {
-    pub const ALL: [Language; 2] = [Language::Id, Language::En];
-
-    /// Accepts `id`/`en` and regional forms (`id-ID`, `en_US`), any case.
-    pub fn parse(input: &str, field: &str) -> Result<Self, FieldError> {
-        let primary = input
-            .trim()
-            .split(['-', '_'])
-            .next()
-            .unwrap_or_default()
-            .to_ascii_lowercase();
-        match primary.as_str() {
-            "id" => Ok(Self::Id),
-            "en" => Ok(Self::En),
-            _ => Err(FieldError::new(
-                field,
-                "unsupported_language",
-                format!("{field} must be id (Bahasa Indonesia) or en (English)"),
-            )),
-        }
-    }
-
-    /// The language asked for, else the country's, else the default.
-    pub fn choose(requested: Option<Language>, country: &CountryId, default: Language) -> Language {
-        requested.unwrap_or(if country.as_str() == "ID" {
-            Language::Id
-        } else {
-            default
-        })
-    }
-
-    pub fn code(self) -> &'static str {
-        match self {
-            Language::Id => "id",
-            Language::En => "en",
-        }
-    }
-
-    /// A stored code read back; anything unknown falls back to English.
-    pub fn from_stored(code: &str) -> Self {
-        Self::parse(code, "language").unwrap_or(Language::En)
-    }
+/// The language asked for, else the country's, else the default.
+pub fn choose_language(
+    requested: Option<Language>,
+    country: &CountryId,
+    default: Language,
+) -> Language {
+    requested.unwrap_or(if country.as_str() == "ID" {
+        Language::Id
+    } else {
+        default
+    })
 }

@@ -2,7 +2,7 @@ use std::fmt;
 
 use phonenumber::{Mode, country};
 
-use crate::error::FieldError;
+use super::Invalid;
 
 /// A valid phone number in E.164 form (`+6281234567890`): the username.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -11,35 +11,28 @@ pub struct PhoneNumber(String);
 impl PhoneNumber {
     /// Parses a number written nationally (`0812...`, read in `region`) or
     /// internationally (`+62 812...`).
-    pub fn parse(input: &str, region: &str, field: &str) -> Result<Self, FieldError> {
+    pub fn parse(input: &str, region: &str) -> Result<Self, Invalid> {
         let input = input.trim();
         if input.is_empty() {
-            return Err(FieldError::new(
-                field,
-                "required",
-                format!("{field} is required"),
-            ));
+            return Err(Invalid::new("required", "is required"));
         }
         if input.len() > 32 {
-            return Err(FieldError::new(
-                field,
+            return Err(Invalid::new(
                 "invalid_phone",
-                format!("{field} is too long to be a phone number"),
+                "is too long to be a phone number",
             ));
         }
         let region: Option<country::Id> = region.parse().ok();
         let number = phonenumber::parse(region, input).map_err(|_| {
-            FieldError::new(
-                field,
+            Invalid::new(
                 "invalid_phone",
-                format!("{field} is not a phone number; write it as 0812... or +62812..."),
+                "is not a phone number; write it as 0812... or +62812...",
             )
         })?;
         if !phonenumber::is_valid(&number) {
-            return Err(FieldError::new(
-                field,
+            return Err(Invalid::new(
                 "invalid_phone",
-                format!("{field} is not a valid number in its numbering plan"),
+                "is not a valid number in its numbering plan",
             ));
         }
         Ok(Self(number.format().mode(Mode::E164).to_string()))
@@ -117,20 +110,20 @@ mod tests {
 
     #[test]
     fn national_number_uses_region() {
-        let phone = PhoneNumber::parse("081234567890", "ID", "phone").unwrap();
+        let phone = PhoneNumber::parse("081234567890", "ID").unwrap();
         assert_eq!(phone.as_str(), "+6281234567890");
     }
 
     #[test]
     fn international_number_ignores_region() {
-        let phone = PhoneNumber::parse("+62 812-3456-7890", "US", "phone").unwrap();
+        let phone = PhoneNumber::parse("+62 812-3456-7890", "US").unwrap();
         assert_eq!(phone.as_str(), "+6281234567890");
     }
 
     #[test]
     fn rejects_invalid_numbers() {
         for bad in ["12", "hello", "0000000000", "+6200"] {
-            let error = PhoneNumber::parse(bad, "ID", "phone").unwrap_err();
+            let error = PhoneNumber::parse(bad, "ID").unwrap_err();
             assert_eq!(error.code, "invalid_phone", "{bad}");
         }
     }

@@ -1,6 +1,8 @@
 use std::fmt;
 
-use crate::error::FieldError;
+use md5::{Digest, Md5};
+
+use super::Invalid;
 
 /// The MD5 hex of a password as the legacy clients send it, canonicalised to
 /// upper case. Its `Debug` never prints the value.
@@ -8,16 +10,22 @@ use crate::error::FieldError;
 pub struct Md5PasswordHex(String);
 
 impl Md5PasswordHex {
-    pub fn parse(input: &str, field: &str) -> Result<Self, FieldError> {
+    pub fn parse(input: &str) -> Result<Self, Invalid> {
         if input.len() == 32 && input.bytes().all(|b| b.is_ascii_hexdigit()) {
             Ok(Self(input.to_ascii_uppercase()))
         } else {
-            Err(FieldError::new(
-                field,
+            Err(Invalid::new(
                 "invalid_password_hash",
-                format!("{field} must be the MD5 of the password: 32 hexadecimal characters"),
+                "must be the MD5 of the password: 32 hexadecimal characters",
             ))
         }
+    }
+
+    /// The MD5 of a password typed on our own page, as a legacy client
+    /// would have computed it.
+    pub fn of_password(password: &str) -> Self {
+        let digest = Md5::digest(password.as_bytes());
+        Self(digest.iter().map(|b| format!("{b:02X}")).collect())
     }
 
     pub fn expose(&self) -> &str {
@@ -43,15 +51,12 @@ pub struct SmsCode {
 }
 
 impl SmsCode {
-    pub fn parse(input: &str, field: &str) -> Result<Self, FieldError> {
+    pub fn parse(input: &str) -> Result<Self, Invalid> {
         let input = input.trim();
         let invalid = || {
-            FieldError::new(
-                field,
+            Invalid::new(
                 "invalid_token_format",
-                format!(
-                    "{field} must be the 3-letter prefix followed by 4 to 8 digits, as in the SMS"
-                ),
+                "must be the 3-letter prefix followed by 4 to 8 digits, as in the SMS",
             )
         };
         if !input.is_ascii() || !(3 + 4..=3 + 8).contains(&input.len()) {
@@ -97,20 +102,20 @@ mod tests {
 
     #[test]
     fn md5_is_canonicalised_to_upper_case() {
-        let hex = Md5PasswordHex::parse("5f4dcc3b5aa765d61d8327deb882cf99", "password").unwrap();
+        let hex = Md5PasswordHex::parse("5f4dcc3b5aa765d61d8327deb882cf99").unwrap();
         assert_eq!(hex.expose(), "5F4DCC3B5AA765D61D8327DEB882CF99");
         assert!(!format!("{hex:?}").contains("5F4D"));
-        assert!(Md5PasswordHex::parse("password", "password").is_err());
-        assert!(Md5PasswordHex::parse(&"G".repeat(32), "password").is_err());
+        assert!(Md5PasswordHex::parse("password").is_err());
+        assert!(Md5PasswordHex::parse(&"G".repeat(32)).is_err());
     }
 
     #[test]
     fn sms_code_prefix_is_case_insensitive() {
-        let code = SmsCode::parse("uhY1234", "token").unwrap();
+        let code = SmsCode::parse("uhY1234").unwrap();
         assert_eq!(code.expose(), "UHY1234");
         assert!(!format!("{code:?}").contains("1234"));
         for bad in ["UHY123", "UHY123456789", "U1Y1234", "UHYABCD", "ÜHY1234"] {
-            assert!(SmsCode::parse(bad, "token").is_err(), "{bad}");
+            assert!(SmsCode::parse(bad).is_err(), "{bad}");
         }
     }
 }

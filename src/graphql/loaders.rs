@@ -3,61 +3,65 @@
 use std::collections::HashMap;
 
 use async_graphql::dataloader::Loader;
-use entity::{account_group, customer, delivery_attempt, outbox_message, sms_token};
 use uuid::Uuid;
 
 use crate::{
-    service::{outbox, registration},
+    domain::IssuedCode,
+    service::{
+        account_groups::AccountGroup,
+        outbox::{self, Delivery, DeliveryEvent},
+        registration::{queries, views::CustomerSummary},
+    },
     state::Core,
 };
 
-pub struct CurrentTokenLoader(pub Core);
+pub struct CurrentCodeLoader(pub Core);
 pub struct AccountGroupLoader(pub Core);
 pub struct CustomerLoader(pub Core);
 pub struct DeliveriesLoader(pub Core);
-pub struct DeliveryAttemptsLoader(pub Core);
+pub struct TimelineLoader(pub Core);
 
 impl Loader<Uuid> for DeliveriesLoader {
-    type Value = Vec<outbox_message::Model>;
+    type Value = Vec<Delivery>;
     type Error = async_graphql::Error;
 
     async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Self::Value>, Self::Error> {
-        Ok(outbox::messages_by_registration(&self.0, keys).await?)
+        Ok(outbox::deliveries_by_registration(&self.0, keys).await?)
     }
 }
 
-impl Loader<Uuid> for DeliveryAttemptsLoader {
-    type Value = Vec<delivery_attempt::Model>;
+impl Loader<Uuid> for TimelineLoader {
+    type Value = Vec<DeliveryEvent>;
     type Error = async_graphql::Error;
 
     async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Self::Value>, Self::Error> {
-        Ok(outbox::attempts_by_message(&self.0, keys).await?)
+        Ok(outbox::timelines(&self.0, keys).await?)
     }
 }
 
-impl Loader<Uuid> for CurrentTokenLoader {
-    type Value = sms_token::Model;
+impl Loader<Uuid> for CurrentCodeLoader {
+    type Value = IssuedCode;
     type Error = async_graphql::Error;
 
     async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Self::Value>, Self::Error> {
-        Ok(registration::current_tokens(&self.0, keys).await?)
+        Ok(queries::current_codes(&self.0, keys).await?)
     }
 }
 
 impl Loader<String> for AccountGroupLoader {
-    type Value = account_group::Model;
+    type Value = AccountGroup;
     type Error = async_graphql::Error;
 
     async fn load(&self, keys: &[String]) -> Result<HashMap<String, Self::Value>, Self::Error> {
-        Ok(registration::account_groups(&self.0, keys).await?)
+        Ok(queries::account_groups(&self.0, keys).await?)
     }
 }
 
 impl Loader<Uuid> for CustomerLoader {
-    type Value = customer::Model;
+    type Value = CustomerSummary;
     type Error = async_graphql::Error;
 
     async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Self::Value>, Self::Error> {
-        Ok(registration::customers_by_registration(&self.0, keys).await?)
+        Ok(queries::customers_by_registration(&self.0, keys).await?)
     }
 }

@@ -1,16 +1,20 @@
-//! The GraphQL face. Resolvers translate to core calls; the core's views
-//! are the output types, database rows never are.
+//! The GraphQL face. Resolvers translate to core calls and wrap what the
+//! core returns in GraphQL types; database rows never reach them.
+mod delivery;
+mod endpoint;
+pub mod error;
+mod inputs;
 mod loaders;
 mod mutation;
+mod outputs;
 mod policy;
 mod query;
-mod types;
+mod registration;
 
 use async_graphql::{EmptySubscription, Schema, dataloader::DataLoader};
+use axum::{Router, extract::FromRef, routing::post};
 
-pub use policy::check_operation_policy;
-
-use crate::{config::GraphqlSettings, state::Core};
+use crate::{config::GraphqlSettings, http, state::Core};
 
 pub type AppSchema = Schema<query::QueryRoot, mutation::MutationRoot, EmptySubscription>;
 
@@ -27,17 +31,30 @@ pub fn build_schema(core: Option<Core>, settings: &GraphqlSettings) -> AppSchema
     builder.finish()
 }
 
+/// `POST /graphql`, behind the same authentication and idempotency as REST.
+pub fn router<S>(core: &Core) -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    Core: FromRef<S>,
+    AppSchema: FromRef<S>,
+{
+    http::authenticated(
+        Router::new().route("/graphql", post(endpoint::execute)),
+        core,
+    )
+}
+
 /// Fresh loaders for one request, so nothing is cached across requests.
-pub fn request_loaders(core: &Core, request: async_graphql::Request) -> async_graphql::Request {
+fn request_loaders(core: &Core, request: async_graphql::Request) -> async_graphql::Request {
     fn batched<L: Send + Sync + 'static>(loader: L) -> DataLoader<L> {
         DataLoader::new(loader, tokio::spawn)
     }
     request
-        .data(batched(loaders::CurrentTokenLoader(core.clone())))
+        .data(batched(loaders::CurrentCodeLoader(core.clone())))
         .data(batched(loaders::AccountGroupLoader(core.clone())))
         .data(batched(loaders::CustomerLoader(core.clone())))
         .data(batched(loaders::DeliveriesLoader(core.clone())))
-        .data(batched(loaders::DeliveryAttemptsLoader(core.clone())))
+        .data(batched(loaders::TimelineLoader(core.clone())))
 }
 
 /// The SDL checked into the repository as `schema.graphql`.

@@ -1,13 +1,11 @@
 use async_graphql::{Context, Object, Result};
 
 use super::{
+    inputs::{ConfirmRegistrationInput, RegisterInput, ResendInput},
+    outputs::{ConfirmedRegistration, RegistrationTicket},
     query::caller,
-    types::{ConfirmRegistrationInput, RegisterInput, ResendInput},
 };
-use crate::service::{
-    registration,
-    views::{ConfirmedRegistration, RegistrationTicket},
-};
+use crate::service::registration;
 
 pub struct MutationRoot;
 
@@ -20,7 +18,8 @@ impl MutationRoot {
         ctx: &Context<'_>,
         input: RegisterInput,
     ) -> Result<RegistrationTicket> {
-        Ok(registration::register(ctx.data()?, caller(ctx)?, input.into()).await?)
+        let ticket = registration::register(ctx.data()?, caller(ctx)?, input.into()).await?;
+        Ok(ticket.into())
     }
 
     /// Completes a registration with the SMS token; creates the customer.
@@ -29,7 +28,8 @@ impl MutationRoot {
         ctx: &Context<'_>,
         input: ConfirmRegistrationInput,
     ) -> Result<ConfirmedRegistration> {
-        Ok(registration::confirm(ctx.data()?, caller(ctx)?, input.into()).await?)
+        let confirmed = registration::confirm(ctx.data()?, caller(ctx)?, input.into()).await?;
+        Ok(confirmed.into())
     }
 
     /// Sends a new SMS token; the previous one stops working.
@@ -38,7 +38,8 @@ impl MutationRoot {
         ctx: &Context<'_>,
         input: ResendInput,
     ) -> Result<RegistrationTicket> {
-        Ok(registration::resend_sms(ctx.data()?, caller(ctx)?, input.into()).await?)
+        let ticket = registration::resend_sms(ctx.data()?, caller(ctx)?, input.into()).await?;
+        Ok(ticket.into())
     }
 
     /// Sends a new completion email; the previous link stops working.
@@ -47,6 +48,7 @@ impl MutationRoot {
         ctx: &Context<'_>,
         input: ResendInput,
     ) -> Result<RegistrationTicket> {
-        Ok(registration::resend_email(ctx.data()?, caller(ctx)?, input.into()).await?)
+        let ticket = registration::resend_email(ctx.data()?, caller(ctx)?, input.into()).await?;
+        Ok(ticket.into())
     }
 }

@@ -4,12 +4,12 @@ use async_graphql::parser::{
     types::{DocumentOperations, ExecutableDocument, OperationType, Selection, SelectionSet},
 };
 
-use crate::error::AppError;
+use crate::http::error::ApiError;
 
 /// Every mutation here sends messages or spends attempts, so an operation
 /// may hold one mutation field only: aliases cannot multiply guesses or
 /// sends within one request.
-pub fn check_operation_policy(query: &str, operation_name: Option<&str>) -> Result<(), AppError> {
+pub fn check_operation_policy(query: &str, operation_name: Option<&str>) -> Result<(), ApiError> {
     // Syntax errors are left to the executor, which reports them properly.
     let Ok(document) = parse_query(query) else {
         return Ok(());
@@ -23,7 +23,7 @@ pub fn check_operation_policy(query: &str, operation_name: Option<&str>) -> Resu
         }
         let fields = count_fields(&document, &operation.node.selection_set.node, 0);
         if fields > 1 {
-            return Err(AppError::GraphqlPolicy(format!(
+            return Err(ApiError::GraphqlPolicy(format!(
                 "an operation may contain one mutation field; this one has {fields}"
             )));
         }

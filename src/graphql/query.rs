@@ -1,13 +1,15 @@
 use async_graphql::{Context, ID, Object, Result};
 use uuid::Uuid;
 
-use super::types::{Registration, RegistrationPage};
+use super::{
+    outputs::{EmailAvailability, UsernameAvailability},
+    registration::{Registration, RegistrationPage},
+};
 use crate::{
-    error::AppError,
+    error::{AuthFailure, CoreError},
     service::{
         hosts::AuthenticatedHost,
-        registration,
-        views::{EmailAvailability, UsernameAvailability},
+        registration::{self, queries},
     },
     state::Core,
 };
@@ -25,25 +27,31 @@ impl QueryRoot {
         username: String,
     ) -> Result<UsernameAvailability> {
         caller(ctx)?;
-        Ok(registration::verify_username(ctx.data()?, Some(&username)).await?)
+        let availability =
+            registration::verify_username(ctx.data()?, Some(username).into()).await?;
+        Ok(availability.into())
     }
 
     /// Whether a registered customer holds this email.
     async fn verify_email(&self, ctx: &Context<'_>, email: String) -> Result<EmailAvailability> {
         caller(ctx)?;
-        Ok(registration::verify_email(ctx.data()?, Some(&email)).await?)
+        let availability = registration::verify_email(ctx.data()?, Some(email).into()).await?;
+        Ok(availability.into())
     }
 
     /// One of the calling host's registrations.
     async fn registration(&self, ctx: &Context<'_>, id: ID) -> Result<Option<Registration>> {
         let core = ctx.data::<Core>()?;
         let Ok(id) = Uuid::parse_str(&id) else {
-            return Err(
-                AppError::field("id", "invalid_id", "id must be a registration id (UUID)").into(),
-            );
+            return Err(CoreError::field(
+                "id",
+                "invalid_id",
+                "id must be a registration id (UUID)",
+            )
+            .into());
         };
-        let record = registration::find_registration(core, caller(ctx)?, id).await?;
-        Ok(record.map(|r| Registration::new(r, core)))
+        let found = queries::find_registration(core, caller(ctx)?, id).await?;
+        Ok(found.map(|r| Registration::new(r, &core.rules)))
     }
 
     /// The calling host's registrations, newest first.
@@ -55,7 +63,7 @@ impl QueryRoot {
     ) -> Result<RegistrationPage> {
         let core = ctx.data::<Core>()?;
         if !(1..=MAX_PAGE).contains(&first) {
-            return Err(AppError::field(
+            return Err(CoreError::field(
                 "first",
                 "out_of_range",
                 "first must be between 1 and 100",
@@ -64,7 +72,7 @@ impl QueryRoot {
         }
         let after = match after {
             Some(cursor) => Some(Uuid::parse_str(&cursor).map_err(|_| {
-                AppError::field(
+                CoreError::field(
                     "after",
                     "invalid_cursor",
                     "after must be a nextCursor from a previous page",
@@ -72,7 +80,7 @@ impl QueryRoot {
             })?),
             None => None,
         };
-        let (records, has_more) = registration::list_registrations(
+        let (records, has_more) = queries::list_registrations(
             core,
             caller(ctx)?,
             u64::try_from(first).unwrap_or(20),
@@ -85,7 +93,7 @@ impl QueryRoot {
         Ok(RegistrationPage {
             items: records
                 .into_iter()
-                .map(|r| Registration::new(r, core))
+                .map(|r| Registration::new(r, &core.rules))
                 .collect(),
             next_cursor,
         })
@@ -95,5 +103,5 @@ impl QueryRoot {
 /// The host the HTTP layer authenticated.
 pub fn caller<'a>(ctx: &Context<'a>) -> Result<&'a AuthenticatedHost> {
     ctx.data::<AuthenticatedHost>()
-        .map_err(|_| AppError::Unauthenticated(crate::error::MISSING_TOKEN).into())
+        .map_err(|_| CoreError::Unauthenticated(AuthFailure::MissingToken).into())
 }

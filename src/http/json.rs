@@ -1,4 +1,4 @@
-//! Request extractors whose rejections are `AppError`s, so a bad body or
+//! Request extractors whose rejections are `ApiError`s, so a bad body or
 //! query string gets the JSON error shape, never axum's plain text.
 use axum::{
     body::Bytes,
@@ -7,21 +7,21 @@ use axum::{
 };
 use serde::de::DeserializeOwned;
 
-use crate::error::{AppError, FieldError};
+use super::error::ApiError;
 
 pub struct ApiJson<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
-    type Rejection = AppError;
+    type Rejection = ApiError;
 
-    async fn from_request(request: Request, state: &S) -> Result<Self, AppError> {
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
         require_json_content_type(request.headers())?;
         let bytes = read_body(request, state).await?;
         parse_json_object(&bytes).map(ApiJson)
     }
 }
 
-pub fn require_json_content_type(headers: &axum::http::HeaderMap) -> Result<(), AppError> {
+pub fn require_json_content_type(headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
     let is_json = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -30,53 +30,47 @@ pub fn require_json_content_type(headers: &axum::http::HeaderMap) -> Result<(), 
     if is_json {
         Ok(())
     } else {
-        Err(AppError::UnsupportedMediaType {
+        Err(ApiError::UnsupportedMediaType {
             expected: "application/json",
         })
     }
 }
 
-pub async fn read_body<S: Send + Sync>(request: Request, state: &S) -> Result<Bytes, AppError> {
+pub async fn read_body<S: Send + Sync>(request: Request, state: &S) -> Result<Bytes, ApiError> {
     Bytes::from_request(request, state)
         .await
         .map_err(|rejection| {
             if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                AppError::PayloadTooLarge
+                ApiError::PayloadTooLarge
             } else {
-                AppError::MalformedJson(rejection.body_text())
+                ApiError::MalformedJson(rejection.body_text())
             }
         })
 }
 
-pub fn parse_json_object<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AppError> {
+pub fn parse_json_object<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let value: serde_json::Value =
-        serde_json::from_slice(bytes).map_err(|e| AppError::MalformedJson(e.to_string()))?;
+        serde_json::from_slice(bytes).map_err(|e| ApiError::MalformedJson(e.to_string()))?;
     if !value.is_object() {
-        return Err(AppError::Validation(vec![FieldError::new(
+        return Err(ApiError::field(
             "body",
             "not_an_object",
             "the request body must be a JSON object",
-        )]));
+        ));
     }
-    serde_json::from_value(value).map_err(|e| AppError::MalformedJson(e.to_string()))
+    serde_json::from_value(value).map_err(|e| ApiError::MalformedJson(e.to_string()))
 }
 
 /// Query-string parameters; a malformed query string is a 400.
 pub struct ApiQuery<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
-    type Rejection = AppError;
+    type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, AppError> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         axum::extract::Query::<T>::from_request_parts(parts, state)
             .await
             .map(|q| ApiQuery(q.0))
-            .map_err(|rejection| {
-                AppError::Validation(vec![FieldError::new(
-                    "query",
-                    "malformed_query",
-                    rejection.body_text(),
-                )])
-            })
+            .map_err(|rejection| ApiError::field("query", "malformed_query", rejection.body_text()))
     }
 }

@@ -1,33 +1,31 @@
-//! The HTTP face: legacy REST paths, GraphQL, OAuth token endpoint.
+//! The HTTP face: the legacy REST paths, the OAuth token endpoint, health
+//! and metrics, and the plumbing every HTTP route shares (the error shape,
+//! JSON reading, authentication, idempotency, request spans).
 mod auth;
-mod graphql;
+pub mod error;
 mod idempotency;
-mod json;
+pub mod json;
 mod oauth;
 mod rest;
+mod wire;
 
 use axum::{
     Router,
-    extract::DefaultBodyLimit,
+    extract::{FromRef, State},
     middleware,
+    response::IntoResponse,
     routing::{get, post},
 };
-use tower_http::trace::TraceLayer;
 
-use crate::{error::AppError, graphql::AppSchema, pages, state::Core};
+use crate::state::Core;
 
-#[derive(Clone)]
-pub struct HttpState {
-    pub core: Core,
-    pub schema: AppSchema,
-}
-
-pub fn router(core: Core, schema: AppSchema) -> Router {
-    let state = HttpState {
-        core: core.clone(),
-        schema,
-    };
-    let authenticated = Router::new()
+/// REST, OAuth, health and metrics.
+pub fn router<S>(core: &Core) -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    Core: FromRef<S>,
+{
+    let api = Router::new()
         .route("/b2b/customer/register", post(rest::register))
         .route("/b2b/customer/register/confirm", post(rest::confirm))
         .route(
@@ -42,36 +40,35 @@ pub fn router(core: Core, schema: AppSchema) -> Router {
         .route(
             "/b2b/customer/resend/registration/email",
             post(rest::resend_email),
-        )
-        .route("/graphql", post(graphql::execute))
-        // Layers run bottom-up: authentication first, then idempotency,
-        // which stores responses per authenticated host.
+        );
+    Router::new()
+        .route("/oauth/token", post(oauth::token))
+        .route("/health", get(|| async { "ok" }))
+        .route("/metrics", get(metrics))
+        .merge(authenticated(api, core))
+}
+
+/// Wraps API routes: a valid bearer token first, then `Idempotency-Key`,
+/// which stores responses per authenticated host.
+pub fn authenticated<S>(routes: Router<S>, core: &Core) -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
+    // Layers run bottom-up.
+    routes
         .layer(middleware::from_fn_with_state(
-            state.clone(),
+            core.clone(),
             idempotency::replay_or_record,
         ))
         .layer(middleware::from_fn_with_state(
-            state.clone(),
+            core.clone(),
             auth::require_host,
-        ));
-    Router::new()
-        .route("/graphql", get(pages::graphiql_page))
-        .route("/static/graphiql/{file}", get(pages::graphiql_asset))
-        .route("/oauth/token", post(oauth::token))
-        .merge(pages::routes())
-        .route("/health", get(|| async { "ok" }))
-        .route("/metrics", get(metrics))
-        .merge(authenticated)
-        .fallback(|| async { AppError::RouteNotFound })
-        .method_not_allowed_fallback(|| async { AppError::MethodNotAllowed })
-        .layer(DefaultBodyLimit::max(core.settings.limits.max_body_bytes))
-        .layer(TraceLayer::new_for_http().make_span_with(request_span))
-        .with_state(state)
+        ))
 }
 
 /// Spans carry the route template only: paths can hold a link token
 /// (`/complete/{token}`) and query strings phone numbers and emails.
-fn request_span<B>(request: &axum::http::Request<B>) -> tracing::Span {
+pub fn request_span<B>(request: &axum::http::Request<B>) -> tracing::Span {
     let route = request
         .extensions()
         .get::<axum::extract::MatchedPath>()
@@ -80,11 +77,8 @@ fn request_span<B>(request: &axum::http::Request<B>) -> tracing::Span {
 }
 
 /// Prometheus text format. Counts only, no labels carrying customer data.
-async fn metrics(
-    axum::extract::State(state): axum::extract::State<HttpState>,
-) -> impl axum::response::IntoResponse {
-    let statements = state
-        .core
+async fn metrics(State(core): State<Core>) -> impl IntoResponse {
+    let statements = core
         .db_statements
         .load(std::sync::atomic::Ordering::Relaxed);
     (
@@ -92,7 +86,7 @@ async fn metrics(
             axum::http::header::CONTENT_TYPE,
             "text/plain; version=0.0.4",
         )],
-        state.core.metrics.render(statements),
+        core.metrics.render(statements),
     )
 }
 

@@ -1,87 +1,68 @@
 //! The legacy REST paths, exactly as the original API documents them. Each
-//! handler only translates HTTP to a core call.
+//! handler only translates HTTP to a core call and back.
 use axum::{Extension, Json, extract::State};
-use serde::Deserialize;
 
 use super::{
-    HttpState,
+    error::ApiResult,
     json::{ApiJson, ApiQuery},
+    wire::{
+        ConfirmRequest, ConfirmedBody, EmailBody, EmailQuery, RegisterRequest, ResendRequest,
+        TicketBody, UsernameBody, UsernameQuery,
+    },
 };
 use crate::{
-    error::AppResult,
-    service::{
-        hosts::AuthenticatedHost,
-        registration::{self, ConfirmRequest, RegisterRequest, ResendRequest},
-        views::{
-            ConfirmedRegistration, EmailAvailability, RegistrationTicket, UsernameAvailability,
-        },
-    },
+    service::{hosts::AuthenticatedHost, registration},
+    state::Core,
 };
 
 pub async fn register(
-    State(state): State<HttpState>,
+    State(core): State<Core>,
     Extension(host): Extension<AuthenticatedHost>,
     ApiJson(request): ApiJson<RegisterRequest>,
-) -> AppResult<Json<RegistrationTicket>> {
-    registration::register(&state.core, &host, request)
-        .await
-        .map(Json)
+) -> ApiResult<Json<TicketBody>> {
+    let ticket = registration::register(&core, &host, request.into()).await?;
+    Ok(Json(ticket.into()))
 }
 
 pub async fn confirm(
-    State(state): State<HttpState>,
+    State(core): State<Core>,
     Extension(host): Extension<AuthenticatedHost>,
     ApiJson(request): ApiJson<ConfirmRequest>,
-) -> AppResult<Json<ConfirmedRegistration>> {
-    registration::confirm(&state.core, &host, request)
-        .await
-        .map(Json)
+) -> ApiResult<Json<ConfirmedBody>> {
+    let confirmed = registration::confirm(&core, &host, request.into()).await?;
+    Ok(Json(confirmed.into()))
 }
 
 pub async fn resend_sms(
-    State(state): State<HttpState>,
+    State(core): State<Core>,
     Extension(host): Extension<AuthenticatedHost>,
     ApiJson(request): ApiJson<ResendRequest>,
-) -> AppResult<Json<RegistrationTicket>> {
-    registration::resend_sms(&state.core, &host, request)
-        .await
-        .map(Json)
+) -> ApiResult<Json<TicketBody>> {
+    let ticket = registration::resend_sms(&core, &host, request.into()).await?;
+    Ok(Json(ticket.into()))
 }
 
 pub async fn resend_email(
-    State(state): State<HttpState>,
+    State(core): State<Core>,
     Extension(host): Extension<AuthenticatedHost>,
     ApiJson(request): ApiJson<ResendRequest>,
-) -> AppResult<Json<RegistrationTicket>> {
-    registration::resend_email(&state.core, &host, request)
-        .await
-        .map(Json)
-}
-
-#[derive(Deserialize)]
-pub struct UsernameQuery {
-    username: Option<String>,
+) -> ApiResult<Json<TicketBody>> {
+    let ticket = registration::resend_email(&core, &host, request.into()).await?;
+    Ok(Json(ticket.into()))
 }
 
 pub async fn verify_username(
-    State(state): State<HttpState>,
+    State(core): State<Core>,
     ApiQuery(query): ApiQuery<UsernameQuery>,
-) -> AppResult<Json<UsernameAvailability>> {
-    registration::verify_username(&state.core, query.username.as_deref())
-        .await
-        .map(Json)
-}
-
-#[derive(Deserialize)]
-pub struct EmailQuery {
-    email: Option<String>,
+) -> ApiResult<Json<UsernameBody>> {
+    let availability = registration::verify_username(&core, query.username.into()).await?;
+    Ok(Json(availability.into()))
 }
 
 pub async fn verify_email(
-    State(state): State<HttpState>,
+    State(core): State<Core>,
     ApiQuery(query): ApiQuery<EmailQuery>,
-) -> AppResult<Json<EmailAvailability>> {
-    registration::verify_email(&state.core, query.email.as_deref())
-        .await
-        .map(Json)
+) -> ApiResult<Json<EmailBody>> {
+    let availability = registration::verify_email(&core, query.email.into()).await?;
+    Ok(Json(availability.into()))
 }

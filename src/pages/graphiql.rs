@@ -7,7 +7,7 @@ use axum::{
 };
 
 use super::set_security_headers;
-use crate::error::AppError;
+use crate::http::error::ApiError;
 
 macro_rules! bundle {
     ($file:literal) => {
@@ -20,13 +20,13 @@ const ASSETS_EMBEDDED: bool = matches!(env!("GRAPHIQL_ASSETS").as_bytes(), b"emb
 /// GraphiQL's own code needs inline styles; scripts still come only from here.
 const GRAPHIQL_CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; font-src 'self' data:; connect-src 'self'; worker-src 'self' blob:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
 
-pub async fn graphiql_page(headers: HeaderMap) -> Result<Response, AppError> {
+pub async fn graphiql_page(headers: HeaderMap) -> Result<Response, ApiError> {
     let wants_html = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("text/html"));
     if !wants_html {
-        return Err(AppError::MethodNotAllowed);
+        return Err(ApiError::MethodNotAllowed);
     }
     let body = if ASSETS_EMBEDDED {
         include_str!("graphiql/index.html")
@@ -54,7 +54,7 @@ pub async fn graphiql_asset(Path(file): Path<String>) -> Response {
             "text/css",
             include_bytes!("graphiql/playground.css").as_slice(),
         ),
-        _ => return AppError::RouteNotFound.into_response(),
+        _ => return ApiError::RouteNotFound.into_response(),
     };
     (
         StatusCode::OK,

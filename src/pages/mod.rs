@@ -9,7 +9,7 @@ use std::{collections::HashMap, sync::LazyLock};
 use axum::{
     Router,
     body::Bytes,
-    extract::{Path, Query, Request, State},
+    extract::{FromRef, Path, Query, Request, State},
     http::{HeaderMap, HeaderValue, StatusCode, header},
     middleware::{self, Next},
     response::{Html, IntoResponse, Redirect, Response},
@@ -19,23 +19,33 @@ use minijinja::{Environment, context};
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
-pub use graphiql::{graphiql_asset, graphiql_page};
+use graphiql::{graphiql_asset, graphiql_page};
 
 use self::texts::{Texts, texts};
 use crate::{
     crypto::random_token,
     domain::MIN_PASSWORD_CHARS,
-    error::AppError,
-    http::HttpState,
+    error::CoreError,
+    http::error::{ApiError, core_status},
     service::completion::{self, CompletionForm, LinkState, LinkStatus},
+    state::Core,
 };
 
-pub fn routes() -> Router<HttpState> {
+/// The completion page and GraphiQL; handlers take the core through `FromRef`.
+pub fn router<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    Core: FromRef<S>,
+{
+    let graphiql = Router::new()
+        .route("/graphql", get(graphiql_page))
+        .route("/static/graphiql/{file}", get(graphiql_asset));
     Router::new()
         .route("/complete/{token}", get(show).post(submit))
         .route("/complete/{token}/resend", post(resend))
         .route("/static/complete.css", get(stylesheet))
         .layer(middleware::from_fn(page_security_headers))
+        .merge(graphiql)
 }
 
 /// A strict policy: nothing but this origin's stylesheet, no scripts at
@@ -111,15 +121,15 @@ struct ShowQuery {
 }
 
 async fn show(
-    State(state): State<HttpState>,
+    State(core): State<Core>,
     Path(token): Path<String>,
     Query(query): Query<ShowQuery>,
     headers: HeaderMap,
-) -> Result<Response, AppError> {
-    let status = completion::inspect_link(&state.core, &token).await?;
+) -> Result<Response, ApiError> {
+    let status = completion::inspect_link(&core, &token).await?;
     let just_done = query.done.is_some();
     Ok(render(
-        &state,
+        &core,
         &token,
         &status,
         &headers,
@@ -142,16 +152,16 @@ struct SubmittedForm {
 /// Reads a posted form; a missing or forged CSRF token gets the page that
 /// says so instead.
 async fn checked_form(
-    state: &HttpState,
+    core: &Core,
     token: &str,
     headers: &HeaderMap,
     body: &[u8],
-) -> Result<Result<SubmittedForm, Response>, AppError> {
+) -> Result<Result<SubmittedForm, Response>, ApiError> {
     let form: SubmittedForm = serde_urlencoded::from_bytes(body).unwrap_or_default();
     if csrf_matches(headers, &form.csrf) {
         return Ok(Ok(form));
     }
-    let status = completion::inspect_link(&state.core, token).await?;
+    let status = completion::inspect_link(core, token).await?;
     Ok(Err(message_page(
         token,
         &status,
@@ -161,17 +171,17 @@ async fn checked_form(
 }
 
 async fn submit(
-    State(state): State<HttpState>,
+    State(core): State<Core>,
     Path(token): Path<String>,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<Response, AppError> {
-    let form = match checked_form(&state, &token, &headers, &body).await? {
+) -> Result<Response, ApiError> {
+    let form = match checked_form(&core, &token, &headers, &body).await? {
         Ok(form) => form,
         Err(refusal) => return Ok(refusal),
     };
     let result = completion::complete_via_link(
-        &state.core,
+        &core,
         &token,
         CompletionForm {
             code: &form.code,
@@ -184,7 +194,7 @@ async fn submit(
         Ok(_) => Ok(Redirect::to(&format!("/complete/{token}?done=1")).into_response()),
         Err(error) => {
             // Re-read: a wrong code or a lock changed what the page shows.
-            let status = completion::inspect_link(&state.core, &token).await?;
+            let status = completion::inspect_link(&core, &token).await?;
             let t = texts(status.language);
             let mut form_state = FormState {
                 // The code may be shown again; passwords never are.
@@ -198,13 +208,13 @@ async fn submit(
             };
             match explain(&error, t) {
                 Explanation::Page(message) => {
-                    return Ok(message_page(&token, &status, message, error.status()));
+                    return Ok(message_page(&token, &status, message, core_status(&error)));
                 }
                 Explanation::Fields(fields) => form_state.fields = fields,
                 Explanation::General(text) => form_state.general = Some(text),
             }
             Ok(render(
-                &state,
+                &core,
                 &token,
                 &status,
                 &headers,
@@ -217,17 +227,17 @@ async fn submit(
 }
 
 async fn resend(
-    State(state): State<HttpState>,
+    State(core): State<Core>,
     Path(token): Path<String>,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<Response, AppError> {
-    if let Err(refusal) = checked_form(&state, &token, &headers, &body).await? {
+) -> Result<Response, ApiError> {
+    if let Err(refusal) = checked_form(&core, &token, &headers, &body).await? {
         return Ok(refusal);
     }
-    let resent = completion::resend_sms_via_link(&state.core, &token).await;
+    let resent = completion::resend_sms_via_link(&core, &token).await;
     // Read after the resend, so the page shows the new prefix.
-    let status = completion::inspect_link(&state.core, &token).await?;
+    let status = completion::inspect_link(&core, &token).await?;
     let t = texts(status.language);
     let (form_state, code) = match resent {
         Ok(ticket) => (
@@ -239,7 +249,7 @@ async fn resend(
         ),
         Err(error) => match explain(&error, t) {
             Explanation::Page(message) => {
-                return Ok(message_page(&token, &status, message, error.status()));
+                return Ok(message_page(&token, &status, message, core_status(&error)));
             }
             Explanation::Fields(_) => (FormState::default(), StatusCode::OK),
             Explanation::General(text) => (
@@ -247,12 +257,12 @@ async fn resend(
                     general: Some(text),
                     ..FormState::default()
                 },
-                error.status(),
+                core_status(&error),
             ),
         },
     };
     Ok(render(
-        &state, &token, &status, &headers, form_state, false, code,
+        &core, &token, &status, &headers, form_state, false, code,
     ))
 }
 
@@ -270,12 +280,12 @@ enum Message {
 }
 
 /// Turns a core error into words next to the right field, in the page's language.
-fn explain(error: &AppError, t: &Texts) -> Explanation {
+fn explain(error: &CoreError, t: &Texts) -> Explanation {
     let minutes = |seconds: u64| seconds.div_ceil(60).to_string();
     let field =
         |name: &'static str, text: String| Explanation::Fields(HashMap::from([(name, text)]));
     match error {
-        AppError::Validation(fields) => Explanation::Fields(
+        CoreError::Validation(fields) => Explanation::Fields(
             fields
                 .iter()
                 .map(|f| {
@@ -298,34 +308,34 @@ fn explain(error: &AppError, t: &Texts) -> Explanation {
                 })
                 .collect(),
         ),
-        AppError::TokenInvalid { attempts_remaining } => field(
+        CoreError::TokenInvalid { attempts_remaining } => field(
             "code",
             t.wrong_code.replace("{n}", &attempts_remaining.to_string()),
         ),
-        AppError::TokenExpired => field("code", t.code_expired.to_owned()),
-        AppError::TokenSuperseded => field("code", t.code_superseded.to_owned()),
-        AppError::RegistrationLocked => Explanation::Page(Message::Locked),
-        AppError::PhoneLocked {
+        CoreError::TokenExpired => field("code", t.code_expired.to_owned()),
+        CoreError::TokenSuperseded => field("code", t.code_superseded.to_owned()),
+        CoreError::RegistrationLocked => Explanation::Page(Message::Locked),
+        CoreError::PhoneLocked {
             retry_after_seconds,
         } => Explanation::Page(Message::PhoneLocked(*retry_after_seconds)),
-        AppError::ResendTooSoon {
+        CoreError::ResendTooSoon {
             retry_after_seconds,
         } => Explanation::General(
             t.too_soon
                 .replace("{seconds}", &retry_after_seconds.to_string()),
         ),
-        AppError::ResendLimitReached { .. } => Explanation::General(t.resend_limit.to_owned()),
-        AppError::SendQuotaExceeded {
+        CoreError::ResendLimitReached { .. } => Explanation::General(t.resend_limit.to_owned()),
+        CoreError::SendQuotaExceeded {
             retry_after_seconds,
             ..
         } => Explanation::General(t.quota.replace("{minutes}", &minutes(*retry_after_seconds))),
-        AppError::ServerBusy { .. } => Explanation::General(t.busy_body.to_owned()),
+        CoreError::ServerBusy { .. } => Explanation::General(t.busy_body.to_owned()),
         _ => Explanation::General(t.generic_error.to_owned()),
     }
 }
 
 fn render(
-    state: &HttpState,
+    core: &Core,
     token: &str,
     status: &LinkStatus,
     headers: &HeaderMap,
@@ -393,7 +403,7 @@ fn render(
         errors,
         field_errors => form.fields,
     };
-    let secure = state.core.settings.public_base_url.starts_with("https://");
+    let secure = core.settings.public_base_url.starts_with("https://");
     let cookie = format!(
         "{CSRF_COOKIE}={csrf}; Path=/complete; HttpOnly; SameSite=Strict{}",
         if secure { "; Secure" } else { "" }

@@ -1,7 +1,7 @@
 //! The words on the pages, in each language.
 use serde::Serialize;
 
-use crate::domain::Language;
+use entity::states::Language;
 
 #[derive(Serialize)]
 pub struct Texts {

@@ -6,21 +6,22 @@ use serde::Serialize;
 
 use crate::{
     domain::AccountGroupId,
-    error::{AppError, AppResult},
+    error::{CoreError, CoreResult, FieldError},
     state::Core,
 };
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct AccountGroup {
     pub id: String,
     pub name: String,
 }
 
-pub async fn add_group(core: &Core, id: &str, name: &str) -> AppResult<AccountGroup> {
-    let id = AccountGroupId::parse(id, "id").map_err(|e| AppError::Validation(vec![e]))?;
+pub async fn add_group(core: &Core, id: &str, name: &str) -> CoreResult<AccountGroup> {
+    let id = AccountGroupId::parse(id)
+        .map_err(|e| CoreError::Validation(vec![FieldError::on("id", e)]))?;
     let name = name.trim();
     if name.is_empty() || name.chars().count() > 100 {
-        return Err(AppError::field(
+        return Err(CoreError::field(
             "name",
             "invalid_length",
             "name must be 1 to 100 characters",
@@ -36,7 +37,7 @@ pub async fn add_group(core: &Core, id: &str, name: &str) -> AppResult<AccountGr
             id: id.as_str().to_owned(),
             name: name.to_owned(),
         }),
-        Err(e) if super::is_unique_violation(&e) => Err(AppError::field(
+        Err(e) if super::is_unique_violation(&e) => Err(CoreError::field(
             "id",
             "taken",
             format!("account group {} already exists", id.as_str()),
@@ -47,7 +48,7 @@ pub async fn add_group(core: &Core, id: &str, name: &str) -> AppResult<AccountGr
     }
 }
 
-pub async fn list_groups(core: &Core) -> AppResult<Vec<AccountGroup>> {
+pub async fn list_groups(core: &Core) -> CoreResult<Vec<AccountGroup>> {
     let groups = account_group::Entity::find()
         .order_by_asc(account_group::Column::Id)
         .all(&core.db)

@@ -1,17 +1,24 @@
 //! The completion link from the registration email.
 use anyhow::Context;
-use entity::{completion_link, host, registration};
+use entity::{
+    completion_link, host, registration,
+    states::{Language, RegistrationStatus},
+};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 
 use super::{
     hosts::AuthenticatedHost,
-    registration::{ConfirmedVia, ResendRequest, confirm_parsed, current_token, resend_sms},
-    views::{ConfirmedRegistration, RegistrationTicket, STATUS_COMPLETED, STATUS_PENDING},
+    registration::{
+        ConfirmedVia, Field, ResendInput, confirm_parsed,
+        queries::current_code,
+        resend_sms,
+        views::{ConfirmedRegistration, RegistrationTicket},
+    },
 };
 use crate::{
     crypto::sha256_hex,
-    domain::{Field, Language, NewPassword, PhoneNumber, SmsCode},
-    error::{AppError, AppResult, FieldError},
+    domain::{NewPassword, PhoneNumber, SmsCode},
+    error::{CoreError, CoreResult, FieldError},
     state::Core,
 };
 
@@ -38,23 +45,22 @@ pub struct LinkStatus {
 
 /// What the page behind a completion link should show. Never reveals
 /// anything for an unknown token.
-pub async fn inspect_link(core: &Core, token: &str) -> AppResult<LinkStatus> {
-    let default_language = Language::from_stored(&core.settings.delivery.default_language);
+pub async fn inspect_link(core: &Core, token: &str) -> CoreResult<LinkStatus> {
     let invalid = LinkStatus {
         state: LinkState::Invalid,
-        language: default_language,
+        language: core.settings.delivery.default_language,
         masked_phone: None,
         token_prefix: None,
     };
     let Some((link, registration)) = find_link(core, token).await? else {
         return Ok(invalid);
     };
-    let language = Language::from_stored(&registration.language);
+    let language = registration.language;
     let masked_phone =
         Some(PhoneNumber::from_stored(registration.phone.clone()).masked_for_display());
     let state = link_state(core, &link, &registration);
     let token_prefix = if state == LinkState::Open {
-        Some(current_token(core, registration.id).await?.prefix)
+        Some(current_code(core, registration.id).await?.prefix)
     } else {
         None
     };
@@ -69,7 +75,7 @@ pub async fn inspect_link(core: &Core, token: &str) -> AppResult<LinkStatus> {
 async fn find_link(
     core: &Core,
     token: &str,
-) -> AppResult<Option<(completion_link::Model, registration::Model)>> {
+) -> CoreResult<Option<(completion_link::Model, registration::Model)>> {
     if token.is_empty() || token.len() > 128 {
         return Ok(None);
     }
@@ -87,9 +93,9 @@ fn link_state(
     link: &completion_link::Model,
     registration: &registration::Model,
 ) -> LinkState {
-    if registration.status == STATUS_COMPLETED || link.used_at.is_some() {
+    if registration.status == RegistrationStatus::Completed || link.used_at.is_some() {
         LinkState::Completed
-    } else if registration.status != STATUS_PENDING || link.superseded_at.is_some() {
+    } else if registration.status != RegistrationStatus::Pending || link.superseded_at.is_some() {
         LinkState::Invalid
     } else if link.expires_at <= core.clock.now() {
         LinkState::Expired
@@ -103,19 +109,19 @@ fn link_state(
 async fn open_link(
     core: &Core,
     token: &str,
-) -> AppResult<(
+) -> CoreResult<(
     completion_link::Model,
     registration::Model,
     AuthenticatedHost,
 )> {
     let Some((link, registration)) = find_link(core, token).await? else {
-        return Err(AppError::CompletionLinkInvalid);
+        return Err(CoreError::CompletionLinkInvalid);
     };
     match link_state(core, &link, &registration) {
         LinkState::Open => {}
-        LinkState::Completed => return Err(AppError::RegistrationCompleted),
-        LinkState::Expired => return Err(AppError::CompletionLinkExpired),
-        LinkState::Invalid => return Err(AppError::CompletionLinkInvalid),
+        LinkState::Completed => return Err(CoreError::RegistrationCompleted),
+        LinkState::Expired => return Err(CoreError::CompletionLinkExpired),
+        LinkState::Invalid => return Err(CoreError::CompletionLinkInvalid),
     }
     let host = host::Entity::find_by_id(registration.host_id)
         .one(&core.db)
@@ -144,9 +150,9 @@ pub async fn complete_via_link(
     core: &Core,
     token: &str,
     form: CompletionForm<'_>,
-) -> AppResult<ConfirmedRegistration> {
+) -> CoreResult<ConfirmedRegistration> {
     let (link, registration, host) = open_link(core, token).await?;
-    let current_prefix = current_token(core, registration.id).await?.prefix;
+    let current_prefix = current_code(core, registration.id).await?.prefix;
     let typed = form.code.trim();
     let full_token = if typed.starts_with(|c: char| c.is_ascii_alphabetic()) {
         typed.to_owned()
@@ -154,7 +160,7 @@ pub async fn complete_via_link(
         format!("{current_prefix}{typed}")
     };
     let mut errors = Vec::new();
-    let code = SmsCode::parse(&full_token, "code")
+    let code = SmsCode::parse(&full_token)
         .map_err(|_| {
             errors.push(FieldError::new(
                 "code",
@@ -172,10 +178,17 @@ pub async fn complete_via_link(
     context.push(&digits);
     context.push(&registration.birth_place);
     let password = NewPassword::parse(form.password, form.password_confirmation, &context)
-        .map_err(|mut e| errors.append(&mut e))
+        .map_err(|rejected| {
+            errors.extend(rejected.password.map(|e| FieldError::on("password", e)));
+            errors.extend(
+                rejected
+                    .confirmation
+                    .map(|e| FieldError::on("passwordConfirmation", e)),
+            );
+        })
         .ok();
     let (Some(code), Some(password)) = (code, password) else {
-        return Err(AppError::Validation(errors));
+        return Err(CoreError::Validation(errors));
     };
     let phone = PhoneNumber::from_stored(registration.phone.clone());
     confirm_parsed(
@@ -190,9 +203,9 @@ pub async fn complete_via_link(
 }
 
 /// "Send a new code" on the page: the API's resend, with its cooldown and caps.
-pub async fn resend_sms_via_link(core: &Core, token: &str) -> AppResult<RegistrationTicket> {
+pub async fn resend_sms_via_link(core: &Core, token: &str) -> CoreResult<RegistrationTicket> {
     let (_, registration, host) = open_link(core, token).await?;
-    let request = ResendRequest {
+    let request = ResendInput {
         username: Field::Present(registration.phone.clone()),
         phone: Field::Present(registration.phone),
     };

@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use crate::{
     crypto::{random_token, sha256_hex},
-    error::{AppError, AppResult, MISSING_TOKEN},
+    error::{AuthFailure, CoreError, CoreResult},
     state::Core,
 };
 
@@ -39,14 +39,14 @@ pub struct HostSummary {
     pub disabled_at: Option<DateTime<Utc>>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug)]
 pub struct IssuedAccessToken {
     pub access_token: String,
     pub token_type: &'static str,
     pub expires_in: u32,
 }
 
-pub async fn create_host(core: &Core, name: &str) -> AppResult<HostCredentials> {
+pub async fn create_host(core: &Core, name: &str) -> CoreResult<HostCredentials> {
     let name = name.trim();
     let valid_name = !name.is_empty()
         && name.len() <= 100
@@ -54,7 +54,7 @@ pub async fn create_host(core: &Core, name: &str) -> AppResult<HostCredentials> 
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
     if !valid_name {
-        return Err(AppError::field(
+        return Err(CoreError::field(
             "name",
             "invalid_identifier",
             "a host name is 1 to 100 letters, digits, '-', '_' or '.'",
@@ -76,7 +76,7 @@ pub async fn create_host(core: &Core, name: &str) -> AppResult<HostCredentials> 
             client_id,
             client_secret,
         }),
-        Err(e) if super::is_unique_violation(&e) => Err(AppError::field(
+        Err(e) if super::is_unique_violation(&e) => Err(CoreError::field(
             "name",
             "taken",
             format!("a host named {name} already exists"),
@@ -87,7 +87,7 @@ pub async fn create_host(core: &Core, name: &str) -> AppResult<HostCredentials> 
     }
 }
 
-pub async fn list_hosts(core: &Core) -> AppResult<Vec<HostSummary>> {
+pub async fn list_hosts(core: &Core) -> CoreResult<Vec<HostSummary>> {
     let hosts = host::Entity::find()
         .order_by_asc(host::Column::Name)
         .all(&core.db)
@@ -106,7 +106,7 @@ pub async fn list_hosts(core: &Core) -> AppResult<Vec<HostSummary>> {
 
 /// Disables the host; its tokens stop working on the next request, since
 /// every request checks the host.
-pub async fn disable_host(core: &Core, name: &str) -> AppResult<()> {
+pub async fn disable_host(core: &Core, name: &str) -> CoreResult<()> {
     let result = host::Entity::update_many()
         .col_expr(host::Column::DisabledAt, Expr::value(core.clock.now()))
         .filter(host::Column::Name.eq(name))
@@ -121,7 +121,7 @@ pub async fn disable_host(core: &Core, name: &str) -> AppResult<()> {
             .await
             .context("Failed to look up host")?;
         if exists == 0 {
-            return Err(AppError::field(
+            return Err(CoreError::field(
                 "name",
                 "not_found",
                 format!("no host named {name}"),
@@ -133,7 +133,7 @@ pub async fn disable_host(core: &Core, name: &str) -> AppResult<()> {
 
 /// On a database with no host at all, creates one so a newcomer can call
 /// the API right away. Returns its credentials, or `None` if hosts exist.
-pub async fn bootstrap_first_host(core: &Core) -> AppResult<Option<HostCredentials>> {
+pub async fn bootstrap_first_host(core: &Core) -> CoreResult<Option<HostCredentials>> {
     let count = host::Entity::find()
         .count(&core.db)
         .await
@@ -148,7 +148,7 @@ pub async fn issue_access_token(
     core: &Core,
     client_id: &str,
     client_secret: &str,
-) -> AppResult<IssuedAccessToken> {
+) -> CoreResult<IssuedAccessToken> {
     let found = host::Entity::find()
         .filter(host::Column::ClientId.eq(client_id))
         .one(&core.db)
@@ -162,7 +162,7 @@ pub async fn issue_access_token(
         {
             host
         }
-        _ => return Err(AppError::InvalidClient),
+        _ => return Err(CoreError::InvalidClient),
     };
     let token = random_token(32);
     let now = core.clock.now();
@@ -190,8 +190,8 @@ pub async fn issue_access_token(
 pub async fn authenticate(
     core: &Core,
     authorization: Option<&str>,
-) -> AppResult<AuthenticatedHost> {
-    let header = authorization.ok_or(AppError::Unauthenticated(MISSING_TOKEN))?;
+) -> CoreResult<AuthenticatedHost> {
+    let header = authorization.ok_or(CoreError::Unauthenticated(AuthFailure::MissingToken))?;
     let token = match header.split_once(' ') {
         Some((scheme, token))
             if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
@@ -199,9 +199,7 @@ pub async fn authenticate(
             token.trim()
         }
         _ => {
-            return Err(AppError::Unauthenticated(
-                "the Authorization header must be: Bearer <access token>",
-            ));
+            return Err(CoreError::Unauthenticated(AuthFailure::MalformedHeader));
         }
     };
     let found = access_token::Entity::find()
@@ -211,15 +209,13 @@ pub async fn authenticate(
         .await
         .context("Failed to look up access token")?;
     let Some((token, Some(host))) = found else {
-        return Err(AppError::Unauthenticated(
-            "the access token is not recognised",
-        ));
+        return Err(CoreError::Unauthenticated(AuthFailure::UnknownToken));
     };
     if token.revoked_at.is_some() || host.disabled_at.is_some() {
-        return Err(AppError::Unauthenticated("the access token was revoked"));
+        return Err(CoreError::Unauthenticated(AuthFailure::Revoked));
     }
     if token.expires_at <= core.clock.now() {
-        return Err(AppError::Unauthenticated("the access token has expired"));
+        return Err(CoreError::Unauthenticated(AuthFailure::Expired));
     }
     Ok(AuthenticatedHost {
         id: host.id,

@@ -10,10 +10,11 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
+use entity::states::Channel;
+
 use crate::{
     config::Quota,
-    error::{AppError, AppResult},
-    metrics::Channel,
+    error::{CoreError, CoreResult, QuotaScope, quota_scope_name},
     state::Core,
 };
 
@@ -28,32 +29,32 @@ pub async fn consume(
     recipient: &str,
     host_id: Uuid,
     now: DateTime<Utc>,
-) -> AppResult<()> {
+) -> CoreResult<()> {
     let q = &core.settings.quotas;
-    let (per_recipient, per_host, global, recipient_scope) = match channel {
-        Channel::Sms => (q.sms_per_phone, q.sms_per_host, q.sms_global, "phone"),
-        Channel::Email => (
-            q.email_per_address,
-            q.email_per_host,
-            q.email_global,
-            "email",
-        ),
+    let (per_recipient, per_host, global) = match channel {
+        Channel::Sms => (q.sms_per_phone, q.sms_per_host, q.sms_global),
+        Channel::Email => (q.email_per_address, q.email_per_host, q.email_global),
     };
+    let recipient_scope = quota_scope_name(channel, QuotaScope::Recipient);
     // Always in this order, so concurrent transactions lock rows alike.
     let scopes = [
         (
             per_recipient,
-            recipient_scope,
+            QuotaScope::Recipient,
             format!("{}:{recipient_scope}:{recipient}", channel.name()),
         ),
         (
             per_host,
-            "host",
+            QuotaScope::Host,
             format!("{}:host:{host_id}", channel.name()),
         ),
-        (global, "global", format!("{}:global", channel.name())),
+        (
+            global,
+            QuotaScope::Global,
+            format!("{}:global", channel.name()),
+        ),
     ];
-    for (quota, scope_name, scope) in scopes {
+    for (quota, scope_kind, scope) in scopes {
         if quota.limit == 0 {
             continue;
         }
@@ -81,11 +82,11 @@ pub async fn consume(
             .map_or(0, |row| row.used);
         if u32::try_from(used).unwrap_or(u32::MAX) > quota.limit {
             core.metrics.refused_by_quota(channel);
-            tracing::warn!(channel = channel.name(), scope = scope_name, %host_id, "send refused by quota");
+            tracing::warn!(channel = channel.name(), scope = quota_scope_name(channel, scope_kind), %host_id, "send refused by quota");
             let retry_after = std::cmp::max((window_end - now).num_seconds(), 1);
-            return Err(AppError::SendQuotaExceeded {
-                channel: channel.name(),
-                scope: scope_name,
+            return Err(CoreError::SendQuotaExceeded {
+                channel,
+                scope: scope_kind,
                 retry_after_seconds: u64::try_from(retry_after).unwrap_or(1),
             });
         }
@@ -102,7 +103,7 @@ fn window(now: DateTime<Utc>, quota: Quota) -> (DateTime<Utc>, DateTime<Utc>) {
 }
 
 /// Clean up windows that ended long ago; the dispatcher calls this now and then.
-pub async fn purge_old_windows(core: &Core, now: DateTime<Utc>) -> anyhow::Result<u64> {
+pub async fn purge_old_windows(core: &Core, now: DateTime<Utc>) -> CoreResult<u64> {
     use sea_orm::{ColumnTrait, QueryFilter};
     let result = send_quota::Entity::delete_many()
         .filter(send_quota::Column::WindowStart.lt(now - Duration::days(2)))

@@ -332,7 +332,7 @@ async fn customer_completes_registration_in_the_browser() {
         customer.email_verified,
         "completing through the email link verifies the email"
     );
-    let md5 = Md5PasswordHex::parse(&md5_upper("Kopi-Tubruk-42!"), "password").unwrap();
+    let md5 = Md5PasswordHex::parse(&md5_upper("Kopi-Tubruk-42!")).unwrap();
     assert!(
         app.core
             .hashing

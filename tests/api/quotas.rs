@@ -51,7 +51,12 @@ async fn sms_per_phone_quota_refuses_and_queues_nothing() {
         .all(&app.core.db)
         .await
         .unwrap();
-    assert_eq!(sms.iter().filter(|m| m.channel == "sms").count(), 2);
+    assert_eq!(
+        sms.iter()
+            .filter(|m| m.channel == entity::states::Channel::Sms)
+            .count(),
+        2
+    );
     let stored = registration::Entity::find()
         .one(&app.core.db)
         .await

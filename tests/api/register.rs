@@ -1,4 +1,4 @@
-use customer_registration::service::views::STATUS_PENDING;
+use entity::states::RegistrationStatus;
 use entity::{outbox_message, registration, sms_token};
 use reqwest::StatusCode;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
@@ -214,7 +214,7 @@ async fn a_new_registration_supersedes_the_pending_one() {
     let stale = app.confirm(PHONE, "secret-pass", &first_token).await;
     assert_error(stale, StatusCode::UNPROCESSABLE_ENTITY, "TOKEN_SUPERSEDED").await;
     let pending = registration::Entity::find()
-        .filter(registration::Column::Status.eq(STATUS_PENDING))
+        .filter(registration::Column::Status.eq(RegistrationStatus::Pending))
         .all(&app.core.db)
         .await
         .unwrap();

@@ -5,7 +5,7 @@ use std::path::Path;
 use anyhow::{Context, bail};
 use minijinja::{Environment, context};
 
-use crate::domain::Language;
+use entity::states::Language;
 
 const NAMES: [&str; 4] = ["sms.txt", "email_subject.txt", "email.txt", "email.html"];
 

@@ -1,0 +1,140 @@
+//! Every stored state as an enum. The strings are what the database holds;
+//! a row with any other value fails to load instead of being guessed at.
+use sea_orm::entity::prelude::*;
+use serde::{Deserialize, Serialize};
+
+/// Where a registration is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]
+pub enum RegistrationStatus {
+    /// Waiting for the customer's code.
+    #[sea_orm(string_value = "pending")]
+    Pending,
+    /// The customer exists.
+    #[sea_orm(string_value = "completed")]
+    Completed,
+    /// Replaced by a newer registration of the same host for the phone.
+    #[sea_orm(string_value = "superseded")]
+    Superseded,
+}
+
+/// The two ways a registration reaches the customer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(8))")]
+pub enum Channel {
+    #[sea_orm(string_value = "sms")]
+    Sms,
+    #[sea_orm(string_value = "email")]
+    Email,
+}
+
+impl Channel {
+    pub const ALL: [Channel; 2] = [Channel::Sms, Channel::Email];
+
+    /// The stored name, also used in logs, metrics and quota scopes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Channel::Sms => "sms",
+            Channel::Email => "email",
+        }
+    }
+}
+
+/// Where an outbox message is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]
+pub enum OutboxStatus {
+    /// Queued, or waiting for its next try.
+    #[sea_orm(string_value = "pending")]
+    Pending,
+    /// Accepted by the SMTP server or the SMS gateway.
+    #[sea_orm(string_value = "sent")]
+    Sent,
+    /// Given up on; an operator may requeue it.
+    #[sea_orm(string_value = "dead")]
+    Dead,
+}
+
+impl OutboxStatus {
+    pub fn name(self) -> &'static str {
+        match self {
+            OutboxStatus::Pending => "pending",
+            OutboxStatus::Sent => "sent",
+            OutboxStatus::Dead => "dead",
+        }
+    }
+}
+
+/// What one event of a message's delivery timeline was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]
+pub enum AttemptOutcome {
+    #[sea_orm(string_value = "sent")]
+    Sent,
+    /// Failed; another try is scheduled.
+    #[sea_orm(string_value = "failed")]
+    Failed,
+    /// Failed for good; the message is dead.
+    #[sea_orm(string_value = "dead")]
+    Dead,
+    /// An operator put the dead message back in the queue.
+    #[sea_orm(string_value = "requeued")]
+    Requeued,
+}
+
+impl AttemptOutcome {
+    pub fn name(self) -> &'static str {
+        match self {
+            AttemptOutcome::Sent => "sent",
+            AttemptOutcome::Failed => "failed",
+            AttemptOutcome::Dead => "dead",
+            AttemptOutcome::Requeued => "requeued",
+        }
+    }
+}
+
+/// Whether a failed send may succeed if tried again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]
+pub enum ErrorClass {
+    #[sea_orm(string_value = "transient")]
+    Transient,
+    #[sea_orm(string_value = "permanent")]
+    Permanent,
+}
+
+impl ErrorClass {
+    pub fn name(self) -> &'static str {
+        match self {
+            ErrorClass::Transient => "transient",
+            ErrorClass::Permanent => "permanent",
+        }
+    }
+}
+
+/// The language of a customer's messages and pages.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, Serialize, Deserialize,
+)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(8))")]
+#[serde(rename_all = "lowercase")]
+pub enum Language {
+    /// Bahasa Indonesia.
+    #[sea_orm(string_value = "id")]
+    Id,
+    /// English.
+    #[sea_orm(string_value = "en")]
+    En,
+}
+
+impl Language {
+    pub const ALL: [Language; 2] = [Language::Id, Language::En];
+
+    /// The ISO 639-1 code, as stored.
+    pub fn code(self) -> &'static str {
+        match self {
+            Language::Id => "id",
+            Language::En => "en",
+        }
+    }
+}

@@ -1,0 +1,203 @@
+//! SMS to an HTTP gateway (a generic webhook or Twilio), to a JSON-lines
+//! file, or into memory.
+use std::{path::PathBuf, time::Duration};
+
+use anyhow::Context;
+use entity::states::Channel;
+use reqwest::StatusCode;
+use secrecy::ExposeSecret;
+use serde::Serialize;
+use tokio::io::AsyncWriteExt;
+
+use super::{MemoryOutbox, OutgoingMessage, SendError};
+use crate::config::{DeliverySettings, SmsTransportKind, TwilioSettings, WebhookSettings};
+
+pub enum SmsTransport {
+    /// Appends one JSON object per SMS to `sms.jsonl`.
+    JsonLines(PathBuf),
+    Webhook(HttpGateway<WebhookSettings>),
+    Twilio(HttpGateway<TwilioSettings>),
+    Memory(MemoryOutbox),
+}
+
+pub struct HttpGateway<S> {
+    client: reqwest::Client,
+    settings: S,
+}
+
+#[derive(Serialize)]
+struct SmsLine<'a> {
+    id: String,
+    to: &'a str,
+    text: &'a str,
+}
+
+impl SmsTransport {
+    pub fn from_settings(
+        settings: &DeliverySettings,
+        outbox_dir: PathBuf,
+        memory: &MemoryOutbox,
+    ) -> anyhow::Result<Self> {
+        let client = || {
+            reqwest::Client::builder()
+                .timeout(Duration::from_secs(settings.sms.timeout_seconds))
+                .connect_timeout(Duration::from_secs(settings.sms.timeout_seconds.min(5)))
+                .build()
+                .context("Failed to build the SMS gateway HTTP client")
+        };
+        Ok(match settings.sms.transport {
+            SmsTransportKind::File => {
+                std::fs::create_dir_all(&outbox_dir).with_context(|| {
+                    format!("Failed to create outbox directory {}", outbox_dir.display())
+                })?;
+                SmsTransport::JsonLines(outbox_dir.join("sms.jsonl"))
+            }
+            SmsTransportKind::Webhook => {
+                // Fail at start-up, not at the first SMS, on a bad template.
+                minijinja::Environment::new()
+                    .template_from_str(&settings.sms.webhook.body_template)
+                    .context("delivery.sms.webhook.body_template is not a valid template")?;
+                SmsTransport::Webhook(HttpGateway {
+                    client: client()?,
+                    settings: settings.sms.webhook.clone(),
+                })
+            }
+            SmsTransportKind::Memory => SmsTransport::Memory(memory.clone()),
+            SmsTransportKind::Twilio => SmsTransport::Twilio(HttpGateway {
+                client: client()?,
+                settings: settings.sms.twilio.clone(),
+            }),
+        })
+    }
+
+    /// Returns the provider's message id.
+    pub async fn send(&self, message: &OutgoingMessage<'_>) -> Result<String, SendError> {
+        match self {
+            SmsTransport::JsonLines(path) => append_line(path, message).await,
+            SmsTransport::Webhook(gateway) => gateway.send_webhook(message).await,
+            SmsTransport::Twilio(gateway) => gateway.send_twilio(message).await,
+            SmsTransport::Memory(outbox) => {
+                outbox.record(Channel::Sms, message);
+                Ok(message.id.to_string())
+            }
+        }
+    }
+}
+
+async fn append_line(path: &PathBuf, message: &OutgoingMessage<'_>) -> Result<String, SendError> {
+    let id = message.id.to_string();
+    let mut line = serde_json::to_string(&SmsLine {
+        id: id.clone(),
+        to: message.recipient,
+        text: message.body,
+    })
+    .map_err(|e| SendError::Permanent(e.to_string()))?;
+    line.push('\n');
+    // One write of a whole line to an O_APPEND file: lines from concurrent
+    // writers do not interleave.
+    let mut file = tokio::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .await
+        .map_err(|e| SendError::Transient(format!("cannot open {}: {e}", path.display())))?;
+    file.write_all(line.as_bytes())
+        .await
+        .map_err(|e| SendError::Transient(format!("cannot write {}: {e}", path.display())))?;
+    Ok(id)
+}
+
+impl HttpGateway<WebhookSettings> {
+    async fn send_webhook(&self, message: &OutgoingMessage<'_>) -> Result<String, SendError> {
+        let s = &self.settings;
+        let body = minijinja::Environment::new()
+            .render_str(
+                &s.body_template,
+                minijinja::context! { recipient => message.recipient, text => message.body, id => message.id.to_string() },
+            )
+            .map_err(|e| SendError::Permanent(format!("cannot render webhook body: {e}")))?;
+        let method = if s.method == "PUT" {
+            reqwest::Method::PUT
+        } else {
+            reqwest::Method::POST
+        };
+        let mut request = self
+            .client
+            .request(method, &s.url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body);
+        for (name, value) in &s.headers {
+            request = request.header(name, value.expose_secret());
+        }
+        let json = send_http(request).await?;
+        Ok(provider_id(&json, &s.message_id_pointer).unwrap_or_else(|| message.id.to_string()))
+    }
+}
+
+impl HttpGateway<TwilioSettings> {
+    async fn send_twilio(&self, message: &OutgoingMessage<'_>) -> Result<String, SendError> {
+        let s = &self.settings;
+        let url = format!(
+            "{}/2010-04-01/Accounts/{}/Messages.json",
+            s.base_url.trim_end_matches('/'),
+            s.account_sid
+        );
+        let token = s.auth_token.as_ref().map(|t| t.expose_secret().to_owned());
+        let request = self
+            .client
+            .post(url)
+            .basic_auth(&s.account_sid, token)
+            .form(&[
+                ("To", message.recipient),
+                ("From", &s.from),
+                ("Body", message.body),
+            ]);
+        let json = send_http(request).await?;
+        Ok(provider_id(&json, "/sid").unwrap_or_else(|| message.id.to_string()))
+    }
+}
+
+/// Sends and classifies: any 2xx succeeds; 408, 429 and 5xx are transient;
+/// other 4xx are permanent; timeouts and connection errors are transient.
+async fn send_http(request: reqwest::RequestBuilder) -> Result<serde_json::Value, SendError> {
+    let response = request.send().await.map_err(|e| {
+        let kind = if e.is_timeout() {
+            "timed out"
+        } else {
+            "failed"
+        };
+        SendError::Transient(format!("gateway request {kind}: {}", without_url(&e)))
+    })?;
+    let status = response.status();
+    let text = response.text().await.unwrap_or_default();
+    let excerpt: String = text.chars().take(200).collect();
+    if status.is_success() {
+        return Ok(serde_json::from_str(&text).unwrap_or(serde_json::Value::Null));
+    }
+    let error = format!("gateway answered {status}: {excerpt}");
+    if status.is_server_error()
+        || status == StatusCode::TOO_MANY_REQUESTS
+        || status == StatusCode::REQUEST_TIMEOUT
+    {
+        Err(SendError::Transient(error))
+    } else {
+        Err(SendError::Permanent(error))
+    }
+}
+
+/// reqwest errors print the URL, which may carry credentials; keep the kind.
+fn without_url(error: &reqwest::Error) -> String {
+    let mut text = error.to_string();
+    if let Some(url) = error.url() {
+        text = text.replace(url.as_str(), "<gateway>");
+    }
+    text
+}
+
+fn provider_id(json: &serde_json::Value, pointer: &str) -> Option<String> {
+    match json.pointer(pointer)? {
+        serde_json::Value::String(id) => Some(id.clone()),
+        serde_json::Value::Number(id) => Some(id.to_string()),
+        _ => None,
+    }
+}

@@ -1,0 +1,93 @@
+//! The delivery timeline of a registration's messages.
+use async_graphql::{ComplexObject, Context, Enum, Result, SimpleObject, dataloader::DataLoader};
+use chrono::{DateTime, Utc};
+use entity::states;
+use uuid::Uuid;
+
+use super::loaders::TimelineLoader;
+use crate::service::outbox;
+
+#[derive(Enum, Copy, Clone, Eq, PartialEq)]
+#[graphql(remote = "states::Channel")]
+pub enum DeliveryChannel {
+    Sms,
+    Email,
+}
+
+#[derive(Enum, Copy, Clone, Eq, PartialEq)]
+#[graphql(remote = "states::OutboxStatus")]
+pub enum DeliveryStatus {
+    /// Queued or waiting for a retry.
+    Pending,
+    /// Accepted by the SMTP server or SMS gateway.
+    Sent,
+    /// Given up on; an operator can retry it from the CLI.
+    Dead,
+}
+
+/// One outgoing SMS or email and how its delivery went.
+#[derive(SimpleObject)]
+#[graphql(complex)]
+pub struct Delivery {
+    pub id: Uuid,
+    pub channel: DeliveryChannel,
+    pub status: DeliveryStatus,
+    /// Send attempts so far.
+    pub attempts: i32,
+    /// `transient` or `permanent`, of the last failure.
+    pub last_error_class: Option<&'static str>,
+    pub last_error: Option<String>,
+    pub queued_at: DateTime<Utc>,
+    /// When the next try is due, while pending.
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    pub sent_at: Option<DateTime<Utc>>,
+    /// The SMTP Message-ID or the gateway's message id.
+    pub provider_message_id: Option<String>,
+}
+
+impl From<outbox::Delivery> for Delivery {
+    fn from(d: outbox::Delivery) -> Self {
+        Self {
+            id: d.id,
+            channel: d.channel.into(),
+            status: d.status.into(),
+            attempts: d.attempts,
+            last_error_class: d.last_error_class.map(states::ErrorClass::name),
+            last_error: d.last_error,
+            queued_at: d.queued_at,
+            next_attempt_at: d.next_attempt_at,
+            sent_at: d.sent_at,
+            provider_message_id: d.provider_message_id,
+        }
+    }
+}
+
+/// One event of a delivery's timeline after it was queued.
+#[derive(SimpleObject)]
+pub struct DeliveryEvent {
+    pub at: DateTime<Utc>,
+    /// `sent`, `failed` (will retry), `dead` or `requeued` (by an operator).
+    pub outcome: &'static str,
+    pub error_class: Option<&'static str>,
+    pub error: Option<String>,
+    pub provider_message_id: Option<String>,
+}
+
+#[ComplexObject]
+impl Delivery {
+    /// Every attempt, oldest first.
+    async fn timeline(&self, ctx: &Context<'_>) -> Result<Vec<DeliveryEvent>> {
+        let loader = ctx.data::<DataLoader<TimelineLoader>>()?;
+        let events = loader.load_one(self.id).await?.unwrap_or_default();
+        Ok(events
+            .into_iter()
+            .map(|e| DeliveryEvent {
+                at: e.at,
+                outcome: e.outcome.name(),
+                error_class: e.error_class.map(states::ErrorClass::name),
+                error: e.error,
+                provider_message_id: e.provider_message_id,
+            })
+            .collect())
+    }
+}

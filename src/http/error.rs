@@ -1,0 +1,244 @@
+//! Every HTTP error response is built here: the core's errors and the
+//! failures only HTTP has (malformed bodies, media types, unknown routes,
+//! OAuth request errors, idempotency keys) get one JSON shape, a status
+//! and their headers. GraphQL reuses the codes and statuses.
+use axum::{
+    Json,
+    http::{HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use serde::Serialize;
+
+use crate::error::{AuthFailure, CoreError, FieldError};
+
+/// A failed HTTP request.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error(transparent)]
+    Core(#[from] CoreError),
+    #[error("the request body is not valid JSON: {0}")]
+    MalformedJson(String),
+    #[error("the request body must be sent as {expected}")]
+    UnsupportedMediaType { expected: &'static str },
+    #[error("the request body is larger than the limit")]
+    PayloadTooLarge,
+    #[error("batched GraphQL requests are not accepted; send one operation per request")]
+    BatchNotSupported,
+    #[error("{0}")]
+    GraphqlPolicy(String),
+    #[error("no such path")]
+    RouteNotFound,
+    #[error("this path does not accept the method")]
+    MethodNotAllowed,
+    #[error("grant_type must be client_credentials")]
+    UnsupportedGrantType,
+    #[error("{0}")]
+    InvalidOauthRequest(&'static str),
+    #[error("this Idempotency-Key was used with a different request")]
+    IdempotencyKeyReused,
+    #[error("a request with this Idempotency-Key is still being processed")]
+    IdempotencyInProgress,
+}
+
+impl From<anyhow::Error> for ApiError {
+    fn from(error: anyhow::Error) -> Self {
+        Self::Core(CoreError::Internal(error))
+    }
+}
+
+impl ApiError {
+    pub fn field(field: &str, code: &'static str, message: impl Into<String>) -> Self {
+        Self::Core(CoreError::field(field, code, message))
+    }
+
+    /// Stable, machine-readable code shared by REST and GraphQL.
+    pub fn code(&self) -> &'static str {
+        use ApiError::*;
+        match self {
+            Core(error) => error.code(),
+            MalformedJson(_) => "MALFORMED_JSON",
+            UnsupportedMediaType { .. } => "UNSUPPORTED_MEDIA_TYPE",
+            PayloadTooLarge => "PAYLOAD_TOO_LARGE",
+            BatchNotSupported => "BATCH_NOT_SUPPORTED",
+            GraphqlPolicy(_) => "GRAPHQL_POLICY_VIOLATION",
+            RouteNotFound => "ROUTE_NOT_FOUND",
+            MethodNotAllowed => "METHOD_NOT_ALLOWED",
+            UnsupportedGrantType => "UNSUPPORTED_GRANT_TYPE",
+            InvalidOauthRequest(_) => "INVALID_REQUEST",
+            IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
+            IdempotencyInProgress => "IDEMPOTENCY_REQUEST_IN_PROGRESS",
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        use ApiError::*;
+        match self {
+            Core(error) => core_status(error),
+            MalformedJson(_) | BatchNotSupported | GraphqlPolicy(_) => StatusCode::BAD_REQUEST,
+            UnsupportedGrantType | InvalidOauthRequest(_) => StatusCode::BAD_REQUEST,
+            UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            RouteNotFound => StatusCode::NOT_FOUND,
+            MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            IdempotencyInProgress => StatusCode::CONFLICT,
+            IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
+        }
+    }
+
+    pub fn retry_after_seconds(&self) -> Option<u64> {
+        match self {
+            ApiError::Core(error) => error.retry_after_seconds(),
+            ApiError::IdempotencyInProgress => Some(1),
+            _ => None,
+        }
+    }
+
+    pub fn field_errors(&self) -> &[FieldError] {
+        match self {
+            ApiError::Core(error) => error.field_errors(),
+            _ => &[],
+        }
+    }
+
+    pub fn attempts_remaining(&self) -> Option<u32> {
+        match self {
+            ApiError::Core(error) => error.attempts_remaining(),
+            _ => None,
+        }
+    }
+
+    pub fn log(&self) {
+        match self {
+            ApiError::Core(error) => error.log(),
+            other => tracing::debug!(code = other.code(), "request refused"),
+        }
+    }
+
+    fn body(&self) -> ErrorBody<'_> {
+        let oauth_error = match self {
+            ApiError::Core(CoreError::InvalidClient) => Some("invalid_client"),
+            ApiError::UnsupportedGrantType => Some("unsupported_grant_type"),
+            ApiError::InvalidOauthRequest(_) => Some("invalid_request"),
+            _ => None,
+        };
+        ErrorBody {
+            code: self.code(),
+            message: self.to_string(),
+            details: self
+                .field_errors()
+                .iter()
+                .map(FieldErrorBody::from)
+                .collect(),
+            attempts_remaining: self.attempts_remaining(),
+            retry_after_seconds: self.retry_after_seconds(),
+            error: oauth_error,
+            error_description: oauth_error.map(|_| self.to_string()),
+        }
+    }
+}
+
+/// The status a core error answers with, over REST and in GraphQL's
+/// `extensions.status`.
+pub fn core_status(error: &CoreError) -> StatusCode {
+    use CoreError::*;
+    match error {
+        Validation(_) => StatusCode::BAD_REQUEST,
+        RegistrationNotFound | CompletionLinkInvalid => StatusCode::NOT_FOUND,
+        Unauthenticated(_) | InvalidClient => StatusCode::UNAUTHORIZED,
+        UsernameTaken | EmailTaken | RegistrationCompleted => StatusCode::CONFLICT,
+        RegistrationLocked | PhoneLocked { .. } => StatusCode::LOCKED,
+        TokenExpired | CompletionLinkExpired => StatusCode::GONE,
+        TokenInvalid { .. } | TokenSuperseded | NoEmailOnRegistration => {
+            StatusCode::UNPROCESSABLE_ENTITY
+        }
+        ResendTooSoon { .. } | ResendLimitReached { .. } | SendQuotaExceeded { .. } => {
+            StatusCode::TOO_MANY_REQUESTS
+        }
+        ServerBusy { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+/// The JSON error shape of every REST response (and of `/oauth/token`,
+/// which adds the RFC 6749 `error` and `error_description` members).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ErrorBody<'a> {
+    pub code: &'static str,
+    pub message: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub details: Vec<FieldErrorBody<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attempts_remaining: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_after_seconds: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_description: Option<String>,
+}
+
+/// One entry of `details`.
+#[derive(Serialize)]
+pub struct FieldErrorBody<'a> {
+    pub field: &'a str,
+    pub code: &'static str,
+    pub message: &'a str,
+}
+
+impl<'a> From<&'a FieldError> for FieldErrorBody<'a> {
+    fn from(f: &'a FieldError) -> Self {
+        Self {
+            field: &f.field,
+            code: f.code,
+            message: &f.message,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        self.log();
+        let mut response = (self.status(), Json(self.body())).into_response();
+        let headers = response.headers_mut();
+        if let Some(seconds) = self.retry_after_seconds() {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        match &self {
+            ApiError::Core(CoreError::Unauthenticated(failure)) => {
+                let value = bearer_challenge(*failure);
+                if let Ok(value) = HeaderValue::from_str(&value) {
+                    headers.insert(header::WWW_AUTHENTICATE, value);
+                }
+            }
+            ApiError::Core(CoreError::InvalidClient) => {
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static(r#"Basic realm="customer-registration""#),
+                );
+            }
+            _ => {}
+        }
+        response
+    }
+}
+
+impl IntoResponse for CoreError {
+    fn into_response(self) -> Response {
+        ApiError::Core(self).into_response()
+    }
+}
+
+/// RFC 6750 §3: a request without credentials gets a bare challenge; one
+/// with a bad token learns why.
+fn bearer_challenge(failure: AuthFailure) -> String {
+    match failure {
+        AuthFailure::MissingToken => r#"Bearer realm="customer-registration""#.to_owned(),
+        other => format!(
+            r#"Bearer realm="customer-registration", error="invalid_token", error_description="{}""#,
+            other.description()
+        ),
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;

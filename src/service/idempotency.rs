@@ -1,0 +1,119 @@
+//! Remembered responses for `Idempotency-Key`: the HTTP layer decides what
+//! to remember and replays it; this module owns the table.
+use anyhow::Context;
+use chrono::Duration;
+use entity::idempotency_record;
+use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr};
+
+use super::{hosts::AuthenticatedHost, is_unique_violation};
+use crate::{error::CoreResult, state::Core};
+
+/// How long a key is remembered.
+pub const RETENTION: Duration = Duration::hours(24);
+
+/// What a key means when a request arrives with it.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Claim {
+    /// First use: the request runs and its response is stored.
+    New,
+    /// Used before for this very request: send the stored response.
+    Replay { status: u16, body: String },
+    /// Used before for another request.
+    Reused,
+    /// Used before and still running (or cut off before it answered).
+    InProgress,
+}
+
+/// Records the key as in progress unless it is already known.
+pub async fn claim(
+    core: &Core,
+    host: &AuthenticatedHost,
+    key: &str,
+    fingerprint: &str,
+) -> CoreResult<Claim> {
+    let now = core.clock.now();
+    // Two rounds at most: the second follows the removal of an expired key.
+    for _ in 0..2 {
+        let inserted = idempotency_record::Entity::insert(idempotency_record::ActiveModel {
+            host_id: Set(host.id),
+            idempotency_key: Set(key.to_owned()),
+            request_fingerprint: Set(fingerprint.to_owned()),
+            response_status: Set(None),
+            response_body: Set(None),
+            created_at: Set(now),
+        })
+        .exec(&core.db)
+        .await;
+        match inserted {
+            Ok(_) => return Ok(Claim::New),
+            Err(e) if is_unique_violation(&e) => {}
+            Err(e) => {
+                return Err(anyhow::Error::new(e)
+                    .context("Failed to store idempotency key")
+                    .into());
+            }
+        }
+        let Some(existing) = idempotency_record::Entity::find_by_id((host.id, key.to_owned()))
+            .one(&core.db)
+            .await
+            .context("Failed to load idempotency record")?
+        else {
+            continue;
+        };
+        if existing.created_at + RETENTION < now {
+            forget(core, host, key).await?;
+            continue;
+        }
+        if existing.request_fingerprint != fingerprint {
+            return Ok(Claim::Reused);
+        }
+        return match (existing.response_status, existing.response_body) {
+            (Some(status), Some(body)) => {
+                let status = u16::try_from(status)
+                    .with_context(|| format!("stored idempotent response has status {status}"))?;
+                Ok(Claim::Replay { status, body })
+            }
+            _ => Ok(Claim::InProgress),
+        };
+    }
+    Ok(Claim::InProgress)
+}
+
+pub async fn store_response(
+    core: &Core,
+    host: &AuthenticatedHost,
+    key: &str,
+    status: u16,
+    body: String,
+) -> CoreResult<()> {
+    idempotency_record::Entity::update_many()
+        .col_expr(
+            idempotency_record::Column::ResponseStatus,
+            Expr::value(i32::from(status)),
+        )
+        .col_expr(idempotency_record::Column::ResponseBody, Expr::value(body))
+        .filter(idempotency_record::Column::HostId.eq(host.id))
+        .filter(idempotency_record::Column::IdempotencyKey.eq(key))
+        .exec(&core.db)
+        .await
+        .context("Failed to store idempotent response")?;
+    Ok(())
+}
+
+/// Lets the key be used again, when nothing was done for certain.
+pub async fn forget(core: &Core, host: &AuthenticatedHost, key: &str) -> CoreResult<()> {
+    idempotency_record::Entity::delete_by_id((host.id, key.to_owned()))
+        .exec(&core.db)
+        .await
+        .context("Failed to delete idempotency record")?;
+    Ok(())
+}
+
+pub async fn purge_expired(core: &Core) -> CoreResult<u64> {
+    let deleted = idempotency_record::Entity::delete_many()
+        .filter(idempotency_record::Column::CreatedAt.lt(core.clock.now() - RETENTION))
+        .exec(&core.db)
+        .await
+        .context("Failed to purge idempotency records")?;
+    Ok(deleted.rows_affected)
+}

@@ -1,0 +1,352 @@
+//! The registration use cases: register, confirm, resend SMS, resend email,
+//! and the two availability checks. Every transport calls these.
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use entity::states::Channel;
+use sea_orm::DatabaseTransaction;
+use uuid::Uuid;
+
+use super::{
+    input::{self, ConfirmInput, Field, RegisterInput, ResendInput},
+    queries, store,
+    views::{ConfirmedRegistration, EmailAvailability, RegistrationTicket, UsernameAvailability},
+};
+use crate::{
+    crypto::{generate_sms_code, random_token, sha256_hex},
+    domain::{
+        CodeCheck, IssuedCode, Md5PasswordHex, PhoneNumber, Registration, SmsCode,
+        registration::ensure_phone_not_locked,
+    },
+    error::{CoreError, CoreResult},
+    service::{hosts::AuthenticatedHost, is_unique_violation, outbox, quotas},
+    state::Core,
+};
+
+pub async fn register(
+    core: &Core,
+    host: &AuthenticatedHost,
+    request: RegisterInput,
+) -> CoreResult<RegistrationTicket> {
+    let now = core.clock.now();
+    let applicant = input::registration(core, &request, now.date_naive(), |group| {
+        queries::account_group_exists(core, group)
+    })
+    .await?;
+    ensure_phone_not_locked(
+        queries::phone_locked_until(core, &applicant.phone).await?,
+        now,
+    )?;
+    if queries::username_taken(core, applicant.phone.as_str()).await? {
+        return Err(CoreError::UsernameTaken);
+    }
+    if let Some(email) = &applicant.email
+        && queries::email_taken(core, email.as_str()).await?
+    {
+        return Err(CoreError::EmailTaken);
+    }
+    let phone = applicant.phone.clone();
+    let email = applicant.email.clone();
+
+    let txn = store::begin(core).await?;
+    store::supersede_pending(&txn, host.id, &phone).await?;
+    let registration = store::insert_registration(&txn, host.id, applicant, now).await?;
+    let code = issue_sms(core, &txn, &registration, now).await?;
+    if let Some(email) = &email {
+        issue_completion_email(core, &txn, &registration, email.as_str(), now).await?;
+    }
+    store::commit(txn).await?;
+    core.outbox_signal.notify_one();
+    tracing::info!(
+        host = %host.name,
+        registration = %registration.id,
+        phone = %phone.masked(),
+        email = email.as_ref().map(|e| e.masked()),
+        "registration started"
+    );
+    Ok(RegistrationTicket::new(
+        &registration,
+        &code,
+        &core.rules,
+        now,
+    ))
+}
+
+/// Stores a new SMS code, counts the send against the quotas and queues
+/// the SMS carrying it.
+async fn issue_sms(
+    core: &Core,
+    txn: &DatabaseTransaction,
+    registration: &Registration,
+    now: DateTime<Utc>,
+) -> CoreResult<IssuedCode> {
+    let code = generate_sms_code(core.settings.registration.token_digits);
+    let hash = core.keys.token_hash(&code.expose());
+    let issued = store::insert_code(txn, registration, &code, hash, now, &core.rules).await?;
+    let text = core.templates.sms(
+        registration.language,
+        &code.expose(),
+        core.settings.registration.token_expiry_minutes,
+        &registration.name,
+    )?;
+    let phone = registration.phone.as_str();
+    quotas::consume(core, txn, Channel::Sms, phone, registration.host_id, now).await?;
+    outbox::enqueue_sms(txn, registration.id, phone, text, now).await?;
+    Ok(issued)
+}
+
+/// Stores a new single-use completion link and queues the email carrying it.
+async fn issue_completion_email(
+    core: &Core,
+    txn: &DatabaseTransaction,
+    registration: &Registration,
+    email: &str,
+    now: DateTime<Utc>,
+) -> CoreResult<()> {
+    let link_token = random_token(32);
+    store::insert_completion_link(
+        txn,
+        registration.id,
+        sha256_hex(&link_token),
+        now,
+        &core.rules,
+    )
+    .await?;
+    let link = format!(
+        "{}/complete/{link_token}",
+        core.settings.public_base_url.trim_end_matches('/')
+    );
+    let message = core.templates.email(
+        registration.language,
+        &registration.name,
+        &link,
+        core.settings.registration.completion_link_expiry_hours,
+    )?;
+    quotas::consume(core, txn, Channel::Email, email, registration.host_id, now).await?;
+    outbox::enqueue_email(txn, registration.id, email, message, now).await?;
+    Ok(())
+}
+
+pub async fn confirm(
+    core: &Core,
+    host: &AuthenticatedHost,
+    request: ConfirmInput,
+) -> CoreResult<ConfirmedRegistration> {
+    let parsed = input::confirmation(core, &request)?;
+    confirm_parsed(
+        core,
+        host,
+        &parsed.phone,
+        &parsed.password,
+        &parsed.code,
+        ConfirmedVia::Api,
+    )
+    .await
+}
+
+/// How a confirmation arrived.
+#[derive(Debug, Clone, Copy)]
+pub enum ConfirmedVia {
+    Api,
+    /// The completion page behind this email link: the link is used up and
+    /// the email counts as verified, since the customer received it.
+    EmailLink {
+        link_id: Uuid,
+    },
+}
+
+/// Confirms with already-parsed input; the completion page calls this too.
+pub async fn confirm_parsed(
+    core: &Core,
+    host: &AuthenticatedHost,
+    phone: &PhoneNumber,
+    password: &Md5PasswordHex,
+    code: &SmsCode,
+    via: ConfirmedVia,
+) -> CoreResult<ConfirmedRegistration> {
+    let rules = &core.rules;
+    ensure_phone_not_locked(
+        queries::phone_locked_until(core, phone).await?,
+        core.clock.now(),
+    )?;
+    let registration = queries::latest_for_phone(core, host, phone).await?;
+    registration.ensure_open(rules)?;
+    let submitted = core.keys.token_hash(&code.expose());
+    let current = queries::current_code(core, registration.id).await?;
+    let is_earlier_code = if current.code_hash == submitted {
+        false
+    } else {
+        queries::is_earlier_code(core, host, phone, &submitted).await?
+    };
+    match current.check(&submitted, core.clock.now(), || is_earlier_code) {
+        CodeCheck::Current => {}
+        CodeCheck::Superseded => return Err(CoreError::TokenSuperseded),
+        CodeCheck::Expired => return Err(CoreError::TokenExpired),
+        CodeCheck::Wrong => return Err(record_wrong_code(core, &registration).await?),
+    }
+
+    let password_hash = core.hashing.hash(password).await?;
+    let now = core.clock.now();
+    let txn = store::begin(core).await?;
+    if !store::consume_code(&txn, current.id, now).await?
+        || !store::complete(&txn, registration.id, now, rules).await?
+    {
+        store::rollback(txn).await?;
+        let latest = store::reload(&core.db, registration.id).await?;
+        return Err(latest.lost_race(rules));
+    }
+    let email_verified = matches!(via, ConfirmedVia::EmailLink { .. });
+    let customer_id =
+        match store::insert_customer(&txn, &registration, password_hash, email_verified, now).await
+        {
+            Ok(id) => id,
+            Err(e) if is_unique_violation(&e) => {
+                store::rollback(txn).await?;
+                return Err(
+                    if queries::username_taken(core, registration.phone.as_str()).await? {
+                        CoreError::UsernameTaken
+                    } else {
+                        CoreError::EmailTaken
+                    },
+                );
+            }
+            Err(e) => {
+                store::rollback(txn).await?;
+                return Err(anyhow::Error::new(e)
+                    .context("Failed to insert customer")
+                    .into());
+            }
+        };
+    if let ConfirmedVia::EmailLink { link_id } = via {
+        store::mark_link_used(&txn, link_id, now).await?;
+    }
+    store::reset_phone_failures(&txn, phone).await?;
+    store::commit(txn).await?;
+    tracing::info!(host = %host.name, registration = %registration.id, customer = %customer_id, "registration completed");
+    Ok(ConfirmedRegistration {
+        id: registration.id,
+        customer_id,
+        username: registration.phone.as_str().to_owned(),
+        completed_at: now,
+    })
+}
+
+/// Counts a wrong code against the registration and the phone, atomically,
+/// and returns the error that tells the customer how many tries remain.
+async fn record_wrong_code(core: &Core, registration: &Registration) -> CoreResult<CoreError> {
+    let rules = &core.rules;
+    let now = core.clock.now();
+    let txn = store::begin(core).await?;
+    if !store::count_wrong_code(&txn, registration.id, rules).await? {
+        store::rollback(txn).await?;
+        return Ok(store::reload(&core.db, registration.id)
+            .await?
+            .lost_race(rules));
+    }
+    let counted = store::reload(&txn, registration.id).await?;
+    let locked = store::count_phone_failure(&txn, &registration.phone, now, rules).await?;
+    store::commit(txn).await?;
+    if locked {
+        tracing::warn!(phone = %registration.phone.masked(), "phone refused after too many wrong codes");
+    }
+    Ok(CoreError::TokenInvalid {
+        attempts_remaining: counted.attempts_remaining(rules),
+    })
+}
+
+/// What both resends do first: find the open registration the request
+/// names and spend one send of the channel inside the returned transaction.
+async fn begin_resend(
+    core: &Core,
+    host: &AuthenticatedHost,
+    request: &ResendInput,
+    channel: Channel,
+) -> CoreResult<(Registration, DatabaseTransaction, DateTime<Utc>)> {
+    let rules = &core.rules;
+    let phone = input::resend_target(core, request)?;
+    let now = core.clock.now();
+    ensure_phone_not_locked(queries::phone_locked_until(core, &phone).await?, now)?;
+    let registration = queries::latest_for_phone(core, host, &phone).await?;
+    registration.ensure_open(rules)?;
+    if channel == Channel::Email && registration.email.is_none() {
+        return Err(CoreError::NoEmailOnRegistration);
+    }
+    let txn = store::begin(core).await?;
+    if !store::spend_send(&txn, registration.id, channel, now, rules).await? {
+        store::rollback(txn).await?;
+        let latest = store::reload(&core.db, registration.id).await?;
+        latest
+            .ensure_open(rules)
+            .map_err(|_| latest.lost_race(rules))?;
+        let code = queries::current_code(core, registration.id).await?;
+        latest.ensure_may_send(channel, now, code.expires_at, rules)?;
+        // The update lost to a concurrent resend that has since committed.
+        return Err(CoreError::ResendTooSoon {
+            retry_after_seconds: rules.resend_cooldown.num_seconds().max(1).unsigned_abs(),
+        });
+    }
+    let registration = store::reload(&txn, registration.id).await?;
+    Ok((registration, txn, now))
+}
+
+pub async fn resend_sms(
+    core: &Core,
+    host: &AuthenticatedHost,
+    request: ResendInput,
+) -> CoreResult<RegistrationTicket> {
+    let (registration, txn, now) = begin_resend(core, host, &request, Channel::Sms).await?;
+    store::supersede_codes(&txn, registration.id, now).await?;
+    let code = issue_sms(core, &txn, &registration, now).await?;
+    store::commit(txn).await?;
+    core.outbox_signal.notify_one();
+    tracing::info!(host = %host.name, registration = %registration.id, attempt = code.attempt, "SMS resent");
+    Ok(RegistrationTicket::new(
+        &registration,
+        &code,
+        &core.rules,
+        now,
+    ))
+}
+
+pub async fn resend_email(
+    core: &Core,
+    host: &AuthenticatedHost,
+    request: ResendInput,
+) -> CoreResult<RegistrationTicket> {
+    let (registration, txn, now) = begin_resend(core, host, &request, Channel::Email).await?;
+    let email = registration
+        .email
+        .clone()
+        .context("registration without email passed the email check")?;
+    store::supersede_links(&txn, registration.id, now).await?;
+    issue_completion_email(core, &txn, &registration, &email, now).await?;
+    store::commit(txn).await?;
+    core.outbox_signal.notify_one();
+    tracing::info!(host = %host.name, registration = %registration.id, "completion email resent");
+    let code = queries::current_code(core, registration.id).await?;
+    Ok(RegistrationTicket::new(
+        &registration,
+        &code,
+        &core.rules,
+        now,
+    ))
+}
+
+pub async fn verify_username(
+    core: &Core,
+    username: Field<String>,
+) -> CoreResult<UsernameAvailability> {
+    let phone =
+        input::username(core, &username, "username").map_err(|e| CoreError::Validation(vec![e]))?;
+    Ok(UsernameAvailability {
+        exists: queries::username_taken(core, phone.as_str()).await?,
+        username: phone.as_str().to_owned(),
+    })
+}
+
+pub async fn verify_email(core: &Core, email: Field<String>) -> CoreResult<EmailAvailability> {
+    let email = input::email(&email)?;
+    Ok(EmailAvailability {
+        exists: queries::email_taken(core, email.as_str()).await?,
+        email: email.as_str().to_owned(),
+    })
+}

@@ -1,0 +1,19 @@
+//! The registration lifecycle, split by concern:
+//! - `input`: what transports fill in, parsed into domain values;
+//! - `commands`: the use cases (register, confirm, resend, verify);
+//! - `store`: inserts and the conditional updates that hold under races;
+//! - `queries`: reads, including the batch loads behind DataLoaders;
+//! - `views`: the plain structs the use cases return.
+//!
+//! The rules themselves live on `domain::Registration`.
+mod commands;
+pub mod input;
+pub mod queries;
+mod store;
+pub mod views;
+
+pub use commands::{
+    ConfirmedVia, confirm, confirm_parsed, register, resend_email, resend_sms, verify_email,
+    verify_username,
+};
+pub use input::{ConfirmInput, Field, RegisterInput, ResendInput};

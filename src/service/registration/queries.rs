@@ -1,0 +1,223 @@
+//! Reads: a host's registrations, the current code, who holds a username or
+//! email, and the batch loads behind the GraphQL DataLoaders.
+use std::collections::HashMap;
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use entity::{account_group, customer, phone_guard, registration, sms_token, states};
+use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect};
+use uuid::Uuid;
+
+use super::{
+    store::{code_from_row, registration_from_row},
+    views::CustomerSummary,
+};
+use crate::{
+    domain::{AccountGroupId, IssuedCode, PhoneNumber, Registration},
+    error::{CoreError, CoreResult},
+    service::{account_groups::AccountGroup, hosts::AuthenticatedHost},
+    state::Core,
+};
+
+/// The host's latest registration for the phone that was not replaced, or
+/// `RegistrationNotFound`.
+pub async fn latest_for_phone(
+    core: &Core,
+    host: &AuthenticatedHost,
+    phone: &PhoneNumber,
+) -> CoreResult<Registration> {
+    let latest = registration::Entity::find()
+        .filter(registration::Column::HostId.eq(host.id))
+        .filter(registration::Column::Phone.eq(phone.as_str()))
+        .filter(registration::Column::Status.ne(states::RegistrationStatus::Superseded))
+        .order_by_desc(registration::Column::Id)
+        .one(&core.db)
+        .await
+        .context("Failed to look up registration")?;
+    latest
+        .map(registration_from_row)
+        .transpose()?
+        .ok_or(CoreError::RegistrationNotFound)
+}
+
+pub async fn current_code(core: &Core, registration_id: Uuid) -> CoreResult<IssuedCode> {
+    let row = sms_token::Entity::find()
+        .filter(sms_token::Column::RegistrationId.eq(registration_id))
+        .order_by_desc(sms_token::Column::Attempt)
+        .one(&core.db)
+        .await
+        .context("Failed to load SMS token")?
+        .ok_or_else(|| anyhow::anyhow!("registration {registration_id} has no SMS token"))?;
+    code_from_row(row)
+}
+
+/// Whether the hash belongs to any SMS of this host's registrations for the
+/// phone: the customer typed an old SMS, not a guess.
+pub async fn is_earlier_code(
+    core: &Core,
+    host: &AuthenticatedHost,
+    phone: &PhoneNumber,
+    code_hash: &str,
+) -> CoreResult<bool> {
+    let registrations: Vec<Uuid> = registration::Entity::find()
+        .select_only()
+        .column(registration::Column::Id)
+        .filter(registration::Column::HostId.eq(host.id))
+        .filter(registration::Column::Phone.eq(phone.as_str()))
+        .into_tuple()
+        .all(&core.db)
+        .await
+        .context("Failed to list registrations of phone")?;
+    let matches = sms_token::Entity::find()
+        .filter(sms_token::Column::RegistrationId.is_in(registrations))
+        .filter(sms_token::Column::CodeHash.eq(code_hash))
+        .count(&core.db)
+        .await
+        .context("Failed to look up earlier SMS tokens")?;
+    Ok(matches > 0)
+}
+
+/// Until when the phone is refused after a run of wrong codes, if at all.
+pub async fn phone_locked_until(
+    core: &Core,
+    phone: &PhoneNumber,
+) -> CoreResult<Option<DateTime<Utc>>> {
+    let guard = phone_guard::Entity::find_by_id(phone.as_str().to_owned())
+        .one(&core.db)
+        .await
+        .context("Failed to look up phone guard")?;
+    Ok(guard.and_then(|g| g.locked_until))
+}
+
+pub async fn username_taken(core: &Core, username: &str) -> CoreResult<bool> {
+    let count = customer::Entity::find()
+        .filter(customer::Column::Username.eq(username))
+        .count(&core.db)
+        .await
+        .context("Failed to look up customer by username")?;
+    Ok(count > 0)
+}
+
+pub async fn email_taken(core: &Core, email: &str) -> CoreResult<bool> {
+    let count = customer::Entity::find()
+        .filter(customer::Column::Email.eq(email))
+        .count(&core.db)
+        .await
+        .context("Failed to look up customer by email")?;
+    Ok(count > 0)
+}
+
+pub async fn account_group_exists(core: &Core, group: AccountGroupId) -> CoreResult<bool> {
+    Ok(account_group::Entity::find_by_id(group.as_str().to_owned())
+        .one(&core.db)
+        .await
+        .context("Failed to look up account group")?
+        .is_some())
+}
+
+pub async fn find_registration(
+    core: &Core,
+    host: &AuthenticatedHost,
+    id: Uuid,
+) -> CoreResult<Option<Registration>> {
+    let found = registration::Entity::find_by_id(id)
+        .filter(registration::Column::HostId.eq(host.id))
+        .one(&core.db)
+        .await
+        .context("Failed to load registration")?;
+    found.map(registration_from_row).transpose()
+}
+
+/// Newest first. `after` is the id of the last item of the previous page
+/// (ids are time-ordered UUIDv7, so they sort like creation time). The flag
+/// says whether more follow.
+pub async fn list_registrations(
+    core: &Core,
+    host: &AuthenticatedHost,
+    first: u64,
+    after: Option<Uuid>,
+) -> CoreResult<(Vec<Registration>, bool)> {
+    let mut query = registration::Entity::find()
+        .filter(registration::Column::HostId.eq(host.id))
+        .order_by_desc(registration::Column::Id)
+        .limit(first + 1);
+    if let Some(after) = after {
+        query = query.filter(registration::Column::Id.lt(after));
+    }
+    let mut rows = query
+        .all(&core.db)
+        .await
+        .context("Failed to list registrations")?;
+    let has_more = rows.len() as u64 > first;
+    rows.truncate(usize::try_from(first).unwrap_or(usize::MAX));
+    let registrations = rows
+        .into_iter()
+        .map(registration_from_row)
+        .collect::<CoreResult<_>>()?;
+    Ok((registrations, has_more))
+}
+
+/// The current SMS code of each registration.
+pub async fn current_codes(
+    core: &Core,
+    registration_ids: &[Uuid],
+) -> CoreResult<HashMap<Uuid, IssuedCode>> {
+    let rows = sms_token::Entity::find()
+        .filter(sms_token::Column::RegistrationId.is_in(registration_ids.iter().copied()))
+        .order_by_asc(sms_token::Column::Attempt)
+        .all(&core.db)
+        .await
+        .context("Failed to load SMS tokens")?;
+    // Ascending order: the last insert per registration is the current one.
+    rows.into_iter()
+        .map(|row| Ok((row.registration_id, code_from_row(row)?)))
+        .collect()
+}
+
+pub async fn account_groups(
+    core: &Core,
+    ids: &[String],
+) -> CoreResult<HashMap<String, AccountGroup>> {
+    let groups = account_group::Entity::find()
+        .filter(account_group::Column::Id.is_in(ids.iter().cloned()))
+        .all(&core.db)
+        .await
+        .context("Failed to load account groups")?;
+    Ok(groups
+        .into_iter()
+        .map(|g| {
+            (
+                g.id.clone(),
+                AccountGroup {
+                    id: g.id,
+                    name: g.name,
+                },
+            )
+        })
+        .collect())
+}
+
+pub async fn customers_by_registration(
+    core: &Core,
+    registration_ids: &[Uuid],
+) -> CoreResult<HashMap<Uuid, CustomerSummary>> {
+    let customers = customer::Entity::find()
+        .filter(customer::Column::RegistrationId.is_in(registration_ids.iter().copied()))
+        .all(&core.db)
+        .await
+        .context("Failed to load customers")?;
+    Ok(customers
+        .into_iter()
+        .map(|c| {
+            (
+                c.registration_id,
+                CustomerSummary {
+                    id: c.id,
+                    username: c.username,
+                    email_verified: c.email_verified,
+                    created_at: c.created_at,
+                },
+            )
+        })
+        .collect())
+}

@@ -1,0 +1,435 @@
+//! Writes of the registration lifecycle: inserts and the conditional
+//! `UPDATE`s that keep every counter exact however many requests race.
+//! Each conditional update returns whether it applied; the caller decides
+//! what a lost race means, with [`Registration::lost_race`].
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use entity::{
+    completion_link, customer, phone_guard, registration, sms_token,
+    states::{Channel, RegistrationStatus},
+};
+use sea_orm::{
+    ActiveValue::Set,
+    ColumnTrait, ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait, QueryFilter,
+    TransactionTrait,
+    sea_query::{Expr, ExprTrait, OnConflict},
+};
+use uuid::Uuid;
+
+use super::input::NewRegistration;
+use crate::{
+    domain::{IssuedCode, PhoneNumber, Registration, Rules, Sends, SmsCode},
+    error::CoreResult,
+    state::Core,
+};
+
+/// A row read back as the domain type. Counters are never negative; a row
+/// that says otherwise is corrupt and fails loudly.
+pub fn registration_from_row(row: registration::Model) -> CoreResult<Registration> {
+    let count = |value: i32, name: &str| {
+        u32::try_from(value)
+            .with_context(|| format!("registration {} has a negative {name}", row.id))
+    };
+    Ok(Registration {
+        id: row.id,
+        host_id: row.host_id,
+        phone: PhoneNumber::from_stored(row.phone.clone()),
+        email: row.email.clone(),
+        name: row.name.clone(),
+        birth_date: row.birth_date,
+        birth_place: row.birth_place.clone(),
+        gender: row.gender,
+        country_id: row.country_id.clone(),
+        source_id: row.source_id.clone(),
+        account_group_id: row.account_group_id.clone(),
+        status: row.status,
+        failed_attempts: count(row.failed_attempts, "failed_attempts")?,
+        sms: Sends {
+            count: count(row.sms_sends, "sms_sends")?,
+            last_at: row.last_sms_at,
+        },
+        email_sends: Sends {
+            count: count(row.email_sends, "email_sends")?,
+            last_at: row.last_email_at,
+        },
+        language: row.language,
+        created_at: row.created_at,
+        completed_at: row.completed_at,
+    })
+}
+
+pub fn code_from_row(row: sms_token::Model) -> CoreResult<IssuedCode> {
+    Ok(IssuedCode {
+        attempt: u32::try_from(row.attempt)
+            .with_context(|| format!("SMS token {} has a negative attempt", row.id))?,
+        id: row.id,
+        registration_id: row.registration_id,
+        prefix: row.prefix,
+        code_hash: row.code_hash,
+        created_at: row.created_at,
+        expires_at: row.expires_at,
+        superseded_at: row.superseded_at,
+    })
+}
+
+pub async fn begin(core: &Core) -> CoreResult<DatabaseTransaction> {
+    Ok(core
+        .db
+        .begin()
+        .await
+        .context("Failed to begin transaction")?)
+}
+
+pub async fn commit(txn: DatabaseTransaction) -> CoreResult<()> {
+    Ok(txn.commit().await.context("Failed to commit transaction")?)
+}
+
+pub async fn rollback(txn: DatabaseTransaction) -> CoreResult<()> {
+    Ok(txn.rollback().await.context("Failed to roll back")?)
+}
+
+pub async fn reload(db: &impl ConnectionTrait, id: Uuid) -> CoreResult<Registration> {
+    let row = registration::Entity::find_by_id(id)
+        .one(db)
+        .await
+        .context("Failed to reload registration")?
+        .ok_or_else(|| anyhow::anyhow!("registration {id} vanished"))?;
+    registration_from_row(row)
+}
+
+/// A new registration replaces the host's pending one for the phone.
+/// Writing first takes the write lock at once, so concurrent registers
+/// queue instead of failing on SQLite's read-to-write upgrade.
+pub async fn supersede_pending(
+    txn: &DatabaseTransaction,
+    host_id: Uuid,
+    phone: &PhoneNumber,
+) -> CoreResult<()> {
+    registration::Entity::update_many()
+        .col_expr(
+            registration::Column::Status,
+            Expr::value(RegistrationStatus::Superseded),
+        )
+        .filter(registration::Column::HostId.eq(host_id))
+        .filter(registration::Column::Phone.eq(phone.as_str()))
+        .filter(registration::Column::Status.eq(RegistrationStatus::Pending))
+        .exec(txn)
+        .await
+        .context("Failed to supersede earlier registrations")?;
+    Ok(())
+}
+
+/// Stores a new pending registration; its first SMS (and email) count as sent.
+pub async fn insert_registration(
+    txn: &DatabaseTransaction,
+    host_id: Uuid,
+    applicant: NewRegistration,
+    now: DateTime<Utc>,
+) -> CoreResult<Registration> {
+    let has_email = applicant.email.is_some();
+    let row = registration::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        host_id: Set(host_id),
+        phone: Set(applicant.phone.as_str().to_owned()),
+        email: Set(applicant.email.map(|e| e.as_str().to_owned())),
+        name: Set(applicant.name.into_inner()),
+        birth_date: Set(applicant.birth_date.into_inner()),
+        birth_place: Set(applicant.birth_place.into_inner()),
+        gender: Set(applicant.gender),
+        country_id: Set(applicant.country.as_str().to_owned()),
+        source_id: Set(applicant.source_id.map(|s| s.into_inner())),
+        account_group_id: Set(applicant.account_group.as_str().to_owned()),
+        status: Set(RegistrationStatus::Pending),
+        failed_attempts: Set(0),
+        sms_sends: Set(1),
+        email_sends: Set(i32::from(has_email)),
+        last_sms_at: Set(Some(now)),
+        last_email_at: Set(has_email.then_some(now)),
+        created_at: Set(now),
+        completed_at: Set(None),
+        language: Set(applicant.language),
+    };
+    let row = registration::Entity::insert(row)
+        .exec_with_returning(txn)
+        .await
+        .context("Failed to insert registration")?;
+    registration_from_row(row)
+}
+
+/// Stores an SMS code as its keyed hash; the digits are never stored.
+pub async fn insert_code(
+    txn: &DatabaseTransaction,
+    registration: &Registration,
+    code: &SmsCode,
+    code_hash: String,
+    now: DateTime<Utc>,
+    rules: &Rules,
+) -> CoreResult<IssuedCode> {
+    let attempt = i32::try_from(registration.sms.count).context("SMS count out of range")?;
+    let row = sms_token::Entity::insert(sms_token::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        registration_id: Set(registration.id),
+        attempt: Set(attempt),
+        prefix: Set(code.prefix().to_owned()),
+        code_hash: Set(code_hash),
+        created_at: Set(now),
+        expires_at: Set(now + rules.token_expiry),
+        superseded_at: Set(None),
+    })
+    .exec_with_returning(txn)
+    .await
+    .context("Failed to insert SMS token")?;
+    code_from_row(row)
+}
+
+pub async fn insert_completion_link(
+    txn: &DatabaseTransaction,
+    registration_id: Uuid,
+    token_hash: String,
+    now: DateTime<Utc>,
+    rules: &Rules,
+) -> CoreResult<()> {
+    completion_link::Entity::insert(completion_link::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        registration_id: Set(registration_id),
+        token_hash: Set(token_hash),
+        created_at: Set(now),
+        expires_at: Set(now + rules.link_expiry),
+        used_at: Set(None),
+        superseded_at: Set(None),
+    })
+    .exec(txn)
+    .await
+    .context("Failed to insert completion link")?;
+    Ok(())
+}
+
+/// A resend makes every earlier code of the registration stale.
+pub async fn supersede_codes(
+    txn: &DatabaseTransaction,
+    registration_id: Uuid,
+    now: DateTime<Utc>,
+) -> CoreResult<()> {
+    sms_token::Entity::update_many()
+        .col_expr(sms_token::Column::SupersededAt, Expr::value(now))
+        .filter(sms_token::Column::RegistrationId.eq(registration_id))
+        .filter(sms_token::Column::SupersededAt.is_null())
+        .exec(txn)
+        .await
+        .context("Failed to supersede SMS tokens")?;
+    Ok(())
+}
+
+/// A new email makes every earlier completion link of the registration stale.
+pub async fn supersede_links(
+    txn: &DatabaseTransaction,
+    registration_id: Uuid,
+    now: DateTime<Utc>,
+) -> CoreResult<()> {
+    completion_link::Entity::update_many()
+        .col_expr(completion_link::Column::SupersededAt, Expr::value(now))
+        .filter(completion_link::Column::RegistrationId.eq(registration_id))
+        .filter(completion_link::Column::SupersededAt.is_null())
+        .exec(txn)
+        .await
+        .context("Failed to supersede completion links")?;
+    Ok(())
+}
+
+/// Uses the code up; false when another request already did.
+pub async fn consume_code(
+    txn: &DatabaseTransaction,
+    code_id: Uuid,
+    now: DateTime<Utc>,
+) -> CoreResult<bool> {
+    let consumed = sms_token::Entity::update_many()
+        .col_expr(sms_token::Column::SupersededAt, Expr::value(now))
+        .filter(sms_token::Column::Id.eq(code_id))
+        .filter(sms_token::Column::SupersededAt.is_null())
+        .exec(txn)
+        .await
+        .context("Failed to consume SMS token")?;
+    Ok(consumed.rows_affected == 1)
+}
+
+/// Completes a pending, unlocked registration; false when it no longer is.
+pub async fn complete(
+    txn: &DatabaseTransaction,
+    registration_id: Uuid,
+    now: DateTime<Utc>,
+    rules: &Rules,
+) -> CoreResult<bool> {
+    let completed = registration::Entity::update_many()
+        .col_expr(
+            registration::Column::Status,
+            Expr::value(RegistrationStatus::Completed),
+        )
+        .col_expr(registration::Column::CompletedAt, Expr::value(now))
+        .filter(registration::Column::Id.eq(registration_id))
+        .filter(registration::Column::Status.eq(RegistrationStatus::Pending))
+        .filter(registration::Column::FailedAttempts.lt(rules.max_wrong_codes))
+        .exec(txn)
+        .await
+        .context("Failed to complete registration")?;
+    Ok(completed.rows_affected == 1)
+}
+
+/// The customer a completed registration creates. A unique-key violation is
+/// returned as is: the caller says which of username and email was taken.
+pub async fn insert_customer(
+    txn: &DatabaseTransaction,
+    registration: &Registration,
+    password_hash: String,
+    email_verified: bool,
+    now: DateTime<Utc>,
+) -> Result<Uuid, DbErr> {
+    let id = Uuid::now_v7();
+    customer::Entity::insert(customer::ActiveModel {
+        id: Set(id),
+        username: Set(registration.phone.as_str().to_owned()),
+        email: Set(registration.email.clone()),
+        email_verified: Set(email_verified),
+        password_hash: Set(password_hash),
+        host_id: Set(registration.host_id),
+        registration_id: Set(registration.id),
+        name: Set(registration.name.clone()),
+        birth_date: Set(registration.birth_date),
+        birth_place: Set(registration.birth_place.clone()),
+        gender: Set(registration.gender),
+        country_id: Set(registration.country_id.clone()),
+        source_id: Set(registration.source_id.clone()),
+        account_group_id: Set(registration.account_group_id.clone()),
+        created_at: Set(now),
+    })
+    .exec(txn)
+    .await?;
+    Ok(id)
+}
+
+pub async fn mark_link_used(
+    txn: &DatabaseTransaction,
+    link_id: Uuid,
+    now: DateTime<Utc>,
+) -> CoreResult<()> {
+    completion_link::Entity::update_many()
+        .col_expr(completion_link::Column::UsedAt, Expr::value(now))
+        .filter(completion_link::Column::Id.eq(link_id))
+        .exec(txn)
+        .await
+        .context("Failed to mark completion link used")?;
+    Ok(())
+}
+
+/// A completed registration clears the phone's run of wrong codes.
+pub async fn reset_phone_failures(
+    txn: &DatabaseTransaction,
+    phone: &PhoneNumber,
+) -> CoreResult<()> {
+    phone_guard::Entity::update_many()
+        .col_expr(phone_guard::Column::ConsecutiveFailures, Expr::value(0))
+        .filter(phone_guard::Column::Phone.eq(phone.as_str()))
+        .exec(txn)
+        .await
+        .context("Failed to reset phone guard")?;
+    Ok(())
+}
+
+/// Counts a wrong code if the registration may still take one: exactly
+/// `max_wrong_codes` guesses get through however many arrive at once.
+pub async fn count_wrong_code(
+    txn: &DatabaseTransaction,
+    registration_id: Uuid,
+    rules: &Rules,
+) -> CoreResult<bool> {
+    let counted = registration::Entity::update_many()
+        .col_expr(
+            registration::Column::FailedAttempts,
+            Expr::col(registration::Column::FailedAttempts).add(1),
+        )
+        .filter(registration::Column::Id.eq(registration_id))
+        .filter(registration::Column::Status.eq(RegistrationStatus::Pending))
+        .filter(registration::Column::FailedAttempts.lt(rules.max_wrong_codes))
+        .exec(txn)
+        .await
+        .context("Failed to count wrong code")?;
+    Ok(counted.rows_affected == 1)
+}
+
+/// Counts a wrong code against the phone, across registrations, and locks
+/// the number once the run reaches the threshold. True when this locked it.
+pub async fn count_phone_failure(
+    txn: &DatabaseTransaction,
+    phone: &PhoneNumber,
+    now: DateTime<Utc>,
+    rules: &Rules,
+) -> CoreResult<bool> {
+    phone_guard::Entity::insert(phone_guard::ActiveModel {
+        phone: Set(phone.as_str().to_owned()),
+        consecutive_failures: Set(1),
+        locked_until: Set(None),
+    })
+    .on_conflict(
+        OnConflict::column(phone_guard::Column::Phone)
+            .value(
+                phone_guard::Column::ConsecutiveFailures,
+                Expr::col((
+                    phone_guard::Entity,
+                    phone_guard::Column::ConsecutiveFailures,
+                ))
+                .add(1),
+            )
+            .to_owned(),
+    )
+    .exec_without_returning(txn)
+    .await
+    .context("Failed to count wrong code for phone")?;
+    let locked = phone_guard::Entity::update_many()
+        .col_expr(
+            phone_guard::Column::LockedUntil,
+            Expr::value(now + rules.phone_lock),
+        )
+        .col_expr(phone_guard::Column::ConsecutiveFailures, Expr::value(0))
+        .filter(phone_guard::Column::Phone.eq(phone.as_str()))
+        .filter(phone_guard::Column::ConsecutiveFailures.gte(rules.phone_lock_threshold))
+        .exec(txn)
+        .await
+        .context("Failed to lock phone")?;
+    Ok(locked.rows_affected > 0)
+}
+
+/// Spends one send of the channel if the cap and the cooldown allow it, in
+/// one conditional UPDATE so concurrent resends cannot both pass. The same
+/// rule as [`Registration::ensure_may_send`], which explains a refusal.
+pub async fn spend_send(
+    txn: &DatabaseTransaction,
+    registration_id: Uuid,
+    channel: Channel,
+    now: DateTime<Utc>,
+    rules: &Rules,
+) -> CoreResult<bool> {
+    let (sends, last_at) = match channel {
+        Channel::Sms => (
+            registration::Column::SmsSends,
+            registration::Column::LastSmsAt,
+        ),
+        Channel::Email => (
+            registration::Column::EmailSends,
+            registration::Column::LastEmailAt,
+        ),
+    };
+    let spent = registration::Entity::update_many()
+        .col_expr(sends, Expr::col(sends).add(1))
+        .col_expr(last_at, Expr::value(now))
+        .filter(registration::Column::Id.eq(registration_id))
+        .filter(registration::Column::Status.eq(RegistrationStatus::Pending))
+        .filter(sends.lt(rules.max_sends))
+        .filter(
+            last_at
+                .is_null()
+                .or(last_at.lte(now - rules.resend_cooldown)),
+        )
+        .exec(txn)
+        .await
+        .context("Failed to count resend")?;
+    Ok(spent.rows_affected == 1)
+}
