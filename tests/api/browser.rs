@@ -6,7 +6,6 @@ use std::{
     net::TcpListener,
     path::PathBuf,
     process::{Child, Command, Stdio},
-    time::Duration as StdDuration,
 };
 
 use customer_registration::domain::Md5PasswordHex;
@@ -17,7 +16,7 @@ use serde_json::{Value, json};
 
 use crate::{
     confirm::wrong,
-    helpers::{PHONE, TestApp, md5_upper, register_body, spawn_app},
+    helpers::{PHONE, TestApp, eventually, md5_upper, register_body, spawn_app},
 };
 
 const NEEDS_CHROMIUM: &str = "needs Chromium and chromedriver (apt-get install chromium chromium-driver); run: cargo test --test api -- --include-ignored";
@@ -64,26 +63,21 @@ impl Browser {
         });
         let capabilities: serde_json::Map<String, Value> =
             capabilities.as_object().unwrap().clone();
-        let mut last_error = None;
-        for _ in 0..100 {
+        // chromedriver takes a moment to listen.
+        let client = eventually("a WebDriver session", || async {
             let connector = hyper_util::client::legacy::connect::HttpConnector::new();
-            match ClientBuilder::new(connector)
+            ClientBuilder::new(connector)
                 .capabilities(capabilities.clone())
                 .connect(&format!("http://127.0.0.1:{port}"))
                 .await
-            {
-                Ok(client) => {
-                    return Self {
-                        client,
-                        driver,
-                        _profile: profile,
-                    };
-                }
-                Err(error) => last_error = Some(error),
-            }
-            tokio::time::sleep(StdDuration::from_millis(100)).await;
+                .ok()
+        })
+        .await;
+        Self {
+            client,
+            driver,
+            _profile: profile,
         }
-        panic!("could not start a WebDriver session: {last_error:?}");
     }
 
     async fn resize(&self, phone: bool) {
@@ -144,18 +138,15 @@ impl Browser {
     async fn submit(&self, css: &str) {
         let old_page = self.client.find(Locator::Css("html")).await.unwrap();
         self.click(css).await;
-        for _ in 0..200 {
-            if old_page.tag_name().await.is_err() {
-                self.client
-                    .wait()
-                    .for_element(Locator::Css("h1"))
-                    .await
-                    .unwrap();
-                return;
-            }
-            tokio::time::sleep(StdDuration::from_millis(25)).await;
-        }
-        panic!("submitting {css} did not load a new page");
+        eventually(format!("submitting {css} to load a new page"), || async {
+            old_page.tag_name().await.is_err().then_some(())
+        })
+        .await;
+        self.client
+            .wait()
+            .for_element(Locator::Css("h1"))
+            .await
+            .unwrap();
     }
 
     /// Every URL the browser requested so far, from Chrome's performance log.
@@ -382,9 +373,8 @@ async fn graphiql_runs_a_query_offline() {
     browser.fill("#token", &app.token).await;
     browser.click("#use-token").await;
     browser.click(".graphiql-execute-button").await;
-    let mut result = String::new();
-    for _ in 0..100 {
-        result = browser
+    let result = eventually("GraphiQL to show the query result", || async {
+        let shown = browser
             .client
             .execute(
                 "return document.querySelector('.result-window')?.innerText ?? ''",
@@ -395,11 +385,9 @@ async fn graphiql_runs_a_query_offline() {
             .as_str()
             .unwrap_or_default()
             .to_owned();
-        if result.contains("exists") {
-            break;
-        }
-        tokio::time::sleep(StdDuration::from_millis(100)).await;
-    }
+        shown.contains("exists").then_some(shown)
+    })
+    .await;
     assert!(result.contains("\"exists\": false"), "{result}");
     assert!(result.contains("+6281234567890"), "{result}");
     browser.screenshot("graphiql-result").await;

@@ -3,7 +3,7 @@
 use std::net::TcpListener;
 
 use chrono::Duration;
-use customer_registration::config::{EmailTransportKind, Settings, SmtpTls};
+use customer_registration::config::{EmailTransportKind, Settings, SmsTransportKind, SmtpTls};
 use entity::outbox_message;
 use mail_parser::MessageParser;
 use reqwest::StatusCode;
@@ -11,7 +11,7 @@ use sea_orm::EntityTrait;
 use serde_json::{Value, json};
 
 use crate::{
-    helpers::{PHONE, TestApp, assert_error, register_body, spawn_app_with},
+    helpers::{PHONE, TestApp, assert_error, eventually, register_body, spawn_app_with},
     smtp::{SmtpSink, free_port},
 };
 
@@ -333,9 +333,7 @@ async fn deliveries_of_a_page_are_loaded_in_two_queries() {
         app.register(&register_body(&format!("+62812345678{i:02}")))
             .await;
     }
-    app.emails(6).await;
-    app.sms_text("+6281234567805", 1).await;
-    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    app.outbox_drained().await;
     let before = app.core.db_statements.load(Ordering::Relaxed);
     let (_, body) = app
         .graphql(
@@ -378,4 +376,41 @@ async fn metrics_count_sent_messages() {
         metrics.contains("registration_messages_sent_total{channel=\"email\"} 1"),
         "{metrics}"
     );
+}
+
+/// The development default: what was sent lands in files a person reads,
+/// one `.eml` per email and one JSON line per SMS.
+#[tokio::test]
+async fn file_transports_write_what_a_person_reads() {
+    let app = spawn_app_with(|s| {
+        s.delivery.email.transport = EmailTransportKind::File;
+        s.delivery.sms.transport = SmsTransportKind::File;
+    })
+    .await;
+    app.register(&register_body(PHONE)).await;
+    let outbox = app.core.settings.outbox_dir();
+    let sms = eventually("the SMS line", || async {
+        std::fs::read_to_string(outbox.join("sms.jsonl"))
+            .ok()
+            .filter(|lines| !lines.is_empty())
+    })
+    .await;
+    let line: Value = serde_json::from_str(sms.lines().next().unwrap()).unwrap();
+    assert_eq!(line["to"], PHONE);
+    assert!(line["text"].as_str().unwrap().contains("kode"), "{line}");
+    let eml = eventually("the .eml file", || async {
+        std::fs::read_dir(&outbox)
+            .ok()?
+            .filter_map(Result::ok)
+            .find(|e| e.path().extension().is_some_and(|x| x == "eml"))
+            .map(|e| std::fs::read(e.path()).unwrap())
+    })
+    .await;
+    let email = MessageParser::default().parse(&eml).unwrap();
+    assert_eq!(
+        email.to().unwrap().first().unwrap().address().unwrap(),
+        "6281234567890@example.com"
+    );
+    assert!(email.body_text(0).unwrap().contains("/complete/"));
+    assert!(app.outbox().is_empty(), "nothing went to memory");
 }

@@ -173,9 +173,7 @@ async fn registrations_are_scoped_to_the_host_and_paginated_without_n_plus_one()
         ids.push(ticket["id"].as_str().unwrap().to_owned());
     }
     ids.reverse();
-    app.emails(10).await;
-    app.sms_token("+6281234567809", 1).await;
-    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    app.outbox_drained().await;
 
     let before = app.core.db_statements.load(Ordering::Relaxed);
     let (_, first_page) = app.graphql(LIST, json!({})).await;

@@ -1,17 +1,22 @@
 //! Spawns the real service on port 0 with its own fresh database and a
 //! clock the test can move.
-use std::{
-    path::{Path, PathBuf},
-    sync::Arc,
-    time::Duration as StdDuration,
-};
+use std::{path::Path, sync::Arc, time::Duration as StdDuration};
 
 use customer_registration::{
-    clock::ManualClock, config::Settings, service::hosts, startup::Application, state::Core,
+    clock::ManualClock,
+    config::{EmailTransportKind, Settings, SmsTransportKind},
+    delivery::{MemoryOutbox, SentMessage},
+    service::hosts,
+    startup::Application,
+    state::Core,
+};
+use entity::{
+    outbox_message,
+    states::{Channel, OutboxStatus},
 };
 use md5::{Digest, Md5};
 use reqwest::{Response, StatusCode};
-use sea_orm::{ConnectionTrait, Database};
+use sea_orm::{ColumnTrait, ConnectionTrait, Database, EntityTrait, PaginatorTrait, QueryFilter};
 use serde_json::{Value, json};
 
 pub struct TestApp {
@@ -20,7 +25,7 @@ pub struct TestApp {
     pub clock: Arc<ManualClock>,
     pub client: reqwest::Client,
     pub token: String,
-    pub outbox: PathBuf,
+    memory_outbox: MemoryOutbox,
     server: tokio::task::JoinHandle<anyhow::Result<()>>,
     _data_dir: tempfile::TempDir,
 }
@@ -47,6 +52,9 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
         ..Default::default()
     };
     settings.delivery.poll_interval_ms = 20;
+    // Tests read deliveries from memory; those about a transport set their own.
+    settings.delivery.email.transport = EmailTransportKind::Memory;
+    settings.delivery.sms.transport = SmsTransportKind::Memory;
     tweak(&mut settings);
     let clock = Arc::new(ManualClock::default());
     let app = Application::build(settings, clock.clone())
@@ -54,15 +62,15 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
         .expect("app builds");
     let address = format!("http://{}", app.local_addr().unwrap());
     let core = app.core.clone();
+    let memory_outbox = app.memory_outbox.clone();
     let server = tokio::spawn(app.run());
-    let outbox = core.settings.outbox_dir();
     let mut test_app = TestApp {
         address,
         core,
         clock,
         client: reqwest::Client::new(),
         token: String::new(),
-        outbox,
+        memory_outbox,
         server,
         _data_dir: data_dir,
     };
@@ -156,23 +164,26 @@ impl TestApp {
         response.json().await.unwrap()
     }
 
+    /// Everything the memory transports delivered so far, in order.
+    pub fn outbox(&self) -> Vec<SentMessage> {
+        self.memory_outbox.messages()
+    }
+
+    fn sms_texts(&self, phone: &str) -> Vec<String> {
+        self.outbox()
+            .into_iter()
+            .filter(|m| m.channel == Channel::Sms && m.recipient == phone)
+            .map(|m| m.text)
+            .collect()
+    }
+
     /// Waits for the dispatcher to deliver the `nth` SMS (1-based) to the
     /// phone and returns its text.
     pub async fn sms_text(&self, phone: &str, nth: usize) -> String {
-        for _ in 0..500 {
-            let lines = std::fs::read_to_string(self.outbox.join("sms.jsonl")).unwrap_or_default();
-            let texts: Vec<String> = lines
-                .lines()
-                .map(|l| serde_json::from_str::<Value>(l).unwrap())
-                .filter(|m| m["to"] == phone)
-                .map(|m| m["text"].as_str().unwrap().to_owned())
-                .collect();
-            if let Some(text) = texts.get(nth - 1) {
-                return text.clone();
-            }
-            tokio::time::sleep(StdDuration::from_millis(20)).await;
-        }
-        panic!("SMS {nth} to {phone} was not delivered");
+        eventually(format!("SMS {nth} to {phone} delivered"), || async {
+            self.sms_texts(phone).get(nth - 1).cloned()
+        })
+        .await
     }
 
     /// The token in the `nth` SMS to the phone.
@@ -188,46 +199,47 @@ impl TestApp {
             .to_owned()
     }
 
+    /// SMS delivered to the phone so far.
+    pub fn sms_count(&self, phone: &str) -> usize {
+        self.sms_texts(phone).len()
+    }
+
+    /// Waits until `n` emails went out and returns them, oldest first.
+    pub async fn emails(&self, n: usize) -> Vec<SentMessage> {
+        eventually(format!("{n} emails delivered"), || async {
+            let emails: Vec<SentMessage> = self
+                .outbox()
+                .into_iter()
+                .filter(|m| m.channel == Channel::Email)
+                .collect();
+            (emails.len() >= n).then_some(emails)
+        })
+        .await
+    }
+
     /// The path (`/complete/…`) of the link in the first delivered email.
     pub async fn completion_link_path(&self) -> String {
-        let raw = self.emails(1).await;
-        let email = mail_parser::MessageParser::default()
-            .parse(raw[0].as_bytes())
-            .unwrap();
-        let text = email.body_text(0).unwrap().into_owned();
-        let link = text
+        let email = self.emails(1).await.remove(0);
+        let link = email
+            .text
             .split_whitespace()
             .find(|w| w.contains("/complete/"))
             .expect("link in email");
         link[link.find("/complete/").unwrap()..].to_owned()
     }
 
-    pub fn sms_count(&self, phone: &str) -> usize {
-        std::fs::read_to_string(self.outbox.join("sms.jsonl"))
-            .unwrap_or_default()
-            .lines()
-            .filter(|l| l.contains(phone))
-            .count()
-    }
-
-    /// Waits until `n` emails went out and returns their raw texts.
-    pub async fn emails(&self, n: usize) -> Vec<String> {
-        for _ in 0..500 {
-            let mut emails: Vec<String> = std::fs::read_dir(&self.outbox)
-                .map(|dir| {
-                    dir.filter_map(Result::ok)
-                        .filter(|e| e.path().extension().is_some_and(|x| x == "eml"))
-                        .map(|e| std::fs::read_to_string(e.path()).unwrap())
-                        .collect()
-                })
-                .unwrap_or_default();
-            if emails.len() >= n {
-                emails.sort();
-                return emails;
-            }
-            tokio::time::sleep(StdDuration::from_millis(20)).await;
-        }
-        panic!("{n} emails were not delivered");
+    /// Waits until no message waits in the outbox: every send, and the
+    /// recording of its result, is done.
+    pub async fn outbox_drained(&self) {
+        eventually("the outbox to drain", || async {
+            let pending = outbox_message::Entity::find()
+                .filter(outbox_message::Column::Status.eq(OutboxStatus::Pending))
+                .count(&self.core.db)
+                .await
+                .unwrap();
+            (pending == 0).then_some(())
+        })
+        .await
     }
 
     pub async fn confirm(&self, username: &str, password: &str, token: &str) -> Response {
@@ -251,7 +263,7 @@ impl TestApp {
             .unwrap_or_else(|| panic!("{body}"))
     }
 
-    /// Polls until the registration's delivery on `channel` (`SMS` or
+    /// Waits until the registration's delivery on `channel` (`SMS` or
     /// `EMAIL`) satisfies `done`.
     pub async fn wait_for_delivery(
         &self,
@@ -259,17 +271,35 @@ impl TestApp {
         channel: &str,
         done: impl Fn(&Value) -> bool,
     ) -> Value {
-        let find = |all: Vec<Value>| all.into_iter().find(|d| d["channel"] == channel);
-        for _ in 0..250 {
-            if let Some(delivery) = find(self.deliveries(id).await).filter(|d| done(d)) {
-                return delivery;
-            }
-            tokio::time::sleep(StdDuration::from_millis(20)).await;
+        eventually(
+            format!("the {channel} delivery in the expected state"),
+            || async {
+                self.deliveries(id)
+                    .await
+                    .into_iter()
+                    .find(|d| d["channel"] == channel)
+                    .filter(|d| done(d))
+            },
+        )
+        .await
+    }
+}
+
+/// Polls `check` every 20 ms until it yields a value, for up to 10 s, then
+/// fails naming `what` was awaited. Every wait in the tests goes through it.
+pub async fn eventually<T, Fut>(what: impl std::fmt::Display, mut check: impl FnMut() -> Fut) -> T
+where
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = std::time::Instant::now() + StdDuration::from_secs(10);
+    loop {
+        if let Some(value) = check().await {
+            return value;
         }
-        panic!(
-            "{channel} delivery never reached the expected state: {:?}",
-            find(self.deliveries(id).await)
-        );
+        if std::time::Instant::now() > deadline {
+            panic!("timed out waiting for {what}");
+        }
+        tokio::time::sleep(StdDuration::from_millis(20)).await;
     }
 }
 

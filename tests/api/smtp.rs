@@ -3,10 +3,11 @@
 use std::{
     net::TcpListener,
     sync::{Arc, Mutex},
-    time::Duration,
 };
 
 use mailin_embedded::{AuthMechanism, Handler, Response, Server, SslConfig, response};
+
+use crate::helpers::eventually;
 
 #[derive(Clone, Default)]
 pub struct SmtpSink {
@@ -110,14 +111,11 @@ impl SmtpSink {
 
     /// Waits for `n` messages and returns their raw bytes.
     pub async fn wait_for(&self, n: usize) -> Vec<Vec<u8>> {
-        for _ in 0..500 {
+        eventually(format!("{n} emails over SMTP"), || async {
             let received = self.received.lock().unwrap().clone();
-            if received.len() >= n {
-                return received;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        panic!("{n} emails did not arrive over SMTP");
+            (received.len() >= n).then_some(received)
+        })
+        .await
     }
 }
 
