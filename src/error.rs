@@ -4,7 +4,23 @@
 //! Codes are listed in `docs/ERRORS.md`; never rename one, clients match on them.
 use entity::states::Channel;
 
-use crate::domain::Invalid;
+/// A value broke a rule: a stable `code` and the rule in words, written to
+/// follow the field's name (`"must be in the past"`). Domain `parse`
+/// functions return it; whoever read the field names it ([`FieldError::on`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalid {
+    pub code: &'static str,
+    pub rule: String,
+}
+
+impl Invalid {
+    pub fn new(code: &'static str, rule: impl Into<String>) -> Self {
+        Self {
+            code,
+            rule: rule.into(),
+        }
+    }
+}
 
 /// One problem with one input field. `field` uses the API's own name
 /// (`birthDate`, `countryId`, ...), the same in REST and GraphQL.

@@ -20,8 +20,8 @@ use crate::{
     graphql::{self, AppSchema},
     http::{self, error::ApiError},
     pages,
-    service::templates::Templates,
     state::Core,
+    templates::Templates,
 };
 
 /// What the handlers of every face take their state from, by `FromRef`.

@@ -10,7 +10,7 @@ use crate::{
     crypto::{Keys, PasswordHashing},
     domain::Rules,
     metrics::Metrics,
-    service::templates::Templates,
+    templates::Templates,
 };
 
 #[derive(Clone)]

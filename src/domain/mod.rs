@@ -17,19 +17,4 @@ pub use phone::PhoneNumber;
 pub use registration::{CodeCheck, IssuedCode, Registration, Rules, Sends};
 pub use secrets::{Md5PasswordHex, PREFIX_ALPHABET, SmsCode};
 
-/// A value broke a rule: a stable `code` and the rule in words, written to
-/// follow the field's name (`"must be in the past"`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Invalid {
-    pub code: &'static str,
-    pub rule: String,
-}
-
-impl Invalid {
-    pub fn new(code: &'static str, rule: impl Into<String>) -> Self {
-        Self {
-            code,
-            rule: rule.into(),
-        }
-    }
-}
+pub use crate::error::Invalid;

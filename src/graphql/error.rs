@@ -39,3 +39,19 @@ pub fn graphql_error(error: &ApiError) -> async_graphql::Error {
     gql.extensions = Some(extensions);
     gql
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::error::tests::every_error;
+
+    /// Every error as GraphQL reports it in `errors[]`.
+    #[test]
+    fn graphql_error_contract() {
+        let errors: Vec<async_graphql::ServerError> = every_error()
+            .iter()
+            .map(|e| graphql_error(e).into_server_error(Default::default()))
+            .collect();
+        insta::assert_json_snapshot!(errors);
+    }
+}

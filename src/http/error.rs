@@ -174,7 +174,8 @@ pub struct ErrorBody<'a> {
     pub retry_after_seconds: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// RFC 6749 §5.2 spells it in snake case, unlike our own members.
+    #[serde(rename = "error_description", skip_serializing_if = "Option::is_none")]
     pub error_description: Option<String>,
 }
 
@@ -242,3 +243,103 @@ fn bearer_challenge(failure: AuthFailure) -> String {
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use axum::body::to_bytes;
+    use entity::states::Channel;
+
+    use super::*;
+    use crate::error::QuotaScope;
+
+    /// One of every error, as the edge can meet it.
+    pub(crate) fn every_error() -> Vec<ApiError> {
+        let core = [
+            CoreError::Validation(vec![
+                FieldError::new("phone", "required", "phone is required"),
+                FieldError::new("birthDate", "not_in_past", "birthDate must be in the past"),
+            ]),
+            CoreError::Unauthenticated(AuthFailure::MissingToken),
+            CoreError::Unauthenticated(AuthFailure::Expired),
+            CoreError::InvalidClient,
+            CoreError::UsernameTaken,
+            CoreError::EmailTaken,
+            CoreError::RegistrationNotFound,
+            CoreError::RegistrationCompleted,
+            CoreError::RegistrationLocked,
+            CoreError::PhoneLocked {
+                retry_after_seconds: 1800,
+            },
+            CoreError::CompletionLinkInvalid,
+            CoreError::CompletionLinkExpired,
+            CoreError::TokenExpired,
+            CoreError::TokenInvalid {
+                attempts_remaining: 3,
+            },
+            CoreError::TokenSuperseded,
+            CoreError::ResendTooSoon {
+                retry_after_seconds: 42,
+            },
+            CoreError::ResendLimitReached {
+                retry_after_seconds: 300,
+            },
+            CoreError::SendQuotaExceeded {
+                channel: Channel::Sms,
+                scope: QuotaScope::Recipient,
+                retry_after_seconds: 600,
+            },
+            CoreError::NoEmailOnRegistration,
+            CoreError::ServerBusy {
+                retry_after_seconds: 1,
+            },
+            CoreError::Internal(anyhow::anyhow!(
+                "database gone; this text never reaches a client"
+            )),
+        ];
+        let edge = [
+            ApiError::MalformedJson("expected value at line 1 column 1".into()),
+            ApiError::UnsupportedMediaType {
+                expected: "application/json",
+            },
+            ApiError::PayloadTooLarge,
+            ApiError::BatchNotSupported,
+            ApiError::GraphqlPolicy(
+                "an operation may contain one mutation field; this one has 2".into(),
+            ),
+            ApiError::RouteNotFound,
+            ApiError::MethodNotAllowed,
+            ApiError::UnsupportedGrantType,
+            ApiError::InvalidOauthRequest("grant_type is required"),
+            ApiError::IdempotencyKeyReused,
+            ApiError::IdempotencyInProgress,
+        ];
+        core.into_iter().map(ApiError::Core).chain(edge).collect()
+    }
+
+    /// Every REST error response: status, the headers that matter, body.
+    #[tokio::test]
+    async fn rest_error_contract() {
+        let mut responses = Vec::new();
+        for error in every_error() {
+            let response = error.into_response();
+            let status = response.status().as_u16();
+            let header = |name: header::HeaderName| {
+                response
+                    .headers()
+                    .get(name)
+                    .map(|v| v.to_str().unwrap_or_default().to_owned())
+            };
+            let retry_after = header(header::RETRY_AFTER);
+            let challenge = header(header::WWW_AUTHENTICATE);
+            let bytes = to_bytes(response.into_body(), usize::MAX).await.unwrap();
+            let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+            responses.push(serde_json::json!({
+                "status": status,
+                "retryAfter": retry_after,
+                "wwwAuthenticate": challenge,
+                "body": body,
+            }));
+        }
+        insta::assert_json_snapshot!(responses);
+    }
+}

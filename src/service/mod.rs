@@ -8,7 +8,6 @@ pub mod idempotency;
 pub mod outbox;
 pub mod quotas;
 pub mod registration;
-pub mod templates;
 
 use sea_orm::{DbErr, SqlErr};
 

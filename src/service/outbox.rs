@@ -16,7 +16,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use super::templates::RenderedEmail;
+use crate::templates::RenderedEmail;
 use crate::{
     error::{CoreError, CoreResult},
     state::Core,

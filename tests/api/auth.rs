@@ -54,6 +54,7 @@ async fn token_endpoint_rejects_bad_clients_per_rfc6749() {
     );
     let body = assert_error(wrong_secret, StatusCode::UNAUTHORIZED, "INVALID_CLIENT").await;
     assert_eq!(body["error"], "invalid_client");
+    assert_eq!(body["error_description"], "client authentication failed");
 
     let wrong_grant = app
         .client
