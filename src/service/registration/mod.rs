@@ -3,12 +3,14 @@
 //! - `commands`: the use cases (register, confirm, resend, verify);
 //! - `store`: inserts and the conditional updates that hold under races;
 //! - `queries`: reads, including the batch loads behind DataLoaders;
+//! - `rows`: database rows read back as domain types;
 //! - `views`: the plain structs the use cases return.
 //!
 //! The rules themselves live on `domain::Registration`.
 mod commands;
 pub mod input;
 pub mod queries;
+mod rows;
 mod store;
 pub mod views;
 

@@ -9,7 +9,7 @@ use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
 use uuid::Uuid;
 
 use super::{
-    store::{code_from_row, registration_from_row},
+    rows::{code_from_row, registration_from_row},
     views::CustomerSummary,
 };
 use crate::{

@@ -1,15 +1,21 @@
 //! Settings: built-in defaults, then an optional TOML file, then `CR_*`
 //! environment variables, then command-line flags (later wins).
-use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf};
+use std::{net::SocketAddr, path::PathBuf};
 
 use anyhow::{Context, bail};
-use entity::states::Language;
 use figment::{
     Figment,
     providers::{Env, Format, Serialized, Toml},
 };
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
+
+mod delivery;
+
+pub use delivery::{
+    DeliverySettings, EmailSettings, EmailTransportKind, SmsSettings, SmsTransportKind,
+    SmtpSettings, SmtpTls, TwilioSettings, WebhookSettings,
+};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -86,120 +92,6 @@ pub struct LimitSettings {
     pub max_concurrent_hashes: usize,
     /// Requests allowed to wait for a hashing slot; beyond it: 503.
     pub max_queued_hashes: usize,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct DeliverySettings {
-    /// Development transports write here: `*.eml` files and `sms.jsonl`.
-    /// Empty means `<data_dir>/outbox`.
-    pub outbox_dir: PathBuf,
-    pub poll_interval_ms: u64,
-    /// Tries before a message is dead-lettered.
-    pub max_attempts: u32,
-    pub batch_size: u64,
-    /// `id` or `en`: for registrations that name no language and whose
-    /// country has no language of its own here.
-    pub default_language: Language,
-    /// Directory of template overrides (`<lang>/sms.txt`, ...); empty: built-in.
-    pub templates_dir: PathBuf,
-    /// Sender of emails, `Name <address>`.
-    pub from: String,
-    /// Optional Reply-To of emails.
-    pub reply_to: String,
-    pub email: EmailSettings,
-    pub sms: SmsSettings,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum EmailTransportKind {
-    File,
-    Smtp,
-    /// Kept in the process, for tests; nothing leaves the machine.
-    Memory,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct EmailSettings {
-    pub transport: EmailTransportKind,
-    pub smtp: SmtpSettings,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SmtpTls {
-    /// TLS from the first byte (SMTPS, port 465).
-    Implicit,
-    /// Plain connection upgraded with STARTTLS (submission, port 587).
-    Starttls,
-    /// No TLS at all: only accepted for a server on the loopback interface.
-    None,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct SmtpSettings {
-    pub host: String,
-    /// 0 means the usual port of the TLS mode (465, 587 or 25).
-    pub port: u16,
-    pub tls: SmtpTls,
-    pub username: Option<String>,
-    #[serde(skip_serializing)]
-    pub password: Option<SecretString>,
-    pub timeout_seconds: u64,
-    pub pool_size: u32,
-    /// PEM file of a certificate authority to trust besides the public
-    /// ones, for a relay with a private CA.
-    pub ca_file: Option<PathBuf>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SmsTransportKind {
-    File,
-    Webhook,
-    Twilio,
-    /// Kept in the process, for tests; nothing leaves the machine.
-    Memory,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct SmsSettings {
-    pub transport: SmsTransportKind,
-    pub timeout_seconds: u64,
-    pub webhook: WebhookSettings,
-    pub twilio: TwilioSettings,
-}
-
-/// A generic JSON SMS gateway.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct WebhookSettings {
-    pub url: String,
-    /// `POST` or `PUT`.
-    pub method: String,
-    /// Sent with every request; values often hold API keys.
-    #[serde(skip_serializing)]
-    pub headers: BTreeMap<String, SecretString>,
-    /// minijinja template of the JSON body; `recipient` and `text` are set.
-    pub body_template: String,
-    /// JSON pointer to the provider's message id in the response.
-    pub message_id_pointer: String,
-}
-
-/// A Twilio-style Messages API (form-encoded, HTTP Basic).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct TwilioSettings {
-    pub base_url: String,
-    pub account_sid: String,
-    #[serde(skip_serializing)]
-    pub auth_token: Option<SecretString>,
-    /// Sender number or alphanumeric sender id.
-    pub from: String,
 }
 
 /// A cap on sends within a fixed window; `limit = 0` switches it off.
@@ -288,81 +180,6 @@ impl Default for LimitSettings {
     }
 }
 
-impl Default for DeliverySettings {
-    fn default() -> Self {
-        Self {
-            outbox_dir: PathBuf::new(),
-            poll_interval_ms: 500,
-            max_attempts: 8,
-            batch_size: 50,
-            default_language: Language::En,
-            templates_dir: PathBuf::new(),
-            from: "Registration <no-reply@registration.local>".into(),
-            reply_to: String::new(),
-            email: EmailSettings::default(),
-            sms: SmsSettings::default(),
-        }
-    }
-}
-
-impl Default for EmailSettings {
-    fn default() -> Self {
-        Self {
-            transport: EmailTransportKind::File,
-            smtp: SmtpSettings::default(),
-        }
-    }
-}
-
-impl Default for SmtpSettings {
-    fn default() -> Self {
-        Self {
-            host: String::new(),
-            port: 0,
-            tls: SmtpTls::Starttls,
-            username: None,
-            password: None,
-            timeout_seconds: 10,
-            pool_size: 4,
-            ca_file: None,
-        }
-    }
-}
-
-impl Default for SmsSettings {
-    fn default() -> Self {
-        Self {
-            transport: SmsTransportKind::File,
-            timeout_seconds: 10,
-            webhook: WebhookSettings::default(),
-            twilio: TwilioSettings::default(),
-        }
-    }
-}
-
-impl Default for WebhookSettings {
-    fn default() -> Self {
-        Self {
-            url: String::new(),
-            method: "POST".into(),
-            headers: BTreeMap::new(),
-            body_template: r#"{"to": {{ recipient|tojson }}, "text": {{ text|tojson }}}"#.into(),
-            message_id_pointer: "/id".into(),
-        }
-    }
-}
-
-impl Default for TwilioSettings {
-    fn default() -> Self {
-        Self {
-            base_url: "https://api.twilio.com".into(),
-            account_sid: String::new(),
-            auth_token: None,
-            from: String::new(),
-        }
-    }
-}
-
 impl Default for QuotaSettings {
     fn default() -> Self {
         let hourly = |limit| Quota {
@@ -427,56 +244,12 @@ impl Settings {
         if self.auth.access_token_ttl_seconds == 0 {
             bail!("auth.access_token_ttl_seconds must be at least 1");
         }
-        self.validate_delivery()?;
+        self.delivery.validate()?;
         for country in &self.quotas.allowed_countries {
             if country.len() != 2 || country.parse::<phonenumber::country::Id>().is_err() {
                 bail!(
                     "quotas.allowed_countries: {country} is not an ISO 3166-1 alpha-2 region with phone numbers"
                 );
-            }
-        }
-        Ok(())
-    }
-
-    fn validate_delivery(&self) -> anyhow::Result<()> {
-        let d = &self.delivery;
-        if d.max_attempts == 0 {
-            bail!("delivery.max_attempts must be at least 1");
-        }
-        if d.email.transport == EmailTransportKind::Smtp {
-            let smtp = &d.email.smtp;
-            if smtp.host.is_empty() {
-                bail!(
-                    "delivery.email.smtp.host is required when delivery.email.transport = \"smtp\""
-                );
-            }
-            if smtp.tls == SmtpTls::None && !is_loopback(&smtp.host) {
-                bail!(
-                    "delivery.email.smtp.tls = \"none\" is only allowed for a loopback host, not {}",
-                    smtp.host
-                );
-            }
-            if smtp.username.is_some() != smtp.password.is_some() {
-                bail!("delivery.email.smtp.username and password go together");
-            }
-        }
-        match d.sms.transport {
-            SmsTransportKind::File | SmsTransportKind::Memory => {}
-            SmsTransportKind::Webhook => {
-                if !d.sms.webhook.url.starts_with("http://")
-                    && !d.sms.webhook.url.starts_with("https://")
-                {
-                    bail!("delivery.sms.webhook.url must be an http(s) URL");
-                }
-                if !["POST", "PUT"].contains(&d.sms.webhook.method.as_str()) {
-                    bail!("delivery.sms.webhook.method must be POST or PUT");
-                }
-            }
-            SmsTransportKind::Twilio => {
-                let t = &d.sms.twilio;
-                if t.account_sid.is_empty() || t.auth_token.is_none() || t.from.is_empty() {
-                    bail!("delivery.sms.twilio needs account_sid, auth_token and from");
-                }
             }
         }
         Ok(())

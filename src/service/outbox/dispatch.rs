@@ -1,0 +1,228 @@
+//! Claiming due messages with a lease and recording how each send went.
+
+use anyhow::Context;
+use chrono::{DateTime, Duration, Utc};
+use entity::{
+    delivery_attempt, outbox_message,
+    states::{AttemptOutcome, Channel, ErrorClass, OutboxStatus},
+};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    TransactionTrait, sea_query::Expr,
+};
+use uuid::Uuid;
+
+use crate::{error::CoreResult, state::Core};
+
+/// How long a claimed message stays reserved for one dispatcher; if that
+/// instance dies mid-send another picks the message up afterwards.
+const LEASE: Duration = Duration::seconds(60);
+
+/// A message this instance holds the lease on, ready to send.
+#[derive(Debug, Clone)]
+pub struct ClaimedMessage {
+    pub id: Uuid,
+    pub channel: Channel,
+    pub recipient: String,
+    pub subject: Option<String>,
+    pub body: String,
+    pub html_body: Option<String>,
+    /// Tries before this one.
+    pub attempts: i32,
+}
+
+/// How one send went, as the transport reported it.
+pub enum SendResult {
+    Sent { provider_message_id: String },
+    Failed { class: ErrorClass, error: String },
+}
+
+/// What recording a result did to the message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recorded {
+    Sent,
+    /// Another try is scheduled.
+    Retrying,
+    Dead,
+}
+
+fn lease_free(now: DateTime<Utc>) -> Condition {
+    Condition::any()
+        .add(outbox_message::Column::LeaseUntil.is_null())
+        .add(outbox_message::Column::LeaseUntil.lt(now))
+}
+
+/// Ids of pending messages due now and not leased, oldest due first.
+pub async fn due(core: &Core, now: DateTime<Utc>, limit: u64) -> CoreResult<Vec<Uuid>> {
+    Ok(outbox_message::Entity::find()
+        .select_only()
+        .column(outbox_message::Column::Id)
+        .filter(outbox_message::Column::Status.eq(OutboxStatus::Pending))
+        .filter(outbox_message::Column::NextAttemptAt.lte(now))
+        .filter(lease_free(now))
+        .order_by_asc(outbox_message::Column::NextAttemptAt)
+        .limit(limit)
+        .into_tuple()
+        .all(&core.db)
+        .await
+        .context("Failed to list due outbox messages")?)
+}
+
+/// Takes the lease on one message. A conditional UPDATE instead of
+/// `SELECT ... FOR UPDATE SKIP LOCKED` works the same on SQLite,
+/// PostgreSQL and MySQL: of several instances, exactly one gets the row.
+pub async fn claim(
+    core: &Core,
+    id: Uuid,
+    now: DateTime<Utc>,
+) -> CoreResult<Option<ClaimedMessage>> {
+    let claimed = outbox_message::Entity::update_many()
+        .col_expr(outbox_message::Column::LeaseUntil, Expr::value(now + LEASE))
+        .filter(outbox_message::Column::Id.eq(id))
+        .filter(outbox_message::Column::Status.eq(OutboxStatus::Pending))
+        .filter(lease_free(now))
+        .exec(&core.db)
+        .await
+        .context("Failed to claim outbox message")?;
+    if claimed.rows_affected == 0 {
+        return Ok(None);
+    }
+    let row = outbox_message::Entity::find_by_id(id)
+        .one(&core.db)
+        .await
+        .context("Failed to load outbox message")?
+        .ok_or_else(|| anyhow::anyhow!("claimed outbox message {id} vanished"))?;
+    Ok(Some(ClaimedMessage {
+        id: row.id,
+        channel: row.channel,
+        recipient: row.recipient,
+        subject: row.subject,
+        body: row
+            .body
+            .ok_or_else(|| anyhow::anyhow!("pending outbox message {id} has no body"))?,
+        html_body: row.html_body,
+        attempts: row.attempts,
+    }))
+}
+
+/// Stores the result of one send and adds it to the timeline. A failure is
+/// retried with backoff until `max_attempts`; a permanent one is dead at once.
+pub async fn record_result(
+    core: &Core,
+    message: &ClaimedMessage,
+    result: SendResult,
+    now: DateTime<Utc>,
+) -> CoreResult<Recorded> {
+    let attempts = message.attempts + 1;
+    let max = i32::try_from(core.settings.delivery.max_attempts).unwrap_or(i32::MAX);
+    let mut attempt = delivery_attempt::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        message_id: Set(message.id),
+        attempted_at: Set(now),
+        outcome: Set(AttemptOutcome::Sent),
+        error_class: Set(None),
+        error: Set(None),
+        provider_message_id: Set(None),
+    };
+    let update = outbox_message::Entity::update_many()
+        .col_expr(outbox_message::Column::Attempts, Expr::value(attempts))
+        .col_expr(
+            outbox_message::Column::LeaseUntil,
+            Expr::value(Option::<DateTime<Utc>>::None),
+        )
+        .filter(outbox_message::Column::Id.eq(message.id));
+    let (update, recorded) = match result {
+        SendResult::Sent {
+            provider_message_id,
+        } => {
+            attempt.provider_message_id = Set(Some(provider_message_id.clone()));
+            let update = update
+                .col_expr(
+                    outbox_message::Column::Status,
+                    Expr::value(OutboxStatus::Sent),
+                )
+                .col_expr(outbox_message::Column::SentAt, Expr::value(now))
+                .col_expr(
+                    outbox_message::Column::ProviderMessageId,
+                    Expr::value(provider_message_id),
+                )
+                // The bodies hold a live code or link: keep them no longer than needed.
+                .col_expr(
+                    outbox_message::Column::Body,
+                    Expr::value(Option::<String>::None),
+                )
+                .col_expr(
+                    outbox_message::Column::HtmlBody,
+                    Expr::value(Option::<String>::None),
+                );
+            (update, Recorded::Sent)
+        }
+        SendResult::Failed { class, error } => {
+            let dead = class == ErrorClass::Permanent || attempts >= max;
+            attempt.error_class = Set(Some(class));
+            attempt.error = Set(Some(error.clone()));
+            let update = update
+                .col_expr(outbox_message::Column::LastError, Expr::value(error))
+                .col_expr(outbox_message::Column::LastErrorClass, Expr::value(class));
+            if dead {
+                attempt.outcome = Set(AttemptOutcome::Dead);
+                let update = update.col_expr(
+                    outbox_message::Column::Status,
+                    Expr::value(OutboxStatus::Dead),
+                );
+                (update, Recorded::Dead)
+            } else {
+                attempt.outcome = Set(AttemptOutcome::Failed);
+                let update = update.col_expr(
+                    outbox_message::Column::NextAttemptAt,
+                    Expr::value(now + backoff(attempts)),
+                );
+                (update, Recorded::Retrying)
+            }
+        }
+    };
+    let txn = core
+        .db
+        .begin()
+        .await
+        .context("Failed to begin transaction")?;
+    update
+        .exec(&txn)
+        .await
+        .context("Failed to record delivery result")?;
+    delivery_attempt::Entity::insert(attempt)
+        .exec(&txn)
+        .await
+        .context("Failed to record delivery attempt")?;
+    txn.commit()
+        .await
+        .context("Failed to commit delivery result")?;
+    Ok(recorded)
+}
+
+/// Exponential backoff from 2 s, capped at 10 minutes, with jitter so that
+/// many failed messages do not retry in lockstep.
+pub fn backoff(attempts: i32) -> Duration {
+    use rand::Rng;
+    let exponent = u32::try_from(attempts.clamp(1, 10)).unwrap_or(1);
+    let ceiling_ms = (2_000i64 << (exponent - 1)).min(600_000);
+    let jittered = rand::thread_rng().gen_range(ceiling_ms / 2..=ceiling_ms);
+    Duration::milliseconds(jittered)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        for attempts in 1..20 {
+            let delay = backoff(attempts).num_milliseconds();
+            let ceiling = (2_000i64 << (attempts.clamp(1, 10) - 1)).min(600_000);
+            assert!(
+                delay >= ceiling / 2 && delay <= ceiling,
+                "{attempts}: {delay}"
+            );
+        }
+    }
+}

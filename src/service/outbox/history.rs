@@ -1,0 +1,191 @@
+//! What operators and hosts read of the outbox, and the operator's requeue.
+use std::collections::HashMap;
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use entity::{
+    delivery_attempt, outbox_message,
+    states::{AttemptOutcome, Channel, ErrorClass, OutboxStatus},
+};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    TransactionTrait, sea_query::Expr,
+};
+use uuid::Uuid;
+
+use crate::{
+    error::{CoreError, CoreResult},
+    state::Core,
+};
+
+/// One outbox message as operators and hosts see it; never its body.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub id: Uuid,
+    pub registration_id: Uuid,
+    pub channel: Channel,
+    pub status: OutboxStatus,
+    pub attempts: i32,
+    pub last_error_class: Option<ErrorClass>,
+    pub last_error: Option<String>,
+    pub queued_at: DateTime<Utc>,
+    /// When the next try is due, while pending.
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    pub sent_at: Option<DateTime<Utc>>,
+    pub provider_message_id: Option<String>,
+}
+
+impl From<outbox_message::Model> for Delivery {
+    fn from(m: outbox_message::Model) -> Self {
+        Self {
+            id: m.id,
+            registration_id: m.registration_id,
+            channel: m.channel,
+            status: m.status,
+            attempts: m.attempts,
+            last_error_class: m.last_error_class,
+            last_error: m.last_error,
+            queued_at: m.created_at,
+            next_attempt_at: (m.status == OutboxStatus::Pending).then_some(m.next_attempt_at),
+            sent_at: m.sent_at,
+            provider_message_id: m.provider_message_id,
+        }
+    }
+}
+
+/// One event of a delivery's timeline.
+#[derive(Debug, Clone)]
+pub struct DeliveryEvent {
+    pub at: DateTime<Utc>,
+    pub outcome: AttemptOutcome,
+    pub error_class: Option<ErrorClass>,
+    pub error: Option<String>,
+    pub provider_message_id: Option<String>,
+}
+
+/// Newest first, optionally only messages in `status`.
+pub async fn list(
+    core: &Core,
+    status: Option<OutboxStatus>,
+    limit: u64,
+) -> CoreResult<Vec<Delivery>> {
+    let mut query = outbox_message::Entity::find()
+        .order_by_desc(outbox_message::Column::Id)
+        .limit(limit);
+    if let Some(status) = status {
+        query = query.filter(outbox_message::Column::Status.eq(status));
+    }
+    let rows = query.all(&core.db).await.context("Failed to list outbox")?;
+    Ok(rows.into_iter().map(Delivery::from).collect())
+}
+
+/// Puts dead messages back in the queue with a fresh attempt budget; `None`
+/// retries every dead message. Returns how many were requeued.
+pub async fn retry_dead(core: &Core, id: Option<Uuid>) -> CoreResult<u64> {
+    let now = core.clock.now();
+    let mut query = outbox_message::Entity::find()
+        .select_only()
+        .column(outbox_message::Column::Id)
+        .filter(outbox_message::Column::Status.eq(OutboxStatus::Dead));
+    if let Some(id) = id {
+        query = query.filter(outbox_message::Column::Id.eq(id));
+    }
+    let ids: Vec<Uuid> = query
+        .into_tuple()
+        .all(&core.db)
+        .await
+        .context("Failed to find dead messages")?;
+    if ids.is_empty() {
+        return match id {
+            Some(id) => Err(CoreError::field(
+                "id",
+                "not_found",
+                format!("no dead message with id {id}"),
+            )),
+            None => Ok(0),
+        };
+    }
+    let txn = core
+        .db
+        .begin()
+        .await
+        .context("Failed to begin transaction")?;
+    let requeued = outbox_message::Entity::update_many()
+        .col_expr(
+            outbox_message::Column::Status,
+            Expr::value(OutboxStatus::Pending),
+        )
+        .col_expr(outbox_message::Column::Attempts, Expr::value(0))
+        .col_expr(outbox_message::Column::NextAttemptAt, Expr::value(now))
+        .filter(outbox_message::Column::Id.is_in(ids.clone()))
+        .filter(outbox_message::Column::Status.eq(OutboxStatus::Dead))
+        .exec(&txn)
+        .await
+        .context("Failed to requeue dead messages")?;
+    delivery_attempt::Entity::insert_many(ids.iter().map(|message_id| {
+        delivery_attempt::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            message_id: Set(*message_id),
+            attempted_at: Set(now),
+            outcome: Set(AttemptOutcome::Requeued),
+            error_class: Set(None),
+            error: Set(None),
+            provider_message_id: Set(None),
+        }
+    }))
+    .exec(&txn)
+    .await
+    .context("Failed to record requeue")?;
+    txn.commit().await.context("Failed to commit requeue")?;
+    core.outbox_signal.notify_one();
+    tracing::info!(count = requeued.rows_affected, "dead messages requeued");
+    Ok(requeued.rows_affected)
+}
+
+/// Every message of each registration, oldest first, for DataLoaders.
+pub async fn deliveries_by_registration(
+    core: &Core,
+    registration_ids: &[Uuid],
+) -> CoreResult<HashMap<Uuid, Vec<Delivery>>> {
+    let rows = outbox_message::Entity::find()
+        .filter(outbox_message::Column::RegistrationId.is_in(registration_ids.iter().copied()))
+        .order_by_asc(outbox_message::Column::Id)
+        .all(&core.db)
+        .await
+        .context("Failed to load deliveries")?;
+    let mut grouped: HashMap<Uuid, Vec<Delivery>> = HashMap::new();
+    for row in rows {
+        grouped
+            .entry(row.registration_id)
+            .or_default()
+            .push(row.into());
+    }
+    Ok(grouped)
+}
+
+/// Every event of each message, in order, for DataLoaders.
+pub async fn timelines(
+    core: &Core,
+    message_ids: &[Uuid],
+) -> CoreResult<HashMap<Uuid, Vec<DeliveryEvent>>> {
+    let rows = delivery_attempt::Entity::find()
+        .filter(delivery_attempt::Column::MessageId.is_in(message_ids.iter().copied()))
+        .order_by_asc(delivery_attempt::Column::Id)
+        .all(&core.db)
+        .await
+        .context("Failed to load delivery attempts")?;
+    let mut grouped: HashMap<Uuid, Vec<DeliveryEvent>> = HashMap::new();
+    for row in rows {
+        grouped
+            .entry(row.message_id)
+            .or_default()
+            .push(DeliveryEvent {
+                at: row.attempted_at,
+                outcome: row.outcome,
+                error_class: row.error_class,
+                error: row.error,
+                provider_message_id: row.provider_message_id,
+            });
+    }
+    Ok(grouped)
+}

@@ -1,0 +1,104 @@
+//! The outbox, and the only module that touches its tables. `enqueue_*`
+//! run in the caller's transaction, so a message exists exactly when the
+//! registration change that wants it committed. `dispatch` is what the
+//! delivery loop calls (claim with a lease, record each result); `history`
+//! is what operators and hosts read (listing, requeueing, the timeline).
+//! `delivery` holds the transports and the loop itself.
+mod dispatch;
+mod history;
+
+pub use dispatch::{ClaimedMessage, Recorded, SendResult, backoff, claim, due, record_result};
+pub use history::{
+    Delivery, DeliveryEvent, deliveries_by_registration, list, retry_dead, timelines,
+};
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use entity::{
+    outbox_message,
+    states::{Channel, OutboxStatus},
+};
+use sea_orm::{ActiveValue::Set, DatabaseTransaction, EntityTrait};
+use uuid::Uuid;
+
+use crate::{error::CoreResult, templates::RenderedEmail};
+
+pub async fn enqueue_sms(
+    txn: &DatabaseTransaction,
+    registration_id: Uuid,
+    phone: &str,
+    text: String,
+    now: DateTime<Utc>,
+) -> CoreResult<()> {
+    enqueue(
+        txn,
+        registration_id,
+        Channel::Sms,
+        phone,
+        None,
+        text,
+        None,
+        now,
+    )
+    .await
+}
+
+pub async fn enqueue_email(
+    txn: &DatabaseTransaction,
+    registration_id: Uuid,
+    email: &str,
+    message: RenderedEmail,
+    now: DateTime<Utc>,
+) -> CoreResult<()> {
+    let RenderedEmail {
+        subject,
+        text,
+        html,
+    } = message;
+    enqueue(
+        txn,
+        registration_id,
+        Channel::Email,
+        email,
+        Some(subject),
+        text,
+        Some(html),
+        now,
+    )
+    .await
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn enqueue(
+    txn: &DatabaseTransaction,
+    registration_id: Uuid,
+    channel: Channel,
+    recipient: &str,
+    subject: Option<String>,
+    body: String,
+    html_body: Option<String>,
+    now: DateTime<Utc>,
+) -> CoreResult<()> {
+    outbox_message::Entity::insert(outbox_message::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        registration_id: Set(registration_id),
+        channel: Set(channel),
+        recipient: Set(recipient.to_owned()),
+        subject: Set(subject),
+        body: Set(Some(body)),
+        html_body: Set(html_body),
+        status: Set(OutboxStatus::Pending),
+        attempts: Set(0),
+        next_attempt_at: Set(now),
+        lease_until: Set(None),
+        last_error: Set(None),
+        last_error_class: Set(None),
+        provider_message_id: Set(None),
+        created_at: Set(now),
+        sent_at: Set(None),
+    })
+    .exec(txn)
+    .await
+    .with_context(|| format!("Failed to queue {}", channel.name()))?;
+    Ok(())
+}
