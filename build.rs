@@ -2,6 +2,8 @@
 //! from the npm registry with `npm ci`, into OUT_DIR, so the binary embeds
 //! them and the playground loads nothing from the internet. No third-party
 //! bundle is committed to the repository.
+// A build script reports failure by panicking.
+#![allow(clippy::expect_used)]
 use std::{
     env, fs,
     path::{Path, PathBuf},

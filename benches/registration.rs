@@ -1,6 +1,8 @@
 //! Throughput and latency of register and confirm over HTTP, against the
 //! real service in-process on SQLite (or `BENCH_DATABASE_URL`).
 //! Run: `cargo bench --bench registration` (prints figures; asserts nothing).
+// Tests and benchmarks fail by panicking.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 use std::{
     sync::Arc,
     time::{Duration, Instant},
@@ -137,7 +139,7 @@ async fn main() {
 async fn run<F, Fut>(phones: &[String], call: F) -> Vec<Duration>
 where
     F: Fn(String) -> Fut,
-    Fut: std::future::Future<Output = ()>,
+    Fut: Future<Output = ()>,
 {
     stream::iter(phones.iter().cloned())
         .map(|phone| {

@@ -1,5 +1,5 @@
 //! Time as a dependency, so tests can move it (token expiry, cooldowns, locks).
-use std::sync::Mutex;
+use std::sync::{Mutex, PoisonError};
 
 use chrono::{DateTime, Duration, Utc};
 
@@ -30,13 +30,13 @@ impl Default for ManualClock {
 
 impl ManualClock {
     pub fn advance(&self, by: Duration) {
-        let mut now = self.now.lock().expect("clock mutex poisoned");
+        let mut now = self.now.lock().unwrap_or_else(PoisonError::into_inner);
         *now += by;
     }
 }
 
 impl Clock for ManualClock {
     fn now(&self) -> DateTime<Utc> {
-        *self.now.lock().expect("clock mutex poisoned")
+        *self.now.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }

@@ -84,6 +84,7 @@ impl Keys {
         hmac_hex(self.token_key.expose_secret().as_bytes(), value.as_bytes())
     }
 
+    #[allow(clippy::expect_used, reason = "HMAC accepts a key of any length")]
     fn pepper(&self, md5: &Md5PasswordHex) -> [u8; 32] {
         let mut mac = Hmac::<Sha256>::new_from_slice(self.pepper.expose_secret().as_bytes())
             .expect("HMAC accepts any key length");
@@ -115,6 +116,7 @@ fn write_private_file(path: &Path, text: &str) -> anyhow::Result<()> {
     std::fs::write(path, text).with_context(|| format!("Failed to write {}", path.display()))
 }
 
+#[allow(clippy::expect_used, reason = "HMAC accepts a key of any length")]
 fn hmac_hex(key: &[u8], value: &[u8]) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC accepts any key length");
     mac.update(value);
@@ -166,6 +168,10 @@ impl PasswordHashing {
         }
     }
 
+    #[allow(
+        clippy::expect_used,
+        reason = "constant parameters within Argon2's bounds"
+    )]
     fn argon2() -> Argon2<'static> {
         let params = Params::new(19 * 1024, 2, 1, None).expect("valid Argon2 parameters");
         Argon2::new(Algorithm::Argon2id, Version::V0x13, params)

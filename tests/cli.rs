@@ -1,4 +1,6 @@
 //! The command line, run as a separate process against a SQLite file.
+// Tests and benchmarks fail by panicking.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 use std::process::Command;
 
 struct Cli {

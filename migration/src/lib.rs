@@ -1,3 +1,7 @@
+//! Dated schema migrations, run at start-up by `db::connect_and_migrate`.
+// `MigrationTrait` is an async_trait: its `&SchemaManager` must stay elided.
+#![allow(elided_lifetimes_in_paths)]
+
 pub use sea_orm_migration::prelude::*;
 
 mod m20261124_000001_create_hosts;

@@ -120,7 +120,7 @@ pub struct QuotaSettings {
 impl Default for Settings {
     fn default() -> Self {
         Self {
-            listen: "127.0.0.1:8080".parse().expect("valid default address"),
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             database_url: String::new(),
             data_dir: PathBuf::from("data"),
             public_base_url: "http://127.0.0.1:8080".into(),

@@ -1,4 +1,4 @@
-use chrono::NaiveDate;
+use chrono::{Datelike, NaiveDate};
 use entity::states::Language;
 
 use super::Invalid;
@@ -41,7 +41,7 @@ impl BirthDate {
         if date >= today {
             return Err(Invalid::new("not_in_past", "must be in the past"));
         }
-        if date < NaiveDate::from_ymd_opt(1900, 1, 1).expect("valid date") {
+        if date.year() < 1900 {
             return Err(Invalid::new("too_early", "must be 1900-01-01 or later"));
         }
         Ok(Self(date))
@@ -154,6 +154,37 @@ impl AccountGroupId {
     }
 }
 
+/// Accepts `id`/`en` and regional forms (`id-ID`, `en_US`), any case.
+pub fn parse_language(input: &str) -> Result<Language, Invalid> {
+    let primary = input
+        .trim()
+        .split(['-', '_'])
+        .next()
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    match primary.as_str() {
+        "id" => Ok(Language::Id),
+        "en" => Ok(Language::En),
+        _ => Err(Invalid::new(
+            "unsupported_language",
+            "must be id (Bahasa Indonesia) or en (English)",
+        )),
+    }
+}
+
+/// The language asked for, else the country's, else the default.
+pub fn choose_language(
+    requested: Option<Language>,
+    country: &CountryId,
+    default: Language,
+) -> Language {
+    requested.unwrap_or(if country.as_str() == "ID" {
+        Language::Id
+    } else {
+        default
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -202,35 +233,4 @@ mod tests {
         assert!(AccountGroupId::parse("0 1").is_err());
         assert!(SourceId::parse(&"9".repeat(33)).is_err());
     }
-}
-
-/// Accepts `id`/`en` and regional forms (`id-ID`, `en_US`), any case.
-pub fn parse_language(input: &str) -> Result<Language, Invalid> {
-    let primary = input
-        .trim()
-        .split(['-', '_'])
-        .next()
-        .unwrap_or_default()
-        .to_ascii_lowercase();
-    match primary.as_str() {
-        "id" => Ok(Language::Id),
-        "en" => Ok(Language::En),
-        _ => Err(Invalid::new(
-            "unsupported_language",
-            "must be id (Bahasa Indonesia) or en (English)",
-        )),
-    }
-}
-
-/// The language asked for, else the country's, else the default.
-pub fn choose_language(
-    requested: Option<Language>,
-    country: &CountryId,
-    default: Language,
-) -> Language {
-    requested.unwrap_or(if country.as_str() == "ID" {
-        Language::Id
-    } else {
-        default
-    })
 }

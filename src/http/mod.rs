@@ -12,6 +12,7 @@ mod wire;
 use axum::{
     Router,
     extract::{FromRef, State},
+    http::{Request, header},
     middleware,
     response::IntoResponse,
     routing::{get, post},
@@ -68,7 +69,7 @@ where
 
 /// Spans carry the route template only: paths can hold a link token
 /// (`/complete/{token}`) and query strings phone numbers and emails.
-pub fn request_span<B>(request: &axum::http::Request<B>) -> tracing::Span {
+pub fn request_span<B>(request: &Request<B>) -> tracing::Span {
     let route = request
         .extensions()
         .get::<axum::extract::MatchedPath>()
@@ -82,10 +83,7 @@ async fn metrics(State(core): State<Core>) -> impl IntoResponse {
         .db_statements
         .load(std::sync::atomic::Ordering::Relaxed);
     (
-        [(
-            axum::http::header::CONTENT_TYPE,
-            "text/plain; version=0.0.4",
-        )],
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         core.metrics.render(statements),
     )
 }
@@ -137,7 +135,7 @@ mod tests {
                         tower_http::trace::TraceLayer::new_for_http()
                             .make_span_with(super::request_span),
                     );
-                let request = axum::http::Request::get("/complete/SECRET-LINK-TOKEN")
+                let request = http::Request::get("/complete/SECRET-LINK-TOKEN")
                     .body(axum::body::Body::empty())
                     .unwrap();
                 app.oneshot(request).await.unwrap();

@@ -18,6 +18,10 @@ use crate::{
     state::Core,
 };
 
+#[allow(
+    clippy::expect_used,
+    reason = "the template is compiled in; every page test renders it"
+)]
 pub(super) static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
     let mut env = Environment::new();
     env.add_template("page.html", include_str!("templates/page.html"))

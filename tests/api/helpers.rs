@@ -289,7 +289,7 @@ impl TestApp {
 /// fails naming `what` was awaited. Every wait in the tests goes through it.
 pub async fn eventually<T, Fut>(what: impl std::fmt::Display, mut check: impl FnMut() -> Fut) -> T
 where
-    Fut: std::future::Future<Output = Option<T>>,
+    Fut: Future<Output = Option<T>>,
 {
     let deadline = std::time::Instant::now() + StdDuration::from_secs(10);
     loop {

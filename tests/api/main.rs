@@ -1,4 +1,6 @@
 //! Integration tests: the real service over HTTP, one fresh database each.
+// Tests and benchmarks fail by panicking.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 mod auth;
 mod browser;
 mod confirm;
