@@ -10,10 +10,11 @@ use anyhow::Context;
 use migration::{Migrator, MigratorTrait};
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend};
 
-/// Connects and brings the schema up to date. For SQLite the file and its
-/// directory are created, and WAL lets readers proceed during writes.
+/// Statements slower than this are logged (without their parameters).
 const SLOW_STATEMENT: Duration = Duration::from_millis(500);
 
+/// Connects and brings the schema up to date. For SQLite the file and its
+/// directory are created, and WAL lets readers proceed during writes.
 /// Statements are counted into `statements` (the DataLoader tests read it)
 /// and slow ones are logged without their parameters, which may hold PII.
 pub async fn connect_and_migrate(

@@ -256,3 +256,32 @@ async fn another_host_cannot_confirm_or_resend_my_registration() {
         StatusCode::OK
     );
 }
+
+/// A stored state the code does not know is an error, never a guess.
+#[tokio::test]
+async fn an_unknown_stored_state_is_an_error_not_a_default() {
+    use sea_orm::ConnectionTrait;
+    let app = spawn_app().await;
+    let ticket = app.register(&register_body(PHONE)).await;
+    app.core
+        .db
+        .execute_unprepared("UPDATE registration SET status = 'archived'")
+        .await
+        .unwrap();
+    let (_, body) = app
+        .graphql(
+            "query($id: ID!) { registration(id: $id) { status } }",
+            json!({"id": ticket["id"]}),
+        )
+        .await;
+    assert_eq!(gql_code(&body), "INTERNAL", "{body}");
+    assert!(body["data"]["registration"].is_null(), "{body}");
+    // The REST face refuses the same way instead of treating it as pending.
+    let response = app
+        .post(
+            "/b2b/customer/resend/registration/sms",
+            &json!({"username": PHONE, "phone": PHONE}),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+}
