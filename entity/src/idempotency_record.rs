@@ -12,6 +12,8 @@ pub struct Model {
     #[sea_orm(column_type = "Text", nullable)]
     pub response_body: Option<String>,
     pub created_at: DateTimeUtc,
+    /// While unanswered, the key is held until then; a retry after it takes over.
+    pub locked_until: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

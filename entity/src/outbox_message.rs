@@ -28,6 +28,8 @@ pub struct Model {
     pub html_body: Option<String>,
     /// Of the last failed attempt.
     pub last_error_class: Option<ErrorClass>,
+    /// Names the dispatcher holding the lease; only it records the result.
+    pub lease_token: Option<Uuid>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -8,6 +8,7 @@ mod m20261124_000001_create_hosts;
 mod m20261124_000002_create_registrations;
 mod m20261124_000003_create_outbox;
 mod m20261125_000001_delivery_timeline_and_quotas;
+mod m20261125_000002_leases_and_precise_times;
 
 pub struct Migrator;
 
@@ -19,6 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000002_create_registrations::Migration),
             Box::new(m20261124_000003_create_outbox::Migration),
             Box::new(m20261125_000001_delivery_timeline_and_quotas::Migration),
+            Box::new(m20261125_000002_leases_and_precise_times::Migration),
         ]
     }
 }

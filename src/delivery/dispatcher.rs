@@ -27,6 +27,8 @@ pub struct DispatchReport {
     pub sent: usize,
     pub failed: usize,
     pub dead: usize,
+    /// Sends whose lease ran out before their result was recorded.
+    pub lease_lost: usize,
 }
 
 impl DispatchReport {
@@ -71,7 +73,8 @@ impl Dispatcher {
         let due = outbox::due(&self.core, now, self.core.settings.delivery.batch_size).await?;
         let mut report = DispatchReport::default();
         for id in due {
-            if let Some(message) = outbox::claim(&self.core, id, now).await? {
+            // Each claim's lease starts when it is taken, not with the batch.
+            if let Some(message) = outbox::claim(&self.core, id).await? {
                 self.deliver(message, &mut report).await?;
             }
         }
@@ -129,6 +132,10 @@ impl Dispatcher {
                 report.failed += 1;
                 metrics.failed(channel);
                 tracing::warn!(message = %message.id, channel = channel.name(), attempts, class, error = failure, "message send failed; will retry");
+            }
+            Recorded::LeaseLost => {
+                report.lease_lost += 1;
+                tracing::warn!(message = %message.id, channel = channel.name(), "lease expired during the send; another dispatcher owns the message now");
             }
             Recorded::Dead => {
                 report.dead += 1;

@@ -5,7 +5,7 @@ use anyhow::Context;
 use axum::{
     body::{Body, to_bytes},
     extract::{Request, State},
-    http::{HeaderValue, Method, StatusCode, header},
+    http::{HeaderMap, HeaderValue, Method, StatusCode, header},
     middleware::Next,
     response::{IntoResponse, Response},
 };
@@ -75,14 +75,37 @@ pub async fn replay_or_record(
     let bytes = to_bytes(body, usize::MAX)
         .await
         .context("Failed to buffer response")?;
-    if parts.status.is_server_error() {
-        // Nothing was done for certain: let the client retry with the key.
+    if says_retry_later(parts.status, &parts.headers, &bytes) {
+        // Not an outcome: the same request may succeed later, so the key
+        // must let it run then instead of replaying this answer.
         idempotency::forget(&core, &host, &key).await?;
     } else {
         let body = String::from_utf8_lossy(&bytes).into_owned();
         idempotency::store_response(&core, &host, &key, parts.status.as_u16(), body).await?;
     }
     Ok(Response::from_parts(parts, Body::from(bytes)))
+}
+
+/// Whether a response tells the client to come back later rather than
+/// giving an outcome: a server error, a 429 or anything with `Retry-After`
+/// over REST; in a GraphQL response, an error whose extensions say so.
+fn says_retry_later(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> bool {
+    if status.is_server_error()
+        || status == StatusCode::TOO_MANY_REQUESTS
+        || headers.contains_key(header::RETRY_AFTER)
+    {
+        return true;
+    }
+    let Ok(graphql) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return false;
+    };
+    graphql["errors"].as_array().is_some_and(|errors| {
+        errors.iter().any(|error| {
+            let extensions = &error["extensions"];
+            let status = extensions["status"].as_u64().unwrap_or(0);
+            status >= 500 || status == 429 || extensions.get("retryAfterSeconds").is_some()
+        })
+    })
 }
 
 /// A stored status that is not an HTTP status is a corrupt row: an error,

@@ -1,9 +1,13 @@
 //! Remembered responses for `Idempotency-Key`: the HTTP layer decides what
 //! to remember and replays it; this module owns the table.
 use anyhow::Context;
-use chrono::Duration;
+use chrono::{DateTime, Duration, Utc};
 use entity::idempotency_record;
-use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr};
+use sea_orm::{
+    ActiveValue::Set,
+    ColumnTrait, EntityTrait, QueryFilter,
+    sea_query::{Expr, ExprTrait},
+};
 
 use super::{hosts::AuthenticatedHost, is_unique_violation};
 use crate::{error::CoreResult, state::Core};
@@ -20,9 +24,14 @@ pub enum Claim {
     Replay { status: u16, body: String },
     /// Used before for another request.
     Reused,
-    /// Used before and still running (or cut off before it answered).
+    /// Used before and still running: its holder's lease has not run out.
     InProgress,
 }
+
+/// How long a request may hold its key unanswered. Longer than any request
+/// takes; after it, a client that lost the first answer (timeout, crash,
+/// disconnect) retries and the retry runs.
+pub const IN_PROGRESS_LEASE: Duration = Duration::seconds(60);
 
 /// Records the key as in progress unless it is already known.
 pub async fn claim(
@@ -41,6 +50,7 @@ pub async fn claim(
             response_status: Set(None),
             response_body: Set(None),
             created_at: Set(now),
+            locked_until: Set(Some(now + IN_PROGRESS_LEASE)),
         })
         .exec(&core.db)
         .await;
@@ -73,10 +83,38 @@ pub async fn claim(
                     .with_context(|| format!("stored idempotent response has status {status}"))?;
                 Ok(Claim::Replay { status, body })
             }
+            _ if take_over(core, host, key, now).await? => Ok(Claim::New),
             _ => Ok(Claim::InProgress),
         };
     }
     Ok(Claim::InProgress)
+}
+
+/// Takes an unanswered key whose holder's lease ran out; of several
+/// retries at once, one wins.
+async fn take_over(
+    core: &Core,
+    host: &AuthenticatedHost,
+    key: &str,
+    now: DateTime<Utc>,
+) -> CoreResult<bool> {
+    let taken = idempotency_record::Entity::update_many()
+        .col_expr(
+            idempotency_record::Column::LockedUntil,
+            Expr::value(now + IN_PROGRESS_LEASE),
+        )
+        .filter(idempotency_record::Column::HostId.eq(host.id))
+        .filter(idempotency_record::Column::IdempotencyKey.eq(key))
+        .filter(idempotency_record::Column::ResponseStatus.is_null())
+        .filter(
+            idempotency_record::Column::LockedUntil
+                .is_null()
+                .or(idempotency_record::Column::LockedUntil.lt(now)),
+        )
+        .exec(&core.db)
+        .await
+        .context("Failed to take over idempotency key")?;
+    Ok(taken.rows_affected == 1)
 }
 
 pub async fn store_response(
@@ -92,6 +130,10 @@ pub async fn store_response(
             Expr::value(i32::from(status)),
         )
         .col_expr(idempotency_record::Column::ResponseBody, Expr::value(body))
+        .col_expr(
+            idempotency_record::Column::LockedUntil,
+            Expr::value(Option::<DateTime<Utc>>::None),
+        )
         .filter(idempotency_record::Column::HostId.eq(host.id))
         .filter(idempotency_record::Column::IdempotencyKey.eq(key))
         .exec(&core.db)

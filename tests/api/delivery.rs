@@ -3,7 +3,10 @@
 use std::net::TcpListener;
 
 use chrono::Duration;
-use customer_registration::config::{EmailTransportKind, Settings, SmsTransportKind, SmtpTls};
+use customer_registration::{
+    clock::Clock,
+    config::{EmailTransportKind, Settings, SmsTransportKind, SmtpTls},
+};
 use entity::outbox_message;
 use mail_parser::MessageParser;
 use reqwest::StatusCode;
@@ -413,4 +416,98 @@ async fn file_transports_write_what_a_person_reads() {
     );
     assert!(email.body_text(0).unwrap().contains("/complete/"));
     assert!(app.outbox().is_empty(), "nothing went to memory");
+}
+
+/// Two dispatchers, one stalled past its lease: the other takes the message
+/// over and only the holder of the lease records a result.
+#[tokio::test]
+async fn a_result_is_recorded_only_while_the_lease_holds() {
+    use customer_registration::{
+        clock::ManualClock,
+        delivery::MemoryOutbox,
+        service::{
+            hosts,
+            outbox::{self, Recorded, SendResult},
+            registration::{self, Field, RegisterInput},
+        },
+        startup,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = Settings {
+        data_dir: dir.path().to_owned(),
+        database_url: crate::helpers::fresh_database(dir.path()).await,
+        ..Default::default()
+    };
+    settings.delivery.email.transport = EmailTransportKind::Memory;
+    settings.delivery.sms.transport = SmsTransportKind::Memory;
+    let clock = std::sync::Arc::new(ManualClock::default());
+    let core = startup::build_core(settings, clock.clone()).await.unwrap();
+    let credentials = hosts::create_host(&core, "h").await.unwrap();
+    let token =
+        hosts::issue_access_token(&core, &credentials.client_id, &credentials.client_secret)
+            .await
+            .unwrap();
+    let host = hosts::authenticate(&core, Some(&format!("Bearer {}", token.access_token)))
+        .await
+        .unwrap();
+    let text = |v: &str| Field::Present(v.to_owned());
+    registration::register(
+        &core,
+        &host,
+        RegisterInput {
+            phone: text(PHONE),
+            name: text("Septian Cahyo"),
+            birth_date: text("1990-12-31"),
+            birth_place: text("Jakarta"),
+            gender: Field::Present(true),
+            country_id: text("ID"),
+            account_group_id: text("01"),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+
+    let due = outbox::due(&core, clock.now(), 10).await.unwrap();
+    assert_eq!(due.len(), 1, "one SMS queued");
+    let stalled = outbox::claim(&core, due[0]).await.unwrap().unwrap();
+    assert!(
+        outbox::claim(&core, due[0]).await.unwrap().is_none(),
+        "a held lease is not claimed twice"
+    );
+    clock.advance(Duration::minutes(2));
+    let memory = MemoryOutbox::default();
+    let report = startup::dispatcher(&core, &memory)
+        .unwrap()
+        .dispatch_due()
+        .await
+        .unwrap();
+    assert_eq!(report.sent, 1, "the expired lease was taken over");
+    let late = outbox::record_result(
+        &core,
+        &stalled,
+        SendResult::Sent {
+            provider_message_id: "late".into(),
+        },
+        clock.now(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(late, Recorded::LeaseLost);
+    let stored = outbox_message::Entity::find_by_id(due[0])
+        .one(&core.db)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_ne!(stored.provider_message_id.as_deref(), Some("late"));
+    let attempts = entity::delivery_attempt::Entity::find()
+        .all(&core.db)
+        .await
+        .unwrap();
+    assert_eq!(
+        attempts.len(),
+        1,
+        "only the holder's result is in the timeline"
+    );
+    assert_eq!(memory.messages().len(), 1);
 }

@@ -80,7 +80,7 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
 
 /// SQLite in the test's temp dir, or a new database on the server named by
 /// `TEST_DATABASE_URL` (PostgreSQL or MySQL/MariaDB), one per test.
-async fn fresh_database(dir: &Path) -> String {
+pub async fn fresh_database(dir: &Path) -> String {
     let Ok(server) = std::env::var("TEST_DATABASE_URL") else {
         return format!("sqlite://{}?mode=rwc", dir.join("test.db").display());
     };

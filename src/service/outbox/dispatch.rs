@@ -16,7 +16,22 @@ use crate::{error::CoreResult, state::Core};
 
 /// How long a claimed message stays reserved for one dispatcher; if that
 /// instance dies mid-send another picks the message up afterwards.
-const LEASE: Duration = Duration::seconds(60);
+/// Always longer than a transport may take: the slower transport timeout,
+/// twice, plus a margin for recording the result.
+fn lease(core: &Core) -> Duration {
+    let delivery = &core.settings.delivery;
+    let slowest = delivery
+        .email
+        .smtp
+        .timeout_seconds
+        .max(delivery.sms.timeout_seconds);
+    Duration::seconds(
+        i64::try_from(slowest)
+            .unwrap_or(i64::MAX / 4)
+            .saturating_mul(2)
+            + 30,
+    )
+}
 
 /// A message this instance holds the lease on, ready to send.
 #[derive(Debug, Clone)]
@@ -29,6 +44,8 @@ pub struct ClaimedMessage {
     pub html_body: Option<String>,
     /// Tries before this one.
     pub attempts: i32,
+    /// Names this claim; the result is recorded only while it holds.
+    pub lease_token: Uuid,
 }
 
 /// How one send went, as the transport reported it.
@@ -44,6 +61,9 @@ pub enum Recorded {
     /// Another try is scheduled.
     Retrying,
     Dead,
+    /// The lease had expired and another dispatcher took the message over:
+    /// its outcome, not ours, is recorded.
+    LeaseLost,
 }
 
 fn lease_free(now: DateTime<Utc>) -> Condition {
@@ -68,16 +88,19 @@ pub async fn due(core: &Core, now: DateTime<Utc>, limit: u64) -> CoreResult<Vec<
         .context("Failed to list due outbox messages")?)
 }
 
-/// Takes the lease on one message. A conditional UPDATE instead of
-/// `SELECT ... FOR UPDATE SKIP LOCKED` works the same on SQLite,
-/// PostgreSQL and MySQL: of several instances, exactly one gets the row.
-pub async fn claim(
-    core: &Core,
-    id: Uuid,
-    now: DateTime<Utc>,
-) -> CoreResult<Option<ClaimedMessage>> {
+/// Takes the lease on one message, from the moment of this claim, under a
+/// token of its own. A conditional UPDATE instead of `SELECT ... FOR UPDATE
+/// SKIP LOCKED` works the same on SQLite, PostgreSQL and MySQL: of several
+/// instances, exactly one gets the row.
+pub async fn claim(core: &Core, id: Uuid) -> CoreResult<Option<ClaimedMessage>> {
+    let now = core.clock.now();
+    let lease_token = Uuid::new_v4();
     let claimed = outbox_message::Entity::update_many()
-        .col_expr(outbox_message::Column::LeaseUntil, Expr::value(now + LEASE))
+        .col_expr(
+            outbox_message::Column::LeaseUntil,
+            Expr::value(now + lease(core)),
+        )
+        .col_expr(outbox_message::Column::LeaseToken, Expr::value(lease_token))
         .filter(outbox_message::Column::Id.eq(id))
         .filter(outbox_message::Column::Status.eq(OutboxStatus::Pending))
         .filter(lease_free(now))
@@ -102,6 +125,7 @@ pub async fn claim(
             .ok_or_else(|| anyhow::anyhow!("pending outbox message {id} has no body"))?,
         html_body: row.html_body,
         attempts: row.attempts,
+        lease_token,
     }))
 }
 
@@ -130,7 +154,13 @@ pub async fn record_result(
             outbox_message::Column::LeaseUntil,
             Expr::value(Option::<DateTime<Utc>>::None),
         )
-        .filter(outbox_message::Column::Id.eq(message.id));
+        .col_expr(
+            outbox_message::Column::LeaseToken,
+            Expr::value(Option::<Uuid>::None),
+        )
+        .filter(outbox_message::Column::Id.eq(message.id))
+        .filter(outbox_message::Column::Status.eq(OutboxStatus::Pending))
+        .filter(outbox_message::Column::LeaseToken.eq(message.lease_token));
     let (update, recorded) = match result {
         SendResult::Sent {
             provider_message_id,
@@ -186,10 +216,14 @@ pub async fn record_result(
         .begin()
         .await
         .context("Failed to begin transaction")?;
-    update
+    let updated = update
         .exec(&txn)
         .await
         .context("Failed to record delivery result")?;
+    if updated.rows_affected == 0 {
+        txn.rollback().await.context("Failed to roll back")?;
+        return Ok(Recorded::LeaseLost);
+    }
     delivery_attempt::Entity::insert(attempt)
         .exec(&txn)
         .await

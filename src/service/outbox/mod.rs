@@ -93,6 +93,7 @@ async fn enqueue(
         lease_until: Set(None),
         last_error: Set(None),
         last_error_class: Set(None),
+        lease_token: Set(None),
         provider_message_id: Set(None),
         created_at: Set(now),
         sent_at: Set(None),
