@@ -26,6 +26,9 @@ struct Cli {
     /// Database URL: sqlite://..., postgres://... or mysql://... (default: SQLite under ./data).
     #[arg(long, global = true, env = "DATABASE_URL")]
     database_url: Option<String>,
+    /// Address to listen on (default 127.0.0.1:8080).
+    #[arg(long, global = true, env = "CR_LISTEN")]
+    listen: Option<SocketAddr>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -33,11 +36,10 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the HTTP service (the default).
-    Serve {
-        /// Address to listen on.
-        #[arg(long, env = "CR_LISTEN")]
-        listen: Option<SocketAddr>,
-    },
+    Serve,
+    /// Check the configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// Manage partner hosts (API clients).
     #[command(subcommand)]
     Host(HostCommand),
@@ -49,6 +51,12 @@ enum Command {
     Outbox(OutboxCommand),
     /// Print the GraphQL schema (SDL).
     Schema,
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Validate the configuration and print the effective settings, secrets redacted.
+    Check,
 }
 
 #[derive(Subcommand)]
@@ -125,22 +133,25 @@ async fn execute(cli: Cli) -> anyhow::Result<()> {
     if let Some(url) = cli.database_url {
         settings.database_url = url;
     }
-    let command = cli.command.unwrap_or(Command::Serve { listen: None });
-    if let Command::Serve {
-        listen: Some(listen),
-    } = &command
-    {
-        settings.listen = *listen;
+    if let Some(listen) = cli.listen {
+        settings.listen = listen;
     }
+    let command = cli.command.unwrap_or(Command::Serve);
     let clock = Arc::new(SystemClock);
     match command {
-        Command::Serve { .. } => serve(settings, clock).await,
+        Command::Serve => serve(settings, clock).await,
+        Command::Config(ConfigCommand::Check) => {
+            settings.validate()?;
+            print!("{}", settings.redacted_toml()?);
+            eprintln!("configuration is valid");
+            Ok(())
+        }
         Command::Host(command) => {
             let core = build_core(settings, clock).await?;
             match command {
                 HostCommand::Create { name } => {
                     let credentials = hosts::create_host(&core, &name).await?;
-                    print_credentials(&credentials, &core.settings.public_base_url);
+                    print_credentials(&credentials, &core.settings.public_base_url());
                 }
                 HostCommand::List => {
                     for host in hosts::list_hosts(&core).await? {

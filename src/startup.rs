@@ -40,14 +40,18 @@ pub struct Application {
 }
 
 impl Application {
-    pub async fn build(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
+    pub async fn build(mut settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(settings.listen)
+            .await
+            .with_context(|| format!("Failed to listen on {}", settings.listen))?;
+        // Links in emails follow the port actually bound (`--listen :0` too).
+        settings.listen = listener
+            .local_addr()
+            .context("Failed to read listen address")?;
         let core = build_core(settings, clock).await?;
         let memory_outbox = MemoryOutbox::default();
         // Built here so a transport misconfiguration stops the start.
         let dispatcher = dispatcher(&core, &memory_outbox)?;
-        let listener = TcpListener::bind(core.settings.listen)
-            .await
-            .with_context(|| format!("Failed to listen on {}", core.settings.listen))?;
         Ok(Self {
             core,
             memory_outbox,

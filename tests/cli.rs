@@ -103,3 +103,72 @@ fn bad_configuration_is_reported_by_key() {
         "{stderr}"
     );
 }
+
+/// Every variable the README documents is accepted and takes effect, and
+/// `config check` shows the result without a secret's value.
+#[test]
+fn documented_environment_variables_work() {
+    let cli = Cli::new();
+    let file = cli.dir.path().join("service.toml");
+    std::fs::write(&file, "[registration]\nmax_wrong_codes = 7\n").unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_customer-registration"))
+        .args(["config", "check"])
+        .env("CR_DATA_DIR", cli.dir.path())
+        .env("CR_CONFIG", &file)
+        .env("CR_LOG_FORMAT", "json")
+        .env("CR_LISTEN", "127.0.0.1:9191")
+        .env("DATABASE_URL", "sqlite://elsewhere.db")
+        .env("RUST_LOG", "error")
+        .env("CR_REGISTRATION__TOKEN_DIGITS", "4")
+        .env("CR_SECRETS__TOKEN_KEY", "token-key-value-1")
+        .env("CR_SECRETS__PASSWORD_PEPPER", "pepper-value-2")
+        .env("CR_DELIVERY__EMAIL__SMTP__PASSWORD", "smtp-password-3")
+        .env(
+            "CR_DELIVERY__SMS__WEBHOOK__HEADERS__AUTHORIZATION",
+            "Bearer gateway-4",
+        )
+        .env("CR_DELIVERY__SMS__TWILIO__AUTH_TOKEN", "twilio-token-5")
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&output.stdout);
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{out}{err}");
+    for expected in [
+        "listen = \"127.0.0.1:9191\"",
+        "database_url = \"sqlite://elsewhere.db\"",
+        "token_digits = 4",
+        "max_wrong_codes = 7",
+        "token_key = \"[redacted]\"",
+        "auth_token = \"[redacted]\"",
+        "authorization = \"[redacted]\"",
+    ] {
+        assert!(out.contains(expected), "{expected} missing in\n{out}");
+    }
+    for secret in [
+        "token-key-value-1",
+        "pepper-value-2",
+        "smtp-password-3",
+        "gateway-4",
+        "twilio-token-5",
+    ] {
+        assert!(
+            !out.contains(secret) && !err.contains(secret),
+            "{secret} leaked"
+        );
+    }
+}
+
+/// `--listen` and `--database-url` may come before or after the subcommand.
+#[test]
+fn global_flags_work_on_either_side_of_the_subcommand() {
+    let cli = Cli::new();
+    for args in [
+        ["--listen", "127.0.0.1:9292", "config", "check"],
+        ["config", "check", "--listen", "127.0.0.1:9292"],
+    ] {
+        let (ok, out) = cli.run(&args);
+        assert!(ok && out.contains("listen = \"127.0.0.1:9292\""), "{out}");
+    }
+    let (ok, out) = cli.run(&["outbox", "list", "--status", "lost"]);
+    assert!(!ok && out.contains("possible values"), "{out}");
+}

@@ -27,7 +27,9 @@ pub struct Settings {
     pub database_url: String,
     /// Where SQLite, generated secrets and the development outbox live.
     pub data_dir: PathBuf,
-    /// Base URL the completion links in emails point to.
+    /// Base URL the completion links in emails point to. Empty: the
+    /// address the service listens on (`http://127.0.0.1:<port>` when it
+    /// listens on every interface); behind a proxy, set it.
     pub public_base_url: String,
     pub secrets: SecretSettings,
     pub registration: RegistrationSettings,
@@ -123,7 +125,7 @@ impl Default for Settings {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             database_url: String::new(),
             data_dir: PathBuf::from("data"),
-            public_base_url: "http://127.0.0.1:8080".into(),
+            public_base_url: String::new(),
             secrets: SecretSettings::default(),
             registration: RegistrationSettings::default(),
             auth: AuthSettings::default(),
@@ -212,8 +214,14 @@ impl Settings {
             }
             None => figment = figment.merge(Toml::file("customer-registration.toml")),
         }
+        // CR_CONFIG and CR_LOG_FORMAT configure the loading and the logs,
+        // not the settings themselves.
         let settings: Settings = figment
-            .merge(Env::prefixed("CR_").split("__"))
+            .merge(
+                Env::prefixed("CR_")
+                    .ignore(&["config", "log_format"])
+                    .split("__"),
+            )
             .extract()
             .context("Failed to read configuration")?;
         Ok(settings)
@@ -264,6 +272,60 @@ impl Settings {
         } else {
             self.database_url.clone()
         }
+    }
+
+    /// The configured base URL, else the listen address.
+    pub fn public_base_url(&self) -> String {
+        if !self.public_base_url.is_empty() {
+            return self.public_base_url.trim_end_matches('/').to_owned();
+        }
+        let mut address = self.listen;
+        if address.ip().is_unspecified() {
+            address.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        }
+        format!("http://{address}")
+    }
+
+    /// The effective settings as TOML, each secret that is set shown as
+    /// `[redacted]` and never its value.
+    pub fn redacted_toml(&self) -> anyhow::Result<String> {
+        let mut value = toml::Value::try_from(self).context("Failed to render settings")?;
+        let redacted = || toml::Value::String("[redacted]".into());
+        let set = |secret: &Option<SecretString>| secret.is_some();
+        let mut mark = |path: &[&str], present: bool| {
+            if !present {
+                return;
+            }
+            let (last, parents) = path.split_last().unwrap_or((&"", &[]));
+            let mut table = value.as_table_mut();
+            for key in parents {
+                table = table.and_then(|t| {
+                    t.entry(*key)
+                        .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+                        .as_table_mut()
+                });
+            }
+            if let Some(table) = table {
+                table.insert((*last).to_owned(), redacted());
+            }
+        };
+        mark(&["secrets", "token_key"], set(&self.secrets.token_key));
+        mark(
+            &["secrets", "password_pepper"],
+            set(&self.secrets.password_pepper),
+        );
+        mark(
+            &["delivery", "email", "smtp", "password"],
+            set(&self.delivery.email.smtp.password),
+        );
+        mark(
+            &["delivery", "sms", "twilio", "auth_token"],
+            set(&self.delivery.sms.twilio.auth_token),
+        );
+        for name in self.delivery.sms.webhook.headers.keys() {
+            mark(&["delivery", "sms", "webhook", "headers", name], true);
+        }
+        toml::to_string_pretty(&value).context("Failed to render settings")
     }
 
     pub fn outbox_dir(&self) -> PathBuf {

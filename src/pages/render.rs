@@ -177,7 +177,7 @@ pub(super) fn render(
         errors,
         field_errors => form.fields,
     };
-    let secure = core.settings.public_base_url.starts_with("https://");
+    let secure = core.settings.public_base_url().starts_with("https://");
     let cookie = format!(
         "{CSRF_COOKIE}={csrf}; Path=/complete; HttpOnly; SameSite=Strict{}",
         if secure { "; Secure" } else { "" }

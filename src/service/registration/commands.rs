@@ -111,10 +111,7 @@ async fn issue_completion_email(
         &core.rules,
     )
     .await?;
-    let link = format!(
-        "{}/complete/{link_token}",
-        core.settings.public_base_url.trim_end_matches('/')
-    );
+    let link = format!("{}/complete/{link_token}", core.settings.public_base_url());
     let message = core.templates.email(
         registration.language,
         &registration.name,
