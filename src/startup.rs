@@ -4,11 +4,12 @@
 use std::{
     net::SocketAddr,
     sync::{Arc, atomic::AtomicU64},
+    time::Duration,
 };
 
 use anyhow::Context;
 use axum::{Router, extract::DefaultBodyLimit, extract::FromRef};
-use tokio::net::TcpListener;
+use tokio::{net::TcpListener, sync::watch};
 use tower_http::trace::TraceLayer;
 
 use crate::{
@@ -66,14 +67,43 @@ impl Application {
             .context("Failed to read listen address")
     }
 
-    /// Serves HTTP and drains the outbox until the process stops. Both run
-    /// in this one future, so dropping it stops both and frees the pool.
+    /// Serves HTTP and drains the outbox until SIGTERM or SIGINT. Then it
+    /// stops accepting connections, lets in-flight requests and the send in
+    /// progress finish for up to `limits.shutdown_grace_seconds`, and
+    /// returns. Everything runs in this one future, so dropping it stops
+    /// all of it and frees the pool.
     pub async fn run(self) -> anyhow::Result<()> {
+        let grace = Duration::from_secs(self.core.settings.limits.shutdown_grace_seconds);
+        let (stop, stopping) = watch::channel(false);
         let app = router(self.core.clone());
-        let server = axum::serve(self.listener, app).with_graceful_shutdown(shutdown_signal());
+        let mut server_stopping = stopping.clone();
+        let serve = async {
+            let served = axum::serve(self.listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = server_stopping.wait_for(|stopping| *stopping).await;
+                })
+                .await
+                .context("HTTP server failed");
+            // Whatever ended the server ends delivery too.
+            stop.send_replace(true);
+            served
+        };
+        let work = async {
+            let (served, ()) = tokio::join!(serve, self.dispatcher.run(stopping));
+            served
+        };
+        let signalled = async {
+            shutdown_signal().await;
+            tracing::info!(grace_seconds = grace.as_secs(), "shutting down");
+            stop.send_replace(true);
+            tokio::time::sleep(grace).await;
+        };
         tokio::select! {
-            served = server => served.context("HTTP server failed"),
-            () = self.dispatcher.run() => Ok(()),
+            done = work => done,
+            () = signalled => {
+                tracing::warn!("grace period over with work in flight; leases expire and other instances retry");
+                Ok(())
+            }
         }
     }
 }
@@ -122,6 +152,24 @@ pub fn dispatcher(core: &Core, memory: &MemoryOutbox) -> anyhow::Result<Dispatch
     ))
 }
 
+/// SIGINT (Ctrl-C) or, on Unix, SIGTERM (what orchestrators send).
 async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = terminate.recv() => {}
+                }
+            }
+            Err(error) => {
+                tracing::error!(error = %error, "cannot listen for SIGTERM; only Ctrl-C stops the service");
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
     let _ = tokio::signal::ctrl_c().await;
 }

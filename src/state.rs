@@ -1,5 +1,8 @@
 //! What every operation needs, built once at start-up.
-use std::sync::{Arc, atomic::AtomicU64};
+use std::sync::{
+    Arc,
+    atomic::{AtomicI64, AtomicU64},
+};
 
 use sea_orm::DatabaseConnection;
 use tokio::sync::Notify;
@@ -28,6 +31,8 @@ pub struct Core {
     pub db_statements: Arc<AtomicU64>,
     pub templates: Arc<Templates>,
     pub metrics: Arc<Metrics>,
+    /// When the delivery loop last went round (Unix milliseconds; 0: never).
+    pub dispatcher_beat: Arc<AtomicI64>,
 }
 
 impl Core {
@@ -55,6 +60,7 @@ impl Core {
             db_statements,
             templates,
             metrics: Arc::new(Metrics::default()),
+            dispatcher_beat: Arc::new(AtomicI64::new(0)),
         }
     }
 }

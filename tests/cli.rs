@@ -172,3 +172,50 @@ fn global_flags_work_on_either_side_of_the_subcommand() {
     let (ok, out) = cli.run(&["outbox", "list", "--status", "lost"]);
     assert!(!ok && out.contains("possible values"), "{out}");
 }
+
+/// SIGTERM: the service stops accepting, finishes, and exits cleanly.
+#[tokio::test]
+async fn sigterm_stops_the_service_cleanly() {
+    let cli = Cli::new();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_customer-registration"))
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .env("CR_DATA_DIR", cli.dir.path())
+        .env_remove("DATABASE_URL")
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let client = reqwest::Client::new();
+    let ready = format!("http://127.0.0.1:{port}/readyz");
+    let mut answered = false;
+    for _ in 0..200 {
+        if let Ok(response) = client.get(&ready).send().await
+            && response.status() == reqwest::StatusCode::OK
+        {
+            answered = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(answered, "the service never became ready");
+    let pid = child.id().unwrap().to_string();
+    let killed = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(killed.success());
+    let output = tokio::time::timeout(std::time::Duration::from_secs(15), child.wait_with_output())
+        .await
+        .expect("exits within the grace period")
+        .unwrap();
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{log}");
+    assert!(log.contains("shutting down"), "{log}");
+    assert!(
+        client.get(&ready).send().await.is_err(),
+        "no longer accepting"
+    );
+}

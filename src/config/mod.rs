@@ -94,6 +94,9 @@ pub struct LimitSettings {
     pub max_concurrent_hashes: usize,
     /// Requests allowed to wait for a hashing slot; beyond it: 503.
     pub max_queued_hashes: usize,
+    /// After SIGTERM or SIGINT: how long in-flight requests and the send in
+    /// progress may take before the process exits anyway.
+    pub shutdown_grace_seconds: u64,
 }
 
 /// A cap on sends within a fixed window; `limit = 0` switches it off.
@@ -178,6 +181,7 @@ impl Default for LimitSettings {
             max_body_bytes: 16 * 1024,
             max_concurrent_hashes: cores,
             max_queued_hashes: 64,
+            shutdown_grace_seconds: 20,
         }
     }
 }

@@ -1,8 +1,12 @@
 //! The delivery loop: claims due messages through the outbox module, hands
 //! each to its channel's transport and records how it went.
-use std::time::{Duration, Instant};
+use std::{
+    sync::atomic::Ordering,
+    time::{Duration, Instant},
+};
 
 use entity::states::Channel;
+use tokio::sync::watch;
 
 use super::{EmailSender, OutgoingMessage, SmsTransport};
 use crate::{
@@ -20,6 +24,8 @@ pub struct Dispatcher {
     core: Core,
     email: EmailSender,
     sms: SmsTransport,
+    /// Turns true when the process stops: no new claims after that.
+    stopping: watch::Receiver<bool>,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -39,16 +45,32 @@ impl DispatchReport {
 
 impl Dispatcher {
     pub fn new(core: Core, email: EmailSender, sms: SmsTransport) -> Self {
-        Self { core, email, sms }
+        Self {
+            core,
+            email,
+            sms,
+            stopping: watch::channel(false).1,
+        }
     }
 
-    /// Runs until the future is dropped: drains due messages, then sleeps
-    /// until the poll interval passes or a transaction signals new messages.
-    pub async fn run(self) {
+    /// Runs until `stopping` turns true (or the future is dropped): drains
+    /// due messages, then sleeps until the poll interval passes or a
+    /// transaction signals new messages. A send in progress when stopping
+    /// begins is finished and recorded; nothing new is claimed.
+    pub async fn run(mut self, stopping: watch::Receiver<bool>) {
+        self.stopping = stopping;
+        let mut stop = self.stopping.clone();
         let poll = Duration::from_millis(self.core.settings.delivery.poll_interval_ms);
         let batch = self.core.settings.delivery.batch_size as usize;
         let mut last_housekeeping = Instant::now();
         loop {
+            if *self.stopping.borrow() {
+                tracing::info!("delivery stopped");
+                return;
+            }
+            self.core
+                .dispatcher_beat
+                .store(self.core.clock.now().timestamp_millis(), Ordering::Relaxed);
             if last_housekeeping.elapsed() > HOUSEKEEPING_INTERVAL {
                 last_housekeeping = Instant::now();
                 if let Err(error) = service::housekeeping(&self.core).await {
@@ -63,6 +85,7 @@ impl Dispatcher {
             tokio::select! {
                 () = self.core.outbox_signal.notified() => {}
                 () = tokio::time::sleep(poll) => {}
+                _ = stop.changed() => {}
             }
         }
     }
@@ -73,6 +96,9 @@ impl Dispatcher {
         let due = outbox::due(&self.core, now, self.core.settings.delivery.batch_size).await?;
         let mut report = DispatchReport::default();
         for id in due {
+            if *self.stopping.borrow() {
+                break;
+            }
             // Each claim's lease starts when it is taken, not with the batch.
             if let Some(message) = outbox::claim(&self.core, id).await? {
                 self.deliver(message, &mut report).await?;

@@ -12,13 +12,13 @@ mod wire;
 use axum::{
     Router,
     extract::{FromRef, State},
-    http::{Request, header},
+    http::{Request, StatusCode, header},
     middleware,
     response::IntoResponse,
     routing::{get, post},
 };
 
-use crate::state::Core;
+use crate::{service::health, state::Core};
 
 /// REST, OAuth, health and metrics.
 pub fn router<S>(core: &Core) -> Router<S>
@@ -44,7 +44,10 @@ where
         );
     Router::new()
         .route("/oauth/token", post(oauth::token))
+        // The process answers: for a liveness probe. `/health` is the old name.
+        .route("/healthz", get(|| async { "ok" }))
         .route("/health", get(|| async { "ok" }))
+        .route("/readyz", get(readiness))
         .route("/metrics", get(metrics))
         .merge(authenticated(api, core))
 }
@@ -75,6 +78,24 @@ pub fn request_span<B>(request: &Request<B>) -> tracing::Span {
         .get::<axum::extract::MatchedPath>()
         .map_or("<unmatched>", axum::extract::MatchedPath::as_str);
     tracing::info_span!("http", method = %request.method(), route)
+}
+
+/// 200 when this instance can serve, else 503; the body says which check
+/// failed. No token needed, and cheap enough for a load balancer's probe.
+async fn readiness(State(core): State<Core>) -> impl IntoResponse {
+    let ready = health::readiness(&core).await;
+    let status = if ready.is_ready() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = serde_json::json!({
+        "ready": ready.is_ready(),
+        "database": ready.database,
+        "migrations": ready.migrations,
+        "dispatcher": ready.dispatcher,
+    });
+    (status, axum::Json(body))
 }
 
 /// Prometheus text format. Counts only, no labels carrying customer data.

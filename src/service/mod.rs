@@ -3,6 +3,7 @@
 //! nothing below them.
 pub mod account_groups;
 pub mod completion;
+pub mod health;
 pub mod hosts;
 pub mod idempotency;
 pub mod outbox;

@@ -186,3 +186,75 @@ async fn first_start_creates_a_usable_host_only_once() {
         .unwrap();
     assert_eq!(host.name, "default");
 }
+
+/// Liveness and readiness need no token; readiness checks the database,
+/// the migrations and the delivery loop.
+#[tokio::test]
+async fn health_and_readiness_answer_without_a_token() {
+    let app = spawn_app().await;
+    let live = app
+        .client
+        .get(format!("{}/healthz", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(live.status(), StatusCode::OK);
+    let ready = crate::helpers::eventually("the instance to be ready", || async {
+        let response = app
+            .client
+            .get(format!("{}/readyz", app.address))
+            .send()
+            .await
+            .unwrap();
+        (response.status() == StatusCode::OK).then_some(response)
+    })
+    .await;
+    let body: Value = ready.json().await.unwrap();
+    assert_eq!(
+        body,
+        serde_json::json!({"ready": true, "database": true, "migrations": true, "dispatcher": true})
+    );
+    // A delivery loop that has not gone round for long is reported.
+    app.clock.advance(Duration::minutes(10));
+    let stale = app
+        .client
+        .get(format!("{}/readyz", app.address))
+        .send()
+        .await
+        .unwrap();
+    let status = stale.status();
+    let body: Value = stale.json().await.unwrap();
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        assert_eq!(body["dispatcher"], false, "{body}");
+    } else {
+        // The loop went round between the clock moving and the probe.
+        assert_eq!(body["dispatcher"], true, "{body}");
+    }
+}
+
+/// Instances starting together on an empty database migrate it once.
+#[tokio::test]
+async fn instances_starting_together_migrate_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = crate::helpers::fresh_database(dir.path()).await;
+    let start = |n: usize| {
+        let settings = customer_registration::config::Settings {
+            data_dir: dir.path().join(n.to_string()),
+            database_url: url.clone(),
+            ..Default::default()
+        };
+        customer_registration::startup::build_core(
+            settings,
+            std::sync::Arc::new(customer_registration::clock::SystemClock),
+        )
+    };
+    let (a, b, c) = tokio::join!(start(1), start(2), start(3));
+    for core in [a, b, c] {
+        let core = core.expect("every instance starts");
+        assert!(
+            customer_registration::db::migrations_applied(&core.db)
+                .await
+                .unwrap()
+        );
+    }
+}
