@@ -26,6 +26,9 @@ async fn main() {
         database_url: std::env::var("BENCH_DATABASE_URL").unwrap_or_default(),
         ..Default::default()
     };
+    // PostgreSQL and MySQL need configured keys; any fixed ones do here.
+    settings.secrets.token_key = Some("bench-token-key".to_owned().into());
+    settings.secrets.password_pepper = Some("bench-password-pepper".to_owned().into());
     settings.quotas.sms_per_host.limit = 0;
     settings.quotas.sms_global.limit = 0;
     settings.quotas.email_per_host.limit = 0;

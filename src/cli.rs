@@ -40,6 +40,9 @@ enum Command {
     /// Check the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Make the keys every instance must share.
+    #[command(subcommand)]
+    Secrets(SecretsCommand),
     /// Manage partner hosts (API clients).
     #[command(subcommand)]
     Host(HostCommand),
@@ -51,6 +54,13 @@ enum Command {
     Outbox(OutboxCommand),
     /// Print the GraphQL schema (SDL).
     Schema,
+}
+
+#[derive(Subcommand)]
+enum SecretsCommand {
+    /// Print fresh keys as TOML and as environment lines; store them in your
+    /// secret manager and give the same ones to every instance.
+    Generate,
 }
 
 #[derive(Subcommand)]
@@ -140,6 +150,10 @@ async fn execute(cli: Cli) -> anyhow::Result<()> {
     let clock = Arc::new(SystemClock);
     match command {
         Command::Serve => serve(settings, clock).await,
+        Command::Secrets(SecretsCommand::Generate) => {
+            print!("{}", crate::crypto::generate_secrets());
+            Ok(())
+        }
         Command::Config(ConfigCommand::Check) => {
             settings.validate()?;
             print!("{}", settings.redacted_toml()?);

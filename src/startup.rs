@@ -20,7 +20,7 @@ use crate::{
     delivery::{Dispatcher, EmailSender, MemoryOutbox, SmsTransport},
     graphql::{self, AppSchema},
     http::{self, error::ApiError},
-    pages,
+    pages, service,
     state::Core,
     templates::Templates,
 };
@@ -126,20 +126,17 @@ pub fn router(core: Core) -> Router {
 /// The core without the HTTP server: what CLI subcommands need.
 pub async fn build_core(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<Core> {
     settings.validate()?;
+    // Before connecting: missing keys are a configuration error, not a
+    // database one.
+    let keys = Arc::new(Keys::load(&settings)?);
     let statements = Arc::new(AtomicU64::new(0));
     let db = db::connect_and_migrate(&settings.database_url(), statements.clone()).await?;
-    let keys = Arc::new(Keys::load_or_generate(&settings)?);
     let overrides =
         Some(settings.delivery.templates_dir.as_path()).filter(|p| !p.as_os_str().is_empty());
     let templates = Arc::new(Templates::load(overrides)?);
-    Ok(Core::new(
-        db,
-        Arc::new(settings),
-        clock,
-        keys,
-        statements,
-        templates,
-    ))
+    let core = Core::new(db, Arc::new(settings), clock, keys, statements, templates);
+    service::keys::check_fingerprints(&core).await?;
+    Ok(core)
 }
 
 pub fn dispatcher(core: &Core, memory: &MemoryOutbox) -> anyhow::Result<Dispatcher> {

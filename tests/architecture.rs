@@ -31,13 +31,8 @@ fn the_core_imports_no_web_stack_and_no_transport() {
     let mut files = Vec::new();
     rust_files(&root.join("domain"), &mut files);
     rust_files(&root.join("service"), &mut files);
-    for bottom in [
-        "error.rs",
-        "state.rs",
-        "templates.rs",
-        "clock.rs",
-        "crypto.rs",
-    ] {
+    rust_files(&root.join("crypto"), &mut files);
+    for bottom in ["error.rs", "state.rs", "templates.rs", "clock.rs", "db.rs"] {
         files.push(root.join(bottom));
     }
     assert!(files.len() > 20, "found only {files:?}");

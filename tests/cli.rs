@@ -219,3 +219,29 @@ async fn sigterm_stops_the_service_cleanly() {
         "no longer accepting"
     );
 }
+
+#[test]
+fn secrets_generate_prints_fresh_keys_as_toml_and_environment() {
+    let cli = Cli::new();
+    let (ok, first) = cli.run(&["secrets", "generate"]);
+    assert!(ok, "{first}");
+    for expected in [
+        "[secrets]",
+        "token_key = \"",
+        "password_pepper = \"",
+        "CR_SECRETS__TOKEN_KEY=",
+        "CR_SECRETS__PASSWORD_PEPPER=",
+    ] {
+        assert!(first.contains(expected), "{expected} missing in {first}");
+    }
+    let (_, second) = cli.run(&["secrets", "generate"]);
+    assert_ne!(first, second, "every run makes new keys");
+    // Off SQLite the service refuses to start without them, and says how.
+    let (ok, out) = cli.run(&[
+        "--database-url",
+        "postgres://nobody@127.0.0.1:1/none",
+        "group",
+        "list",
+    ]);
+    assert!(!ok && out.contains("secrets generate"), "{out}");
+}

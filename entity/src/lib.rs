@@ -11,5 +11,6 @@ pub mod outbox_message;
 pub mod phone_guard;
 pub mod registration;
 pub mod send_quota;
+pub mod service_key;
 pub mod sms_token;
 pub mod states;

@@ -9,6 +9,7 @@ mod m20261124_000002_create_registrations;
 mod m20261124_000003_create_outbox;
 mod m20261125_000001_delivery_timeline_and_quotas;
 mod m20261125_000002_leases_and_precise_times;
+mod m20261125_000003_service_keys;
 
 pub struct Migrator;
 
@@ -21,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000003_create_outbox::Migration),
             Box::new(m20261125_000001_delivery_timeline_and_quotas::Migration),
             Box::new(m20261125_000002_leases_and_precise_times::Migration),
+            Box::new(m20261125_000003_service_keys::Migration),
         ]
     }
 }

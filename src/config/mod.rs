@@ -1,6 +1,6 @@
 //! Settings: built-in defaults, then an optional TOML file, then `CR_*`
 //! environment variables, then command-line flags (later wins).
-use std::{net::SocketAddr, path::PathBuf};
+use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf};
 
 use anyhow::{Context, bail};
 use figment::{
@@ -40,15 +40,41 @@ pub struct Settings {
     pub quotas: QuotaSettings,
 }
 
-/// Keys for keyed hashes. When unset they are generated once and kept in
-/// `<data_dir>/secrets.toml`; production sets them from the environment.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+/// Keys for keyed hashes, the same on every instance. Required with
+/// PostgreSQL and MySQL (`customer-registration secrets generate` makes
+/// them); with SQLite, unset ones are generated once into
+/// `<data_dir>/secrets.toml`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SecretSettings {
+    /// Keys the stored hashes of SMS codes.
     #[serde(skip_serializing)]
     pub token_key: Option<SecretString>,
+    /// Earlier token keys: codes issued under them still verify until they
+    /// expire. Drop them once `registration.token_expiry_minutes` passed.
+    #[serde(skip_serializing)]
+    pub previous_token_keys: Vec<SecretString>,
+    /// Peppers new password hashes.
     #[serde(skip_serializing)]
     pub password_pepper: Option<SecretString>,
+    /// Stored in every new password hash, naming the pepper it used.
+    pub password_pepper_id: u8,
+    /// Earlier peppers by id, for the hashes made with them; never drop one
+    /// while such hashes exist.
+    #[serde(skip_serializing)]
+    pub retired_password_peppers: BTreeMap<String, SecretString>,
+}
+
+impl Default for SecretSettings {
+    fn default() -> Self {
+        Self {
+            token_key: None,
+            previous_token_keys: Vec::new(),
+            password_pepper: None,
+            password_pepper_id: 1,
+            retired_password_peppers: BTreeMap::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -326,6 +352,12 @@ impl Settings {
             &["delivery", "sms", "twilio", "auth_token"],
             set(&self.delivery.sms.twilio.auth_token),
         );
+        if !self.secrets.previous_token_keys.is_empty() {
+            mark(&["secrets", "previous_token_keys"], true);
+        }
+        for id in self.secrets.retired_password_peppers.keys() {
+            mark(&["secrets", "retired_password_peppers", id], true);
+        }
         for name in self.delivery.sms.webhook.headers.keys() {
             mark(&["delivery", "sms", "webhook", "headers", name], true);
         }

@@ -190,6 +190,10 @@ pub enum CodeCheck {
 }
 
 impl IssuedCode {
+    pub fn matches(&self, submitted_hashes: &[String]) -> bool {
+        submitted_hashes.contains(&self.code_hash)
+    }
+
     pub fn is_expired(&self, now: DateTime<Utc>) -> bool {
         self.expires_at <= now
     }
@@ -198,15 +202,17 @@ impl IssuedCode {
         self.superseded_at.is_none() && !self.is_expired(now)
     }
 
-    /// `is_earlier_code` says whether the hash matched an earlier SMS of the
-    /// same host and phone; asked only when the current code does not match.
+    /// `submitted_hashes` are the submitted code's keyed hashes under every
+    /// accepted key (one, or more during a key rotation). `is_earlier_code`
+    /// says whether they matched an earlier SMS of the same host and phone;
+    /// asked only when the current code does not match.
     pub fn check(
         &self,
-        submitted_hash: &str,
+        submitted_hashes: &[String],
         now: DateTime<Utc>,
         is_earlier_code: impl FnOnce() -> bool,
     ) -> CodeCheck {
-        if self.code_hash == submitted_hash {
+        if self.matches(submitted_hashes) {
             if self.is_expired(now) {
                 CodeCheck::Expired
             } else {
@@ -334,10 +340,26 @@ mod tests {
             superseded_at: None,
         };
         let later = now + Duration::minutes(6);
-        assert_eq!(code.check("right", now, || false), CodeCheck::Current);
-        assert_eq!(code.check("right", later, || false), CodeCheck::Expired);
-        assert_eq!(code.check("old", now, || true), CodeCheck::Superseded);
-        assert_eq!(code.check("guess", now, || false), CodeCheck::Wrong);
-        assert_eq!(code.check("guess", later, || false), CodeCheck::Expired);
+        let hashes = |h: &str| vec![h.to_owned(), "under-an-older-key".to_owned()];
+        assert_eq!(
+            code.check(&hashes("right"), now, || false),
+            CodeCheck::Current
+        );
+        assert_eq!(
+            code.check(&hashes("right"), later, || false),
+            CodeCheck::Expired
+        );
+        assert_eq!(
+            code.check(&hashes("old"), now, || true),
+            CodeCheck::Superseded
+        );
+        assert_eq!(
+            code.check(&hashes("guess"), now, || false),
+            CodeCheck::Wrong
+        );
+        assert_eq!(
+            code.check(&hashes("guess"), later, || false),
+            CodeCheck::Expired
+        );
     }
 }

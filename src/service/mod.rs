@@ -6,6 +6,7 @@ pub mod completion;
 pub mod health;
 pub mod hosts;
 pub mod idempotency;
+pub mod keys;
 pub mod outbox;
 pub mod quotas;
 pub mod registration;

@@ -238,11 +238,12 @@ async fn instances_starting_together_migrate_once() {
     let dir = tempfile::tempdir().unwrap();
     let url = crate::helpers::fresh_database(dir.path()).await;
     let start = |n: usize| {
-        let settings = customer_registration::config::Settings {
+        let mut settings = customer_registration::config::Settings {
             data_dir: dir.path().join(n.to_string()),
             database_url: url.clone(),
             ..Default::default()
         };
+        crate::helpers::shared_test_secrets(&mut settings);
         customer_registration::startup::build_core(
             settings,
             std::sync::Arc::new(customer_registration::clock::SystemClock),

@@ -43,7 +43,8 @@ async fn confirm_creates_the_customer_with_an_argon2id_hash() {
     assert_eq!(customers.len(), 1);
     let stored = &customers[0].password_hash;
     assert!(
-        stored.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+        // keyid names the pepper: 1, base64 `AQ`.
+        stored.starts_with("$argon2id$v=19$m=19456,t=2,p=1,keyid=AQ$"),
         "{stored}"
     );
     assert!(!stored.contains(&md5_upper("s3cret!")));

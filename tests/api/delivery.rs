@@ -440,6 +440,7 @@ async fn a_result_is_recorded_only_while_the_lease_holds() {
     };
     settings.delivery.email.transport = EmailTransportKind::Memory;
     settings.delivery.sms.transport = SmsTransportKind::Memory;
+    crate::helpers::shared_test_secrets(&mut settings);
     let clock = std::sync::Arc::new(ManualClock::default());
     let core = startup::build_core(settings, clock.clone()).await.unwrap();
     let credentials = hosts::create_host(&core, "h").await.unwrap();

@@ -52,6 +52,7 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
         ..Default::default()
     };
     settings.delivery.poll_interval_ms = 20;
+    shared_test_secrets(&mut settings);
     // Tests read deliveries from memory; those about a transport set their own.
     settings.delivery.email.transport = EmailTransportKind::Memory;
     settings.delivery.sms.transport = SmsTransportKind::Memory;
@@ -76,6 +77,13 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
     };
     test_app.token = test_app.new_host_token("host-a").await;
     test_app
+}
+
+/// The keys every instance of a test shares; PostgreSQL and MySQL refuse to
+/// start without configured ones.
+pub fn shared_test_secrets(settings: &mut Settings) {
+    settings.secrets.token_key = Some("test-token-key".to_owned().into());
+    settings.secrets.password_pepper = Some("test-password-pepper".to_owned().into());
 }
 
 /// SQLite in the test's temp dir, or a new database on the server named by

@@ -15,5 +15,6 @@ mod quotas;
 mod races;
 mod register;
 mod resend;
+mod secrets;
 mod smtp;
 mod verify;

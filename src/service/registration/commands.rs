@@ -167,9 +167,9 @@ pub async fn confirm_parsed(
     )?;
     let registration = queries::latest_for_phone(core, host, phone).await?;
     registration.ensure_open(rules)?;
-    let submitted = core.keys.token_hash(&code.expose());
+    let submitted = core.keys.token_hashes(&code.expose());
     let current = queries::current_code(core, registration.id).await?;
-    let is_earlier_code = if current.code_hash == submitted {
+    let is_earlier_code = if current.matches(&submitted) {
         false
     } else {
         queries::is_earlier_code(core, host, phone, &submitted).await?

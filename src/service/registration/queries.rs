@@ -57,7 +57,7 @@ pub async fn is_earlier_code(
     core: &Core,
     host: &AuthenticatedHost,
     phone: &PhoneNumber,
-    code_hash: &str,
+    code_hashes: &[String],
 ) -> CoreResult<bool> {
     let registrations: Vec<Uuid> = registration::Entity::find()
         .select_only()
@@ -70,7 +70,7 @@ pub async fn is_earlier_code(
         .context("Failed to list registrations of phone")?;
     let matches = sms_token::Entity::find()
         .filter(sms_token::Column::RegistrationId.is_in(registrations))
-        .filter(sms_token::Column::CodeHash.eq(code_hash))
+        .filter(sms_token::Column::CodeHash.is_in(code_hashes.iter().cloned()))
         .count(&core.db)
         .await
         .context("Failed to look up earlier SMS tokens")?;

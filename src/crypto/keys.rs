@@ -1,0 +1,223 @@
+//! Server-side keys. SMS codes are short, so their stored hashes are keyed:
+//! a copy of the database alone does not let anyone brute-force them. The
+//! password pepper keeps a stolen database from being cracked offline.
+//! Every instance must hold the same keys; on PostgreSQL and MySQL they are
+//! configured, never generated.
+use std::path::Path;
+
+use anyhow::{Context, bail};
+use hmac::{Hmac, Mac};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+
+use super::{hmac_hex, random_token};
+use crate::{config::Settings, domain::Md5PasswordHex};
+
+pub struct Keys {
+    /// The current token key first, then earlier ones that still verify
+    /// codes issued before a rotation.
+    token_keys: Vec<SecretString>,
+    /// The current pepper first, with the id stored in each new hash, then
+    /// retired ones by id, for hashes made before a rotation.
+    peppers: Vec<(u8, SecretString)>,
+}
+
+/// A key's public fingerprint: which key a database was used with, without
+/// revealing it. Kept in the database to catch an instance started with
+/// another key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyFingerprint {
+    pub name: &'static str,
+    pub current: String,
+    /// Fingerprints of the earlier keys a rotation still accepts.
+    pub previous: Vec<String>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct GeneratedKeys {
+    token_key: String,
+    password_pepper: String,
+}
+
+impl Keys {
+    /// The configured keys. Only with SQLite, the development default, may
+    /// missing ones be generated once into `<data_dir>/secrets.toml`.
+    pub fn load(settings: &Settings) -> anyhow::Result<Self> {
+        let secrets = &settings.secrets;
+        let (token_key, pepper) = match (&secrets.token_key, &secrets.password_pepper) {
+            (Some(token_key), Some(pepper)) => (token_key.clone(), pepper.clone()),
+            (token_key, pepper) => {
+                if !settings.database_url().starts_with("sqlite:") {
+                    let missing: Vec<&str> = [
+                        ("secrets.token_key", token_key.is_none()),
+                        ("secrets.password_pepper", pepper.is_none()),
+                    ]
+                    .into_iter()
+                    .filter_map(|(name, missing)| missing.then_some(name))
+                    .collect();
+                    bail!(
+                        "{} must be set with PostgreSQL or MySQL, the same on every instance \
+                         (for example CR_SECRETS__TOKEN_KEY and CR_SECRETS__PASSWORD_PEPPER); \
+                         `customer-registration secrets generate` prints fresh ones",
+                        missing.join(" and ")
+                    );
+                }
+                let generated = read_or_create(&settings.data_dir.join("secrets.toml"))?;
+                (
+                    token_key
+                        .clone()
+                        .unwrap_or_else(|| generated.token_key.into()),
+                    pepper
+                        .clone()
+                        .unwrap_or_else(|| generated.password_pepper.into()),
+                )
+            }
+        };
+        let mut token_keys = vec![token_key];
+        token_keys.extend(secrets.previous_token_keys.iter().cloned());
+        let mut peppers = vec![(secrets.password_pepper_id, pepper)];
+        for (id, retired) in &secrets.retired_password_peppers {
+            let id: u8 = id.parse().with_context(|| {
+                format!("secrets.retired_password_peppers: {id} is not a pepper id (0 to 255)")
+            })?;
+            if id == secrets.password_pepper_id {
+                bail!(
+                    "secrets.retired_password_peppers: id {id} is the current secrets.password_pepper_id"
+                );
+            }
+            peppers.push((id, retired.clone()));
+        }
+        Ok(Self {
+            token_keys,
+            peppers,
+        })
+    }
+
+    #[cfg(test)]
+    pub(crate) fn for_tests(token_key: &str, pepper: &str) -> Self {
+        Self {
+            token_keys: vec![token_key.to_owned().into()],
+            peppers: vec![(1, pepper.to_owned().into())],
+        }
+    }
+
+    /// Keyed hash under the current key: what is stored for a new code.
+    pub fn token_hash(&self, value: &str) -> String {
+        hmac_hex(
+            self.token_keys[0].expose_secret().as_bytes(),
+            value.as_bytes(),
+        )
+    }
+
+    /// Keyed hashes under every accepted key: a stored hash matching any of
+    /// them was made for this value.
+    pub fn token_hashes(&self, value: &str) -> Vec<String> {
+        self.token_keys
+            .iter()
+            .map(|key| hmac_hex(key.expose_secret().as_bytes(), value.as_bytes()))
+            .collect()
+    }
+
+    /// The current pepper's id and the peppered password.
+    pub(super) fn pepper_current(&self, md5: &Md5PasswordHex) -> (u8, [u8; 32]) {
+        let (id, pepper) = &self.peppers[0];
+        (*id, pepper_with(pepper, md5))
+    }
+
+    /// The password peppered with the pepper of this id, if it is known.
+    pub(super) fn pepper_by_id(&self, id: u8, md5: &Md5PasswordHex) -> Option<[u8; 32]> {
+        self.peppers
+            .iter()
+            .find(|(known, _)| *known == id)
+            .map(|(_, pepper)| pepper_with(pepper, md5))
+    }
+
+    pub fn fingerprints(&self) -> [KeyFingerprint; 2] {
+        let print = |key: &SecretString| fingerprint(key);
+        [
+            KeyFingerprint {
+                name: "token_key",
+                current: print(&self.token_keys[0]),
+                previous: self.token_keys[1..].iter().map(print).collect(),
+            },
+            KeyFingerprint {
+                name: "password_pepper",
+                current: print(&self.peppers[0].1),
+                previous: self.peppers[1..].iter().map(|(_, p)| print(p)).collect(),
+            },
+        ]
+    }
+}
+
+fn fingerprint(key: &SecretString) -> String {
+    let full = hmac_hex(
+        key.expose_secret().as_bytes(),
+        b"customer-registration key fingerprint",
+    );
+    full[..16].to_owned()
+}
+
+#[allow(clippy::expect_used, reason = "HMAC accepts a key of any length")]
+fn pepper_with(pepper: &SecretString, md5: &Md5PasswordHex) -> [u8; 32] {
+    let mut mac = Hmac::<Sha256>::new_from_slice(pepper.expose_secret().as_bytes())
+        .expect("HMAC accepts any key length");
+    mac.update(md5.expose().as_bytes());
+    mac.finalize().into_bytes().into()
+}
+
+/// Fresh values for every secret the service needs, as TOML and as
+/// environment lines.
+pub fn generate_secrets() -> String {
+    let token_key = random_token(32);
+    let pepper = random_token(32);
+    format!(
+        "# As TOML, in the [secrets] table of the configuration file:\n\
+         [secrets]\ntoken_key = \"{token_key}\"\npassword_pepper = \"{pepper}\"\npassword_pepper_id = 1\n\n\
+         # Or as environment variables, the same for every instance:\n\
+         CR_SECRETS__TOKEN_KEY={token_key}\nCR_SECRETS__PASSWORD_PEPPER={pepper}\nCR_SECRETS__PASSWORD_PEPPER_ID=1\n"
+    )
+}
+
+fn read_or_create(path: &Path) -> anyhow::Result<GeneratedKeys> {
+    if path.exists() {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("Failed to read {}", path.display()))?;
+        return toml::from_str(&text)
+            .with_context(|| format!("Failed to parse {}", path.display()));
+    }
+    let keys = GeneratedKeys {
+        token_key: random_token(32),
+        password_pepper: random_token(32),
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("Failed to create {}", dir.display()))?;
+    }
+    let text = format!(
+        "# Generated on first start (SQLite only). Losing the pepper makes every stored password unverifiable.\ntoken_key = \"{}\"\npassword_pepper = \"{}\"\n",
+        keys.token_key, keys.password_pepper
+    );
+    write_private_file(path, &text)?;
+    Ok(keys)
+}
+
+/// Creates a file only its owner can read (mode 0600 on Unix), failing if
+/// it exists.
+#[cfg(unix)]
+pub fn write_private_file(path: &Path, text: &str) -> anyhow::Result<()> {
+    use std::{io::Write, os::unix::fs::OpenOptionsExt};
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("Failed to create {}", path.display()))?;
+    file.write_all(text.as_bytes())
+        .with_context(|| format!("Failed to write {}", path.display()))
+}
+
+#[cfg(not(unix))]
+pub fn write_private_file(path: &Path, text: &str) -> anyhow::Result<()> {
+    std::fs::write(path, text).with_context(|| format!("Failed to write {}", path.display()))
+}

@@ -1,0 +1,151 @@
+//! Password hashing: Argon2id over the peppered MD5 the clients send.
+use std::sync::Arc;
+
+use anyhow::Context;
+use argon2::{
+    Algorithm, Argon2, KeyId, Params, ParamsBuilder, PasswordHash, PasswordHasher,
+    PasswordVerifier, Version,
+};
+use rand::rngs::OsRng;
+use tokio::sync::Semaphore;
+
+use super::Keys;
+use crate::{
+    domain::Md5PasswordHex,
+    error::{CoreError, CoreResult},
+};
+
+/// Argon2id with OWASP's minimum parameters (19 MiB, 2 passes, 1 lane),
+/// computed on the blocking pool behind a bounded queue: beyond
+/// `max_queued` waiting requests the caller gets `ServerBusy` at once
+/// instead of piling up memory.
+#[derive(Clone)]
+pub struct PasswordHashing {
+    keys: Arc<Keys>,
+    running: Arc<Semaphore>,
+    waiting: Arc<Semaphore>,
+}
+
+impl PasswordHashing {
+    pub fn new(keys: Arc<Keys>, max_concurrent: usize, max_queued: usize) -> Self {
+        Self {
+            keys,
+            running: Arc::new(Semaphore::new(max_concurrent)),
+            waiting: Arc::new(Semaphore::new(max_concurrent + max_queued)),
+        }
+    }
+
+    #[allow(
+        clippy::expect_used,
+        reason = "constant parameters within Argon2's bounds"
+    )]
+    fn argon2(pepper_id: u8) -> Argon2<'static> {
+        let params = ParamsBuilder::new()
+            .m_cost(19 * 1024)
+            .t_cost(2)
+            .p_cost(1)
+            .keyid(KeyId::new(&[pepper_id]).expect("one byte is a valid key id"))
+            .build()
+            .expect("valid Argon2 parameters");
+        Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+    }
+
+    /// The hash records which pepper it was made with (Argon2's `keyid`),
+    /// so a new pepper can be introduced without breaking older hashes.
+    pub async fn hash(&self, md5: &Md5PasswordHex) -> CoreResult<String> {
+        let (pepper_id, peppered) = self.keys.pepper_current(md5);
+        self.run(move || {
+            let salt = argon2::password_hash::SaltString::generate(&mut OsRng);
+            Self::argon2(pepper_id)
+                .hash_password(&peppered, &salt)
+                .map(|hash| hash.to_string())
+                .map_err(|e| anyhow::anyhow!("Failed to hash password: {e}"))
+        })
+        .await
+    }
+
+    pub async fn verify(&self, md5: &Md5PasswordHex, phc: String) -> CoreResult<bool> {
+        let parsed = PasswordHash::new(&phc)
+            .map_err(|e| anyhow::anyhow!("Failed to parse stored password hash: {e}"))?;
+        // Hashes from before pepper ids carry none: they used pepper 1.
+        let pepper_id = Params::try_from(&parsed)
+            .ok()
+            .and_then(|params| params.keyid().first().copied())
+            .unwrap_or(1);
+        let peppered = self.keys.pepper_by_id(pepper_id, md5).with_context(|| {
+            format!("password hash made with pepper {pepper_id}, which is not configured")
+        })?;
+        self.run(move || {
+            let parsed = PasswordHash::new(&phc)
+                .map_err(|e| anyhow::anyhow!("Failed to parse stored password hash: {e}"))?;
+            Ok(Argon2::default()
+                .verify_password(&peppered, &parsed)
+                .is_ok())
+        })
+        .await
+    }
+
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
+    ) -> CoreResult<T> {
+        let _queued = self
+            .waiting
+            .try_acquire()
+            .map_err(|_| CoreError::ServerBusy {
+                retry_after_seconds: 1,
+            })?;
+        let _running = self
+            .running
+            .acquire()
+            .await
+            .context("Failed to wait for a hashing slot")?;
+        let result = tokio::task::spawn_blocking(work)
+            .await
+            .context("Failed to join the hashing task")??;
+        Ok(result)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys() -> Arc<Keys> {
+        Arc::new(Keys::for_tests("token-key", "pepper"))
+    }
+
+    #[tokio::test]
+    async fn hashing_beyond_the_queue_is_refused_not_buffered() {
+        let hashing = PasswordHashing::new(keys(), 1, 1);
+        let md5 = Md5PasswordHex::parse(&"A".repeat(32)).unwrap();
+        let attempts = (0..6).map(|_| hashing.hash(&md5));
+        let results = futures::future::join_all(attempts).await;
+        let busy = results
+            .iter()
+            .filter(|r| matches!(r, Err(CoreError::ServerBusy { .. })))
+            .count();
+        let hashed = results.iter().filter(|r| r.is_ok()).count();
+        // One running plus one queued get through; the rest are told to retry.
+        assert_eq!((hashed, busy), (2, 4));
+    }
+
+    #[tokio::test]
+    async fn pepper_changes_the_hash() {
+        let md5 = Md5PasswordHex::parse(&"B".repeat(32)).unwrap();
+        let phc = PasswordHashing::new(keys(), 1, 1).hash(&md5).await.unwrap();
+        let other_pepper = Arc::new(Keys::for_tests("token-key", "another"));
+        assert!(
+            PasswordHashing::new(keys(), 1, 1)
+                .verify(&md5, phc.clone())
+                .await
+                .unwrap()
+        );
+        assert!(
+            !PasswordHashing::new(other_pepper, 1, 1)
+                .verify(&md5, phc)
+                .await
+                .unwrap()
+        );
+    }
+}
