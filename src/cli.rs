@@ -7,6 +7,7 @@ use entity::states::OutboxStatus;
 use crate::{
     clock::SystemClock,
     config::Settings,
+    crypto::write_private_file,
     error::CoreError,
     service::{account_groups, hosts, outbox},
     startup::{Application, build_core},
@@ -36,7 +37,13 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the HTTP service (the default).
-    Serve,
+    Serve {
+        /// Create this host unless it exists, and write its credentials to
+        /// `<data_dir>/host-<NAME>.credentials` (mode 0600), never to the
+        /// log. Safe when several instances start at once.
+        #[arg(long, value_name = "NAME")]
+        bootstrap_host: Option<String>,
+    },
     /// Check the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -146,10 +153,12 @@ async fn execute(cli: Cli) -> anyhow::Result<()> {
     if let Some(listen) = cli.listen {
         settings.listen = listen;
     }
-    let command = cli.command.unwrap_or(Command::Serve);
+    let command = cli.command.unwrap_or(Command::Serve {
+        bootstrap_host: None,
+    });
     let clock = Arc::new(SystemClock);
     match command {
-        Command::Serve => serve(settings, clock).await,
+        Command::Serve { bootstrap_host } => serve(settings, clock, bootstrap_host).await,
         Command::Secrets(SecretsCommand::Generate) => {
             print!("{}", crate::crypto::generate_secrets());
             Ok(())
@@ -234,26 +243,51 @@ async fn execute(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-async fn serve(settings: Settings, clock: Arc<SystemClock>) -> anyhow::Result<()> {
+async fn serve(
+    settings: Settings,
+    clock: Arc<SystemClock>,
+    bootstrap_host: Option<String>,
+) -> anyhow::Result<()> {
+    let development = settings.database_url().starts_with("sqlite:");
     let app = Application::build(settings, clock).await?;
-    if let Some(credentials) = hosts::bootstrap_first_host(&app.core).await? {
+    let base_url = app.core.settings.public_base_url();
+    if let Some(name) = bootstrap_host {
+        match hosts::bootstrap_host(&app.core, &name).await? {
+            Some(credentials) => {
+                let path = app
+                    .core
+                    .settings
+                    .data_dir
+                    .join(format!("host-{name}.credentials"));
+                if let Some(dir) = path.parent() {
+                    std::fs::create_dir_all(dir)?;
+                }
+                write_private_file(&path, &credentials_text(&credentials, &base_url))?;
+                tracing::info!(host = %name, path = %path.display(), "host created; its credentials are in the file");
+            }
+            None => tracing::info!(host = %name, "host exists; not created again"),
+        }
+    } else if development && let Some(credentials) = hosts::bootstrap_first_host(&app.core).await? {
+        // Only the SQLite development default does this: a newcomer's first
+        // run. Production creates hosts with --bootstrap-host or the CLI.
         println!("No host existed, so one was created.");
-        print_credentials(&credentials, &format!("http://{}", app.local_addr()?));
+        print!("{}", credentials_text(&credentials, &base_url));
     }
     tracing::info!(address = %app.local_addr()?, "listening");
     app.run().await
 }
 
 fn print_credentials(credentials: &hosts::HostCredentials, base_url: &str) {
-    println!("host:          {}", credentials.name);
-    println!("client_id:     {}", credentials.client_id);
-    println!(
-        "client_secret: {}   (shown only now; it is stored hashed)",
+    print!("{}", credentials_text(credentials, base_url));
+}
+
+fn credentials_text(credentials: &hosts::HostCredentials, base_url: &str) -> String {
+    format!(
+        "host:          {}\nclient_id:     {}\nclient_secret: {}   (shown only now; it is stored hashed)\nGet an access token:\n  curl -s -u '{}:{}' -d grant_type=client_credentials {base_url}/oauth/token\n",
+        credentials.name,
+        credentials.client_id,
+        credentials.client_secret,
+        credentials.client_id,
         credentials.client_secret
-    );
-    println!("Get an access token:");
-    println!(
-        "  curl -s -u '{}:{}' -d grant_type=client_credentials {base_url}/oauth/token",
-        credentials.client_id, credentials.client_secret
-    );
+    )
 }

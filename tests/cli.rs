@@ -173,37 +173,47 @@ fn global_flags_work_on_either_side_of_the_subcommand() {
     assert!(!ok && out.contains("possible values"), "{out}");
 }
 
-/// SIGTERM: the service stops accepting, finishes, and exits cleanly.
-#[tokio::test]
-async fn sigterm_stops_the_service_cleanly() {
-    let cli = Cli::new();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
-        .port();
-    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_customer-registration"))
+        .port()
+}
+
+/// Starts `serve` on the port with the extra arguments, its log piped.
+fn start_service(cli: &Cli, port: u16, extra: &[&str]) -> tokio::process::Child {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_customer-registration"))
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .args(extra)
         .env("CR_DATA_DIR", cli.dir.path())
         .env_remove("DATABASE_URL")
         .env("RUST_LOG", "info")
-        .stdout(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
         .spawn()
-        .unwrap();
+        .unwrap()
+}
+
+async fn wait_until_ready(port: u16) {
     let client = reqwest::Client::new();
-    let ready = format!("http://127.0.0.1:{port}/readyz");
-    let mut answered = false;
-    for _ in 0..200 {
-        if let Ok(response) = client.get(&ready).send().await
+    for _ in 0..300 {
+        if let Ok(response) = client
+            .get(format!("http://127.0.0.1:{port}/readyz"))
+            .send()
+            .await
             && response.status() == reqwest::StatusCode::OK
         {
-            answered = true;
-            break;
+            return;
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    assert!(answered, "the service never became ready");
+    panic!("the service on port {port} never became ready");
+}
+
+/// Sends SIGTERM and returns what the process printed (stdout, stderr).
+async fn terminate(child: tokio::process::Child) -> (bool, String, String) {
     let pid = child.id().unwrap().to_string();
     let killed = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
     assert!(killed.success());
@@ -211,13 +221,71 @@ async fn sigterm_stops_the_service_cleanly() {
         .await
         .expect("exits within the grace period")
         .unwrap();
-    let log = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{log}");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// SIGTERM: the service stops accepting, finishes, and exits cleanly.
+#[tokio::test]
+async fn sigterm_stops_the_service_cleanly() {
+    let cli = Cli::new();
+    let port = free_port();
+    let child = start_service(&cli, port, &[]);
+    wait_until_ready(port).await;
+    let (ok, _, log) = terminate(child).await;
+    assert!(ok, "{log}");
     assert!(log.contains("shutting down"), "{log}");
+    let ready = format!("http://127.0.0.1:{port}/readyz");
     assert!(
-        client.get(&ready).send().await.is_err(),
+        reqwest::Client::new().get(&ready).send().await.is_err(),
         "no longer accepting"
     );
+}
+
+/// Two instances starting together with --bootstrap-host: one host, its
+/// credentials in one private file, none in any log.
+#[tokio::test]
+async fn bootstrap_host_writes_credentials_to_a_private_file_once() {
+    let cli = Cli::new();
+    let (first, second) = (free_port(), free_port());
+    let a = start_service(&cli, first, &["--bootstrap-host", "acme"]);
+    let b = start_service(&cli, second, &["--bootstrap-host", "acme"]);
+    wait_until_ready(first).await;
+    wait_until_ready(second).await;
+    let (_, out_a, log_a) = terminate(a).await;
+    let (_, out_b, log_b) = terminate(b).await;
+    let path = cli.dir.path().join("host-acme.credentials");
+    let credentials = std::fs::read_to_string(&path).unwrap();
+    let secret = credentials
+        .lines()
+        .find_map(|l| l.strip_prefix("client_secret: "))
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned();
+    for printed in [&out_a, &log_a, &out_b, &log_b] {
+        assert!(
+            !printed.contains(&secret),
+            "the secret was printed: {printed}"
+        );
+    }
+    assert!(
+        log_a.contains("host-acme.credentials") || log_b.contains("host-acme.credentials"),
+        "the log says where the credentials are"
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+    let (_, hosts) = cli.run(&["host", "list"]);
+    assert_eq!(hosts.matches("acme").count(), 1, "{hosts}");
+    assert!(!hosts.contains("default"), "no other host created: {hosts}");
 }
 
 #[test]

@@ -198,8 +198,17 @@ fn read_or_create(path: &Path) -> anyhow::Result<GeneratedKeys> {
         "# Generated on first start (SQLite only). Losing the pepper makes every stored password unverifiable.\ntoken_key = \"{}\"\npassword_pepper = \"{}\"\n",
         keys.token_key, keys.password_pepper
     );
-    write_private_file(path, &text)?;
-    Ok(keys)
+    match write_private_file(path, &text) {
+        Ok(()) => Ok(keys),
+        // Another process on the same data directory generated them first.
+        Err(_) if path.exists() => {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("Failed to read {}", path.display()))?;
+            toml::from_str(&text).with_context(|| format!("Failed to parse {}", path.display()))
+        }
+        Err(error) => Err(error),
+    }
 }
 
 /// Creates a file only its owner can read (mode 0600 on Unix), failing if

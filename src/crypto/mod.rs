@@ -7,7 +7,7 @@ use hmac::{Hmac, Mac};
 use rand::{Rng, RngCore, rngs::OsRng};
 use sha2::{Digest, Sha256};
 
-pub use keys::{KeyFingerprint, Keys, generate_secrets};
+pub use keys::{KeyFingerprint, Keys, generate_secrets, write_private_file};
 pub use password::PasswordHashing;
 
 use crate::domain::{PREFIX_ALPHABET, SmsCode};

@@ -141,7 +141,17 @@ pub async fn bootstrap_first_host(core: &Core) -> CoreResult<Option<HostCredenti
     if count > 0 {
         return Ok(None);
     }
-    create_host(core, "default").await.map(Some)
+    bootstrap_host(core, "default").await
+}
+
+/// Creates the named host unless it exists. Of several instances starting
+/// at once, one creates it and gets the credentials; the others get `None`.
+pub async fn bootstrap_host(core: &Core, name: &str) -> CoreResult<Option<HostCredentials>> {
+    match create_host(core, name).await {
+        Ok(credentials) => Ok(Some(credentials)),
+        Err(CoreError::Validation(fields)) if fields.iter().any(|f| f.code == "taken") => Ok(None),
+        Err(other) => Err(other),
+    }
 }
 
 pub async fn issue_access_token(
