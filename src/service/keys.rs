@@ -16,8 +16,10 @@ pub async fn check_fingerprints(core: &Core) -> anyhow::Result<()> {
             updated_at: Set(now),
         })
         .on_conflict(
+            // A no-op update: the portable "insert unless present" (MySQL
+            // has no DO NOTHING).
             OnConflict::column(service_key::Column::Name)
-                .do_nothing()
+                .update_column(service_key::Column::Name)
                 .to_owned(),
         )
         .exec_without_returning(&core.db)
