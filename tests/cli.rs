@@ -313,3 +313,35 @@ fn secrets_generate_prints_fresh_keys_as_toml_and_environment() {
     ]);
     assert!(!ok && out.contains("secrets generate"), "{out}");
 }
+
+/// The example configuration names every setting there is, and loads.
+#[test]
+fn the_example_configuration_is_complete_and_valid() {
+    use customer_registration::config::Settings;
+    fn keys(value: &toml::Value, prefix: &str, found: &mut Vec<String>) {
+        if let Some(table) = value.as_table() {
+            for (key, value) in table {
+                let path = format!("{prefix}{key}");
+                if value.is_table() {
+                    keys(value, &format!("{path}."), found);
+                } else {
+                    found.push(path);
+                }
+            }
+        }
+    }
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/customer-registration.example.toml"
+    );
+    let example: toml::Value = toml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let defaults = toml::Value::try_from(Settings::default()).unwrap();
+    let (mut documented, mut existing) = (Vec::new(), Vec::new());
+    keys(&example, "", &mut documented);
+    keys(&defaults, "", &mut existing);
+    documented.sort();
+    existing.sort();
+    assert_eq!(documented, existing);
+    let settings = Settings::load(Some(std::path::Path::new(path))).unwrap();
+    settings.validate().unwrap();
+}

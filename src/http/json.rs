@@ -49,8 +49,8 @@ pub async fn read_body<S: Send + Sync>(request: Request, state: &S) -> Result<By
 }
 
 pub fn parse_json_object<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    let value: serde_json::Value =
-        serde_json::from_slice(bytes).map_err(|e| ApiError::MalformedJson(e.to_string()))?;
+    let value: serde_json::Value = serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::MalformedJson(explain_syntax(bytes, &e)))?;
     if !value.is_object() {
         return Err(ApiError::field(
             "body",
@@ -59,6 +59,38 @@ pub fn parse_json_object<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiErro
         ));
     }
     serde_json::from_value(value).map_err(|e| ApiError::MalformedJson(e.to_string()))
+}
+
+/// serde's message (line, column), plus what to change where the mistake is
+/// a common one: the legacy samples have both.
+fn explain_syntax(bytes: &[u8], error: &serde_json::Error) -> String {
+    let mut message = error.to_string();
+    let text = String::from_utf8_lossy(bytes);
+    let line = text
+        .lines()
+        .nth(error.line().saturating_sub(1))
+        .unwrap_or_default();
+    if ['\u{201c}', '\u{201d}', '\u{2018}', '\u{2019}']
+        .iter()
+        .any(|quote| line.contains(*quote))
+    {
+        message.push_str("; typographic quotes (“ ” ‘ ’) are not JSON quotes: use \"");
+    } else if number_with_leading_zero(line) {
+        message.push_str(
+            "; a number cannot start with 0 in JSON: send phone numbers and ids as strings, \
+             e.g. \"phone\": \"081234567890\"",
+        );
+    }
+    message
+}
+
+/// `"phone":0812…` or `"accountGroupId":01` on this line.
+fn number_with_leading_zero(line: &str) -> bool {
+    line.split(':').skip(1).any(|value| {
+        let value = value.trim_start();
+        let mut digits = value.chars();
+        digits.next() == Some('0') && digits.next().is_some_and(|c| c.is_ascii_digit())
+    })
 }
 
 /// Query-string parameters; a malformed query string is a 400.

@@ -153,8 +153,30 @@ async fn the_legacy_sample_body_is_rejected_as_malformed_json() {
         .await
         .unwrap();
     let body = assert_error(response, StatusCode::BAD_REQUEST, "MALFORMED_JSON").await;
+    let message = body["message"].as_str().unwrap();
+    assert!(message.contains("line 2"), "{body}");
     assert!(
-        body["message"].as_str().unwrap().contains("line 2"),
+        message.contains("send phone numbers and ids as strings"),
+        "{body}"
+    );
+
+    // Fixing the numbers leaves the typographic quotes, and the answer says so.
+    let quotes = "{\"phone\": \"081234567890\", \"name\": \u{201c}Septian\u{201d}}";
+    let response = app
+        .client
+        .post(format!("{}/b2b/customer/register", app.address))
+        .bearer_auth(&app.token)
+        .header("content-type", "application/json")
+        .body(quotes)
+        .send()
+        .await
+        .unwrap();
+    let body = assert_error(response, StatusCode::BAD_REQUEST, "MALFORMED_JSON").await;
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("typographic quotes"),
         "{body}"
     );
 }
