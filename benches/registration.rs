@@ -132,11 +132,7 @@ async fn main() {
         started.elapsed(),
         latencies,
     );
-    println!(
-        "database statements: {}",
-        core.db_statements
-            .load(std::sync::atomic::Ordering::Relaxed)
-    );
+    println!("database statements: {}", core.metrics.db_statements());
 }
 
 async fn run<F, Fut>(phones: &[String], call: F) -> Vec<Duration>

@@ -1,10 +1,4 @@
-use std::{
-    sync::{
-        Arc,
-        atomic::{AtomicU64, Ordering},
-    },
-    time::Duration,
-};
+use std::{sync::Arc, time::Duration};
 
 use anyhow::Context;
 use migration::{Migrator, MigratorTrait};
@@ -12,16 +6,18 @@ use sea_orm::{
     ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, TransactionTrait,
 };
 
+use crate::metrics::Metrics;
+
 /// Statements slower than this are logged (without their parameters).
 const SLOW_STATEMENT: Duration = Duration::from_millis(500);
 
 /// Connects and brings the schema up to date. For SQLite the file and its
 /// directory are created, and WAL lets readers proceed during writes.
-/// Statements are counted into `statements` (the DataLoader tests read it)
+/// Statements are counted in `metrics` (the DataLoader tests read them)
 /// and slow ones are logged without their parameters, which may hold PII.
 pub async fn connect_and_migrate(
     url: &str,
-    statements: Arc<AtomicU64>,
+    metrics: Arc<Metrics>,
 ) -> anyhow::Result<DatabaseConnection> {
     if let Some(path) = url.strip_prefix("sqlite://") {
         let path = path.split('?').next().unwrap_or(path);
@@ -43,7 +39,7 @@ pub async fn connect_and_migrate(
         .await
         .context("Failed to connect to the database")?;
     db.set_metric_callback(move |info| {
-        statements.fetch_add(1, Ordering::Relaxed);
+        metrics.db_statement();
         tracing::trace!(sql = %info.statement.sql, "database statement");
         if info.elapsed > SLOW_STATEMENT {
             tracing::warn!(elapsed_ms = info.elapsed.as_millis() as u64, sql = %info.statement.sql, "slow database statement");

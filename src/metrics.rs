@@ -1,78 +1,242 @@
-//! Counters for operators, served at `GET /metrics` in the Prometheus text
-//! format. Each also has a structured log event (see docs/LOGGING.md).
-use entity::states::Channel;
-use std::{
-    fmt::Write,
-    sync::atomic::{AtomicU64, Ordering},
+//! Metrics for operators, served at `GET /metrics` in the Prometheus text
+//! format by prometheus-client. Each instance owns its registry (no global
+//! recorder), so several applications in one process, as in the tests, keep
+//! their own figures. Labels never carry customer data.
+use std::sync::Mutex;
+
+use entity::states::{AttemptOutcome, Channel};
+use prometheus_client::{
+    encoding::{EncodeLabelSet, text::encode},
+    metrics::{
+        counter::Counter,
+        family::Family,
+        gauge::Gauge,
+        histogram::{Histogram, exponential_buckets},
+    },
+    registry::Registry,
 };
 
-#[derive(Default)]
-pub struct Metrics {
-    sent: [AtomicU64; 2],
-    failed: [AtomicU64; 2],
-    dead: [AtomicU64; 2],
-    refused_by_quota: [AtomicU64; 2],
+use crate::domain::CodeCheck;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// The route template (`/b2b/customer/register`, `/graphql`, ...).
+    pub operation: String,
+    /// `rest`, `graphql`, `page` or `other`.
+    pub transport: &'static str,
+    pub status: u16,
 }
 
-fn index(channel: Channel) -> usize {
-    match channel {
-        Channel::Sms => 0,
-        Channel::Email => 1,
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LatencyLabels {
+    pub operation: String,
+    pub transport: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ChannelLabels {
+    channel: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DeliveryLabels {
+    channel: &'static str,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct QuotaLabels {
+    channel: &'static str,
+    scope: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: &'static str,
+}
+
+type Latency = Family<LatencyLabels, Histogram, fn() -> Histogram>;
+
+/// What is read at scrape time rather than counted as it happens.
+#[derive(Debug, Default, Clone)]
+pub struct Snapshot {
+    /// Per channel: messages waiting, and the age of the oldest in seconds.
+    pub outbox: Vec<(Channel, i64, f64)>,
+    pub hashes_waiting: i64,
+    pub pool_connections: i64,
+    pub pool_idle: i64,
+}
+
+pub struct Metrics {
+    registry: Mutex<Registry>,
+    requests: Family<RequestLabels, Counter>,
+    latency: Latency,
+    deliveries: Family<DeliveryLabels, Counter>,
+    refused_by_quota: Family<QuotaLabels, Counter>,
+    code_checks: Family<OutcomeLabels, Counter>,
+    db_statements: Counter,
+    outbox_depth: Family<ChannelLabels, Gauge>,
+    outbox_oldest: Family<ChannelLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    hashes_waiting: Gauge,
+    pool_connections: Gauge,
+    pool_idle: Gauge,
+}
+
+fn latency_histogram() -> Histogram {
+    // 1 ms to about 33 s.
+    Histogram::new(exponential_buckets(0.001, 2.0, 16))
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("registration");
+        let metrics = Self {
+            registry: Mutex::new(Registry::default()),
+            requests: Family::default(),
+            latency: Family::new_with_constructor(latency_histogram),
+            deliveries: Family::default(),
+            refused_by_quota: Family::default(),
+            code_checks: Family::default(),
+            db_statements: Counter::default(),
+            outbox_depth: Family::default(),
+            outbox_oldest: Family::default(),
+            hashes_waiting: Gauge::default(),
+            pool_connections: Gauge::default(),
+            pool_idle: Gauge::default(),
+        };
+        registry.register(
+            "http_requests",
+            "HTTP requests by operation, transport and status.",
+            metrics.requests.clone(),
+        );
+        registry.register(
+            "http_request_duration_seconds",
+            "HTTP request latency by operation and transport.",
+            metrics.latency.clone(),
+        );
+        registry.register(
+            "deliveries",
+            "Send attempts by channel and outcome (sent, failed, dead).",
+            metrics.deliveries.clone(),
+        );
+        registry.register(
+            "sends_refused_by_quota",
+            "Sends refused by a send quota, by channel and scope.",
+            metrics.refused_by_quota.clone(),
+        );
+        registry.register(
+            "code_checks",
+            "Submitted SMS codes by outcome (current, superseded, expired, wrong).",
+            metrics.code_checks.clone(),
+        );
+        registry.register(
+            "db_statements",
+            "Database statements executed.",
+            metrics.db_statements.clone(),
+        );
+        registry.register(
+            "outbox_depth",
+            "Messages waiting to be sent, by channel.",
+            metrics.outbox_depth.clone(),
+        );
+        registry.register(
+            "outbox_oldest_age_seconds",
+            "Age of the oldest waiting message, by channel.",
+            metrics.outbox_oldest.clone(),
+        );
+        registry.register(
+            "password_hashes_waiting",
+            "Requests waiting for a password-hashing slot.",
+            metrics.hashes_waiting.clone(),
+        );
+        registry.register(
+            "db_pool_connections",
+            "Open database connections.",
+            metrics.pool_connections.clone(),
+        );
+        registry.register(
+            "db_pool_idle_connections",
+            "Idle database connections.",
+            metrics.pool_idle.clone(),
+        );
+        *metrics
+            .registry
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = registry;
+        metrics
     }
 }
 
 impl Metrics {
-    pub fn sent(&self, channel: Channel) {
-        self.sent[index(channel)].fetch_add(1, Ordering::Relaxed);
+    pub fn request(&self, labels: RequestLabels, seconds: f64) {
+        self.latency
+            .get_or_create(&LatencyLabels {
+                operation: labels.operation.clone(),
+                transport: labels.transport,
+            })
+            .observe(seconds);
+        self.requests.get_or_create(&labels).inc();
     }
 
-    pub fn failed(&self, channel: Channel) {
-        self.failed[index(channel)].fetch_add(1, Ordering::Relaxed);
+    pub fn delivery(&self, channel: Channel, outcome: AttemptOutcome) {
+        self.deliveries
+            .get_or_create(&DeliveryLabels {
+                channel: channel.name(),
+                outcome: outcome.name(),
+            })
+            .inc();
     }
 
-    pub fn dead(&self, channel: Channel) {
-        self.dead[index(channel)].fetch_add(1, Ordering::Relaxed);
+    pub fn refused_by_quota(&self, channel: Channel, scope: &'static str) {
+        self.refused_by_quota
+            .get_or_create(&QuotaLabels {
+                channel: channel.name(),
+                scope,
+            })
+            .inc();
     }
 
-    pub fn refused_by_quota(&self, channel: Channel) {
-        self.refused_by_quota[index(channel)].fetch_add(1, Ordering::Relaxed);
+    pub fn code_check(&self, check: CodeCheck) {
+        let outcome = match check {
+            CodeCheck::Current => "current",
+            CodeCheck::Superseded => "superseded",
+            CodeCheck::Expired => "expired",
+            CodeCheck::Wrong => "wrong",
+        };
+        self.code_checks
+            .get_or_create(&OutcomeLabels { outcome })
+            .inc();
     }
 
-    pub fn render(&self, db_statements: u64) -> String {
-        let mut out = String::new();
-        let families = [
-            (
-                "registration_messages_sent_total",
-                "Messages handed to a transport.",
-                &self.sent,
-            ),
-            (
-                "registration_message_failures_total",
-                "Send attempts that failed and will be retried.",
-                &self.failed,
-            ),
-            (
-                "registration_messages_dead_total",
-                "Messages dead-lettered.",
-                &self.dead,
-            ),
-            (
-                "registration_sends_refused_by_quota_total",
-                "Sends refused by a send quota.",
-                &self.refused_by_quota,
-            ),
-        ];
-        for (name, help, counters) in families {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
-            for channel in Channel::ALL {
-                let value = counters[index(channel)].load(Ordering::Relaxed);
-                let _ = writeln!(out, "{name}{{channel=\"{}\"}} {value}", channel.name());
-            }
+    pub fn db_statement(&self) {
+        self.db_statements.inc();
+    }
+
+    /// Statements executed since start (the DataLoader tests count them).
+    pub fn db_statements(&self) -> u64 {
+        self.db_statements.get()
+    }
+
+    /// The text exposition, with the scrape-time figures set first.
+    pub fn render(&self, snapshot: &Snapshot) -> String {
+        for (channel, depth, oldest) in &snapshot.outbox {
+            let labels = ChannelLabels {
+                channel: channel.name(),
+            };
+            self.outbox_depth.get_or_create(&labels).set(*depth);
+            self.outbox_oldest.get_or_create(&labels).set(*oldest);
         }
-        let _ = writeln!(
-            out,
-            "# HELP registration_db_statements_total Database statements executed.\n# TYPE registration_db_statements_total counter\nregistration_db_statements_total {db_statements}"
-        );
-        out
+        self.hashes_waiting.set(snapshot.hashes_waiting);
+        self.pool_connections.set(snapshot.pool_connections);
+        self.pool_idle.set(snapshot.pool_idle);
+        let mut text = String::new();
+        let registry = self
+            .registry
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Err(error) = encode(&mut text, &registry) {
+            tracing::error!(error = %error, "metrics encoding failed");
+        }
+        text
     }
 }

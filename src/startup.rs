@@ -1,16 +1,16 @@
 //! Builds the whole service from settings; `main` and the tests both use
 //! it. This is the one place that knows every face: it merges their routes
 //! over one shared state.
-use std::{
-    net::SocketAddr,
-    sync::{Arc, atomic::AtomicU64},
-    time::Duration,
-};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::Context;
+use axum::http::HeaderName;
 use axum::{Router, extract::DefaultBodyLimit, extract::FromRef};
 use tokio::{net::TcpListener, sync::watch};
-use tower_http::trace::TraceLayer;
+use tower_http::{
+    request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
+    trace::TraceLayer,
+};
 
 use crate::{
     clock::Clock,
@@ -20,6 +20,7 @@ use crate::{
     delivery::{Dispatcher, EmailSender, MemoryOutbox, SmsTransport},
     graphql::{self, AppSchema},
     http::{self, error::ApiError},
+    metrics::Metrics,
     pages, service,
     state::Core,
     templates::Templates,
@@ -119,7 +120,19 @@ pub fn router(core: Core) -> Router {
         .fallback(|| async { ApiError::RouteNotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn_with_state(
+            core.clone(),
+            http::record_request,
+        ))
+        // Outermost last: the id is set before the span that logs it.
+        .layer(PropagateRequestIdLayer::new(HeaderName::from_static(
+            http::REQUEST_ID,
+        )))
         .layer(TraceLayer::new_for_http().make_span_with(http::request_span))
+        .layer(SetRequestIdLayer::new(
+            HeaderName::from_static(http::REQUEST_ID),
+            MakeRequestUuid,
+        ))
         .with_state(AppState { core, schema })
 }
 
@@ -129,12 +142,12 @@ pub async fn build_core(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Re
     // Before connecting: missing keys are a configuration error, not a
     // database one.
     let keys = Arc::new(Keys::load(&settings)?);
-    let statements = Arc::new(AtomicU64::new(0));
-    let db = db::connect_and_migrate(&settings.database_url(), statements.clone()).await?;
+    let metrics = Arc::new(Metrics::default());
+    let db = db::connect_and_migrate(&settings.database_url(), metrics.clone()).await?;
     let overrides =
         Some(settings.delivery.templates_dir.as_path()).filter(|p| !p.as_os_str().is_empty());
     let templates = Arc::new(Templates::load(overrides)?);
-    let core = Core::new(db, Arc::new(settings), clock, keys, statements, templates);
+    let core = Core::new(db, Arc::new(settings), clock, keys, metrics, templates);
     service::keys::check_fingerprints(&core).await?;
     Ok(core)
 }

@@ -1,8 +1,5 @@
 //! What every operation needs, built once at start-up.
-use std::sync::{
-    Arc,
-    atomic::{AtomicI64, AtomicU64},
-};
+use std::sync::{Arc, atomic::AtomicI64};
 
 use sea_orm::DatabaseConnection;
 use tokio::sync::Notify;
@@ -27,8 +24,6 @@ pub struct Core {
     pub hashing: PasswordHashing,
     /// Wakes the delivery dispatcher when a transaction queued messages.
     pub outbox_signal: Arc<Notify>,
-    /// Database statements executed since start.
-    pub db_statements: Arc<AtomicU64>,
     pub templates: Arc<Templates>,
     pub metrics: Arc<Metrics>,
     /// When the delivery loop last went round (Unix milliseconds; 0: never).
@@ -41,7 +36,7 @@ impl Core {
         settings: Arc<Settings>,
         clock: Arc<dyn Clock>,
         keys: Arc<Keys>,
-        db_statements: Arc<AtomicU64>,
+        metrics: Arc<Metrics>,
         templates: Arc<Templates>,
     ) -> Self {
         let hashing = PasswordHashing::new(
@@ -57,9 +52,8 @@ impl Core {
             keys,
             hashing,
             outbox_signal: Arc::new(Notify::new()),
-            db_statements,
             templates,
-            metrics: Arc::new(Metrics::default()),
+            metrics,
             dispatcher_beat: Arc::new(AtomicI64::new(0)),
         }
     }

@@ -24,6 +24,8 @@ pub struct PasswordHashing {
     keys: Arc<Keys>,
     running: Arc<Semaphore>,
     waiting: Arc<Semaphore>,
+    max_concurrent: usize,
+    max_queued: usize,
 }
 
 impl PasswordHashing {
@@ -32,7 +34,16 @@ impl PasswordHashing {
             keys,
             running: Arc::new(Semaphore::new(max_concurrent)),
             waiting: Arc::new(Semaphore::new(max_concurrent + max_queued)),
+            max_concurrent,
+            max_queued,
         }
+    }
+
+    /// Requests waiting for a hashing slot now (the queue depth).
+    pub fn waiting(&self) -> usize {
+        let admitted = (self.max_concurrent + self.max_queued) - self.waiting.available_permits();
+        let running = self.max_concurrent - self.running.available_permits();
+        admitted.saturating_sub(running)
     }
 
     #[allow(

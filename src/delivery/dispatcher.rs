@@ -5,7 +5,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use entity::states::Channel;
+use entity::states::{AttemptOutcome, Channel};
 use tokio::sync::watch;
 
 use super::{EmailSender, OutgoingMessage, SmsTransport};
@@ -151,12 +151,12 @@ impl Dispatcher {
         match outbox::record_result(&self.core, &message, result, now).await? {
             Recorded::Sent => {
                 report.sent += 1;
-                metrics.sent(channel);
+                metrics.delivery(channel, AttemptOutcome::Sent);
                 tracing::info!(message = %message.id, channel = channel.name(), attempts, "message sent");
             }
             Recorded::Retrying => {
                 report.failed += 1;
-                metrics.failed(channel);
+                metrics.delivery(channel, AttemptOutcome::Failed);
                 tracing::warn!(message = %message.id, channel = channel.name(), attempts, class, error = failure, "message send failed; will retry");
             }
             Recorded::LeaseLost => {
@@ -165,7 +165,7 @@ impl Dispatcher {
             }
             Recorded::Dead => {
                 report.dead += 1;
-                metrics.dead(channel);
+                metrics.delivery(channel, AttemptOutcome::Dead);
                 tracing::error!(message = %message.id, channel = channel.name(), attempts, class, error = failure, "message dead-lettered");
             }
         }

@@ -18,7 +18,8 @@ use axum::{
     routing::{get, post},
 };
 
-use crate::{service::health, state::Core};
+use self::error::ApiError;
+use crate::{metrics::RequestLabels, service::health, state::Core};
 
 /// REST, OAuth, health and metrics.
 pub fn router<S>(core: &Core) -> Router<S>
@@ -72,12 +73,53 @@ where
 
 /// Spans carry the route template only: paths can hold a link token
 /// (`/complete/{token}`) and query strings phone numbers and emails.
+/// The request id (from `X-Request-Id`, or generated) is on every line
+/// logged while the request runs, and in the response.
 pub fn request_span<B>(request: &Request<B>) -> tracing::Span {
     let route = request
         .extensions()
         .get::<axum::extract::MatchedPath>()
         .map_or("<unmatched>", axum::extract::MatchedPath::as_str);
-    tracing::info_span!("http", method = %request.method(), route)
+    let request_id = request
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    tracing::info_span!("http", method = %request.method(), route, request_id)
+}
+
+pub const REQUEST_ID: &str = "x-request-id";
+
+/// Counts every request and its latency by operation (the route template),
+/// transport and status.
+pub async fn record_request(
+    State(core): State<Core>,
+    request: axum::extract::Request,
+    next: middleware::Next,
+) -> axum::response::Response {
+    let operation = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or("<unmatched>", axum::extract::MatchedPath::as_str)
+        .to_owned();
+    let transport = match (request.method().as_str(), operation.as_str()) {
+        (_, path) if path.starts_with("/b2b/") => "rest",
+        ("POST", "/graphql") => "graphql",
+        (_, path) if path.starts_with("/complete") || path.starts_with("/static") => "page",
+        ("GET", "/graphql") => "page",
+        _ => "other",
+    };
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    core.metrics.request(
+        RequestLabels {
+            operation,
+            transport,
+            status: response.status().as_u16(),
+        },
+        started.elapsed().as_secs_f64(),
+    );
+    response
 }
 
 /// 200 when this instance can serve, else 503; the body says which check
@@ -98,15 +140,17 @@ async fn readiness(State(core): State<Core>) -> impl IntoResponse {
     (status, axum::Json(body))
 }
 
-/// Prometheus text format. Counts only, no labels carrying customer data.
-async fn metrics(State(core): State<Core>) -> impl IntoResponse {
-    let statements = core
-        .db_statements
-        .load(std::sync::atomic::Ordering::Relaxed);
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        core.metrics.render(statements),
-    )
+/// Prometheus text format. Counts and durations only, no labels carrying
+/// customer data.
+async fn metrics(State(core): State<Core>) -> Result<impl IntoResponse, ApiError> {
+    let snapshot = health::snapshot(&core).await?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        core.metrics.render(&snapshot),
+    ))
 }
 
 #[cfg(test)]

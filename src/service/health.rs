@@ -3,7 +3,10 @@ use std::sync::atomic::Ordering;
 
 use chrono::Duration;
 
-use crate::{db, state::Core};
+use sea_orm::DbBackend;
+
+use super::outbox;
+use crate::{db, error::CoreResult, metrics::Snapshot, state::Core};
 
 /// Each check of readiness; ready when all hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,4 +43,39 @@ fn dispatcher_alive(core: &Core) -> bool {
     let poll = i64::try_from(core.settings.delivery.poll_interval_ms).unwrap_or(i64::MAX / 4);
     let allowed = Duration::milliseconds(poll.saturating_mul(3)).max(Duration::seconds(30));
     core.clock.now().timestamp_millis() - beat <= allowed.num_milliseconds()
+}
+
+/// The figures `/metrics` reads at scrape time.
+pub async fn snapshot(core: &Core) -> CoreResult<Snapshot> {
+    let now = core.clock.now();
+    let outbox = outbox::waiting_by_channel(core)
+        .await?
+        .into_iter()
+        .map(|(channel, depth, oldest)| {
+            let age = oldest.map_or(0.0, |at| {
+                (now - at).num_milliseconds().max(0) as f64 / 1000.0
+            });
+            (channel, depth, age)
+        })
+        .collect();
+    let (connections, idle) = match core.db.get_database_backend() {
+        DbBackend::Postgres => {
+            let pool = core.db.get_postgres_connection_pool();
+            (pool.size(), pool.num_idle())
+        }
+        DbBackend::MySql => {
+            let pool = core.db.get_mysql_connection_pool();
+            (pool.size(), pool.num_idle())
+        }
+        _ => {
+            let pool = core.db.get_sqlite_connection_pool();
+            (pool.size(), pool.num_idle())
+        }
+    };
+    Ok(Snapshot {
+        outbox,
+        hashes_waiting: i64::try_from(core.hashing.waiting()).unwrap_or(i64::MAX),
+        pool_connections: i64::from(connections),
+        pool_idle: i64::try_from(idle).unwrap_or(i64::MAX),
+    })
 }

@@ -81,7 +81,8 @@ pub async fn consume(
             .context("Failed to read a send quota")?
             .map_or(0, |row| row.used);
         if u32::try_from(used).unwrap_or(u32::MAX) > quota.limit {
-            core.metrics.refused_by_quota(channel);
+            core.metrics
+                .refused_by_quota(channel, quota_scope_name(channel, scope_kind));
             tracing::warn!(channel = channel.name(), scope = quota_scope_name(channel, scope_kind), %host_id, "send refused by quota");
             let retry_after = std::cmp::max((window_end - now).num_seconds(), 1);
             return Err(CoreError::SendQuotaExceeded {

@@ -330,21 +330,20 @@ async fn insecure_smtp_is_refused_for_remote_hosts() {
 
 #[tokio::test]
 async fn deliveries_of_a_page_are_loaded_in_two_queries() {
-    use std::sync::atomic::Ordering;
     let app = spawn_app_with(|s| s.delivery.poll_interval_ms = 3_600_000).await;
     for i in 0..6 {
         app.register(&register_body(&format!("+62812345678{i:02}")))
             .await;
     }
     app.outbox_drained().await;
-    let before = app.core.db_statements.load(Ordering::Relaxed);
+    let before = app.core.metrics.db_statements();
     let (_, body) = app
         .graphql(
             "{ registrations(first: 6) { items { deliveries { status timeline { outcome } } } } }",
             json!({}),
         )
         .await;
-    let statements = app.core.db_statements.load(Ordering::Relaxed) - before;
+    let statements = app.core.metrics.db_statements() - before;
     let items = body["data"]["registrations"]["items"].as_array().unwrap();
     assert_eq!(items.len(), 6);
     assert!(
@@ -357,28 +356,40 @@ async fn deliveries_of_a_page_are_loaded_in_two_queries() {
 }
 
 #[tokio::test]
-async fn metrics_count_sent_messages() {
+async fn metrics_count_requests_deliveries_and_code_checks() {
     let app = spawn_app_with(|_| {}).await;
     app.register(&register_body(PHONE)).await;
-    app.emails(1).await;
-    app.sms_text(PHONE, 1).await;
-    let metrics = app
+    app.outbox_drained().await;
+    let wrong = app.confirm(PHONE, "Kopi-Tubruk-42!", "AAA000000").await;
+    assert_eq!(wrong.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let response = app
         .client
         .get(format!("{}/metrics", app.address))
+        .header("x-request-id", "probe-42")
         .send()
         .await
-        .unwrap()
-        .text()
-        .await
         .unwrap();
-    assert!(
-        metrics.contains("registration_messages_sent_total{channel=\"sms\"} 1"),
-        "{metrics}"
-    );
-    assert!(
-        metrics.contains("registration_messages_sent_total{channel=\"email\"} 1"),
-        "{metrics}"
-    );
+    assert_eq!(response.headers()["x-request-id"], "probe-42");
+    let metrics = response.text().await.unwrap();
+    for expected in [
+        r#"registration_deliveries_total{channel="sms",outcome="sent"} 1"#,
+        r#"registration_deliveries_total{channel="email",outcome="sent"} 1"#,
+        r#"registration_http_requests_total{operation="/b2b/customer/register",transport="rest",status="200"} 1"#,
+        r#"registration_http_requests_total{operation="/b2b/customer/register/confirm",transport="rest",status="422"} 1"#,
+        r#"registration_http_request_duration_seconds_count{operation="/b2b/customer/register",transport="rest"} 1"#,
+        r#"registration_code_checks_total{outcome="wrong"} 1"#,
+        r#"registration_outbox_depth{channel="sms"} 0"#,
+        "registration_password_hashes_waiting 0",
+        "registration_db_pool_connections ",
+    ] {
+        assert!(
+            metrics.contains(expected),
+            "{expected} missing in\n{metrics}"
+        );
+    }
+    // A request without an id gets one, in the response.
+    let generated = app.get("/b2b/customer/auth/verifyEmail?email=a@b.co").await;
+    assert_eq!(generated.headers()["x-request-id"].len(), 36);
 }
 
 /// The development default: what was sent lands in files a person reads,

@@ -1,5 +1,3 @@
-use std::sync::atomic::Ordering;
-
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -175,9 +173,9 @@ async fn registrations_are_scoped_to_the_host_and_paginated_without_n_plus_one()
     ids.reverse();
     app.outbox_drained().await;
 
-    let before = app.core.db_statements.load(Ordering::Relaxed);
+    let before = app.core.metrics.db_statements();
     let (_, first_page) = app.graphql(LIST, json!({})).await;
-    let statements = app.core.db_statements.load(Ordering::Relaxed) - before;
+    let statements = app.core.metrics.db_statements() - before;
     // Token check, page, then one query each for tokens, groups, customers.
     assert_eq!(statements, 5, "statements for one page");
 

@@ -8,8 +8,8 @@ use entity::{
     states::{AttemptOutcome, Channel, ErrorClass, OutboxStatus},
 };
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    TransactionTrait, sea_query::Expr,
+    ActiveValue::Set, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect, TransactionTrait, sea_query::Expr,
 };
 use uuid::Uuid;
 
@@ -188,4 +188,30 @@ pub async fn timelines(
             });
     }
     Ok(grouped)
+}
+
+/// Per channel: how many messages wait to be sent and since when the oldest.
+pub async fn waiting_by_channel(
+    core: &Core,
+) -> CoreResult<Vec<(Channel, i64, Option<DateTime<Utc>>)>> {
+    let mut waiting = Vec::new();
+    for channel in Channel::ALL {
+        let pending = || {
+            outbox_message::Entity::find()
+                .filter(outbox_message::Column::Status.eq(OutboxStatus::Pending))
+                .filter(outbox_message::Column::Channel.eq(channel))
+        };
+        let count = pending()
+            .count(&core.db)
+            .await
+            .context("Failed to count waiting messages")?;
+        let oldest = pending()
+            .order_by_asc(outbox_message::Column::CreatedAt)
+            .one(&core.db)
+            .await
+            .context("Failed to find the oldest waiting message")?
+            .map(|m| m.created_at);
+        waiting.push((channel, i64::try_from(count).unwrap_or(i64::MAX), oldest));
+    }
+    Ok(waiting)
 }

@@ -10,6 +10,7 @@ mod history;
 pub use dispatch::{ClaimedMessage, Recorded, SendResult, backoff, claim, due, record_result};
 pub use history::{
     Delivery, DeliveryEvent, deliveries_by_registration, list, retry_dead, timelines,
+    waiting_by_channel,
 };
 
 use anyhow::Context;

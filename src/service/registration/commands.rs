@@ -174,7 +174,9 @@ pub async fn confirm_parsed(
     } else {
         queries::is_earlier_code(core, host, phone, &submitted).await?
     };
-    match current.check(&submitted, core.clock.now(), || is_earlier_code) {
+    let check = current.check(&submitted, core.clock.now(), || is_earlier_code);
+    core.metrics.code_check(check);
+    match check {
         CodeCheck::Current => {}
         CodeCheck::Superseded => return Err(CoreError::TokenSuperseded),
         CodeCheck::Expired => return Err(CoreError::TokenExpired),
