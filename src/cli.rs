@@ -9,7 +9,7 @@ use crate::{
     config::Settings,
     crypto::write_private_file,
     error::CoreError,
-    service::{account_groups, hosts, outbox},
+    service::{account_groups, hosts, outbox, retention},
     startup::{Application, build_core},
     telemetry,
 };
@@ -59,8 +59,18 @@ enum Command {
     /// Inspect and retry outgoing messages.
     #[command(subcommand)]
     Outbox(OutboxCommand),
+    /// Apply the retention rules to registrations and housekeeping rows.
+    #[command(subcommand)]
+    Registrations(RegistrationsCommand),
     /// Print the GraphQL schema (SDL).
     Schema,
+}
+
+#[derive(Subcommand)]
+enum RegistrationsCommand {
+    /// Delete what the `[retention]` settings say is kept no longer, now
+    /// (a running service does it every `retention.interval_minutes`).
+    Purge,
 }
 
 #[derive(Subcommand)]
@@ -119,6 +129,10 @@ enum HostCommand {
     List,
     /// Disable a host; its access tokens stop working at once.
     Disable { name: String },
+    /// Give a host a new client secret (printed once); the old one stops working.
+    RotateSecret { name: String },
+    /// Revoke every access token of a host; it must get a new one.
+    RevokeTokens { name: String },
 }
 
 #[derive(Subcommand)]
@@ -159,6 +173,21 @@ async fn execute(cli: Cli) -> anyhow::Result<()> {
     let clock = Arc::new(SystemClock);
     match command {
         Command::Serve { bootstrap_host } => serve(settings, clock, bootstrap_host).await,
+        Command::Registrations(RegistrationsCommand::Purge) => {
+            let core = build_core(settings, clock).await?;
+            let purged = retention::purge(&core).await?;
+            println!(
+                "purged: {} unconfirmed registration(s), {} code(s), {} link(s), {} access token(s), {} delivery attempt(s), {} dead message text(s), {} idempotency record(s)",
+                purged.registrations,
+                purged.codes,
+                purged.links,
+                purged.access_tokens,
+                purged.delivery_attempts,
+                purged.message_bodies,
+                purged.idempotency_records
+            );
+            Ok(())
+        }
         Command::Secrets(SecretsCommand::Generate) => {
             print!("{}", crate::crypto::generate_secrets());
             Ok(())
@@ -188,6 +217,14 @@ async fn execute(cli: Cli) -> anyhow::Result<()> {
                 HostCommand::Disable { name } => {
                     hosts::disable_host(&core, &name).await?;
                     println!("host {name} disabled");
+                }
+                HostCommand::RotateSecret { name } => {
+                    let credentials = hosts::rotate_secret(&core, &name).await?;
+                    print_credentials(&credentials, &core.settings.public_base_url());
+                }
+                HostCommand::RevokeTokens { name } => {
+                    let count = hosts::revoke_tokens(&core, &name).await?;
+                    println!("{count} access token(s) of host {name} revoked");
                 }
             }
             Ok(())

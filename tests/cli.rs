@@ -345,3 +345,26 @@ fn the_example_configuration_is_complete_and_valid() {
     let settings = Settings::load(Some(std::path::Path::new(path))).unwrap();
     settings.validate().unwrap();
 }
+
+#[test]
+fn credential_and_retention_commands_work_and_name_what_is_wrong() {
+    let cli = Cli::new();
+    let (ok, out) = cli.run(&["host", "create", "acme"]);
+    assert!(ok, "{out}");
+    let (ok, out) = cli.run(&["host", "rotate-secret", "acme"]);
+    assert!(ok && out.contains("client_secret:"), "{out}");
+    let (ok, out) = cli.run(&["host", "revoke-tokens", "acme"]);
+    assert!(
+        ok && out.contains("0 access token(s) of host acme revoked"),
+        "{out}"
+    );
+    let (ok, out) = cli.run(&["host", "rotate-secret", "nobody"]);
+    assert!(!ok && out.contains("no host named nobody"), "{out}");
+    let (ok, out) = cli.run(&["registrations", "purge"]);
+    assert!(
+        ok && out.contains("purged: 0 unconfirmed registration(s)"),
+        "{out}"
+    );
+    let (ok, out) = cli.run(&["registrations", "purge", "--help"]);
+    assert!(ok && out.contains("retention"), "{out}");
+}

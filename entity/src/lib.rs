@@ -7,6 +7,7 @@ pub mod customer;
 pub mod delivery_attempt;
 pub mod host;
 pub mod idempotency_record;
+pub mod job_lease;
 pub mod outbox_message;
 pub mod phone_guard;
 pub mod registration;

@@ -10,6 +10,7 @@ mod m20261124_000003_create_outbox;
 mod m20261125_000001_delivery_timeline_and_quotas;
 mod m20261125_000002_leases_and_precise_times;
 mod m20261125_000003_service_keys;
+mod m20261125_000004_job_leases;
 
 pub struct Migrator;
 
@@ -23,6 +24,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000001_delivery_timeline_and_quotas::Migration),
             Box::new(m20261125_000002_leases_and_precise_times::Migration),
             Box::new(m20261125_000003_service_keys::Migration),
+            Box::new(m20261125_000004_job_leases::Migration),
         ]
     }
 }

@@ -38,6 +38,7 @@ pub struct Settings {
     pub limits: LimitSettings,
     pub delivery: DeliverySettings,
     pub quotas: QuotaSettings,
+    pub retention: RetentionSettings,
 }
 
 /// Keys for keyed hashes, the same on every instance. Required with
@@ -133,6 +134,32 @@ pub struct Quota {
     pub window_minutes: u32,
 }
 
+/// How long personal data and housekeeping rows are kept. One instance at a
+/// time applies these, every `interval_minutes`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetentionSettings {
+    /// Registrations never confirmed (pending or replaced) are deleted, with
+    /// their codes, links and messages, this many days after they began.
+    pub unconfirmed_registration_days: u32,
+    /// Delivery attempts (the timeline) are deleted after this many days.
+    pub delivery_attempt_days: u32,
+    /// Dead messages keep their text for an operator's retry this long.
+    pub dead_message_body_days: u32,
+    pub interval_minutes: u32,
+}
+
+impl Default for RetentionSettings {
+    fn default() -> Self {
+        Self {
+            unconfirmed_registration_days: 30,
+            delivery_attempt_days: 90,
+            dead_message_body_days: 7,
+            interval_minutes: 60,
+        }
+    }
+}
+
 /// Against SMS pumping and mail floods: caps per recipient, per host and
 /// overall, counted in the database so they hold across instances.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -162,6 +189,7 @@ impl Default for Settings {
             limits: LimitSettings::default(),
             delivery: DeliverySettings::default(),
             quotas: QuotaSettings::default(),
+            retention: RetentionSettings::default(),
         }
     }
 }

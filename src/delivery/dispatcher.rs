@@ -7,18 +7,21 @@ use std::{
 
 use entity::states::{AttemptOutcome, Channel};
 use tokio::sync::watch;
+use uuid::Uuid;
 
 use super::{EmailSender, OutgoingMessage, SmsTransport};
 use crate::{
     error::CoreResult,
     service::{
-        self,
         outbox::{self, ClaimedMessage, Recorded, SendResult},
+        retention,
     },
     state::Core,
 };
 
-const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(3600);
+/// How often this instance asks whether the retention job is due; the job
+/// itself runs once per `retention.interval_minutes` across all instances.
+const RETENTION_CHECK: Duration = Duration::from_secs(60);
 
 pub struct Dispatcher {
     core: Core,
@@ -26,6 +29,8 @@ pub struct Dispatcher {
     sms: SmsTransport,
     /// Turns true when the process stops: no new claims after that.
     stopping: watch::Receiver<bool>,
+    /// Names this instance as the holder of the retention lease.
+    instance: Uuid,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +55,7 @@ impl Dispatcher {
             email,
             sms,
             stopping: watch::channel(false).1,
+            instance: Uuid::new_v4(),
         }
     }
 
@@ -62,7 +68,7 @@ impl Dispatcher {
         let mut stop = self.stopping.clone();
         let poll = Duration::from_millis(self.core.settings.delivery.poll_interval_ms);
         let batch = self.core.settings.delivery.batch_size as usize;
-        let mut last_housekeeping = Instant::now();
+        let mut last_retention_check = Instant::now();
         loop {
             if *self.stopping.borrow() {
                 tracing::info!("delivery stopped");
@@ -71,10 +77,10 @@ impl Dispatcher {
             self.core
                 .dispatcher_beat
                 .store(self.core.clock.now().timestamp_millis(), Ordering::Relaxed);
-            if last_housekeeping.elapsed() > HOUSEKEEPING_INTERVAL {
-                last_housekeeping = Instant::now();
-                if let Err(error) = service::housekeeping(&self.core).await {
-                    tracing::error!(error = ?error, "housekeeping failed");
+            if last_retention_check.elapsed() > RETENTION_CHECK {
+                last_retention_check = Instant::now();
+                if let Err(error) = retention::run_if_due(&self.core, self.instance).await {
+                    tracing::error!(error = ?error, "retention failed");
                 }
             }
             match self.dispatch_due().await {

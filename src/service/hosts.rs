@@ -232,3 +232,52 @@ pub async fn authenticate(
         name: host.name,
     })
 }
+
+async fn find_by_name(core: &Core, name: &str) -> CoreResult<host::Model> {
+    host::Entity::find()
+        .filter(host::Column::Name.eq(name))
+        .one(&core.db)
+        .await
+        .context("Failed to look up host")?
+        .ok_or_else(|| CoreError::field("name", "not_found", format!("no host named {name}")))
+}
+
+/// Gives the host a new client secret; the old one stops working at once.
+/// Access tokens already issued stay valid until they expire (see
+/// [`revoke_tokens`]).
+pub async fn rotate_secret(core: &Core, name: &str) -> CoreResult<HostCredentials> {
+    let found = find_by_name(core, name).await?;
+    let client_secret = random_token(32);
+    host::Entity::update_many()
+        .col_expr(
+            host::Column::SecretHash,
+            Expr::value(sha256_hex(&client_secret)),
+        )
+        .filter(host::Column::Id.eq(found.id))
+        .exec(&core.db)
+        .await
+        .context("Failed to store the new secret")?;
+    tracing::info!(host = %found.name, "client secret rotated");
+    Ok(HostCredentials {
+        name: found.name,
+        client_id: found.client_id,
+        client_secret,
+    })
+}
+
+/// Revokes every access token of the host; returns how many were live.
+pub async fn revoke_tokens(core: &Core, name: &str) -> CoreResult<u64> {
+    let found = find_by_name(core, name).await?;
+    let revoked = access_token::Entity::update_many()
+        .col_expr(
+            access_token::Column::RevokedAt,
+            Expr::value(core.clock.now()),
+        )
+        .filter(access_token::Column::HostId.eq(found.id))
+        .filter(access_token::Column::RevokedAt.is_null())
+        .exec(&core.db)
+        .await
+        .context("Failed to revoke access tokens")?;
+    tracing::info!(host = %found.name, count = revoked.rows_affected, "access tokens revoked");
+    Ok(revoked.rows_affected)
+}

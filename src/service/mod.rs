@@ -10,26 +10,12 @@ pub mod keys;
 pub mod outbox;
 pub mod quotas;
 pub mod registration;
+pub mod retention;
 
 use sea_orm::{DbErr, SqlErr};
-
-use crate::{error::CoreResult, state::Core};
 
 /// True when the database refused a row because a unique key already held
 /// the value, the one constraint error the core turns into a domain error.
 pub(crate) fn is_unique_violation(error: &DbErr) -> bool {
     matches!(error.sql_err(), Some(SqlErr::UniqueConstraintViolation(_)))
-}
-
-/// Drops expired idempotency keys and old quota windows; the delivery loop
-/// calls this now and then.
-pub async fn housekeeping(core: &Core) -> CoreResult<()> {
-    let windows = quotas::purge_old_windows(core, core.clock.now()).await?;
-    let keys = idempotency::purge_expired(core).await?;
-    tracing::info!(
-        quota_windows = windows,
-        idempotency_keys = keys,
-        "housekeeping done"
-    );
-    Ok(())
 }

@@ -15,6 +15,7 @@ mod quotas;
 mod races;
 mod register;
 mod resend;
+mod retention;
 mod secrets;
 mod smtp;
 mod verify;
