@@ -119,12 +119,15 @@ pub struct TicketBody {
     attempt: u32,
     active: bool,
     expiry_minutes: u32,
+    #[serde(serialize_with = "timestamp")]
     expiry_timestamp: DateTime<Utc>,
+    #[serde(serialize_with = "timestamp")]
     request_timestamp: DateTime<Utc>,
     account_group_id: String,
     attempts_remaining: u32,
     sms_resends_remaining: u32,
     email_resends_remaining: u32,
+    #[serde(serialize_with = "optional_timestamp")]
     next_resend_at: Option<DateTime<Utc>>,
 }
 
@@ -156,6 +159,7 @@ pub struct ConfirmedBody {
     id: Uuid,
     customer_id: Uuid,
     username: String,
+    #[serde(serialize_with = "timestamp")]
     completed_at: DateTime<Utc>,
 }
 
@@ -197,5 +201,21 @@ impl From<EmailAvailability> for EmailBody {
             email: a.email,
             exists: a.exists,
         }
+    }
+}
+
+/// Times are written exactly as GraphQL's `DateTime` writes them (RFC 3339,
+/// `+00:00`), so a host reading both faces compares strings.
+fn timestamp<S: serde::Serializer>(at: &DateTime<Utc>, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&at.to_rfc3339())
+}
+
+fn optional_timestamp<S: serde::Serializer>(
+    at: &Option<DateTime<Utc>>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match at {
+        Some(at) => timestamp(at, serializer),
+        None => serializer.serialize_none(),
     }
 }

@@ -336,3 +336,28 @@ async fn rest_and_graphql_agree_on_every_outcome() {
         assert_eq!(graphql, rest, "GraphQL differs from REST: {name}");
     }
 }
+
+/// The two faces write times the same way: a host can compare strings.
+#[tokio::test]
+async fn rest_and_graphql_write_timestamps_alike() {
+    let app = spawn_app().await;
+    // The test clock stands still, so both registrations start at one instant.
+    let rest = app.register(&register_body(PHONE)).await;
+    let (_, graphql) = app
+        .graphql(
+            "mutation($i: RegisterInput!) { register(input: $i) { requestTimestamp expiryTimestamp nextResendAt } }",
+            json!({"i": register_body("+6281234567891")}),
+        )
+        .await;
+    let graphql = &graphql["data"]["register"];
+    for field in ["requestTimestamp", "expiryTimestamp", "nextResendAt"] {
+        assert_eq!(rest[field], graphql[field], "{field}");
+    }
+    assert!(
+        rest["expiryTimestamp"]
+            .as_str()
+            .unwrap()
+            .ends_with("+00:00"),
+        "{rest}"
+    );
+}
