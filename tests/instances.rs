@@ -1,0 +1,305 @@
+//! Three instances of the real binary on one database, as a load balancer
+//! would run them: they bootstrap one host together, take registrations in
+//! turn, confirm through another instance than the one that registered
+//! (twice at once, with wrong guesses racing), deliver every SMS exactly
+//! once through one gateway, and stop cleanly on SIGTERM.
+//! SQLite by default; `TEST_DATABASE_URL` (PostgreSQL or MariaDB) gives it a
+//! fresh database on that server, as `.ci/run` does.
+// Tests fail by panicking.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+use std::{collections::HashMap, path::Path, process::Stdio, time::Duration};
+
+use md5::{Digest, Md5};
+use sea_orm::{ConnectionTrait, Database, EntityTrait};
+use serde_json::{Value, json};
+use tokio::process::{Child, Command};
+use wiremock::{Mock, MockServer, ResponseTemplate, matchers::method};
+
+const PHONES: usize = 12;
+
+async fn database_url(dir: &Path) -> String {
+    let Ok(server) = std::env::var("TEST_DATABASE_URL") else {
+        return format!("sqlite://{}?mode=rwc", dir.join("shared.db").display());
+    };
+    let name = format!("cr_test_{}", uuid::Uuid::new_v4().simple());
+    let admin = Database::connect(&server).await.unwrap();
+    admin
+        .execute_unprepared(&format!("CREATE DATABASE {name}"))
+        .await
+        .unwrap();
+    admin.close().await.ok();
+    let (base, _) = server.rsplit_once('/').unwrap();
+    format!("{base}/{name}")
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Instance {
+    port: u16,
+    dir: std::path::PathBuf,
+    child: Child,
+}
+
+fn start(dir: &Path, database: &str, gateway: &str, port: u16) -> Instance {
+    std::fs::create_dir_all(dir).unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_customer-registration"))
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .args(["--bootstrap-host", "acme"])
+        .env("CR_DATA_DIR", dir)
+        .env("DATABASE_URL", database)
+        .env("CR_SECRETS__TOKEN_KEY", "shared-token-key")
+        .env("CR_SECRETS__PASSWORD_PEPPER", "shared-pepper")
+        .env("CR_DELIVERY__POLL_INTERVAL_MS", "50")
+        .env("CR_DELIVERY__SMS__TRANSPORT", "webhook")
+        .env("CR_DELIVERY__SMS__WEBHOOK__URL", gateway)
+        .env(
+            "CR_DELIVERY__SMS__WEBHOOK__BODY_TEMPLATE",
+            r#"{"to": {{ recipient|tojson }}, "text": {{ text|tojson }}, "id": {{ id|tojson }}}"#,
+        )
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    Instance {
+        port,
+        dir: dir.to_owned(),
+        child,
+    }
+}
+
+impl Instance {
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+}
+
+async fn eventually<T, F: Future<Output = Option<T>>>(
+    what: &str,
+    mut check: impl FnMut() -> F,
+) -> T {
+    for _ in 0..600 {
+        if let Some(value) = check().await {
+            return value;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+fn md5_upper(password: &str) -> String {
+    Md5::digest(password.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_instances_on_one_database_keep_every_guarantee() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = database_url(dir.path()).await;
+    let gateway = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"id": "accepted"})))
+        .mount(&gateway)
+        .await;
+    let gateway_url = format!("{}/send", gateway.uri());
+    let instances: Vec<Instance> = (0..3)
+        .map(|n| {
+            start(
+                &dir.path().join(n.to_string()),
+                &database,
+                &gateway_url,
+                free_port(),
+            )
+        })
+        .collect();
+    let client = reqwest::Client::new();
+    for instance in &instances {
+        let ready = instance.url("/readyz");
+        eventually("every instance ready", || {
+            let (client, ready) = (&client, ready.clone());
+            async move {
+                let response = client.get(&ready).send().await.ok()?;
+                (response.status() == reqwest::StatusCode::OK).then_some(())
+            }
+        })
+        .await;
+    }
+
+    // One host for all three, its credentials in one instance's directory.
+    let files: Vec<String> = instances
+        .iter()
+        .filter_map(|i| std::fs::read_to_string(i.dir.join("host-acme.credentials")).ok())
+        .collect();
+    assert_eq!(files.len(), 1, "exactly one instance created the host");
+    let field = |name: &str| {
+        files[0]
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .to_owned()
+    };
+    let (client_id, client_secret) = (field("client_id:"), field("client_secret:"));
+    let token: Value = client
+        .post(instances[0].url("/oauth/token"))
+        .basic_auth(&client_id, Some(&client_secret))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = token["access_token"].as_str().unwrap().to_owned();
+
+    // Registrations in turn across the three.
+    let phones: Vec<String> = (0..PHONES).map(|i| format!("+62812345670{i:02}")).collect();
+    let registers = phones.iter().enumerate().map(|(i, phone)| {
+        let (client, token) = (&client, &token);
+        let url = instances[i % 3].url("/b2b/customer/register");
+        async move {
+            client
+                .post(url)
+                .bearer_auth(token)
+                .json(&json!({
+                    "phone": phone, "name": "Septian Cahyo", "birthDate": "1990-12-31",
+                    "birthPlace": "Jakarta", "gender": true, "countryId": "ID",
+                    "accountGroupId": "01"
+                }))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    });
+    for status in futures::future::join_all(registers).await {
+        assert_eq!(status, reqwest::StatusCode::OK);
+    }
+
+    // Every SMS reaches the gateway; read each phone's code from it.
+    let sent = eventually("every SMS at the gateway", || async {
+        let requests = gateway.received_requests().await.unwrap_or_default();
+        (requests.len() >= PHONES).then_some(requests)
+    })
+    .await;
+    let mut codes = HashMap::new();
+    for request in &sent {
+        let body: Value = serde_json::from_slice(&request.body).unwrap();
+        let text = body["text"].as_str().unwrap();
+        let code: String = text.split_whitespace().next().unwrap().to_owned();
+        codes.insert(body["to"].as_str().unwrap().to_owned(), code);
+    }
+    assert_eq!(codes.len(), PHONES);
+
+    // For each phone, through the two instances that did not register it:
+    // two wrong guesses and two right confirms, all at once.
+    let password = md5_upper("Kopi-Tubruk-42!");
+    let attempts = phones.iter().enumerate().flat_map(|(i, phone)| {
+        let code = codes[phone].clone();
+        let others = [(i + 1) % 3, (i + 2) % 3];
+        let guesses = [
+            (others[0], format!("{}000000", &code[..3])),
+            (others[1], format!("{}111111", &code[..3])),
+            (others[0], code.clone()),
+            (others[1], code),
+        ];
+        guesses.into_iter().map(|(instance, token_value)| {
+            let (client, bearer, password) = (&client, &token, &password);
+            let url = instances[instance].url("/b2b/customer/register/confirm");
+            let phone = phone.clone();
+            async move {
+                let response = client
+                    .post(url)
+                    .bearer_auth(bearer)
+                    .json(&json!({"username": phone, "password": password, "token": token_value}))
+                    .send()
+                    .await
+                    .unwrap();
+                let status = response.status();
+                let body: Value = response.json().await.unwrap();
+                (
+                    phone,
+                    status,
+                    body["code"].as_str().unwrap_or("OK").to_owned(),
+                )
+            }
+        })
+    });
+    let outcomes = futures::future::join_all(attempts).await;
+    let db = Database::connect(&database).await.unwrap();
+    let registrations = entity::registration::Entity::find().all(&db).await.unwrap();
+    for phone in &phones {
+        let mine: Vec<&(String, reqwest::StatusCode, String)> =
+            outcomes.iter().filter(|(p, _, _)| p == phone).collect();
+        let confirmed = mine.iter().filter(|(_, s, _)| s.is_success()).count();
+        assert_eq!(confirmed, 1, "{phone}: {mine:?}");
+        // Every counted guess is in the registration's count, no more.
+        let counted = mine.iter().filter(|(_, _, c)| c == "TOKEN_INVALID").count();
+        let stored = registrations
+            .iter()
+            .find(|r| &r.phone == phone)
+            .unwrap()
+            .failed_attempts;
+        assert_eq!(
+            usize::try_from(stored).unwrap(),
+            counted,
+            "{phone}: {mine:?}"
+        );
+    }
+    let customers = entity::customer::Entity::find().all(&db).await.unwrap();
+    assert_eq!(customers.len(), PHONES, "one customer per confirmed phone");
+
+    // Exactly one send per message, whichever instance claimed it.
+    let requests = gateway.received_requests().await.unwrap();
+    let mut ids: Vec<String> = requests
+        .iter()
+        .map(|r| {
+            serde_json::from_slice::<Value>(&r.body).unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    ids.sort();
+    let before = ids.len();
+    ids.dedup();
+    assert_eq!(before, ids.len(), "no message sent twice");
+    let messages = entity::outbox_message::Entity::find()
+        .all(&db)
+        .await
+        .unwrap();
+    assert_eq!(ids.len(), messages.len(), "every queued message sent");
+
+    // SIGTERM: each instance exits cleanly within its grace period.
+    for instance in instances {
+        let pid = instance.child.id().unwrap().to_string();
+        assert!(
+            std::process::Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        let output =
+            tokio::time::timeout(Duration::from_secs(25), instance.child.wait_with_output())
+                .await
+                .expect("exits within the grace period")
+                .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
