@@ -56,6 +56,10 @@ fn start(dir: &Path, database: &str, gateway: &str, port: u16) -> Instance {
         .env("CR_SECRETS__TOKEN_KEY", "shared-token-key")
         .env("CR_SECRETS__PASSWORD_PEPPER", "shared-pepper")
         .env("CR_DELIVERY__POLL_INTERVAL_MS", "50")
+        // Short transport timeouts keep the delivery lease (twice the
+        // slower timeout plus 30 s) short enough to wait out in a test.
+        .env("CR_DELIVERY__SMS__TIMEOUT_SECONDS", "1")
+        .env("CR_DELIVERY__EMAIL__SMTP__TIMEOUT_SECONDS", "1")
         .env("CR_DELIVERY__SMS__TRANSPORT", "webhook")
         .env("CR_DELIVERY__SMS__WEBHOOK__URL", gateway)
         .env(
@@ -85,13 +89,21 @@ async fn eventually<T, F: Future<Output = Option<T>>>(
     what: &str,
     mut check: impl FnMut() -> F,
 ) -> T {
-    for _ in 0..600 {
+    for _ in 0..1400 {
         if let Some(value) = check().await {
             return value;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("timed out waiting for {what}");
+}
+
+fn applicant(phone: &str) -> Value {
+    json!({
+        "phone": phone, "name": "Septian Cahyo", "birthDate": "1990-12-31",
+        "birthPlace": "Jakarta", "gender": true, "countryId": "ID",
+        "accountGroupId": "01"
+    })
 }
 
 fn md5_upper(password: &str) -> String {
@@ -172,11 +184,7 @@ async fn three_instances_on_one_database_keep_every_guarantee() {
             client
                 .post(url)
                 .bearer_auth(token)
-                .json(&json!({
-                    "phone": phone, "name": "Septian Cahyo", "birthDate": "1990-12-31",
-                    "birthPlace": "Jakarta", "gender": true, "countryId": "ID",
-                    "accountGroupId": "01"
-                }))
+                .json(&applicant(phone))
                 .send()
                 .await
                 .unwrap()
@@ -281,25 +289,129 @@ async fn three_instances_on_one_database_keep_every_guarantee() {
         .unwrap();
     assert_eq!(ids.len(), messages.len(), "every queued message sent");
 
-    // SIGTERM: each instance exits cleanly within its grace period.
-    for instance in instances {
-        let pid = instance.child.id().unwrap().to_string();
-        assert!(
-            std::process::Command::new("kill")
-                .args(["-TERM", &pid])
-                .status()
-                .unwrap()
-                .success()
-        );
-        let output =
-            tokio::time::timeout(Duration::from_secs(25), instance.child.wait_with_output())
+    let mut instances = instances.into_iter();
+    let (first, second, third) = (
+        instances.next().unwrap(),
+        instances.next().unwrap(),
+        instances.next().unwrap(),
+    );
+
+    // SIGTERM while requests are in flight: whatever the instance did, the
+    // client heard about. A request that got no answer changed nothing.
+    let fresh = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    let in_flight = (0..10).map(|i| {
+        let (client, token) = (&fresh, &token);
+        let url = first.url("/b2b/customer/register");
+        let phone = format!("+62812345671{i:02}");
+        async move {
+            let answer = client
+                .post(url)
+                .bearer_auth(token)
+                .json(&applicant(&phone))
+                .send()
                 .await
-                .expect("exits within the grace period")
-                .unwrap();
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+                .map(|response| response.status());
+            (phone, answer)
+        }
+    });
+    let terminate_soon = async {
+        tokio::time::sleep(Duration::from_millis(15)).await;
+        signal(&first.child, "-TERM");
+    };
+    let (answers, ()) = tokio::join!(futures::future::join_all(in_flight), terminate_soon);
+    let registered: Vec<String> = entity::registration::Entity::find()
+        .all(&db)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.phone)
+        .collect();
+    for (phone, answer) in &answers {
+        match answer {
+            Ok(status) => assert_eq!(*status, reqwest::StatusCode::OK, "{phone}"),
+            Err(error) => assert!(
+                !registered.contains(phone),
+                "{phone} was registered but its client got no answer: {error}"
+            ),
+        }
     }
+    assert_clean_exit(first.child).await;
+
+    // SIGKILL mid-send: the gateway answers slowly, the killed instance's
+    // claims are retried once their lease ends, and nothing is lost.
+    gateway.reset().await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"id": "accepted"}))
+                .set_delay(Duration::from_millis(300)),
+        )
+        .mount(&gateway)
+        .await;
+    for i in 0..4 {
+        let response = client
+            .post(second.url("/b2b/customer/register"))
+            .bearer_auth(&token)
+            .json(&applicant(&format!("+62812345672{i:02}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), reqwest::StatusCode::OK);
+    }
+    signal(&second.child, "-KILL");
+    let _ = second.child.wait_with_output().await;
+    eventually("every message sent after the kill", || {
+        let db = &db;
+        async move {
+            let pending = entity::outbox_message::Entity::find()
+                .all(db)
+                .await
+                .unwrap()
+                .into_iter()
+                .filter(|m| m.status != entity::states::OutboxStatus::Sent)
+                .count();
+            (pending == 0).then_some(())
+        }
+    })
+    .await;
+    let mut sends: HashMap<String, usize> = HashMap::new();
+    for request in gateway.received_requests().await.unwrap() {
+        let body: Value = serde_json::from_slice(&request.body).unwrap();
+        *sends
+            .entry(body["id"].as_str().unwrap().to_owned())
+            .or_default() += 1;
+    }
+    assert!(
+        sends.values().all(|n| *n <= 2),
+        "at most one more send, for a claim the killed instance held: {sends:?}"
+    );
+
+    signal(&third.child, "-TERM");
+    assert_clean_exit(third.child).await;
+}
+
+fn signal(child: &Child, which: &str) {
+    let pid = child.id().unwrap().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args([which, &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+}
+
+async fn assert_clean_exit(child: Child) {
+    let output = tokio::time::timeout(Duration::from_secs(25), child.wait_with_output())
+        .await
+        .expect("exits within the grace period")
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }

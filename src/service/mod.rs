@@ -12,10 +12,60 @@ pub mod quotas;
 pub mod registration;
 pub mod retention;
 
-use sea_orm::{DbErr, SqlErr};
+use sea_orm::{DbErr, RuntimeErr, SqlErr};
+
+use crate::error::{CoreError, CoreResult};
 
 /// True when the database refused a row because a unique key already held
 /// the value, the one constraint error the core turns into a domain error.
 pub(crate) fn is_unique_violation(error: &DbErr) -> bool {
     matches!(error.sql_err(), Some(SqlErr::UniqueConstraintViolation(_)))
+}
+
+/// Whether the database gave up a transaction because it lost a race to a
+/// concurrent one (deadlock, serialization failure, SQLite busy): running
+/// the whole transaction again is the answer.
+pub(crate) fn is_lost_race(error: &CoreError) -> bool {
+    let CoreError::Internal(error) = error else {
+        return false;
+    };
+    error.chain().any(|cause| {
+        let Some(DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e))) =
+            cause.downcast_ref::<DbErr>()
+        else {
+            return false;
+        };
+        let Some(database) = e.as_database_error() else {
+            return false;
+        };
+        // PostgreSQL and MySQL: SQLSTATE 40001 (serialization failure, and
+        // MySQL's deadlock 1213) or 40P01 (deadlock); SQLite: BUSY (5) and
+        // its extended codes.
+        matches!(
+            database.code().as_deref(),
+            Some("40001" | "40P01" | "5" | "261" | "517")
+        )
+    })
+}
+
+/// Runs a transaction, and runs it whole again when it lost a race to a
+/// concurrent one, a few times with a short random pause.
+pub(crate) async fn retrying<T, F, Fut>(mut transaction: F) -> CoreResult<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = CoreResult<T>>,
+{
+    const ATTEMPTS: u32 = 5;
+    let mut attempt = 1;
+    loop {
+        match transaction().await {
+            Err(error) if attempt < ATTEMPTS && is_lost_race(&error) => {
+                tracing::debug!(attempt, "transaction lost a race; running it again");
+                let pause = rand::random::<u64>() % (20 * u64::from(attempt)) + 1;
+                tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
+                attempt += 1;
+            }
+            result => return result,
+        }
+    }
 }

@@ -18,7 +18,7 @@ use crate::{
         registration::ensure_phone_not_locked,
     },
     error::{CoreError, CoreResult},
-    service::{hosts::AuthenticatedHost, is_unique_violation, outbox, quotas},
+    service::{hosts::AuthenticatedHost, is_unique_violation, outbox, quotas, retrying},
     state::Core,
 };
 
@@ -46,15 +46,19 @@ pub async fn register(
     }
     let phone = applicant.phone.clone();
     let email = applicant.email.clone();
-
-    let txn = store::begin(core).await?;
-    store::supersede_pending(&txn, host.id, &phone).await?;
-    let registration = store::insert_registration(&txn, host.id, applicant, now).await?;
-    let code = issue_sms(core, &txn, &registration, now).await?;
-    if let Some(email) = &email {
-        issue_completion_email(core, &txn, &registration, email.as_str(), now).await?;
-    }
-    store::commit(txn).await?;
+    let (registration, code) = retrying(|| async {
+        let txn = store::begin(core).await?;
+        store::supersede_pending(&txn, host.id, &phone).await?;
+        let registration =
+            store::insert_registration(&txn, host.id, applicant.clone(), now).await?;
+        let code = issue_sms(core, &txn, &registration, now).await?;
+        if let Some(email) = &email {
+            issue_completion_email(core, &txn, &registration, email.as_str(), now).await?;
+        }
+        store::commit(txn).await?;
+        Ok((registration, code))
+    })
+    .await?;
     core.outbox_signal.notify_one();
     tracing::info!(
         host = %host.name,
@@ -232,6 +236,10 @@ pub async fn confirm_parsed(
 /// Counts a wrong code against the registration and the phone, atomically,
 /// and returns the error that tells the customer how many tries remain.
 async fn record_wrong_code(core: &Core, registration: &Registration) -> CoreResult<CoreError> {
+    retrying(|| count_wrong_code(core, registration)).await
+}
+
+async fn count_wrong_code(core: &Core, registration: &Registration) -> CoreResult<CoreError> {
     let rules = &core.rules;
     let now = core.clock.now();
     let txn = store::begin(core).await?;
@@ -292,10 +300,14 @@ pub async fn resend_sms(
     host: &AuthenticatedHost,
     request: ResendInput,
 ) -> CoreResult<RegistrationTicket> {
-    let (registration, txn, now) = begin_resend(core, host, &request, Channel::Sms).await?;
-    store::supersede_codes(&txn, registration.id, now).await?;
-    let code = issue_sms(core, &txn, &registration, now).await?;
-    store::commit(txn).await?;
+    let (registration, code, now) = retrying(|| async {
+        let (registration, txn, now) = begin_resend(core, host, &request, Channel::Sms).await?;
+        store::supersede_codes(&txn, registration.id, now).await?;
+        let code = issue_sms(core, &txn, &registration, now).await?;
+        store::commit(txn).await?;
+        Ok((registration, code, now))
+    })
+    .await?;
     core.outbox_signal.notify_one();
     tracing::info!(host = %host.name, registration = %registration.id, attempt = code.attempt, "SMS resent");
     Ok(RegistrationTicket::new(
@@ -311,14 +323,18 @@ pub async fn resend_email(
     host: &AuthenticatedHost,
     request: ResendInput,
 ) -> CoreResult<RegistrationTicket> {
-    let (registration, txn, now) = begin_resend(core, host, &request, Channel::Email).await?;
-    let email = registration
-        .email
-        .clone()
-        .context("registration without email passed the email check")?;
-    store::supersede_links(&txn, registration.id, now).await?;
-    issue_completion_email(core, &txn, &registration, &email, now).await?;
-    store::commit(txn).await?;
+    let (registration, now) = retrying(|| async {
+        let (registration, txn, now) = begin_resend(core, host, &request, Channel::Email).await?;
+        let email = registration
+            .email
+            .clone()
+            .context("registration without email passed the email check")?;
+        store::supersede_links(&txn, registration.id, now).await?;
+        issue_completion_email(core, &txn, &registration, &email, now).await?;
+        store::commit(txn).await?;
+        Ok((registration, now))
+    })
+    .await?;
     core.outbox_signal.notify_one();
     tracing::info!(host = %host.name, registration = %registration.id, "completion email resent");
     let code = queries::current_code(core, registration.id).await?;

@@ -62,6 +62,7 @@ pub struct ResendInput {
 }
 
 /// A registration request that passed every rule.
+#[derive(Clone)]
 pub struct NewRegistration {
     pub phone: PhoneNumber,
     pub email: Option<EmailAddress>,
