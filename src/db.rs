@@ -54,52 +54,51 @@ pub async fn connect_and_migrate(
     Ok(db)
 }
 
-/// Brings the schema up to date while holding a database-wide lock, so
-/// instances starting together on an empty database migrate it once: the
-/// others wait, then find nothing left to do. On PostgreSQL and MySQL the
-/// lock is held by a transaction's connection while the migrations run on
-/// others; SQLite has one writer at a time, so the transaction takes the
-/// write lock and runs the migrations itself.
+/// Brings the schema up to date once, however many instances start at
+/// once. On PostgreSQL and MySQL a database lock, held by a transaction's
+/// connection while the migrations run on others, makes the others wait and
+/// then find nothing left to do. SQLite runs each migration in its own
+/// transaction; one that loses to another process is simply tried again.
 async fn migrate_once(db: &DatabaseConnection) -> anyhow::Result<()> {
     const LOCK_NAME: &str = "customer_registration_migrations";
     // Any fixed number; it names the lock among this database's advisory locks.
     const PG_LOCK_KEY: i64 = 0x6372_6d69_6772;
     let backend = db.get_database_backend();
+    if backend == DbBackend::Sqlite {
+        let mut attempt = 1;
+        loop {
+            match Migrator::up(db, None).await {
+                Ok(()) => return Ok(()),
+                Err(error) if attempt < 10 => {
+                    tracing::debug!(error = %error, attempt, "migration raced another process; trying again");
+                    tokio::time::sleep(Duration::from_millis(50 * attempt)).await;
+                    attempt += 1;
+                }
+                Err(error) => {
+                    return Err(error).context("Failed to run database migrations");
+                }
+            }
+        }
+    }
     let txn = db.begin().await.context("Failed to begin migration lock")?;
     let lock = match backend {
         DbBackend::Postgres => format!("SELECT pg_advisory_xact_lock({PG_LOCK_KEY})"),
-        DbBackend::MySql => format!("SELECT GET_LOCK('{LOCK_NAME}', 300)"),
-        _ => "CREATE TABLE IF NOT EXISTS migration_lock (id INTEGER PRIMARY KEY)".to_owned(),
+        _ => format!("SELECT GET_LOCK('{LOCK_NAME}', 300)"),
     };
     txn.execute_unprepared(&lock)
         .await
         .context("Failed to take the migration lock")?;
-    if backend == DbBackend::Sqlite {
-        // A write, so the transaction holds SQLite's write lock from here.
-        txn.execute_unprepared("INSERT OR REPLACE INTO migration_lock (id) VALUES (1)")
-            .await
-            .context("Failed to take the migration lock")?;
-    }
-    let migrated = if backend == DbBackend::Sqlite {
-        Migrator::up(&txn, None).await
-    } else {
-        Migrator::up(db, None).await
-    }
-    .context("Failed to run database migrations");
+    let migrated = Migrator::up(db, None)
+        .await
+        .context("Failed to run database migrations");
     if backend == DbBackend::MySql {
         txn.execute_unprepared(&format!("SELECT RELEASE_LOCK('{LOCK_NAME}')"))
             .await
             .context("Failed to release the migration lock")?;
     }
-    if migrated.is_ok() {
-        txn.commit()
-            .await
-            .context("Failed to commit the migrations")?;
-    } else {
-        txn.rollback()
-            .await
-            .context("Failed to release the migration lock")?;
-    }
+    txn.commit()
+        .await
+        .context("Failed to release the migration lock")?;
     migrated
 }
 
