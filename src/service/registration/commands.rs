@@ -188,42 +188,12 @@ pub async fn confirm_parsed(
     }
 
     let password_hash = core.hashing.hash(password).await?;
-    let now = core.clock.now();
-    let txn = store::begin(core).await?;
-    if !store::consume_code(&txn, current.id, now).await?
-        || !store::complete(&txn, registration.id, now, rules).await?
-    {
-        store::rollback(txn).await?;
-        let latest = store::reload(&core.db, registration.id).await?;
-        return Err(latest.lost_race(rules));
-    }
-    let email_verified = matches!(via, ConfirmedVia::EmailLink { .. });
-    let customer_id =
-        match store::insert_customer(&txn, &registration, password_hash, email_verified, now).await
-        {
-            Ok(id) => id,
-            Err(e) if is_unique_violation(&e) => {
-                store::rollback(txn).await?;
-                return Err(
-                    if queries::username_taken(core, registration.phone.as_str()).await? {
-                        CoreError::UsernameTaken
-                    } else {
-                        CoreError::EmailTaken
-                    },
-                );
-            }
-            Err(e) => {
-                store::rollback(txn).await?;
-                return Err(anyhow::Error::new(e)
-                    .context("Failed to insert customer")
-                    .into());
-            }
-        };
-    if let ConfirmedVia::EmailLink { link_id } = via {
-        store::mark_link_used(&txn, link_id, now).await?;
-    }
-    store::reset_phone_failures(&txn, phone).await?;
-    store::commit(txn).await?;
+    // Run whole again if the database gives the transaction up for a lost
+    // race; a race the conditional updates detect is explained instead.
+    let (customer_id, now) = retrying(|| {
+        complete_registration(core, &registration, current.id, phone, &password_hash, via)
+    })
+    .await?;
     tracing::info!(host = %host.name, registration = %registration.id, customer = %customer_id, "registration completed");
     Ok(ConfirmedRegistration {
         id: registration.id,
@@ -231,6 +201,62 @@ pub async fn confirm_parsed(
         username: registration.phone.as_str().to_owned(),
         completed_at: now,
     })
+}
+
+/// The confirming transaction: uses the code up, completes the registration
+/// and creates the customer, or says which concurrent change got there first.
+async fn complete_registration(
+    core: &Core,
+    registration: &Registration,
+    code_id: Uuid,
+    phone: &PhoneNumber,
+    password_hash: &str,
+    via: ConfirmedVia,
+) -> CoreResult<(Uuid, DateTime<Utc>)> {
+    let rules = &core.rules;
+    let now = core.clock.now();
+    let txn = store::begin(core).await?;
+    if !store::consume_code(&txn, code_id, now).await?
+        || !store::complete(&txn, registration.id, now, rules).await?
+    {
+        store::rollback(txn).await?;
+        let latest = store::reload(&core.db, registration.id).await?;
+        return Err(latest.lost_race(rules));
+    }
+    let email_verified = matches!(via, ConfirmedVia::EmailLink { .. });
+    let inserted = store::insert_customer(
+        &txn,
+        registration,
+        password_hash.to_owned(),
+        email_verified,
+        now,
+    )
+    .await;
+    let customer_id = match inserted {
+        Ok(id) => id,
+        Err(e) if is_unique_violation(&e) => {
+            store::rollback(txn).await?;
+            return Err(
+                if queries::username_taken(core, registration.phone.as_str()).await? {
+                    CoreError::UsernameTaken
+                } else {
+                    CoreError::EmailTaken
+                },
+            );
+        }
+        Err(e) => {
+            store::rollback(txn).await?;
+            return Err(anyhow::Error::new(e)
+                .context("Failed to insert customer")
+                .into());
+        }
+    };
+    if let ConfirmedVia::EmailLink { link_id } = via {
+        store::mark_link_used(&txn, link_id, now).await?;
+    }
+    store::reset_phone_failures(&txn, phone).await?;
+    store::commit(txn).await?;
+    Ok((customer_id, now))
 }
 
 /// Counts a wrong code against the registration and the phone, atomically,
