@@ -89,9 +89,8 @@ fn latency_histogram() -> Histogram {
 
 impl Default for Metrics {
     fn default() -> Self {
-        let mut registry = Registry::with_prefix("registration");
-        let metrics = Self {
-            registry: Mutex::new(Registry::default()),
+        let mut metrics = Self {
+            registry: Mutex::new(Registry::with_prefix("registration")),
             requests: Family::default(),
             latency: Family::new_with_constructor(latency_histogram),
             deliveries: Family::default(),
@@ -104,6 +103,10 @@ impl Default for Metrics {
             pool_connections: Gauge::default(),
             pool_idle: Gauge::default(),
         };
+        let registry = metrics
+            .registry
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         registry.register(
             "http_requests",
             "HTTP requests by operation, transport and status.",
@@ -159,10 +162,6 @@ impl Default for Metrics {
             "Idle database connections.",
             metrics.pool_idle.clone(),
         );
-        *metrics
-            .registry
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = registry;
         metrics
     }
 }

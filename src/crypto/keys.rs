@@ -181,10 +181,7 @@ pub fn generate_secrets() -> String {
 
 fn read_or_create(path: &Path) -> anyhow::Result<GeneratedKeys> {
     if path.exists() {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("Failed to read {}", path.display()))?;
-        return toml::from_str(&text)
-            .with_context(|| format!("Failed to parse {}", path.display()));
+        return read_keys(path);
     }
     let keys = GeneratedKeys {
         token_key: random_token(32),
@@ -203,12 +200,16 @@ fn read_or_create(path: &Path) -> anyhow::Result<GeneratedKeys> {
         // Another process on the same data directory generated them first.
         Err(_) if path.exists() => {
             std::thread::sleep(std::time::Duration::from_millis(100));
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("Failed to read {}", path.display()))?;
-            toml::from_str(&text).with_context(|| format!("Failed to parse {}", path.display()))
+            read_keys(path)
         }
         Err(error) => Err(error),
     }
+}
+
+fn read_keys(path: &Path) -> anyhow::Result<GeneratedKeys> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("Failed to read {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("Failed to parse {}", path.display()))
 }
 
 /// Creates a file only its owner can read (mode 0600 on Unix), failing if

@@ -130,31 +130,23 @@ impl Dispatcher {
             Channel::Email => self.email.send(&outgoing).await,
             Channel::Sms => self.sms.send(&outgoing).await,
         };
-        let (result, class, failure) = match result {
-            Ok(provider_message_id) => (
-                SendResult::Sent {
-                    provider_message_id,
-                },
-                None,
-                None,
-            ),
-            Err(error) => {
-                let class = error.class();
-                let failure = error.to_string();
-                (
-                    SendResult::Failed {
-                        class,
-                        error: failure.clone(),
-                    },
-                    Some(class.name()),
-                    Some(failure),
-                )
-            }
+        let result = match result {
+            Ok(provider_message_id) => SendResult::Sent {
+                provider_message_id,
+            },
+            Err(error) => SendResult::Failed {
+                class: error.class(),
+                error: error.to_string(),
+            },
+        };
+        let (class, failure) = match &result {
+            SendResult::Failed { class, error } => (Some(class.name()), Some(error.as_str())),
+            SendResult::Sent { .. } => (None, None),
         };
         let now = self.core.clock.now();
         let attempts = message.attempts + 1;
         let metrics = &self.core.metrics;
-        match outbox::record_result(&self.core, &message, result, now).await? {
+        match outbox::record_result(&self.core, &message, &result, now).await? {
             Recorded::Sent => {
                 report.sent += 1;
                 metrics.delivery(channel, AttemptOutcome::Sent);

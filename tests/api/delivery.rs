@@ -498,7 +498,7 @@ async fn a_result_is_recorded_only_while_the_lease_holds() {
     let late = outbox::record_result(
         &core,
         &stalled,
-        SendResult::Sent {
+        &SendResult::Sent {
             provider_message_id: "late".into(),
         },
         clock.now(),

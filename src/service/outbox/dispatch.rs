@@ -134,7 +134,7 @@ pub async fn claim(core: &Core, id: Uuid) -> CoreResult<Option<ClaimedMessage>> 
 pub async fn record_result(
     core: &Core,
     message: &ClaimedMessage,
-    result: SendResult,
+    result: &SendResult,
     now: DateTime<Utc>,
 ) -> CoreResult<Recorded> {
     let attempts = message.attempts + 1;
@@ -174,7 +174,7 @@ pub async fn record_result(
                 .col_expr(outbox_message::Column::SentAt, Expr::value(now))
                 .col_expr(
                     outbox_message::Column::ProviderMessageId,
-                    Expr::value(provider_message_id),
+                    Expr::value(provider_message_id.clone()),
                 )
                 // The bodies hold a live code or link: keep them no longer than needed.
                 .col_expr(
@@ -188,11 +188,15 @@ pub async fn record_result(
             (update, Recorded::Sent)
         }
         SendResult::Failed { class, error } => {
+            let class = *class;
             let dead = class == ErrorClass::Permanent || attempts >= max;
             attempt.error_class = Set(Some(class));
             attempt.error = Set(Some(error.clone()));
             let update = update
-                .col_expr(outbox_message::Column::LastError, Expr::value(error))
+                .col_expr(
+                    outbox_message::Column::LastError,
+                    Expr::value(error.clone()),
+                )
                 .col_expr(outbox_message::Column::LastErrorClass, Expr::value(class));
             if dead {
                 attempt.outcome = Set(AttemptOutcome::Dead);
