@@ -109,6 +109,7 @@ enum MessageState {
     Pending,
     Sent,
     Dead,
+    Cancelled,
 }
 
 impl From<MessageState> for OutboxStatus {
@@ -117,6 +118,7 @@ impl From<MessageState> for OutboxStatus {
             MessageState::Pending => OutboxStatus::Pending,
             MessageState::Sent => OutboxStatus::Sent,
             MessageState::Dead => OutboxStatus::Dead,
+            MessageState::Cancelled => OutboxStatus::Cancelled,
         }
     }
 }
@@ -177,13 +179,14 @@ async fn execute(cli: Cli) -> anyhow::Result<()> {
             let core = build_core(settings, clock).await?;
             let purged = retention::purge(&core).await?;
             println!(
-                "purged: {} unconfirmed registration(s), {} code(s), {} link(s), {} access token(s), {} delivery attempt(s), {} dead message text(s), {} idempotency record(s)",
+                "purged: {} unconfirmed registration(s), {} code(s), {} link(s), {} access token(s), {} delivery attempt(s), {} dead message text(s), {} expired queued message(s), {} idempotency record(s)",
                 purged.registrations,
                 purged.codes,
                 purged.links,
                 purged.access_tokens,
                 purged.delivery_attempts,
                 purged.message_bodies,
+                purged.expired_messages,
                 purged.idempotency_records
             );
             Ok(())
@@ -194,6 +197,9 @@ async fn execute(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Config(ConfigCommand::Check) => {
             settings.validate()?;
+            for warning in settings.warnings() {
+                eprintln!("warning: {warning}");
+            }
             print!("{}", settings.redacted_toml()?);
             eprintln!("configuration is valid");
             Ok(())
@@ -215,8 +221,8 @@ async fn execute(cli: Cli) -> anyhow::Result<()> {
                     }
                 }
                 HostCommand::Disable { name } => {
-                    hosts::disable_host(&core, &name).await?;
-                    println!("host {name} disabled");
+                    let cancelled = hosts::disable_host(&core, &name).await?;
+                    println!("host {name} disabled; {cancelled} queued messages cancelled");
                 }
                 HostCommand::RotateSecret { name } => {
                     let credentials = hosts::rotate_secret(&core, &name).await?;

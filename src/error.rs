@@ -76,8 +76,27 @@ impl AuthFailure {
 pub enum QuotaScope {
     /// The one phone number or email address.
     Recipient,
+    /// The one phone number or email address, from the one host.
+    HostRecipient,
     Host,
     Global,
+}
+
+/// Requests a host may make only so often (`[quotas]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimitedOperation {
+    Register,
+    /// `verifyUsername` and `verifyEmail`.
+    Verify,
+}
+
+impl LimitedOperation {
+    pub fn name(self) -> &'static str {
+        match self {
+            LimitedOperation::Register => "register",
+            LimitedOperation::Verify => "verify",
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -124,6 +143,13 @@ pub enum CoreError {
     },
     #[error("this registration has no email address")]
     NoEmailOnRegistration,
+    #[error("too many {} requests from this host; retry later", .operation.name())]
+    RateLimited {
+        operation: LimitedOperation,
+        retry_after_seconds: u64,
+    },
+    #[error("this host registered the phone moments ago; wait before registering it again")]
+    RegisterTooSoon { retry_after_seconds: u64 },
 
     #[error("the server is busy; retry shortly")]
     ServerBusy { retry_after_seconds: u64 },
@@ -137,6 +163,8 @@ pub fn quota_scope_name(channel: Channel, scope: QuotaScope) -> &'static str {
     match (scope, channel) {
         (QuotaScope::Recipient, Channel::Sms) => "phone",
         (QuotaScope::Recipient, Channel::Email) => "email",
+        (QuotaScope::HostRecipient, Channel::Sms) => "host-phone",
+        (QuotaScope::HostRecipient, Channel::Email) => "host-email",
         (QuotaScope::Host, _) => "host",
         (QuotaScope::Global, _) => "global",
     }
@@ -169,6 +197,8 @@ impl CoreError {
             ResendLimitReached { .. } => "RESEND_LIMIT_REACHED",
             SendQuotaExceeded { .. } => "SEND_QUOTA_EXCEEDED",
             NoEmailOnRegistration => "NO_EMAIL_ON_REGISTRATION",
+            RateLimited { .. } => "RATE_LIMITED",
+            RegisterTooSoon { .. } => "REGISTER_TOO_SOON",
             ServerBusy { .. } => "SERVER_BUSY",
             Internal(_) => "INTERNAL",
         }
@@ -189,6 +219,13 @@ impl CoreError {
             }
             | ServerBusy {
                 retry_after_seconds,
+            }
+            | RegisterTooSoon {
+                retry_after_seconds,
+            }
+            | RateLimited {
+                retry_after_seconds,
+                ..
             }
             | SendQuotaExceeded {
                 retry_after_seconds,

@@ -63,6 +63,7 @@ pub struct Snapshot {
     /// Per channel: messages waiting, and the age of the oldest in seconds.
     pub outbox: Vec<(Channel, i64, f64)>,
     pub hashes_waiting: i64,
+    pub hashes_running: i64,
     pub pool_connections: i64,
     pub pool_idle: i64,
 }
@@ -78,6 +79,7 @@ pub struct Metrics {
     outbox_depth: Family<ChannelLabels, Gauge>,
     outbox_oldest: Family<ChannelLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     hashes_waiting: Gauge,
+    hashes_running: Gauge,
     pool_connections: Gauge,
     pool_idle: Gauge,
 }
@@ -100,6 +102,7 @@ impl Default for Metrics {
             outbox_depth: Family::default(),
             outbox_oldest: Family::default(),
             hashes_waiting: Gauge::default(),
+            hashes_running: Gauge::default(),
             pool_connections: Gauge::default(),
             pool_idle: Gauge::default(),
         };
@@ -151,6 +154,11 @@ impl Default for Metrics {
             "password_hashes_waiting",
             "Requests waiting for a password-hashing slot.",
             metrics.hashes_waiting.clone(),
+        );
+        registry.register(
+            "password_hashes_running",
+            "Password hashes being computed, including those whose request was abandoned.",
+            metrics.hashes_running.clone(),
         );
         registry.register(
             "db_pool_connections",
@@ -226,6 +234,7 @@ impl Metrics {
             self.outbox_oldest.get_or_create(&labels).set(*oldest);
         }
         self.hashes_waiting.set(snapshot.hashes_waiting);
+        self.hashes_running.set(snapshot.hashes_running);
         self.pool_connections.set(snapshot.pool_connections);
         self.pool_idle.set(snapshot.pool_idle);
         let mut text = String::new();

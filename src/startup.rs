@@ -139,6 +139,9 @@ pub fn router(core: Core) -> Router {
 /// The core without the HTTP server: what CLI subcommands need.
 pub async fn build_core(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<Core> {
     settings.validate()?;
+    for warning in settings.warnings() {
+        tracing::warn!("{warning}");
+    }
     // Before connecting: missing keys are a configuration error, not a
     // database one.
     let keys = Arc::new(Keys::load(&settings)?);

@@ -99,7 +99,38 @@ fn bad_configuration_is_reported_by_key() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
-        stderr.contains("registration.token_digits must be between 4 and 8"),
+        stderr.contains("registration.token_digits must be between 6 and 8"),
+        "{stderr}"
+    );
+}
+
+/// Codes under 20 bits need an explicit legacy setting, and `config check`
+/// warns while it is on.
+#[test]
+fn short_codes_need_the_legacy_setting() {
+    let cli = Cli::new();
+    let run = |legacy: &str| {
+        Command::new(env!("CARGO_BIN_EXE_customer-registration"))
+            .args(["config", "check"])
+            .env("CR_DATA_DIR", cli.dir.path())
+            .env("CR_REGISTRATION__TOKEN_DIGITS", "5")
+            .env("CR_REGISTRATION__LEGACY_SHORT_CODES", legacy)
+            .output()
+            .unwrap()
+    };
+    let refused = run("false");
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("registration.token_digits below 6")
+            && stderr.contains("legacy_short_codes = true"),
+        "{stderr}"
+    );
+    let allowed = run("true");
+    let stderr = String::from_utf8_lossy(&allowed.stderr);
+    assert!(allowed.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("warning: registration.token_digits = 5"),
         "{stderr}"
     );
 }
@@ -119,7 +150,7 @@ fn documented_environment_variables_work() {
         .env("CR_LISTEN", "127.0.0.1:9191")
         .env("DATABASE_URL", "sqlite://elsewhere.db")
         .env("RUST_LOG", "error")
-        .env("CR_REGISTRATION__TOKEN_DIGITS", "4")
+        .env("CR_REGISTRATION__TOKEN_DIGITS", "7")
         .env("CR_SECRETS__TOKEN_KEY", "token-key-value-1")
         .env("CR_SECRETS__PASSWORD_PEPPER", "pepper-value-2")
         .env("CR_DELIVERY__EMAIL__SMTP__PASSWORD", "smtp-password-3")
@@ -136,7 +167,7 @@ fn documented_environment_variables_work() {
     for expected in [
         "listen = \"127.0.0.1:9191\"",
         "database_url = \"sqlite://elsewhere.db\"",
-        "token_digits = 4",
+        "token_digits = 7",
         "max_wrong_codes = 7",
         "token_key = \"[redacted]\"",
         "auth_token = \"[redacted]\"",

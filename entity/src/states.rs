@@ -50,9 +50,13 @@ pub enum OutboxStatus {
     /// Accepted by the SMTP server or the SMS gateway.
     #[sea_orm(string_value = "sent")]
     Sent,
-    /// Given up on; an operator may requeue it.
+    /// Given up on; its body is erased.
     #[sea_orm(string_value = "dead")]
     Dead,
+    /// Not to be sent any more: its code or link was replaced or used, its
+    /// registration completed, or its host disabled. Its body is erased.
+    #[sea_orm(string_value = "cancelled")]
+    Cancelled,
 }
 
 impl OutboxStatus {
@@ -61,6 +65,7 @@ impl OutboxStatus {
             OutboxStatus::Pending => "pending",
             OutboxStatus::Sent => "sent",
             OutboxStatus::Dead => "dead",
+            OutboxStatus::Cancelled => "cancelled",
         }
     }
 }
@@ -80,6 +85,9 @@ pub enum AttemptOutcome {
     /// An operator put the dead message back in the queue.
     #[sea_orm(string_value = "requeued")]
     Requeued,
+    /// Withdrawn before it was sent; the attempt's error says why.
+    #[sea_orm(string_value = "cancelled")]
+    Cancelled,
 }
 
 impl AttemptOutcome {
@@ -89,6 +97,7 @@ impl AttemptOutcome {
             AttemptOutcome::Failed => "failed",
             AttemptOutcome::Dead => "dead",
             AttemptOutcome::Requeued => "requeued",
+            AttemptOutcome::Cancelled => "cancelled",
         }
     }
 }

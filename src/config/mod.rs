@@ -81,8 +81,12 @@ impl Default for SecretSettings {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RegistrationSettings {
-    /// Secret digits after the 3-letter prefix (4 to 8).
+    /// Secret digits after the 3-letter prefix: 6 to 8 (at least 20 bits,
+    /// NIST SP 800-63B), or 4 and 5 with `legacy_short_codes`.
     pub token_digits: u8,
+    /// Allows 4- or 5-digit codes for clients that cannot take 6; the
+    /// service warns at start while it is on.
+    pub legacy_short_codes: bool,
     pub token_expiry_minutes: u32,
     /// Wrong codes one registration tolerates before it locks.
     pub max_wrong_codes: u32,
@@ -91,6 +95,8 @@ pub struct RegistrationSettings {
     pub phone_lock_threshold: u32,
     pub phone_lock_minutes: u32,
     pub resend_cooldown_seconds: u32,
+    /// How soon one host may register the same phone again.
+    pub register_cooldown_seconds: u32,
     /// Sends per channel per registration, the first one included.
     pub max_sends: u32,
     /// Region for phone numbers written without a country code, where the
@@ -126,7 +132,8 @@ pub struct LimitSettings {
     pub shutdown_grace_seconds: u64,
 }
 
-/// A cap on sends within a fixed window; `limit = 0` switches it off.
+/// A cap on sends or requests within a fixed window, counted in the
+/// database so it holds across instances; `limit = 0` switches it off.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Quota {
@@ -160,19 +167,29 @@ impl Default for RetentionSettings {
     }
 }
 
-/// Against SMS pumping and mail floods: caps per recipient, per host and
-/// overall, counted in the database so they hold across instances.
+/// Against SMS pumping, mail floods and enumeration: caps per recipient,
+/// per host and recipient, per host and overall on sends, and per host on
+/// registers and availability checks.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct QuotaSettings {
     /// Countries (ISO alpha-2) whose phone numbers may receive SMS.
     pub allowed_countries: Vec<String>,
     pub sms_per_phone: Quota,
+    /// One host's share of a phone's SMS, so no host can use up the
+    /// number for the others.
+    pub sms_per_host_phone: Quota,
     pub sms_per_host: Quota,
     pub sms_global: Quota,
     pub email_per_address: Quota,
+    pub email_per_host_address: Quota,
     pub email_per_host: Quota,
     pub email_global: Quota,
+    /// `register` requests per host, whatever their outcome.
+    pub register_per_host: Quota,
+    /// `verifyUsername` and `verifyEmail` checks per host (each aliased
+    /// GraphQL field counts), against enumeration of customers.
+    pub verify_per_host: Quota,
 }
 
 impl Default for Settings {
@@ -198,11 +215,13 @@ impl Default for RegistrationSettings {
     fn default() -> Self {
         Self {
             token_digits: 6,
+            legacy_short_codes: false,
             token_expiry_minutes: 10,
             max_wrong_codes: 5,
             phone_lock_threshold: 100,
             phone_lock_minutes: 60,
             resend_cooldown_seconds: 60,
+            register_cooldown_seconds: 60,
             max_sends: 5,
             default_region: "ID".into(),
             completion_link_expiry_hours: 24,
@@ -246,14 +265,22 @@ impl Default for QuotaSettings {
             limit,
             window_minutes: 60,
         };
+        let per_minute = |limit| Quota {
+            limit,
+            window_minutes: 1,
+        };
         Self {
             allowed_countries: vec!["ID".into()],
             sms_per_phone: hourly(10),
+            sms_per_host_phone: hourly(5),
             sms_per_host: hourly(1_000),
             sms_global: hourly(10_000),
             email_per_address: hourly(10),
+            email_per_host_address: hourly(5),
             email_per_host: hourly(1_000),
             email_global: hourly(10_000),
+            register_per_host: per_minute(120),
+            verify_per_host: per_minute(600),
         }
     }
 }
@@ -288,8 +315,13 @@ impl Settings {
     /// Rejects settings the service cannot honour, naming the key.
     pub fn validate(&self) -> anyhow::Result<()> {
         let r = &self.registration;
-        if !(4..=8).contains(&r.token_digits) {
-            bail!("registration.token_digits must be between 4 and 8");
+        match r.token_digits {
+            6..=8 => {}
+            4 | 5 if r.legacy_short_codes => {}
+            4 | 5 => bail!(
+                "registration.token_digits below 6 gives fewer than 20 bits (NIST SP 800-63B); set registration.legacy_short_codes = true to allow 4 or 5"
+            ),
+            _ => bail!("registration.token_digits must be between 6 and 8"),
         }
         if r.token_expiry_minutes == 0 || r.max_wrong_codes == 0 || r.max_sends == 0 {
             bail!(
@@ -319,6 +351,18 @@ impl Settings {
             }
         }
         Ok(())
+    }
+
+    /// Settings that are allowed but weaken the service; logged at start.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        if self.registration.token_digits < 6 {
+            warnings.push(format!(
+                "registration.token_digits = {} (legacy_short_codes): codes have fewer than 20 bits",
+                self.registration.token_digits
+            ));
+        }
+        warnings
     }
 
     pub fn database_url(&self) -> String {

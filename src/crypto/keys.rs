@@ -6,7 +6,13 @@
 use std::path::Path;
 
 use anyhow::{Context, bail};
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use chacha20poly1305::{
+    AeadCore, KeyInit as _, XChaCha20Poly1305, XNonce,
+    aead::{Aead, Payload},
+};
 use hmac::{Hmac, Mac};
+use rand::rngs::OsRng;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
@@ -150,6 +156,85 @@ impl Keys {
     }
 }
 
+/// Message bodies at rest: XChaCha20-Poly1305 under a key derived from the
+/// token key, so a copy of the database reads no live code or link. The
+/// message id is the associated data: a body moved to another row (another
+/// recipient) fails to open. Format: `v1.<key fingerprint>.<base64url of
+/// nonce and ciphertext>`; earlier token keys still open what they sealed.
+impl Keys {
+    #[allow(clippy::expect_used, reason = "a 32-byte key and an in-memory buffer")]
+    pub fn seal(&self, message_id: &[u8], plaintext: &str) -> String {
+        let key = &self.token_keys[0];
+        let cipher = XChaCha20Poly1305::new(&body_key(key).into());
+        let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
+        let sealed = cipher
+            .encrypt(
+                &nonce,
+                Payload {
+                    msg: plaintext.as_bytes(),
+                    aad: message_id,
+                },
+            )
+            .expect("encryption into memory cannot fail");
+        let mut bytes = nonce.to_vec();
+        bytes.extend(sealed);
+        format!(
+            "{SEALED_V1}.{}.{}",
+            fingerprint(key),
+            URL_SAFE_NO_PAD.encode(bytes)
+        )
+    }
+
+    /// The plaintext of a sealed body; a body stored before sealing existed
+    /// is returned as it is.
+    pub fn open(&self, message_id: &[u8], stored: &str) -> anyhow::Result<String> {
+        let Some(rest) = stored
+            .strip_prefix(SEALED_V1)
+            .and_then(|r| r.strip_prefix('.'))
+        else {
+            return Ok(stored.to_owned());
+        };
+        let (key_print, encoded) = rest
+            .split_once('.')
+            .context("sealed message body without a key fingerprint")?;
+        let key = self
+            .token_keys
+            .iter()
+            .find(|key| fingerprint(key) == key_print)
+            .with_context(|| {
+                format!("message body sealed under token key {key_print}, which is not configured")
+            })?;
+        let bytes = URL_SAFE_NO_PAD
+            .decode(encoded)
+            .context("sealed message body is not base64url")?;
+        if bytes.len() < 24 {
+            bail!("sealed message body is too short");
+        }
+        let (nonce, ciphertext) = bytes.split_at(24);
+        let plaintext = XChaCha20Poly1305::new(&body_key(key).into())
+            .decrypt(
+                XNonce::from_slice(nonce),
+                Payload {
+                    msg: ciphertext,
+                    aad: message_id,
+                },
+            )
+            .map_err(|_| anyhow::anyhow!("sealed message body failed authentication"))?;
+        String::from_utf8(plaintext).context("sealed message body is not UTF-8")
+    }
+}
+
+const SEALED_V1: &str = "v1";
+
+/// A key for message bodies only, derived from the token key.
+#[allow(clippy::expect_used, reason = "HMAC accepts a key of any length")]
+fn body_key(token_key: &SecretString) -> [u8; 32] {
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(token_key.expose_secret().as_bytes())
+        .expect("HMAC accepts any key length");
+    mac.update(b"customer-registration message body key v1");
+    mac.finalize().into_bytes().into()
+}
+
 fn fingerprint(key: &SecretString) -> String {
     let full = hmac_hex(
         key.expose_secret().as_bytes(),
@@ -160,7 +245,7 @@ fn fingerprint(key: &SecretString) -> String {
 
 #[allow(clippy::expect_used, reason = "HMAC accepts a key of any length")]
 fn pepper_with(pepper: &SecretString, md5: &Md5PasswordHex) -> [u8; 32] {
-    let mut mac = Hmac::<Sha256>::new_from_slice(pepper.expose_secret().as_bytes())
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(pepper.expose_secret().as_bytes())
         .expect("HMAC accepts any key length");
     mac.update(md5.expose().as_bytes());
     mac.finalize().into_bytes().into()
@@ -230,4 +315,48 @@ pub fn write_private_file(path: &Path, text: &str) -> anyhow::Result<()> {
 #[cfg(not(unix))]
 pub fn write_private_file(path: &Path, text: &str) -> anyhow::Result<()> {
     std::fs::write(path, text).with_context(|| format!("Failed to write {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sealed_bodies_open_only_for_their_message() {
+        let keys = Keys::for_tests("token-key", "pepper");
+        let sealed = keys.seal(b"message-1", "Your code is ABC123456");
+        assert!(sealed.starts_with("v1."), "{sealed}");
+        assert!(!sealed.contains("ABC123456"));
+        assert_eq!(
+            keys.open(b"message-1", &sealed).unwrap(),
+            "Your code is ABC123456"
+        );
+        // Moved to another row, it does not open.
+        assert!(keys.open(b"message-2", &sealed).is_err());
+        // Another key does not open it either.
+        let other = Keys::for_tests("another-key", "pepper");
+        assert!(other.open(b"message-1", &sealed).is_err());
+    }
+
+    #[test]
+    fn earlier_token_keys_still_open_what_they_sealed() {
+        let old = Keys::for_tests("old-key", "pepper");
+        let sealed = old.seal(b"m", "link");
+        let rotated = Keys {
+            token_keys: vec!["new-key".to_owned().into(), "old-key".to_owned().into()],
+            peppers: vec![(1, "pepper".to_owned().into())],
+        };
+        assert_eq!(rotated.open(b"m", &sealed).unwrap(), "link");
+        assert!(
+            rotated
+                .seal(b"m", "x")
+                .contains(&fingerprint(&"new-key".to_owned().into()))
+        );
+    }
+
+    #[test]
+    fn bodies_stored_before_sealing_read_as_they_are() {
+        let keys = Keys::for_tests("token-key", "pepper");
+        assert_eq!(keys.open(b"m", "plain text").unwrap(), "plain text");
+    }
 }

@@ -1,5 +1,8 @@
 //! Password hashing: Argon2id over the peppered MD5 the clients send.
-use std::sync::Arc;
+use std::sync::{
+    Arc,
+    atomic::{AtomicUsize, Ordering},
+};
 
 use anyhow::Context;
 use argon2::{
@@ -19,6 +22,11 @@ use crate::{
 /// computed on the blocking pool behind a bounded queue: beyond
 /// `max_queued` waiting requests the caller gets `ServerBusy` at once
 /// instead of piling up memory.
+///
+/// The permits travel into the blocking task and are released when the
+/// hash is finished, not when the request is: a client that gives up
+/// mid-hash cannot start more hashes than `max_concurrent`, however many
+/// requests it cancels.
 #[derive(Clone)]
 pub struct PasswordHashing {
     keys: Arc<Keys>,
@@ -26,6 +34,8 @@ pub struct PasswordHashing {
     waiting: Arc<Semaphore>,
     max_concurrent: usize,
     max_queued: usize,
+    hashing_now: Arc<AtomicUsize>,
+    most_at_once: Arc<AtomicUsize>,
 }
 
 impl PasswordHashing {
@@ -36,7 +46,19 @@ impl PasswordHashing {
             waiting: Arc::new(Semaphore::new(max_concurrent + max_queued)),
             max_concurrent,
             max_queued,
+            hashing_now: Arc::default(),
+            most_at_once: Arc::default(),
         }
+    }
+
+    /// Hashes being computed now, on behalf of live or abandoned requests.
+    pub fn in_progress(&self) -> usize {
+        self.hashing_now.load(Ordering::Relaxed)
+    }
+
+    /// The most hashes ever computed at once by this process.
+    pub fn most_at_once(&self) -> usize {
+        self.most_at_once.load(Ordering::Relaxed)
     }
 
     /// Requests waiting for a hashing slot now (the queue depth).
@@ -100,20 +122,32 @@ impl PasswordHashing {
         &self,
         work: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
     ) -> CoreResult<T> {
-        let _queued = self
-            .waiting
-            .try_acquire()
-            .map_err(|_| CoreError::ServerBusy {
-                retry_after_seconds: 1,
-            })?;
-        let _running = self
+        let queued =
+            self.waiting
+                .clone()
+                .try_acquire_owned()
+                .map_err(|_| CoreError::ServerBusy {
+                    retry_after_seconds: 1,
+                })?;
+        let running = self
             .running
-            .acquire()
+            .clone()
+            .acquire_owned()
             .await
             .context("Failed to wait for a hashing slot")?;
-        let result = tokio::task::spawn_blocking(work)
-            .await
-            .context("Failed to join the hashing task")??;
+        let hashing_now = Arc::clone(&self.hashing_now);
+        let most_at_once = Arc::clone(&self.most_at_once);
+        let result = tokio::task::spawn_blocking(move || {
+            let now = hashing_now.fetch_add(1, Ordering::Relaxed) + 1;
+            most_at_once.fetch_max(now, Ordering::Relaxed);
+            let result = work();
+            hashing_now.fetch_sub(1, Ordering::Relaxed);
+            // Only now may another hash start.
+            drop((running, queued));
+            result
+        })
+        .await
+        .context("Failed to join the hashing task")??;
         Ok(result)
     }
 }
@@ -139,6 +173,30 @@ mod tests {
         let hashed = results.iter().filter(|r| r.is_ok()).count();
         // One running plus one queued get through; the rest are told to retry.
         assert_eq!((hashed, busy), (2, 4));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn abandoned_requests_do_not_start_more_hashes_than_the_bound() {
+        let hashing = PasswordHashing::new(keys(), 2, 8);
+        let md5 = Md5PasswordHex::parse(&"C".repeat(32)).unwrap();
+        let cut_off = (0..2_000).map(|_| {
+            let hashing = hashing.clone();
+            let md5 = md5.clone();
+            tokio::spawn(async move {
+                tokio::time::timeout(std::time::Duration::from_millis(2), hashing.hash(&md5)).await
+            })
+        });
+        let outcomes = futures::future::join_all(cut_off).await;
+        assert!(outcomes.iter().all(|o| o.is_ok()), "no task panicked");
+        assert!(
+            hashing.most_at_once() <= 2,
+            "{} hashes ran at once",
+            hashing.most_at_once()
+        );
+        // The abandoned work drains and the next caller is served.
+        assert!(hashing.hash(&md5).await.is_ok());
+        assert_eq!(hashing.in_progress(), 0);
+        assert!(hashing.most_at_once() >= 1);
     }
 
     #[tokio::test]

@@ -21,6 +21,8 @@ pub struct Rules {
     /// Sends per channel per registration, the first one included.
     pub max_sends: u32,
     pub resend_cooldown: Duration,
+    /// How soon one host may register the same phone again.
+    pub register_cooldown: Duration,
     pub token_expiry: Duration,
     pub link_expiry: Duration,
     /// Consecutive wrong codes for one phone before it is refused.
@@ -34,6 +36,7 @@ impl Rules {
             max_wrong_codes: settings.max_wrong_codes,
             max_sends: settings.max_sends,
             resend_cooldown: Duration::seconds(i64::from(settings.resend_cooldown_seconds)),
+            register_cooldown: Duration::seconds(i64::from(settings.register_cooldown_seconds)),
             token_expiry: Duration::minutes(i64::from(settings.token_expiry_minutes)),
             link_expiry: Duration::hours(i64::from(settings.completion_link_expiry_hours)),
             phone_lock_threshold: settings.phone_lock_threshold,
@@ -236,6 +239,21 @@ pub fn ensure_phone_not_locked(
     match locked_until {
         Some(until) if until > now => Err(CoreError::PhoneLocked {
             retry_after_seconds: seconds_until(now, until),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// A host registering the same phone again within the cooldown would only
+/// flood the customer with codes.
+pub fn ensure_register_cooled_down(
+    last_registered_at: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+    rules: &Rules,
+) -> Result<(), CoreError> {
+    match last_registered_at.map(|at| at + rules.register_cooldown) {
+        Some(allowed_at) if allowed_at > now => Err(CoreError::RegisterTooSoon {
+            retry_after_seconds: seconds_until(now, allowed_at),
         }),
         _ => Ok(()),
     }

@@ -21,8 +21,12 @@ pub enum DeliveryStatus {
     Pending,
     /// Accepted by the SMTP server or SMS gateway.
     Sent,
-    /// Given up on; an operator can retry it from the CLI.
+    /// Given up on after its attempts or a permanent failure; its content
+    /// is erased. Ask for a resend.
     Dead,
+    /// Withdrawn before it was sent: its code or link was replaced or used,
+    /// the registration completed, or the host was disabled.
+    Cancelled,
 }
 
 /// One outgoing SMS or email and how its delivery went.

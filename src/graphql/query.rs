@@ -26,16 +26,15 @@ impl QueryRoot {
         ctx: &Context<'_>,
         username: String,
     ) -> Result<UsernameAvailability> {
-        caller(ctx)?;
         let availability =
-            registration::verify_username(ctx.data()?, Some(username).into()).await?;
+            registration::verify_username(ctx.data()?, caller(ctx)?, Some(username).into()).await?;
         Ok(availability.into())
     }
 
     /// Whether a registered customer holds this email.
     async fn verify_email(&self, ctx: &Context<'_>, email: String) -> Result<EmailAvailability> {
-        caller(ctx)?;
-        let availability = registration::verify_email(ctx.data()?, Some(email).into()).await?;
+        let availability =
+            registration::verify_email(ctx.data()?, caller(ctx)?, Some(email).into()).await?;
         Ok(availability.into())
     }
 

@@ -151,9 +151,11 @@ pub fn core_status(error: &CoreError) -> StatusCode {
         TokenInvalid { .. } | TokenSuperseded | NoEmailOnRegistration => {
             StatusCode::UNPROCESSABLE_ENTITY
         }
-        ResendTooSoon { .. } | ResendLimitReached { .. } | SendQuotaExceeded { .. } => {
-            StatusCode::TOO_MANY_REQUESTS
-        }
+        ResendTooSoon { .. }
+        | ResendLimitReached { .. }
+        | SendQuotaExceeded { .. }
+        | RateLimited { .. }
+        | RegisterTooSoon { .. } => StatusCode::TOO_MANY_REQUESTS,
         ServerBusy { .. } => StatusCode::SERVICE_UNAVAILABLE,
         Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
@@ -250,7 +252,7 @@ pub(crate) mod tests {
     use entity::states::Channel;
 
     use super::*;
-    use crate::error::QuotaScope;
+    use crate::error::{LimitedOperation, QuotaScope};
 
     /// One of every error, as the edge can meet it.
     pub(crate) fn every_error() -> Vec<ApiError> {
@@ -288,7 +290,19 @@ pub(crate) mod tests {
                 scope: QuotaScope::Recipient,
                 retry_after_seconds: 600,
             },
+            CoreError::SendQuotaExceeded {
+                channel: Channel::Email,
+                scope: QuotaScope::HostRecipient,
+                retry_after_seconds: 900,
+            },
             CoreError::NoEmailOnRegistration,
+            CoreError::RateLimited {
+                operation: LimitedOperation::Verify,
+                retry_after_seconds: 30,
+            },
+            CoreError::RegisterTooSoon {
+                retry_after_seconds: 55,
+            },
             CoreError::ServerBusy {
                 retry_after_seconds: 1,
             },

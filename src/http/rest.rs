@@ -53,16 +53,18 @@ pub async fn resend_email(
 
 pub async fn verify_username(
     State(core): State<Core>,
+    Extension(host): Extension<AuthenticatedHost>,
     ApiQuery(query): ApiQuery<UsernameQuery>,
 ) -> ApiResult<Json<UsernameBody>> {
-    let availability = registration::verify_username(&core, query.username.into()).await?;
+    let availability = registration::verify_username(&core, &host, query.username.into()).await?;
     Ok(Json(availability.into()))
 }
 
 pub async fn verify_email(
     State(core): State<Core>,
+    Extension(host): Extension<AuthenticatedHost>,
     ApiQuery(query): ApiQuery<EmailQuery>,
 ) -> ApiResult<Json<EmailBody>> {
-    let availability = registration::verify_email(&core, query.email.into()).await?;
+    let availability = registration::verify_email(&core, &host, query.email.into()).await?;
     Ok(Json(availability.into()))
 }

@@ -52,15 +52,15 @@ pub async fn inspect_link(core: &Core, token: &str) -> CoreResult<LinkStatus> {
         masked_phone: None,
         token_prefix: None,
     };
-    let Some((link, registration)) = find_link(core, token).await? else {
+    let Some((link, registration, host)) = find_link(core, token).await? else {
         return Ok(invalid);
     };
     let language = registration.language;
     let masked_phone =
         Some(PhoneNumber::from_stored(registration.phone.clone()).masked_for_display());
-    let state = link_state(core, &link, &registration);
+    let state = link_state(core, &link, &registration, &host);
     let token_prefix = if state == LinkState::Open {
-        Some(current_code(core, registration.id).await?.prefix)
+        Some(current_code(&core.db, registration.id).await?.prefix)
     } else {
         None
     };
@@ -75,7 +75,7 @@ pub async fn inspect_link(core: &Core, token: &str) -> CoreResult<LinkStatus> {
 async fn find_link(
     core: &Core,
     token: &str,
-) -> CoreResult<Option<(completion_link::Model, registration::Model)>> {
+) -> CoreResult<Option<(completion_link::Model, registration::Model, host::Model)>> {
     if token.is_empty() || token.len() > 128 {
         return Ok(None);
     }
@@ -85,17 +85,30 @@ async fn find_link(
         .one(&core.db)
         .await
         .context("Failed to look up completion link")?;
-    Ok(found.and_then(|(link, registration)| registration.map(|r| (link, r))))
+    let Some((link, Some(registration))) = found else {
+        return Ok(None);
+    };
+    let host = host::Entity::find_by_id(registration.host_id)
+        .one(&core.db)
+        .await
+        .context("Failed to load host")?
+        .ok_or_else(|| anyhow::anyhow!("registration without host"))?;
+    Ok(Some((link, registration, host)))
 }
 
+/// A disabled host's links stop working: the page acts on its behalf.
 fn link_state(
     core: &Core,
     link: &completion_link::Model,
     registration: &registration::Model,
+    host: &host::Model,
 ) -> LinkState {
     if registration.status == RegistrationStatus::Completed || link.used_at.is_some() {
         LinkState::Completed
-    } else if registration.status != RegistrationStatus::Pending || link.superseded_at.is_some() {
+    } else if registration.status != RegistrationStatus::Pending
+        || link.superseded_at.is_some()
+        || host.disabled_at.is_some()
+    {
         LinkState::Invalid
     } else if link.expires_at <= core.clock.now() {
         LinkState::Expired
@@ -114,20 +127,15 @@ async fn open_link(
     registration::Model,
     AuthenticatedHost,
 )> {
-    let Some((link, registration)) = find_link(core, token).await? else {
+    let Some((link, registration, host)) = find_link(core, token).await? else {
         return Err(CoreError::CompletionLinkInvalid);
     };
-    match link_state(core, &link, &registration) {
+    match link_state(core, &link, &registration, &host) {
         LinkState::Open => {}
         LinkState::Completed => return Err(CoreError::RegistrationCompleted),
         LinkState::Expired => return Err(CoreError::CompletionLinkExpired),
         LinkState::Invalid => return Err(CoreError::CompletionLinkInvalid),
     }
-    let host = host::Entity::find_by_id(registration.host_id)
-        .one(&core.db)
-        .await
-        .context("Failed to load host")?
-        .ok_or_else(|| anyhow::anyhow!("registration without host"))?;
     let host = AuthenticatedHost {
         id: host.id,
         name: host.name,
@@ -152,7 +160,7 @@ pub async fn complete_via_link(
     form: CompletionForm<'_>,
 ) -> CoreResult<ConfirmedRegistration> {
     let (link, registration, host) = open_link(core, token).await?;
-    let current_prefix = current_code(core, registration.id).await?.prefix;
+    let current_prefix = current_code(&core.db, registration.id).await?.prefix;
     let typed = form.code.trim();
     let full_token = if typed.starts_with(|c: char| c.is_ascii_alphabetic()) {
         typed.to_owned()

@@ -75,6 +75,7 @@ pub async fn snapshot(core: &Core) -> CoreResult<Snapshot> {
     Ok(Snapshot {
         outbox,
         hashes_waiting: i64::try_from(core.hashing.waiting()).unwrap_or(i64::MAX),
+        hashes_running: i64::try_from(core.hashing.in_progress()).unwrap_or(i64::MAX),
         pool_connections: i64::from(connections),
         pool_idle: i64::try_from(idle).unwrap_or(i64::MAX),
     })

@@ -5,7 +5,7 @@ use chrono::{DateTime, Duration, Utc};
 use entity::{access_token, host};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    sea_query::Expr,
+    TransactionTrait, sea_query::Expr,
 };
 use serde::Serialize;
 use subtle::ConstantTimeEq;
@@ -14,6 +14,7 @@ use uuid::Uuid;
 use crate::{
     crypto::{random_token, sha256_hex},
     error::{AuthFailure, CoreError, CoreResult},
+    service::outbox,
     state::Core,
 };
 
@@ -105,30 +106,44 @@ pub async fn list_hosts(core: &Core) -> CoreResult<Vec<HostSummary>> {
 }
 
 /// Disables the host; its tokens stop working on the next request, since
-/// every request checks the host.
-pub async fn disable_host(core: &Core, name: &str) -> CoreResult<()> {
+/// every request checks the host, its completion links stop working, and
+/// its queued messages are cancelled. Returns how many were cancelled.
+pub async fn disable_host(core: &Core, name: &str) -> CoreResult<u64> {
+    let now = core.clock.now();
+    let txn = core
+        .db
+        .begin()
+        .await
+        .context("Failed to begin transaction")?;
     let result = host::Entity::update_many()
-        .col_expr(host::Column::DisabledAt, Expr::value(core.clock.now()))
+        .col_expr(host::Column::DisabledAt, Expr::value(now))
         .filter(host::Column::Name.eq(name))
         .filter(host::Column::DisabledAt.is_null())
-        .exec(&core.db)
+        .exec(&txn)
         .await
         .context("Failed to disable host")?;
-    if result.rows_affected == 0 {
-        let exists = host::Entity::find()
-            .filter(host::Column::Name.eq(name))
-            .count(&core.db)
-            .await
-            .context("Failed to look up host")?;
-        if exists == 0 {
-            return Err(CoreError::field(
-                "name",
-                "not_found",
-                format!("no host named {name}"),
-            ));
-        }
+    // Also when it was disabled before: messages queued since are withdrawn.
+    let found = host::Entity::find()
+        .filter(host::Column::Name.eq(name))
+        .one(&txn)
+        .await
+        .context("Failed to look up host")?;
+    let cancelled = match &found {
+        Some(host) => outbox::cancel_for_host(&txn, host.id, now).await?,
+        None => 0,
+    };
+    txn.commit().await.context("Failed to commit")?;
+    if found.is_none() {
+        return Err(CoreError::field(
+            "name",
+            "not_found",
+            format!("no host named {name}"),
+        ));
     }
-    Ok(())
+    if result.rows_affected > 0 || cancelled > 0 {
+        tracing::info!(host = name, cancelled, "host disabled");
+    }
+    Ok(cancelled)
 }
 
 /// On a database with no host at all, creates one so a newcomer can call

@@ -1,11 +1,13 @@
-//! Send quotas against SMS pumping: fixed-window counters per recipient,
-//! per host and overall, kept in the database so every instance shares them.
+//! Fixed-window counters kept in the database, so every instance shares
+//! them: send quotas against SMS pumping and mail floods (per recipient,
+//! per host and recipient, per host and overall) and request limits per
+//! host against enumeration and register floods.
 use anyhow::Context;
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use entity::send_quota;
 use sea_orm::{
     ActiveValue::Set,
-    DatabaseTransaction, EntityTrait,
+    ConnectionTrait, DatabaseTransaction, EntityTrait,
     sea_query::{Expr, ExprTrait, OnConflict},
 };
 use uuid::Uuid;
@@ -14,7 +16,8 @@ use entity::states::Channel;
 
 use crate::{
     config::Quota,
-    error::{CoreError, CoreResult, QuotaScope, quota_scope_name},
+    error::{CoreError, CoreResult, LimitedOperation, QuotaScope, quota_scope_name},
+    service::hosts::AuthenticatedHost,
     state::Core,
 };
 
@@ -31,68 +34,123 @@ pub async fn consume(
     now: DateTime<Utc>,
 ) -> CoreResult<()> {
     let q = &core.settings.quotas;
-    let (per_recipient, per_host, global) = match channel {
-        Channel::Sms => (q.sms_per_phone, q.sms_per_host, q.sms_global),
-        Channel::Email => (q.email_per_address, q.email_per_host, q.email_global),
+    let (per_recipient, per_host_recipient, per_host, global) = match channel {
+        Channel::Sms => (
+            q.sms_per_phone,
+            q.sms_per_host_phone,
+            q.sms_per_host,
+            q.sms_global,
+        ),
+        Channel::Email => (
+            q.email_per_address,
+            q.email_per_host_address,
+            q.email_per_host,
+            q.email_global,
+        ),
     };
-    let recipient_scope = quota_scope_name(channel, QuotaScope::Recipient);
+    // Recipients are hashed, keyed: scopes stay within the column whatever
+    // the address's length, and the table holds no phone numbers or emails.
+    let recipient = core.keys.token_hash(recipient);
+    let channel_name = channel.name();
     // Always in this order, so concurrent transactions lock rows alike.
     let scopes = [
         (
             per_recipient,
             QuotaScope::Recipient,
-            format!("{}:{recipient_scope}:{recipient}", channel.name()),
+            format!("{channel_name}:recipient:{recipient}"),
+        ),
+        (
+            per_host_recipient,
+            QuotaScope::HostRecipient,
+            format!("{channel_name}:host-recipient:{host_id}:{recipient}"),
         ),
         (
             per_host,
             QuotaScope::Host,
-            format!("{}:host:{host_id}", channel.name()),
+            format!("{channel_name}:host:{host_id}"),
         ),
-        (
-            global,
-            QuotaScope::Global,
-            format!("{}:global", channel.name()),
-        ),
+        (global, QuotaScope::Global, format!("{channel_name}:global")),
     ];
     for (quota, scope_kind, scope) in scopes {
-        if quota.limit == 0 {
-            continue;
-        }
-        let (window_start, window_end) = window(now, quota);
-        send_quota::Entity::insert(send_quota::ActiveModel {
-            scope: Set(scope.clone()),
-            window_start: Set(window_start),
-            used: Set(1),
-        })
-        .on_conflict(
-            OnConflict::columns([send_quota::Column::Scope, send_quota::Column::WindowStart])
-                .value(
-                    send_quota::Column::Used,
-                    Expr::col((send_quota::Entity, send_quota::Column::Used)).add(1),
-                )
-                .to_owned(),
-        )
-        .exec_without_returning(txn)
-        .await
-        .context("Failed to count a send")?;
-        let used = send_quota::Entity::find_by_id((scope, window_start))
-            .one(txn)
-            .await
-            .context("Failed to read a send quota")?
-            .map_or(0, |row| row.used);
-        if u32::try_from(used).unwrap_or(u32::MAX) > quota.limit {
-            core.metrics
-                .refused_by_quota(channel, quota_scope_name(channel, scope_kind));
-            tracing::warn!(channel = channel.name(), scope = quota_scope_name(channel, scope_kind), %host_id, "send refused by quota");
-            let retry_after = std::cmp::max((window_end - now).num_seconds(), 1);
+        if let Some(retry_after_seconds) = count(txn, scope, quota, now).await? {
+            let scope_name = quota_scope_name(channel, scope_kind);
+            core.metrics.refused_by_quota(channel, scope_name);
+            tracing::warn!(channel = channel_name, scope = scope_name, %host_id, "send refused by quota");
             return Err(CoreError::SendQuotaExceeded {
                 channel,
                 scope: scope_kind,
-                retry_after_seconds: u64::try_from(retry_after).unwrap_or(1),
+                retry_after_seconds,
             });
         }
     }
     Ok(())
+}
+
+/// Counts one request of `operation` by the host, refusing it once the
+/// host's limit for the window is used. Outside any transaction: a request
+/// counts whether or not it then succeeds.
+pub async fn admit(
+    core: &Core,
+    host: &AuthenticatedHost,
+    operation: LimitedOperation,
+) -> CoreResult<()> {
+    let q = &core.settings.quotas;
+    let quota = match operation {
+        LimitedOperation::Register => q.register_per_host,
+        LimitedOperation::Verify => q.verify_per_host,
+    };
+    let scope = format!("{}:host:{}", operation.name(), host.id);
+    match count(&core.db, scope, quota, core.clock.now()).await? {
+        None => Ok(()),
+        Some(retry_after_seconds) => {
+            tracing::warn!(host = %host.name, operation = operation.name(), "request refused by rate limit");
+            Err(CoreError::RateLimited {
+                operation,
+                retry_after_seconds,
+            })
+        }
+    }
+}
+
+/// Adds one to the scope's counter for the current window; when that goes
+/// past the limit, the seconds until the window ends. A switched-off quota
+/// (`limit = 0`) is not counted at all.
+async fn count(
+    db: &impl ConnectionTrait,
+    scope: String,
+    quota: Quota,
+    now: DateTime<Utc>,
+) -> CoreResult<Option<u64>> {
+    if quota.limit == 0 {
+        return Ok(None);
+    }
+    let (window_start, window_end) = window(now, quota);
+    send_quota::Entity::insert(send_quota::ActiveModel {
+        scope: Set(scope.clone()),
+        window_start: Set(window_start),
+        used: Set(1),
+    })
+    .on_conflict(
+        OnConflict::columns([send_quota::Column::Scope, send_quota::Column::WindowStart])
+            .value(
+                send_quota::Column::Used,
+                Expr::col((send_quota::Entity, send_quota::Column::Used)).add(1),
+            )
+            .to_owned(),
+    )
+    .exec_without_returning(db)
+    .await
+    .context("Failed to count against a quota")?;
+    let used = send_quota::Entity::find_by_id((scope, window_start))
+        .one(db)
+        .await
+        .context("Failed to read a quota")?
+        .map_or(0, |row| row.used);
+    if u32::try_from(used).unwrap_or(u32::MAX) <= quota.limit {
+        return Ok(None);
+    }
+    let retry_after = std::cmp::max((window_end - now).num_seconds(), 1);
+    Ok(Some(u64::try_from(retry_after).unwrap_or(1)))
 }
 
 /// The fixed window holding `now`, aligned to the Unix epoch.

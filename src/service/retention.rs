@@ -17,7 +17,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use super::{idempotency, quotas};
+use super::{idempotency, outbox, quotas};
 use crate::{error::CoreResult, state::Core};
 
 const JOB: &str = "retention";
@@ -31,6 +31,8 @@ pub struct Purged {
     pub access_tokens: u64,
     pub delivery_attempts: u64,
     pub message_bodies: u64,
+    /// Queued messages whose code or link expired before they were sent.
+    pub expired_messages: u64,
     pub idempotency_records: u64,
     pub quota_windows: u64,
 }
@@ -143,6 +145,13 @@ pub async fn purge(core: &Core) -> CoreResult<Purged> {
         .await
         .context("Failed to erase dead message bodies")?
         .rows_affected;
+    purged.expired_messages = outbox::cancel_expired(
+        &core.db,
+        core.rules.token_expiry,
+        core.rules.link_expiry,
+        now,
+    )
+    .await?;
     purged.idempotency_records = idempotency::purge_expired(core).await?;
     purged.quota_windows = quotas::purge_old_windows(core, now).await?;
     tracing::info!(?purged, "retention applied");

@@ -171,6 +171,7 @@ async fn too_many_wrong_codes_for_one_phone_refuse_the_number_for_a_while() {
     for _ in 0..2 {
         let _ = app.confirm(PHONE, "pw", &wrong(&token)).await;
     }
+    app.clock.advance(Duration::seconds(61));
     app.register(&register_body(PHONE)).await;
     let token = app.sms_token(PHONE, 2).await;
     // The third consecutive wrong code for the number trips the lock.

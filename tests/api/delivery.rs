@@ -7,10 +7,10 @@ use customer_registration::{
     clock::Clock,
     config::{EmailTransportKind, Settings, SmsTransportKind, SmtpTls},
 };
-use entity::outbox_message;
+use entity::{outbox_message, states::OutboxStatus};
 use mail_parser::MessageParser;
 use reqwest::StatusCode;
-use sea_orm::EntityTrait;
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde_json::{Value, json};
 
 use crate::{
@@ -189,28 +189,41 @@ async fn register_succeeds_with_smtp_down_and_the_mail_goes_out_when_it_returns(
 }
 
 #[tokio::test]
-async fn smtp_5xx_is_permanent_and_an_operator_can_retry_the_dead_message() {
+async fn smtp_5xx_is_permanent_and_the_dead_message_keeps_no_link() {
     let (app, sink) = app_with_smtp().await;
     sink.refuse_with(550, "mailbox unavailable");
     let ticket = app.register(&register_body(PHONE)).await;
     let dead = wait_for_email_delivery(&app, &ticket["id"], |d| d["status"] == "DEAD").await;
     assert_eq!(dead["attempts"], 1, "no retry after a permanent failure");
     assert_eq!(dead["lastErrorClass"], "permanent");
-
-    sink.accept();
-    let requeued = customer_registration::service::outbox::retry_dead(&app.core, None)
+    let row = outbox_message::Entity::find()
+        .filter(outbox_message::Column::Status.eq(OutboxStatus::Dead))
+        .one(&app.core.db)
         .await
-        .unwrap();
-    assert_eq!(requeued, 1);
-    let sent = wait_for_email_delivery(&app, &ticket["id"], |d| d["status"] == "SENT").await;
-    let outcomes: Vec<&str> = sent["timeline"]
-        .as_array()
         .unwrap()
-        .iter()
-        .map(|e| e["outcome"].as_str().unwrap())
-        .collect();
-    assert_eq!(outcomes, ["dead", "requeued", "sent"]);
-    assert_eq!(sink.wait_for(1).await.len(), 1);
+        .unwrap();
+    assert_eq!(
+        (row.body, row.html_body),
+        (None, None),
+        "the link died with it"
+    );
+
+    // Nothing is left to requeue; a resend issues a new link instead.
+    let retried = customer_registration::service::outbox::retry_dead(&app.core, Some(row.id))
+        .await
+        .unwrap_err();
+    assert_eq!(retried.field_errors()[0].code, "content_erased");
+    sink.accept();
+    app.clock.advance(Duration::seconds(61));
+    let resent = app
+        .post(
+            "/b2b/customer/resend/registration/email",
+            &json!({"username": PHONE, "phone": PHONE}),
+        )
+        .await;
+    assert_eq!(resent.status(), StatusCode::OK);
+    let mails = sink.wait_for(1).await;
+    assert_eq!(mails.len(), 1);
 }
 
 #[tokio::test]

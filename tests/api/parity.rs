@@ -196,6 +196,13 @@ async fn rest_and_graphql_agree_on_every_outcome() {
             "VALIDATION_FAILED",
         ),
         (
+            "register again too soon",
+            Setup::Registered,
+            Op::Register(register_body(PHONE)),
+            429,
+            "REGISTER_TOO_SOON",
+        ),
+        (
             "register taken",
             Setup::Completed,
             Op::Register(register_body(PHONE)),

@@ -8,7 +8,7 @@ use entity::{
 };
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    TransactionTrait, sea_query::Expr,
+    TransactionTrait, UpdateMany, sea_query::Expr,
 };
 use uuid::Uuid;
 
@@ -120,10 +120,15 @@ pub async fn claim(core: &Core, id: Uuid) -> CoreResult<Option<ClaimedMessage>> 
         channel: row.channel,
         recipient: row.recipient,
         subject: row.subject,
-        body: row
-            .body
-            .ok_or_else(|| anyhow::anyhow!("pending outbox message {id} has no body"))?,
-        html_body: row.html_body,
+        body: core.keys.open(
+            id.as_bytes(),
+            &row.body
+                .ok_or_else(|| anyhow::anyhow!("pending outbox message {id} has no body"))?,
+        )?,
+        html_body: row
+            .html_body
+            .map(|html| core.keys.open(id.as_bytes(), &html))
+            .transpose()?,
         attempts: row.attempts,
         lease_token,
     }))
@@ -175,17 +180,8 @@ pub async fn record_result(
                 .col_expr(
                     outbox_message::Column::ProviderMessageId,
                     Expr::value(provider_message_id.clone()),
-                )
-                // The bodies hold a live code or link: keep them no longer than needed.
-                .col_expr(
-                    outbox_message::Column::Body,
-                    Expr::value(Option::<String>::None),
-                )
-                .col_expr(
-                    outbox_message::Column::HtmlBody,
-                    Expr::value(Option::<String>::None),
                 );
-            (update, Recorded::Sent)
+            (erase_bodies(update), Recorded::Sent)
         }
         SendResult::Failed { class, error } => {
             let class = *class;
@@ -200,10 +196,10 @@ pub async fn record_result(
                 .col_expr(outbox_message::Column::LastErrorClass, Expr::value(class));
             if dead {
                 attempt.outcome = Set(AttemptOutcome::Dead);
-                let update = update.col_expr(
+                let update = erase_bodies(update.col_expr(
                     outbox_message::Column::Status,
                     Expr::value(OutboxStatus::Dead),
-                );
+                ));
                 (update, Recorded::Dead)
             } else {
                 attempt.outcome = Set(AttemptOutcome::Failed);
@@ -236,6 +232,22 @@ pub async fn record_result(
         .await
         .context("Failed to commit delivery result")?;
     Ok(recorded)
+}
+
+/// The bodies hold a live code or link: once a message is sent, dead or
+/// cancelled, nothing may read them any more.
+pub(super) fn erase_bodies(
+    update: UpdateMany<outbox_message::Entity>,
+) -> UpdateMany<outbox_message::Entity> {
+    update
+        .col_expr(
+            outbox_message::Column::Body,
+            Expr::value(Option::<String>::None),
+        )
+        .col_expr(
+            outbox_message::Column::HtmlBody,
+            Expr::value(Option::<String>::None),
+        )
 }
 
 /// Exponential backoff from 2 s, capped at 10 minutes, with jitter so that

@@ -80,13 +80,16 @@ pub async fn list(
 }
 
 /// Puts dead messages back in the queue with a fresh attempt budget; `None`
-/// retries every dead message. Returns how many were requeued.
+/// retries every dead message. Returns how many were requeued. Only those
+/// that died before bodies were erased at death still have a text to send;
+/// for the others a host asks for a resend, which issues a new code or link.
 pub async fn retry_dead(core: &Core, id: Option<Uuid>) -> CoreResult<u64> {
     let now = core.clock.now();
     let mut query = outbox_message::Entity::find()
         .select_only()
         .column(outbox_message::Column::Id)
-        .filter(outbox_message::Column::Status.eq(OutboxStatus::Dead));
+        .filter(outbox_message::Column::Status.eq(OutboxStatus::Dead))
+        .filter(outbox_message::Column::Body.is_not_null());
     if let Some(id) = id {
         query = query.filter(outbox_message::Column::Id.eq(id));
     }
@@ -96,14 +99,24 @@ pub async fn retry_dead(core: &Core, id: Option<Uuid>) -> CoreResult<u64> {
         .await
         .context("Failed to find dead messages")?;
     if ids.is_empty() {
-        return match id {
-            Some(id) => Err(CoreError::field(
-                "id",
-                "not_found",
-                format!("no dead message with id {id}"),
-            )),
-            None => Ok(0),
+        let Some(id) = id else {
+            return Ok(0);
         };
+        let dead = outbox_message::Entity::find_by_id(id)
+            .filter(outbox_message::Column::Status.eq(OutboxStatus::Dead))
+            .one(&core.db)
+            .await
+            .context("Failed to look up the message")?;
+        return Err(match dead {
+            Some(_) => CoreError::field(
+                "id",
+                "content_erased",
+                format!(
+                    "message {id} died and its code or link was erased with it; ask for a resend instead"
+                ),
+            ),
+            None => CoreError::field("id", "not_found", format!("no dead message with id {id}")),
+        });
     }
     let txn = core
         .db

@@ -4,9 +4,11 @@
 //! delivery loop calls (claim with a lease, record each result); `history`
 //! is what operators and hosts read (listing, requeueing, the timeline).
 //! `delivery` holds the transports and the loop itself.
+mod cancel;
 mod dispatch;
 mod history;
 
+pub use cancel::{CancelReason, cancel_expired, cancel_for_host, cancel_pending};
 pub use dispatch::{ClaimedMessage, Recorded, SendResult, backoff, claim, due, record_result};
 pub use history::{
     Delivery, DeliveryEvent, deliveries_by_registration, list, retry_dead, timelines,
@@ -22,9 +24,10 @@ use entity::{
 use sea_orm::{ActiveValue::Set, DatabaseTransaction, EntityTrait};
 use uuid::Uuid;
 
-use crate::{error::CoreResult, templates::RenderedEmail};
+use crate::{crypto::Keys, error::CoreResult, templates::RenderedEmail};
 
 pub async fn enqueue_sms(
+    keys: &Keys,
     txn: &DatabaseTransaction,
     registration_id: Uuid,
     phone: &str,
@@ -32,6 +35,7 @@ pub async fn enqueue_sms(
     now: DateTime<Utc>,
 ) -> CoreResult<()> {
     enqueue(
+        keys,
         txn,
         registration_id,
         Channel::Sms,
@@ -45,6 +49,7 @@ pub async fn enqueue_sms(
 }
 
 pub async fn enqueue_email(
+    keys: &Keys,
     txn: &DatabaseTransaction,
     registration_id: Uuid,
     email: &str,
@@ -57,6 +62,7 @@ pub async fn enqueue_email(
         html,
     } = message;
     enqueue(
+        keys,
         txn,
         registration_id,
         Channel::Email,
@@ -69,8 +75,10 @@ pub async fn enqueue_email(
     .await
 }
 
+/// Bodies are sealed (`Keys::seal`): they carry a live code or link.
 #[allow(clippy::too_many_arguments)]
 async fn enqueue(
+    keys: &Keys,
     txn: &DatabaseTransaction,
     registration_id: Uuid,
     channel: Channel,
@@ -80,14 +88,15 @@ async fn enqueue(
     html_body: Option<String>,
     now: DateTime<Utc>,
 ) -> CoreResult<()> {
+    let id = Uuid::now_v7();
     outbox_message::Entity::insert(outbox_message::ActiveModel {
-        id: Set(Uuid::now_v7()),
+        id: Set(id),
         registration_id: Set(registration_id),
         channel: Set(channel),
         recipient: Set(recipient.to_owned()),
         subject: Set(subject),
-        body: Set(Some(body)),
-        html_body: Set(html_body),
+        body: Set(Some(keys.seal(id.as_bytes(), &body))),
+        html_body: Set(html_body.map(|html| keys.seal(id.as_bytes(), &html))),
         status: Set(OutboxStatus::Pending),
         attempts: Set(0),
         next_attempt_at: Set(now),

@@ -15,10 +15,15 @@ use crate::{
     crypto::{generate_sms_code, random_token, sha256_hex},
     domain::{
         CodeCheck, IssuedCode, Md5PasswordHex, PhoneNumber, Registration, SmsCode,
-        registration::ensure_phone_not_locked,
+        registration::{ensure_phone_not_locked, ensure_register_cooled_down},
     },
-    error::{CoreError, CoreResult},
-    service::{hosts::AuthenticatedHost, is_unique_violation, outbox, quotas, retrying},
+    error::{CoreError, CoreResult, LimitedOperation},
+    service::{
+        hosts::AuthenticatedHost,
+        is_unique_violation,
+        outbox::{self, CancelReason},
+        quotas, retrying,
+    },
     state::Core,
 };
 
@@ -27,6 +32,7 @@ pub async fn register(
     host: &AuthenticatedHost,
     request: RegisterInput,
 ) -> CoreResult<RegistrationTicket> {
+    quotas::admit(core, host, LimitedOperation::Register).await?;
     let now = core.clock.now();
     let applicant = input::registration(core, &request, now.date_naive(), |group| {
         queries::account_group_exists(core, group)
@@ -44,11 +50,17 @@ pub async fn register(
     {
         return Err(CoreError::EmailTaken);
     }
+    ensure_register_cooled_down(
+        queries::last_registered_at(core, host, &applicant.phone).await?,
+        now,
+        &core.rules,
+    )?;
     let phone = applicant.phone.clone();
     let email = applicant.email.clone();
     let (registration, code) = retrying(|| async {
         let txn = store::begin(core).await?;
-        store::supersede_pending(&txn, host.id, &phone).await?;
+        let superseded = store::supersede_pending(&txn, host.id, &phone).await?;
+        outbox::cancel_pending(&txn, &superseded, None, CancelReason::Superseded, now).await?;
         let registration =
             store::insert_registration(&txn, host.id, applicant.clone(), now).await?;
         let code = issue_sms(core, &txn, &registration, now).await?;
@@ -94,7 +106,7 @@ async fn issue_sms(
     )?;
     let phone = registration.phone.as_str();
     quotas::consume(core, txn, Channel::Sms, phone, registration.host_id, now).await?;
-    outbox::enqueue_sms(txn, registration.id, phone, text, now).await?;
+    outbox::enqueue_sms(&core.keys, txn, registration.id, phone, text, now).await?;
     Ok(issued)
 }
 
@@ -123,7 +135,7 @@ async fn issue_completion_email(
         core.settings.registration.completion_link_expiry_hours,
     )?;
     quotas::consume(core, txn, Channel::Email, email, registration.host_id, now).await?;
-    outbox::enqueue_email(txn, registration.id, email, message, now).await?;
+    outbox::enqueue_email(&core.keys, txn, registration.id, email, message, now).await?;
     Ok(())
 }
 
@@ -172,26 +184,31 @@ pub async fn confirm_parsed(
     let registration = queries::latest_for_phone(core, host, phone).await?;
     registration.ensure_open(rules)?;
     let submitted = core.keys.token_hashes(&code.expose());
-    let current = queries::current_code(core, registration.id).await?;
-    let is_earlier_code = if current.matches(&submitted) {
-        false
-    } else {
-        queries::is_earlier_code(core, host, phone, &submitted).await?
-    };
-    let check = current.check(&submitted, core.clock.now(), || is_earlier_code);
+    let (check, current) = retrying(|| check_code(core, host, &registration, &submitted)).await?;
     core.metrics.code_check(check);
     match check {
         CodeCheck::Current => {}
         CodeCheck::Superseded => return Err(CoreError::TokenSuperseded),
         CodeCheck::Expired => return Err(CoreError::TokenExpired),
-        CodeCheck::Wrong => return Err(record_wrong_code(core, &registration).await?),
+        CodeCheck::Wrong => {
+            return Err(CoreError::TokenInvalid {
+                attempts_remaining: current.attempts_remaining,
+            });
+        }
     }
 
     let password_hash = core.hashing.hash(password).await?;
     // Run whole again if the database gives the transaction up for a lost
     // race; a race the conditional updates detect is explained instead.
     let (customer_id, now) = retrying(|| {
-        complete_registration(core, &registration, current.id, phone, &password_hash, via)
+        complete_registration(
+            core,
+            &registration,
+            current.code_id,
+            phone,
+            &password_hash,
+            via,
+        )
     })
     .await?;
     tracing::info!(host = %host.name, registration = %registration.id, customer = %customer_id, "registration completed");
@@ -255,35 +272,61 @@ async fn complete_registration(
         store::mark_link_used(&txn, link_id, now).await?;
     }
     store::reset_phone_failures(&txn, phone).await?;
+    outbox::cancel_pending(&txn, &[registration.id], None, CancelReason::Completed, now).await?;
     store::commit(txn).await?;
     Ok((customer_id, now))
 }
 
-/// Counts a wrong code against the registration and the phone, atomically,
-/// and returns the error that tells the customer how many tries remain.
-async fn record_wrong_code(core: &Core, registration: &Registration) -> CoreResult<CoreError> {
-    retrying(|| count_wrong_code(core, registration)).await
+/// What a submitted code turned out to be, with the current code's id and
+/// the attempts left after counting.
+struct CheckedCode {
+    code_id: Uuid,
+    attempts_remaining: u32,
 }
 
-async fn count_wrong_code(core: &Core, registration: &Registration) -> CoreResult<CoreError> {
+/// Compares the submitted code in the transaction that counts it: the
+/// attempt is taken first (refused once none remain), and given back only
+/// when the code was not a wrong guess. If anything fails before the commit
+/// nothing is counted and nothing about the code was revealed; once the
+/// comparison is answered, the count is stored.
+async fn check_code(
+    core: &Core,
+    host: &AuthenticatedHost,
+    registration: &Registration,
+    submitted: &[String],
+) -> CoreResult<(CodeCheck, CheckedCode)> {
     let rules = &core.rules;
     let now = core.clock.now();
     let txn = store::begin(core).await?;
-    if !store::count_wrong_code(&txn, registration.id, rules).await? {
+    if !store::take_attempt(&txn, registration.id, rules).await? {
         store::rollback(txn).await?;
-        return Ok(store::reload(&core.db, registration.id)
+        return Err(store::reload(&core.db, registration.id)
             .await?
             .lost_race(rules));
     }
-    let counted = store::reload(&txn, registration.id).await?;
-    let locked = store::count_phone_failure(&txn, &registration.phone, now, rules).await?;
-    store::commit(txn).await?;
-    if locked {
-        tracing::warn!(phone = %registration.phone.masked(), "phone refused after too many wrong codes");
+    let current = queries::current_code(&txn, registration.id).await?;
+    let is_earlier_code = if current.matches(submitted) {
+        false
+    } else {
+        queries::is_earlier_code(&txn, host, &registration.phone, submitted).await?
+    };
+    let check = current.check(submitted, now, || is_earlier_code);
+    if check == CodeCheck::Wrong {
+        if store::count_phone_failure(&txn, &registration.phone, now, rules).await? {
+            tracing::warn!(phone = %registration.phone.masked(), "phone refused after too many wrong codes");
+        }
+    } else {
+        store::give_back_attempt(&txn, registration.id).await?;
     }
-    Ok(CoreError::TokenInvalid {
-        attempts_remaining: counted.attempts_remaining(rules),
-    })
+    let counted = store::reload(&txn, registration.id).await?;
+    store::commit(txn).await?;
+    Ok((
+        check,
+        CheckedCode {
+            code_id: current.id,
+            attempts_remaining: counted.attempts_remaining(rules),
+        },
+    ))
 }
 
 /// What both resends do first: find the open registration the request
@@ -310,7 +353,7 @@ async fn begin_resend(
         latest
             .ensure_open(rules)
             .map_err(|_| latest.lost_race(rules))?;
-        let code = queries::current_code(core, registration.id).await?;
+        let code = queries::current_code(&core.db, registration.id).await?;
         latest.ensure_may_send(channel, now, code.expires_at, rules)?;
         // The update lost to a concurrent resend that has since committed.
         return Err(CoreError::ResendTooSoon {
@@ -329,6 +372,14 @@ pub async fn resend_sms(
     let (registration, code, now) = retrying(|| async {
         let (registration, txn, now) = begin_resend(core, host, &request, Channel::Sms).await?;
         store::supersede_codes(&txn, registration.id, now).await?;
+        outbox::cancel_pending(
+            &txn,
+            &[registration.id],
+            Some(Channel::Sms),
+            CancelReason::Superseded,
+            now,
+        )
+        .await?;
         let code = issue_sms(core, &txn, &registration, now).await?;
         store::commit(txn).await?;
         Ok((registration, code, now))
@@ -356,6 +407,14 @@ pub async fn resend_email(
             .clone()
             .context("registration without email passed the email check")?;
         store::supersede_links(&txn, registration.id, now).await?;
+        outbox::cancel_pending(
+            &txn,
+            &[registration.id],
+            Some(Channel::Email),
+            CancelReason::Superseded,
+            now,
+        )
+        .await?;
         issue_completion_email(core, &txn, &registration, &email, now).await?;
         store::commit(txn).await?;
         Ok((registration, now))
@@ -363,7 +422,7 @@ pub async fn resend_email(
     .await?;
     core.outbox_signal.notify_one();
     tracing::info!(host = %host.name, registration = %registration.id, "completion email resent");
-    let code = queries::current_code(core, registration.id).await?;
+    let code = queries::current_code(&core.db, registration.id).await?;
     Ok(RegistrationTicket::new(
         &registration,
         &code,
@@ -374,8 +433,10 @@ pub async fn resend_email(
 
 pub async fn verify_username(
     core: &Core,
+    host: &AuthenticatedHost,
     username: Field<String>,
 ) -> CoreResult<UsernameAvailability> {
+    quotas::admit(core, host, LimitedOperation::Verify).await?;
     let phone =
         input::username(core, &username, "username").map_err(|e| CoreError::Validation(vec![e]))?;
     Ok(UsernameAvailability {
@@ -384,7 +445,12 @@ pub async fn verify_username(
     })
 }
 
-pub async fn verify_email(core: &Core, email: Field<String>) -> CoreResult<EmailAvailability> {
+pub async fn verify_email(
+    core: &Core,
+    host: &AuthenticatedHost,
+    email: Field<String>,
+) -> CoreResult<EmailAvailability> {
+    quotas::admit(core, host, LimitedOperation::Verify).await?;
     let email = input::email(&email)?;
     Ok(EmailAvailability {
         exists: queries::email_taken(core, email.as_str()).await?,

@@ -5,7 +5,9 @@ use std::collections::HashMap;
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use entity::{account_group, customer, phone_guard, registration, sms_token, states};
-use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
+};
 use uuid::Uuid;
 
 use super::{
@@ -40,11 +42,14 @@ pub async fn latest_for_phone(
         .ok_or(CoreError::RegistrationNotFound)
 }
 
-pub async fn current_code(core: &Core, registration_id: Uuid) -> CoreResult<IssuedCode> {
+pub async fn current_code(
+    db: &impl ConnectionTrait,
+    registration_id: Uuid,
+) -> CoreResult<IssuedCode> {
     let row = sms_token::Entity::find()
         .filter(sms_token::Column::RegistrationId.eq(registration_id))
         .order_by_desc(sms_token::Column::Attempt)
-        .one(&core.db)
+        .one(db)
         .await
         .context("Failed to load SMS token")?
         .ok_or_else(|| anyhow::anyhow!("registration {registration_id} has no SMS token"))?;
@@ -54,7 +59,7 @@ pub async fn current_code(core: &Core, registration_id: Uuid) -> CoreResult<Issu
 /// Whether the hash belongs to any SMS of this host's registrations for the
 /// phone: the customer typed an old SMS, not a guess.
 pub async fn is_earlier_code(
-    core: &Core,
+    db: &impl ConnectionTrait,
     host: &AuthenticatedHost,
     phone: &PhoneNumber,
     code_hashes: &[String],
@@ -65,16 +70,35 @@ pub async fn is_earlier_code(
         .filter(registration::Column::HostId.eq(host.id))
         .filter(registration::Column::Phone.eq(phone.as_str()))
         .into_tuple()
-        .all(&core.db)
+        .all(db)
         .await
         .context("Failed to list registrations of phone")?;
     let matches = sms_token::Entity::find()
         .filter(sms_token::Column::RegistrationId.is_in(registrations))
         .filter(sms_token::Column::CodeHash.is_in(code_hashes.iter().cloned()))
-        .count(&core.db)
+        .count(db)
         .await
         .context("Failed to look up earlier SMS tokens")?;
     Ok(matches > 0)
+}
+
+/// When the host last registered the phone, if ever.
+pub async fn last_registered_at(
+    core: &Core,
+    host: &AuthenticatedHost,
+    phone: &PhoneNumber,
+) -> CoreResult<Option<DateTime<Utc>>> {
+    let latest: Option<DateTime<Utc>> = registration::Entity::find()
+        .select_only()
+        .column(registration::Column::CreatedAt)
+        .filter(registration::Column::HostId.eq(host.id))
+        .filter(registration::Column::Phone.eq(phone.as_str()))
+        .order_by_desc(registration::Column::Id)
+        .into_tuple()
+        .one(&core.db)
+        .await
+        .context("Failed to look up the last registration of the phone")?;
+    Ok(latest)
 }
 
 /// Until when the phone is refused after a run of wrong codes, if at all.

@@ -11,7 +11,7 @@ use entity::{
 use sea_orm::{
     ActiveValue::Set,
     ColumnTrait, ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait, QueryFilter,
-    TransactionTrait,
+    QuerySelect, TransactionTrait,
     sea_query::{Expr, ExprTrait, OnConflict},
 };
 use uuid::Uuid;
@@ -53,12 +53,14 @@ pub async fn reload(db: &impl ConnectionTrait, id: Uuid) -> CoreResult<Registrat
 
 /// A new registration replaces the host's pending one for the phone.
 /// Writing first takes the write lock at once, so concurrent registers
-/// queue instead of failing on SQLite's read-to-write upgrade.
+/// queue instead of failing on SQLite's read-to-write upgrade. Returns the
+/// host's replaced registrations of the phone, whose queued messages are
+/// now pointless.
 pub async fn supersede_pending(
     txn: &DatabaseTransaction,
     host_id: Uuid,
     phone: &PhoneNumber,
-) -> CoreResult<()> {
+) -> CoreResult<Vec<Uuid>> {
     registration::Entity::update_many()
         .col_expr(
             registration::Column::Status,
@@ -70,7 +72,17 @@ pub async fn supersede_pending(
         .exec(txn)
         .await
         .context("Failed to supersede earlier registrations")?;
-    Ok(())
+    let superseded = registration::Entity::find()
+        .select_only()
+        .column(registration::Column::Id)
+        .filter(registration::Column::HostId.eq(host_id))
+        .filter(registration::Column::Phone.eq(phone.as_str()))
+        .filter(registration::Column::Status.eq(RegistrationStatus::Superseded))
+        .into_tuple()
+        .all(txn)
+        .await
+        .context("Failed to list superseded registrations")?;
+    Ok(superseded)
 }
 
 /// Stores a new pending registration; its first SMS (and email) count as sent.
@@ -288,9 +300,9 @@ pub async fn reset_phone_failures(
     Ok(())
 }
 
-/// Counts a wrong code if the registration may still take one: exactly
+/// Takes one attempt at the code if the registration has one left: exactly
 /// `max_wrong_codes` guesses get through however many arrive at once.
-pub async fn count_wrong_code(
+pub async fn take_attempt(
     txn: &DatabaseTransaction,
     registration_id: Uuid,
     rules: &Rules,
@@ -307,6 +319,21 @@ pub async fn count_wrong_code(
         .await
         .context("Failed to count wrong code")?;
     Ok(counted.rows_affected == 1)
+}
+
+/// Gives back the attempt [`take_attempt`] took, in the same
+/// transaction, when the code was not a wrong guess.
+pub async fn give_back_attempt(txn: &DatabaseTransaction, registration_id: Uuid) -> CoreResult<()> {
+    registration::Entity::update_many()
+        .col_expr(
+            registration::Column::FailedAttempts,
+            Expr::col(registration::Column::FailedAttempts).sub(1),
+        )
+        .filter(registration::Column::Id.eq(registration_id))
+        .exec(txn)
+        .await
+        .context("Failed to give back an attempt")?;
+    Ok(())
 }
 
 /// Counts a wrong code against the phone, across registrations, and locks
