@@ -114,9 +114,16 @@ pub struct AuthSettings {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct GraphqlSettings {
+    /// Whether the schema can be read (`__schema`, `__type`); such reads
+    /// need no token.
     pub introspection: bool,
+    /// Nesting of fields in an operation; schema reads are exempt.
     pub max_depth: usize,
     pub max_complexity: usize,
+    /// Fields in an operation, every fragment expanded.
+    pub max_fields: usize,
+    /// Aliased fields in an operation: aliases multiply lookups.
+    pub max_aliases: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -243,6 +250,8 @@ impl Default for GraphqlSettings {
             introspection: true,
             max_depth: 12,
             max_complexity: 500,
+            max_fields: 300,
+            max_aliases: 10,
         }
     }
 }

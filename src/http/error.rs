@@ -4,7 +4,7 @@
 //! and their headers. GraphQL reuses the codes and statuses.
 use axum::{
     Json,
-    http::{HeaderValue, StatusCode, header},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
 use serde::Serialize;
@@ -144,6 +144,8 @@ pub fn core_status(error: &CoreError) -> StatusCode {
     match error {
         Validation(_) => StatusCode::BAD_REQUEST,
         RegistrationNotFound | CompletionLinkInvalid => StatusCode::NOT_FOUND,
+        // RFC 6750 §3.1: a malformed request is a 400, a bad token a 401.
+        Unauthenticated(AuthFailure::MalformedHeader) => StatusCode::BAD_REQUEST,
         Unauthenticated(_) | InvalidClient => StatusCode::UNAUTHORIZED,
         UsernameTaken | EmailTaken | RegistrationCompleted => StatusCode::CONFLICT,
         RegistrationLocked | PhoneLocked { .. } => StatusCode::LOCKED,
@@ -199,15 +201,15 @@ impl<'a> From<&'a FieldError> for FieldErrorBody<'a> {
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        self.log();
-        let mut response = (self.status(), Json(self.body())).into_response();
-        let headers = response.headers_mut();
+impl ApiError {
+    /// The headers that go with the error: `Retry-After`, and the RFC 6750
+    /// or RFC 6749 challenge of an authentication failure.
+    pub fn headers(&self) -> HeaderMap {
+        let mut headers = HeaderMap::new();
         if let Some(seconds) = self.retry_after_seconds() {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
-        match &self {
+        match self {
             ApiError::Core(CoreError::Unauthenticated(failure)) => {
                 let value = bearer_challenge(*failure);
                 if let Ok(value) = HeaderValue::from_str(&value) {
@@ -222,6 +224,16 @@ impl IntoResponse for ApiError {
             }
             _ => {}
         }
+        headers
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        self.log();
+        let headers = self.headers();
+        let mut response = (self.status(), Json(self.body())).into_response();
+        response.headers_mut().extend(headers);
         response
     }
 }
@@ -237,6 +249,10 @@ impl IntoResponse for CoreError {
 fn bearer_challenge(failure: AuthFailure) -> String {
     match failure {
         AuthFailure::MissingToken => r#"Bearer realm="customer-registration""#.to_owned(),
+        AuthFailure::MalformedHeader => format!(
+            r#"Bearer realm="customer-registration", error="invalid_request", error_description="{}""#,
+            failure.description()
+        ),
         other => format!(
             r#"Bearer realm="customer-registration", error="invalid_token", error_description="{}""#,
             other.description()
@@ -263,6 +279,7 @@ pub(crate) mod tests {
             ]),
             CoreError::Unauthenticated(AuthFailure::MissingToken),
             CoreError::Unauthenticated(AuthFailure::Expired),
+            CoreError::Unauthenticated(AuthFailure::MalformedHeader),
             CoreError::InvalidClient,
             CoreError::UsernameTaken,
             CoreError::EmailTaken,

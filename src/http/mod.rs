@@ -18,6 +18,7 @@ use axum::{
     routing::{get, post},
 };
 
+pub use self::auth::Unidentified;
 use self::error::ApiError;
 use crate::{metrics::RequestLabels, service::health, state::Core};
 
@@ -45,6 +46,7 @@ where
         );
     Router::new()
         .route("/oauth/token", post(oauth::token))
+        .route("/oauth/revoke", post(oauth::revoke))
         // The process answers: for a liveness probe. `/health` is the old name.
         .route("/healthz", get(|| async { "ok" }))
         .route("/health", get(|| async { "ok" }))
@@ -68,6 +70,25 @@ where
         .layer(middleware::from_fn_with_state(
             core.clone(),
             auth::require_host,
+        ))
+}
+
+/// Like [`authenticated`], but a request without a working token goes on
+/// with [`Unidentified`] in its extensions instead of the host: GraphQL
+/// lets schema reads through and answers the rest in its own shape.
+/// `Idempotency-Key` applies to identified hosts only.
+pub fn identified<S>(routes: Router<S>, core: &Core) -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
+    routes
+        .layer(middleware::from_fn_with_state(
+            core.clone(),
+            idempotency::replay_or_record,
+        ))
+        .layer(middleware::from_fn_with_state(
+            core.clone(),
+            auth::identify_host,
         ))
 }
 

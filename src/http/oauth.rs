@@ -1,8 +1,12 @@
-//! `POST /oauth/token`: the client credentials grant (RFC 6749 §4.4).
+//! The OAuth 2.0 endpoints: `POST /oauth/token`, the client credentials
+//! grant (RFC 6749 §4.4), and `POST /oauth/revoke` (RFC 7009). Every
+//! malformed request gets an RFC 6749 §5.2 error (400 `invalid_request`,
+//! `unsupported_grant_type`, 401 `invalid_client`), and no response of
+//! either endpoint may be cached.
 use axum::{
     Json,
     extract::{Request, State},
-    http::{HeaderMap, HeaderValue, header},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
 use base64::{Engine, engine::general_purpose::STANDARD};
@@ -19,56 +23,125 @@ struct TokenBody {
     expires_in: u32,
 }
 
+/// The form members of both endpoints; each reads its own.
 #[derive(Deserialize)]
-struct TokenForm {
+struct OauthForm {
     grant_type: Option<String>,
     client_id: Option<String>,
     client_secret: Option<String>,
+    token: Option<String>,
+    /// RFC 7009 §2.1: a hint the server may ignore; only access tokens exist here.
+    #[serde(rename = "token_type_hint")]
+    _token_type_hint: Option<String>,
 }
 
-pub async fn token(State(core): State<Core>, request: Request) -> Result<Response, ApiError> {
-    let is_form = request
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
-    if !is_form {
-        return Err(ApiError::UnsupportedMediaType {
-            expected: "application/x-www-form-urlencoded",
-        });
-    }
-    let basic = basic_credentials(request.headers())?;
-    let body = read_body(request, &core).await?;
-    let form: TokenForm = serde_urlencoded::from_bytes(&body)
-        .map_err(|_| ApiError::InvalidOauthRequest("the body is not a valid form"))?;
+pub async fn token(State(core): State<Core>, request: Request) -> Response {
+    no_store(issue(&core, request).await)
+}
+
+async fn issue(core: &Core, request: Request) -> Result<Response, ApiError> {
+    let (form, basic) = read_form(core, request).await?;
     if form.grant_type.as_deref() != Some("client_credentials") {
         return Err(match form.grant_type {
             None => ApiError::InvalidOauthRequest("grant_type is required"),
             Some(_) => ApiError::UnsupportedGrantType,
         });
     }
-    let (client_id, client_secret) = match (basic, form.client_id, form.client_secret) {
-        (Some(_), Some(_), _) | (Some(_), _, Some(_)) => {
-            return Err(ApiError::InvalidOauthRequest(
-                "use one client authentication method: HTTP Basic or form fields",
-            ));
-        }
-        (Some((id, secret)), None, None) => (id, secret),
-        (None, Some(id), Some(secret)) => (id, secret),
-        (None, _, _) => return Err(CoreError::InvalidClient.into()),
-    };
-    let issued = hosts::issue_access_token(&core, &client_id, &client_secret).await?;
-    let mut response = Json(TokenBody {
+    let (client_id, client_secret) = client_credentials(basic, form.client_id, form.client_secret)?;
+    let issued = hosts::issue_access_token(core, &client_id, &client_secret).await?;
+    Ok(Json(TokenBody {
         access_token: issued.access_token,
         token_type: issued.token_type,
         expires_in: issued.expires_in,
     })
-    .into_response();
-    // RFC 6749 §5.1: token responses must not be cached.
+    .into_response())
+}
+
+pub async fn revoke(State(core): State<Core>, request: Request) -> Response {
+    no_store(revoke_token(&core, request).await)
+}
+
+/// RFC 7009 §2.2: 200 with an empty body once the client is authenticated,
+/// whether or not the token was valid.
+async fn revoke_token(core: &Core, request: Request) -> Result<Response, ApiError> {
+    let (form, basic) = read_form(core, request).await?;
+    let (client_id, client_secret) = client_credentials(basic, form.client_id, form.client_secret)?;
+    let token = form
+        .token
+        .filter(|t| !t.is_empty())
+        .ok_or(ApiError::InvalidOauthRequest("token is required"))?;
+    hosts::revoke_access_token(core, &client_id, &client_secret, &token).await?;
+    Ok(StatusCode::OK.into_response())
+}
+
+/// The form body and any HTTP Basic credentials. A body that is not a form
+/// is an `invalid_request` (RFC 6749 §5.2), not a 415.
+async fn read_form(
+    core: &Core,
+    request: Request,
+) -> Result<(OauthForm, Option<(String, String)>), ApiError> {
+    let is_form = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| {
+            v.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        });
+    if !is_form {
+        return Err(ApiError::InvalidOauthRequest(
+            "the body must be sent as application/x-www-form-urlencoded",
+        ));
+    }
+    let basic = basic_credentials(request.headers())?;
+    let body = read_body(request, core).await?;
+    let form = parse_form(&body)?;
+    Ok((form, basic))
+}
+
+/// RFC 6749 §3.2: parameters may not repeat.
+fn parse_form(body: &[u8]) -> Result<OauthForm, ApiError> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(body)
+        .map_err(|_| ApiError::InvalidOauthRequest("the body is not a valid form"))?;
+    let mut names: Vec<&str> = pairs.iter().map(|(name, _)| name.as_str()).collect();
+    names.sort_unstable();
+    if names.windows(2).any(|w| w[0] == w[1]) {
+        return Err(ApiError::InvalidOauthRequest(
+            "a parameter may be sent only once",
+        ));
+    }
+    serde_urlencoded::from_bytes(body)
+        .map_err(|_| ApiError::InvalidOauthRequest("the body is not a valid form"))
+}
+
+/// One client authentication method: HTTP Basic or the form fields.
+fn client_credentials(
+    basic: Option<(String, String)>,
+    client_id: Option<String>,
+    client_secret: Option<String>,
+) -> Result<(String, String), ApiError> {
+    match (basic, client_id, client_secret) {
+        (Some(_), Some(_), _) | (Some(_), _, Some(_)) => Err(ApiError::InvalidOauthRequest(
+            "use one client authentication method: HTTP Basic or form fields",
+        )),
+        (Some(credentials), None, None) => Ok(credentials),
+        (None, Some(id), Some(secret)) => Ok((id, secret)),
+        (None, _, _) => Err(CoreError::InvalidClient.into()),
+    }
+}
+
+/// RFC 6749 §5.1: token responses, and so their errors, must not be cached
+/// by the client or any proxy; `Pragma` for HTTP/1.0 caches.
+fn no_store(result: Result<Response, ApiError>) -> Response {
+    let mut response = match result {
+        Ok(response) => response,
+        Err(error) => error.into_response(),
+    };
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
     response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    Ok(response)
 }
 
 /// HTTP Basic client authentication; RFC 6749 §2.3.1 form-encodes both parts.
@@ -76,13 +149,12 @@ fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>, Ap
     let Some(value) = headers.get(header::AUTHORIZATION) else {
         return Ok(None);
     };
-    let malformed = invalid_client();
     let value = value.to_str().map_err(|_| invalid_client())?;
     let Some((scheme, encoded)) = value.split_once(' ') else {
-        return Err(malformed);
+        return Err(invalid_client());
     };
     if !scheme.eq_ignore_ascii_case("basic") {
-        return Err(malformed);
+        return Err(invalid_client());
     }
     let decoded = STANDARD
         .decode(encoded.trim())

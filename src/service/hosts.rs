@@ -169,26 +169,35 @@ pub async fn bootstrap_host(core: &Core, name: &str) -> CoreResult<Option<HostCr
     }
 }
 
-pub async fn issue_access_token(
+/// The host behind a client id and secret (RFC 6749 §2.3.1), if enabled.
+async fn authenticate_client(
     core: &Core,
     client_id: &str,
     client_secret: &str,
-) -> CoreResult<IssuedAccessToken> {
+) -> CoreResult<host::Model> {
     let found = host::Entity::find()
         .filter(host::Column::ClientId.eq(client_id))
         .one(&core.db)
         .await
         .context("Failed to look up host")?;
     let presented = sha256_hex(client_secret);
-    let host = match found {
+    match found {
         Some(host)
             if host.disabled_at.is_none()
                 && bool::from(host.secret_hash.as_bytes().ct_eq(presented.as_bytes())) =>
         {
-            host
+            Ok(host)
         }
-        _ => return Err(CoreError::InvalidClient),
-    };
+        _ => Err(CoreError::InvalidClient),
+    }
+}
+
+pub async fn issue_access_token(
+    core: &Core,
+    client_id: &str,
+    client_secret: &str,
+) -> CoreResult<IssuedAccessToken> {
+    let host = authenticate_client(core, client_id, client_secret).await?;
     let token = random_token(32);
     let now = core.clock.now();
     let ttl = core.settings.auth.access_token_ttl_seconds;
@@ -281,6 +290,33 @@ pub async fn rotate_secret(core: &Core, name: &str) -> CoreResult<HostCredential
 }
 
 /// Revokes every access token of the host; returns how many were live.
+/// RFC 7009: the client revokes one of its own access tokens. Whether the
+/// token existed, was the client's, or was already revoked is not told:
+/// the answer is the same, so the endpoint cannot be used to probe tokens.
+pub async fn revoke_access_token(
+    core: &Core,
+    client_id: &str,
+    client_secret: &str,
+    token: &str,
+) -> CoreResult<()> {
+    let host = authenticate_client(core, client_id, client_secret).await?;
+    let revoked = access_token::Entity::update_many()
+        .col_expr(
+            access_token::Column::RevokedAt,
+            Expr::value(core.clock.now()),
+        )
+        .filter(access_token::Column::TokenHash.eq(sha256_hex(token)))
+        .filter(access_token::Column::HostId.eq(host.id))
+        .filter(access_token::Column::RevokedAt.is_null())
+        .exec(&core.db)
+        .await
+        .context("Failed to revoke an access token")?;
+    if revoked.rows_affected > 0 {
+        tracing::info!(host = %host.name, "access token revoked by its client");
+    }
+    Ok(())
+}
+
 pub async fn revoke_tokens(core: &Core, name: &str) -> CoreResult<u64> {
     let found = find_by_name(core, name).await?;
     let revoked = access_token::Entity::update_many()

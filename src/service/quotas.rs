@@ -6,9 +6,8 @@ use anyhow::Context;
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use entity::send_quota;
 use sea_orm::{
-    ActiveValue::Set,
-    ConnectionTrait, DatabaseTransaction, EntityTrait,
-    sea_query::{Expr, ExprTrait, OnConflict},
+    ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait, TransactionTrait,
+    sea_query::{Expr, ExprTrait, OnConflict, Query},
 };
 use uuid::Uuid;
 
@@ -17,7 +16,7 @@ use entity::states::Channel;
 use crate::{
     config::Quota,
     error::{CoreError, CoreResult, LimitedOperation, QuotaScope, quota_scope_name},
-    service::hosts::AuthenticatedHost,
+    service::{hosts::AuthenticatedHost, retrying},
     state::Core,
 };
 
@@ -48,9 +47,12 @@ pub async fn consume(
             q.email_global,
         ),
     };
-    // Recipients are hashed, keyed: scopes stay within the column whatever
-    // the address's length, and the table holds no phone numbers or emails.
-    let recipient = core.keys.token_hash(recipient);
+    // Recipients are hashed, keyed (128 bits kept): scopes stay well within
+    // the 120-character column whatever the address's length, and the
+    // table holds no phone numbers or emails.
+    let mut recipient = core.keys.token_hash(recipient);
+    recipient.truncate(32);
+    let host_id = host_id.simple();
     let channel_name = channel.name();
     // Always in this order, so concurrent transactions lock rows alike.
     let scopes = [
@@ -100,7 +102,25 @@ pub async fn admit(
         LimitedOperation::Verify => q.verify_per_host,
     };
     let scope = format!("{}:host:{}", operation.name(), host.id);
-    match count(&core.db, scope, quota, core.clock.now()).await? {
+    let now = core.clock.now();
+    let refused = if core.db.get_database_backend() != DbBackend::MySql {
+        count(&core.db, scope, quota, now).await?
+    } else {
+        retrying(|| async {
+            let txn = core
+                .db
+                .begin()
+                .await
+                .context("Failed to begin transaction")?;
+            let refused = count(&txn, scope.clone(), quota, now).await?;
+            txn.commit()
+                .await
+                .context("Failed to commit a quota count")?;
+            Ok(refused)
+        })
+        .await?
+    };
+    match refused {
         None => Ok(()),
         Some(retry_after_seconds) => {
             tracing::warn!(host = %host.name, operation = operation.name(), "request refused by rate limit");
@@ -125,27 +145,46 @@ async fn count(
         return Ok(None);
     }
     let (window_start, window_end) = window(now, quota);
-    send_quota::Entity::insert(send_quota::ActiveModel {
-        scope: Set(scope.clone()),
-        window_start: Set(window_start),
-        used: Set(1),
-    })
-    .on_conflict(
-        OnConflict::columns([send_quota::Column::Scope, send_quota::Column::WindowStart])
-            .value(
-                send_quota::Column::Used,
-                Expr::col((send_quota::Entity, send_quota::Column::Used)).add(1),
-            )
-            .to_owned(),
-    )
-    .exec_without_returning(db)
-    .await
-    .context("Failed to count against a quota")?;
-    let used = send_quota::Entity::find_by_id((scope, window_start))
-        .one(db)
-        .await
-        .context("Failed to read a quota")?
-        .map_or(0, |row| row.used);
+    let mut upsert = Query::insert()
+        .into_table(send_quota::Entity)
+        .columns([
+            send_quota::Column::Scope,
+            send_quota::Column::WindowStart,
+            send_quota::Column::Used,
+        ])
+        .values([scope.clone().into(), window_start.into(), 1.into()])
+        .context("Failed to build a quota count")?
+        .on_conflict(
+            OnConflict::columns([send_quota::Column::Scope, send_quota::Column::WindowStart])
+                .value(
+                    send_quota::Column::Used,
+                    Expr::col((send_quota::Entity, send_quota::Column::Used)).add(1),
+                )
+                .to_owned(),
+        )
+        .to_owned();
+    let backend = db.get_database_backend();
+    // The count this request made must be the one it reads: with RETURNING
+    // in the same statement; on MySQL, which has none for upserts, inside
+    // the caller's transaction (the row stays locked until it ends).
+    let used: i32 = if backend == DbBackend::MySql {
+        db.execute(&upsert)
+            .await
+            .context("Failed to count against a quota")?;
+        send_quota::Entity::find_by_id((scope, window_start))
+            .one(db)
+            .await
+            .context("Failed to read a quota")?
+            .map_or(0, |row| row.used)
+    } else {
+        upsert.returning_col(send_quota::Column::Used);
+        db.query_one(&upsert)
+            .await
+            .context("Failed to count against a quota")?
+            .context("a quota count returned no row")?
+            .try_get("", "used")
+            .context("Failed to read a quota count")?
+    };
     if u32::try_from(used).unwrap_or(u32::MAX) <= quota.limit {
         return Ok(None);
     }

@@ -72,19 +72,132 @@ async fn token_endpoint_rejects_bad_clients_per_rfc6749() {
     .await;
     assert_eq!(body["error"], "unsupported_grant_type");
 
-    let json_body = app
+    // RFC 6749 §5.2: every malformed token request is a 400 invalid_request,
+    // and no answer may be cached.
+    let malformed = [
+        app.client
+            .post(&url)
+            .json(&json!({"grant_type": "client_credentials"})),
+        app.client
+            .post(&url)
+            .form(&[("client_id", credentials.client_id.as_str())]),
+        app.client.post(&url).form(&[
+            ("grant_type", "client_credentials"),
+            ("grant_type", "client_credentials"),
+        ]),
+        app.client
+            .post(&url)
+            .basic_auth(&credentials.client_id, Some(&credentials.client_secret))
+            .form(&[
+                ("grant_type", "client_credentials"),
+                ("client_id", credentials.client_id.as_str()),
+            ]),
+    ];
+    for request in malformed {
+        let response = request.send().await.unwrap();
+        assert_eq!(response.headers()[header::CACHE_CONTROL], "no-store");
+        assert_eq!(response.headers()[header::PRAGMA], "no-cache");
+        let body = assert_error(response, StatusCode::BAD_REQUEST, "INVALID_REQUEST").await;
+        assert_eq!(body["error"], "invalid_request");
+        assert!(body["error_description"].is_string());
+    }
+}
+
+/// RFC 7009: a client revokes one of its tokens; the answer never tells
+/// whether a token existed, and another client's tokens are untouched.
+#[tokio::test]
+async fn a_client_revokes_its_own_token() {
+    let app = spawn_app().await;
+    let credentials = hosts::create_host(&app.core, "revoking-host")
+        .await
+        .unwrap();
+    let token_url = format!("{}/oauth/token", app.address);
+    let revoke_url = format!("{}/oauth/revoke", app.address);
+    let issue = || async {
+        let body: Value = app
+            .client
+            .post(&token_url)
+            .basic_auth(&credentials.client_id, Some(&credentials.client_secret))
+            .form(&[("grant_type", "client_credentials")])
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        body["access_token"].as_str().unwrap().to_owned()
+    };
+    let app = &app;
+    let works = |token: String| async move {
+        app.client
+            .get(format!(
+                "{}/b2b/customer/auth/verifyUsername?username={PHONE}",
+                app.address
+            ))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            == StatusCode::OK
+    };
+    let kept = issue().await;
+    let revoked = issue().await;
+
+    // Another host cannot revoke it, and is not told so.
+    let response = app
         .client
-        .post(&url)
-        .json(&json!({"grant_type": "client_credentials"}))
+        .post(&revoke_url)
+        .form(&[
+            ("token", revoked.as_str()),
+            ("client_id", "host_unknown"),
+            ("client_secret", "nope"),
+        ])
         .send()
         .await
         .unwrap();
-    assert_error(
-        json_body,
-        StatusCode::UNSUPPORTED_MEDIA_TYPE,
-        "UNSUPPORTED_MEDIA_TYPE",
-    )
-    .await;
+    assert_error(response, StatusCode::UNAUTHORIZED, "INVALID_CLIENT").await;
+    let other = hosts::create_host(&app.core, "other-host").await.unwrap();
+    let response = app
+        .client
+        .post(&revoke_url)
+        .basic_auth(&other.client_id, Some(&other.client_secret))
+        .form(&[("token", revoked.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(
+        works(revoked.clone()).await,
+        "another host's revocation is ignored"
+    );
+
+    for token in [revoked.as_str(), revoked.as_str(), "never-issued"] {
+        let response = app
+            .client
+            .post(&revoke_url)
+            .basic_auth(&credentials.client_id, Some(&credentials.client_secret))
+            .form(&[("token", token), ("token_type_hint", "access_token")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{token}");
+        assert_eq!(response.headers()[header::CACHE_CONTROL], "no-store");
+        assert!(response.bytes().await.unwrap().is_empty());
+    }
+    assert!(!works(revoked).await);
+    assert!(works(kept).await, "only the named token is revoked");
+
+    let missing = app
+        .client
+        .post(&revoke_url)
+        .basic_auth(&credentials.client_id, Some(&credentials.client_secret))
+        .form(&[("token_type_hint", "access_token")])
+        .send()
+        .await
+        .unwrap();
+    let body = assert_error(missing, StatusCode::BAD_REQUEST, "INVALID_REQUEST").await;
+    assert_eq!(body["error_description"], "token is required");
 }
 
 #[tokio::test]
@@ -102,7 +215,18 @@ async fn api_requires_a_valid_bearer_token() {
     );
     assert_error(missing, StatusCode::UNAUTHORIZED, "UNAUTHENTICATED").await;
 
-    for authorization in ["Basic abc", "Bearer", "Bearer not-a-token", "token"] {
+    // RFC 6750 §3.1: a malformed request is 400 invalid_request, a token
+    // that does not work 401 invalid_token.
+    for (authorization, status, error) in [
+        ("Basic abc", StatusCode::BAD_REQUEST, "invalid_request"),
+        ("Bearer", StatusCode::BAD_REQUEST, "invalid_request"),
+        ("token", StatusCode::BAD_REQUEST, "invalid_request"),
+        (
+            "Bearer not-a-token",
+            StatusCode::UNAUTHORIZED,
+            "invalid_token",
+        ),
+    ] {
         let response = app
             .client
             .get(&url)
@@ -115,12 +239,13 @@ async fn api_requires_a_valid_bearer_token() {
             .unwrap()
             .to_owned();
         assert!(
-            challenge.contains(r#"error="invalid_token""#),
+            challenge.contains(&format!(r#"error="{error}""#)),
             "{authorization}: {challenge}"
         );
-        assert_error(response, StatusCode::UNAUTHORIZED, "UNAUTHENTICATED").await;
+        assert_error(response, status, "UNAUTHENTICATED").await;
     }
 
+    // GraphQL answers in its own shape, with the same status and challenge.
     let graphql = app
         .client
         .post(format!("{}/graphql", app.address))
@@ -128,7 +253,14 @@ async fn api_requires_a_valid_bearer_token() {
         .send()
         .await
         .unwrap();
-    assert_error(graphql, StatusCode::UNAUTHORIZED, "UNAUTHENTICATED").await;
+    assert_eq!(graphql.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        graphql.headers()[header::WWW_AUTHENTICATE],
+        r#"Bearer realm="customer-registration""#
+    );
+    let body: Value = graphql.json().await.unwrap();
+    assert_eq!(body["errors"][0]["extensions"]["code"], "UNAUTHENTICATED");
+    assert!(body.get("data").is_none(), "{body}");
 }
 
 #[tokio::test]

@@ -8,7 +8,7 @@ use std::{
     process::{Child, Command, Stdio},
 };
 
-use customer_registration::domain::Md5PasswordHex;
+use customer_registration::{domain::Md5PasswordHex, service::hosts};
 use entity::customer;
 use fantoccini::{Client, ClientBuilder, Locator, wd::WebDriverCompatibleCommand};
 use sea_orm::EntityTrait;
@@ -370,8 +370,48 @@ async fn graphiql_runs_a_query_offline() {
         .expect("GraphiQL rendered from local bundles");
     browser.screenshot("graphiql").await;
 
-    browser.fill("#token", &app.token).await;
-    browser.click("#use-token").await;
+    // The schema loads without a token: the docs list the operations.
+    browser
+        .click("button[aria-label='Show Documentation Explorer']")
+        .await;
+    eventually("the docs to show the schema", || async {
+        let shown = browser
+            .client
+            .execute(
+                "return document.querySelector('.graphiql-doc-explorer')?.innerText ?? ''",
+                vec![],
+            )
+            .await
+            .unwrap()
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        shown.contains("QueryRoot").then_some(())
+    })
+    .await;
+    browser.screenshot("graphiql-docs").await;
+
+    // A wrong secret is explained; the right one gets a token.
+    let credentials = hosts::create_host(&app.core, "graphiql").await.unwrap();
+    browser.fill("#client-id", &credentials.client_id).await;
+    browser.fill("#client-secret", "wrong").await;
+    browser.click("#get-token").await;
+    eventually("the refusal to show", || async {
+        let status = browser.text("#token-status").await;
+        status
+            .contains("client authentication failed")
+            .then_some(())
+    })
+    .await;
+    browser
+        .fill("#client-secret", &credentials.client_secret)
+        .await;
+    browser.click("#get-token").await;
+    eventually("the token to be set", || async {
+        let status = browser.text("#token-status").await;
+        status.contains("Token set").then_some(())
+    })
+    .await;
     browser.click(".graphiql-execute-button").await;
     let result = eventually("GraphiQL to show the query result", || async {
         let shown = browser

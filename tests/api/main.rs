@@ -7,6 +7,8 @@ mod confirm;
 mod delivery;
 mod gateways;
 mod graphql;
+mod graphql_http;
+mod hardening;
 mod helpers;
 mod idempotency;
 mod pages;

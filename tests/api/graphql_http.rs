@@ -1,0 +1,210 @@
+//! GraphQL over HTTP as its specification and the graphql-http audit ask,
+//! schema reads without a token, and the operation policy at any depth.
+use entity::outbox_message;
+use reqwest::{Response, StatusCode, header};
+use sea_orm::{EntityTrait, PaginatorTrait};
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, spawn_app, spawn_app_with};
+
+const GRAPHQL_RESPONSE: &str = "application/graphql-response+json";
+
+async fn send(app: &TestApp, accept: Option<&str>, body: &Value) -> Response {
+    let mut request = app
+        .client
+        .post(format!("{}/graphql", app.address))
+        .bearer_auth(&app.token)
+        .json(body);
+    if let Some(accept) = accept {
+        request = request.header(header::ACCEPT, accept);
+    }
+    request.send().await.unwrap()
+}
+
+async fn read(response: Response) -> (StatusCode, String, Value) {
+    let status = response.status();
+    let media = response.headers()[header::CONTENT_TYPE]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    (status, media, response.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn the_response_media_type_follows_accept() {
+    let app = spawn_app().await;
+    let body = json!({"query": "{ __typename }"});
+    for (accept, expected) in [
+        (Some("application/json"), "application/json"),
+        (Some(GRAPHQL_RESPONSE), GRAPHQL_RESPONSE),
+        (
+            Some("application/graphql-response+json, application/json;q=0.9"),
+            GRAPHQL_RESPONSE,
+        ),
+        (Some("*/*"), "application/json"),
+        (None, "application/json"),
+    ] {
+        let (status, media, value) = read(send(&app, accept, &body).await).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(media.starts_with(expected), "{accept:?}: {media}");
+        assert_eq!(value["data"]["__typename"], "QueryRoot");
+    }
+}
+
+#[tokio::test]
+async fn documents_that_cannot_run_are_request_errors() {
+    let app = spawn_app().await;
+    let cases = [
+        (json!({"query": "{"}), "GRAPHQL_PARSE_FAILED"),
+        (
+            json!({"query": "{ notAField }"}),
+            "GRAPHQL_VALIDATION_FAILED",
+        ),
+        (
+            json!({"query": "query Q($id: ID!) { registration(id: $id) { id } }", "variables": {"id": null}}),
+            "GRAPHQL_VALIDATION_FAILED",
+        ),
+    ];
+    for (body, code) in cases {
+        // The new media type: 400 and no data.
+        let (status, _, value) = read(send(&app, Some(GRAPHQL_RESPONSE), &body).await).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {value}");
+        assert!(value.get("data").is_none(), "{value}");
+        assert_eq!(value["errors"][0]["extensions"]["code"], code, "{value}");
+        // The legacy one keeps 200, still without data.
+        let (status, _, value) = read(send(&app, Some("application/json"), &body).await).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(value.get("data").is_none(), "{value}");
+        assert_eq!(value["errors"][0]["extensions"]["code"], code);
+    }
+}
+
+#[tokio::test]
+async fn malformed_request_parameters_are_named() {
+    let app = spawn_app().await;
+    for (body, field) in [
+        (json!({}), "query"),
+        (json!({"query": 1}), "query"),
+        (
+            json!({"query": "{ __typename }", "operationName": 1}),
+            "operationName",
+        ),
+        (
+            json!({"query": "{ __typename }", "variables": "x"}),
+            "variables",
+        ),
+        (
+            json!({"query": "{ __typename }", "extensions": []}),
+            "extensions",
+        ),
+    ] {
+        let (status, _, value) = read(send(&app, Some(GRAPHQL_RESPONSE), &body).await).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        let extensions = &value["errors"][0]["extensions"];
+        assert_eq!(extensions["code"], "VALIDATION_FAILED");
+        assert_eq!(extensions["details"][0]["field"], field, "{value}");
+    }
+    // Nulls are allowed where the specification allows them.
+    let body = json!({"query": "{ __typename }", "operationName": null, "variables": null, "extensions": null});
+    let (status, _, _) = read(send(&app, None, &body).await).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn every_error_has_a_code() {
+    let app = spawn_app().await;
+    let (_, body) = app
+        .graphql(
+            "{ registrations(first: 81383306511) { nextCursor } }",
+            json!({}),
+        )
+        .await;
+    let errors = body["errors"].as_array().unwrap();
+    assert!(!errors.is_empty(), "{body}");
+    for error in errors {
+        assert!(error["extensions"]["code"].is_string(), "{error}");
+    }
+}
+
+#[tokio::test]
+async fn the_schema_can_be_read_without_a_token_by_graphql_js() {
+    let app = spawn_app().await;
+    for query in [
+        include_str!("../fixtures/introspection-graphql-js-default.graphql"),
+        include_str!("../fixtures/introspection-graphql-js-all-options.graphql"),
+    ] {
+        let response = app
+            .client
+            .post(format!("{}/graphql", app.address))
+            .json(&json!({"query": query, "operationName": "IntrospectionQuery"}))
+            .send()
+            .await
+            .unwrap();
+        let (status, _, body) = read(response).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert!(body.get("errors").is_none(), "{body}");
+        let types = body["data"]["__schema"]["types"].as_array().unwrap();
+        assert!(types.iter().any(|t| t["name"] == "RegistrationTicket"));
+    }
+    // Data still needs a token, even beside a schema read.
+    let response = app
+        .client
+        .post(format!("{}/graphql", app.address))
+        .json(&json!({"query": "{ __typename verifyUsername(username: \"081234567890\") { exists } }"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+
+    // With introspection off, a schema read is just another unauthenticated request.
+    let closed = spawn_app_with(|s| s.graphql.introspection = false).await;
+    let response = closed
+        .client
+        .post(format!("{}/graphql", closed.address))
+        .json(&json!({"query": "{ __schema { types { name } } }"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn mutations_hidden_in_nested_fragments_are_refused_whole() {
+    let app = spawn_app().await;
+    let register = |alias: &str| {
+        format!(
+            "{alias}: register(input: {{phone: \"081234567890\", name: \"A\", birthDate: \"1990-01-01\", birthPlace: \"B\", gender: true, countryId: \"ID\", accountGroupId: \"01\"}}) {{ id }}"
+        )
+    };
+    for levels in [17, 30] {
+        let open = "... on MutationRoot { ".repeat(levels);
+        let close = "} ".repeat(levels);
+        let query = format!(
+            "mutation {{ {open} {} {} {close} }}",
+            register("a"),
+            register("b")
+        );
+        let (status, body) = app.graphql(&query, json!({})).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(
+            body["errors"][0]["extensions"]["code"],
+            "GRAPHQL_POLICY_VIOLATION"
+        );
+    }
+    let aliases: String = (0..11)
+        .map(|i| {
+            format!(
+                "v{i}: verifyUsername(username: \"08123456789{}\") {{ exists }} ",
+                i % 10
+            )
+        })
+        .collect();
+    let (status, body) = app.graphql(&format!("{{ {aliases} }}"), json!({})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body.get("data").is_none());
+    let queued = outbox_message::Entity::find()
+        .count(&app.core.db)
+        .await
+        .unwrap();
+    assert_eq!(queued, 0, "nothing ran");
+}

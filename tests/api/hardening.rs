@@ -1,0 +1,345 @@
+//! Abuse the service the way the hardening issue found it open: cancelled
+//! hashes, guesses, codes at rest, floods from one host, disabled hosts,
+//! long addresses.
+use std::{net::TcpListener, time::Duration as StdDuration};
+
+use chrono::Duration;
+use customer_registration::{
+    config::{EmailTransportKind, Settings, SmsTransportKind, SmtpTls},
+    service::hosts,
+};
+use entity::{
+    delivery_attempt, outbox_message, registration,
+    states::{AttemptOutcome, OutboxStatus},
+};
+use futures::StreamExt;
+use reqwest::{StatusCode, header};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+use serde_json::{Value, json};
+
+use crate::helpers::{
+    PHONE, assert_error, eventually, md5_upper, register_body, spawn_app, spawn_app_with,
+};
+
+/// Transports pointed at a closed port: every message stays queued.
+fn unreachable_transports(settings: &mut Settings) {
+    let closed = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    settings.delivery.sms.transport = SmsTransportKind::Webhook;
+    settings.delivery.sms.webhook.url = format!("http://127.0.0.1:{port}/sms");
+    settings.delivery.email.transport = EmailTransportKind::Smtp;
+    settings.delivery.email.smtp.host = "127.0.0.1".into();
+    settings.delivery.email.smtp.port = port;
+    settings.delivery.email.smtp.tls = SmtpTls::None;
+}
+
+#[tokio::test]
+async fn confirms_cut_off_mid_hash_stay_within_the_hashing_bound() {
+    let app = spawn_app_with(|s| {
+        s.limits.max_concurrent_hashes = 1;
+        s.limits.max_queued_hashes = 4;
+    })
+    .await;
+    app.register(&register_body(PHONE)).await;
+    let token = app.sms_token(PHONE, 1).await;
+    let body = json!({"username": PHONE, "password": md5_upper("pw"), "token": token});
+    let url = format!("{}/b2b/customer/register/confirm", app.address);
+    // Cut off at several points, so that some requests reach the hash and
+    // give up before it ends, whatever the database's speed.
+    for cut_off_ms in [25, 50, 100, 200] {
+        let impatient = reqwest::Client::builder()
+            .timeout(StdDuration::from_millis(cut_off_ms))
+            .build()
+            .unwrap();
+        futures::stream::iter(0..500)
+            .for_each_concurrent(20, |_| {
+                let request = impatient.post(&url).bearer_auth(&app.token).json(&body);
+                async move {
+                    let _ = request.send().await;
+                }
+            })
+            .await;
+    }
+    // However many requests were abandoned, one hash at a time ran.
+    assert_eq!(app.core.hashing.most_at_once(), 1);
+    // And the service answers normally afterwards (a request that outran
+    // its cut-off may have completed the first registration).
+    let other = "+6281298765432";
+    app.register(&register_body(other)).await;
+    let other_token = app.sms_token(other, 1).await;
+    eventually("a confirm after the storm", || async {
+        let response = app.confirm(other, "pw", &other_token).await;
+        (response.status() == StatusCode::OK).then_some(())
+    })
+    .await;
+    assert_eq!(app.core.hashing.in_progress(), 0);
+}
+
+#[tokio::test]
+async fn a_right_code_after_wrong_ones_gives_its_attempt_back() {
+    let app = spawn_app().await;
+    app.register(&register_body(PHONE)).await;
+    let token = app.sms_token(PHONE, 1).await;
+    let mut wrong = token.clone();
+    wrong.replace_range(3..4, if &token[3..4] == "1" { "2" } else { "1" });
+    for remaining in (1..=4).rev() {
+        let body = assert_error(
+            app.confirm(PHONE, "pw", &wrong).await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "TOKEN_INVALID",
+        )
+        .await;
+        assert_eq!(body["attemptsRemaining"], remaining);
+    }
+    assert_eq!(
+        app.confirm(PHONE, "pw", &token).await.status(),
+        StatusCode::OK,
+        "the last attempt is taken, compared and given back"
+    );
+    let row = registration::Entity::find()
+        .one(&app.core.db)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        row.failed_attempts, 4,
+        "exactly the wrong codes are counted"
+    );
+}
+
+#[tokio::test]
+async fn queued_codes_and_links_are_sealed_and_withdrawn_when_replaced() {
+    let app = spawn_app_with(unreachable_transports).await;
+    app.register(&register_body(PHONE)).await;
+    let rows = outbox_message::Entity::find()
+        .all(&app.core.db)
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 2);
+    for row in &rows {
+        let body = row.body.as_deref().unwrap();
+        assert!(body.starts_with("v1."), "{body}");
+        assert!(
+            !body.contains("/complete/") && !body.contains("code"),
+            "{body}"
+        );
+        if let Some(html) = &row.html_body {
+            assert!(html.starts_with("v1."));
+        }
+    }
+    // A resend replaces the code: the queued SMS with the old one is withdrawn.
+    app.clock.advance(Duration::seconds(61));
+    let resent = app
+        .post(
+            "/b2b/customer/resend/registration/sms",
+            &json!({"username": PHONE, "phone": PHONE}),
+        )
+        .await;
+    assert_eq!(resent.status(), StatusCode::OK);
+    let first_sms = outbox_message::Entity::find_by_id(rows[0].id)
+        .one(&app.core.db)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(first_sms.status, OutboxStatus::Cancelled);
+    assert_eq!(first_sms.body, None);
+    let attempts = delivery_attempt::Entity::find()
+        .filter(delivery_attempt::Column::MessageId.eq(first_sms.id))
+        .filter(delivery_attempt::Column::Outcome.eq(AttemptOutcome::Cancelled))
+        .all(&app.core.db)
+        .await
+        .unwrap();
+    assert_eq!(attempts.len(), 1);
+    assert!(attempts[0].error.as_deref().unwrap().contains("replaced"));
+
+    // A new registration replaces the old one: everything it queued goes.
+    app.clock.advance(Duration::seconds(61));
+    app.register(&register_body(PHONE)).await;
+    let pending = outbox_message::Entity::find()
+        .filter(outbox_message::Column::Status.eq(OutboxStatus::Pending))
+        .all(&app.core.db)
+        .await
+        .unwrap();
+    assert_eq!(
+        pending.len(),
+        2,
+        "only the new registration's SMS and email"
+    );
+}
+
+#[tokio::test]
+async fn a_disabled_hosts_links_stop_working_and_its_queue_is_cancelled() {
+    let app = spawn_app().await;
+    app.register(&register_body(PHONE)).await;
+    let link = app.completion_link_path().await;
+    let open = app
+        .client
+        .get(format!("{}{link}", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(open.status(), StatusCode::OK);
+    hosts::disable_host(&app.core, "host-a").await.unwrap();
+    let closed = app
+        .client
+        .get(format!("{}{link}", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(closed.status(), StatusCode::NOT_FOUND);
+
+    let queued = spawn_app_with(unreachable_transports).await;
+    queued.register(&register_body(PHONE)).await;
+    let cancelled = hosts::disable_host(&queued.core, "host-a").await.unwrap();
+    assert_eq!(cancelled, 2);
+    let rows = outbox_message::Entity::find()
+        .all(&queued.core.db)
+        .await
+        .unwrap();
+    assert!(
+        rows.iter().all(|r| r.status == OutboxStatus::Cancelled
+            && r.body.is_none()
+            && r.html_body.is_none())
+    );
+    let timeline = delivery_attempt::Entity::find()
+        .filter(delivery_attempt::Column::Outcome.eq(AttemptOutcome::Cancelled))
+        .all(&queued.core.db)
+        .await
+        .unwrap();
+    assert_eq!(timeline.len(), 2);
+    assert!(
+        timeline[0]
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("host was disabled")
+    );
+}
+
+#[tokio::test]
+async fn verify_and_register_are_rate_limited_per_host() {
+    let app = spawn_app_with(|s| {
+        s.quotas.verify_per_host.limit = 3;
+        s.quotas.register_per_host.limit = 1;
+    })
+    .await;
+    let verify = |token: String| {
+        let app = &app;
+        async move {
+            app.client
+                .get(format!(
+                    "{}/b2b/customer/auth/verifyUsername?username={PHONE}",
+                    app.address
+                ))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    for _ in 0..2 {
+        assert_eq!(verify(app.token.clone()).await.status(), StatusCode::OK);
+    }
+    // Every aliased field counts: the third passes, the fourth is refused.
+    let (_, body) = app
+        .graphql(
+            "{ a: verifyEmail(email: \"a@example.com\") { exists } b: verifyUsername(username: \"081234567890\") { exists } }",
+            json!({}),
+        )
+        .await;
+    // The fields run concurrently: either may get the last allowance.
+    let answered = ["a", "b"]
+        .iter()
+        .filter(|f| body["data"][**f]["exists"] == false)
+        .count();
+    assert_eq!(answered, 1, "{body}");
+    assert_eq!(body["errors"].as_array().unwrap().len(), 1, "{body}");
+    assert_eq!(body["errors"][0]["extensions"]["code"], "RATE_LIMITED");
+    let refused = verify(app.token.clone()).await;
+    let retry_after: u64 = refused.headers()[header::RETRY_AFTER]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry_after));
+    assert_error(refused, StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED").await;
+    // Another host has its own allowance.
+    let other = app.new_host_token("host-b").await;
+    assert_eq!(verify(other).await.status(), StatusCode::OK);
+    // The window passes.
+    app.clock.advance(Duration::minutes(1));
+    assert_eq!(verify(app.token.clone()).await.status(), StatusCode::OK);
+
+    app.register(&register_body(PHONE)).await;
+    let second = app
+        .post("/b2b/customer/register", &register_body("+6281298765432"))
+        .await;
+    assert_error(second, StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED").await;
+}
+
+#[tokio::test]
+async fn one_host_cannot_use_up_a_phone_for_the_others() {
+    let app = spawn_app_with(|s| {
+        s.quotas.sms_per_host_phone.limit = 2;
+        s.quotas.sms_per_phone.limit = 4;
+    })
+    .await;
+    // Re-registering at once is refused: it would only flood the customer.
+    app.register(&register_body(PHONE)).await;
+    let too_soon = app
+        .post("/b2b/customer/register", &register_body(PHONE))
+        .await;
+    assert!(too_soon.headers().contains_key(header::RETRY_AFTER));
+    assert_error(too_soon, StatusCode::TOO_MANY_REQUESTS, "REGISTER_TOO_SOON").await;
+    app.clock.advance(Duration::seconds(61));
+    app.register(&register_body(PHONE)).await;
+    app.clock.advance(Duration::seconds(61));
+    let third = app
+        .post("/b2b/customer/register", &register_body(PHONE))
+        .await;
+    let body = assert_error(third, StatusCode::TOO_MANY_REQUESTS, "SEND_QUOTA_EXCEEDED").await;
+    assert!(
+        body["message"].as_str().unwrap().contains("host-phone"),
+        "{body}"
+    );
+
+    let other = app.new_host_token("host-b").await;
+    let response = app
+        .post_as(&other, "/b2b/customer/register", &register_body(PHONE))
+        .await;
+    assert_eq!(
+        response.status(),
+        StatusCode::OK,
+        "host-b still reaches the customer"
+    );
+}
+
+#[tokio::test]
+async fn the_longest_valid_email_registers_on_every_database() {
+    let app = spawn_app().await;
+    // 64-character local part, 254 characters in all (RFC 5321's limits).
+    let local = "a".repeat(64);
+    let domain = format!(
+        "{}.{}.{}.example.com",
+        "b".repeat(63),
+        "c".repeat(63),
+        "d".repeat(49)
+    );
+    let email = format!("{local}@{domain}");
+    assert_eq!(email.len(), 254);
+    let mut body = register_body(PHONE);
+    body["email"] = json!(email);
+    let response = app.post("/b2b/customer/register", &body).await;
+    let status = response.status();
+    let ticket: Value = response.json().await.unwrap();
+    assert_eq!(status, StatusCode::OK, "{ticket}");
+    app.clock.advance(Duration::seconds(61));
+    let resent = app
+        .post(
+            "/b2b/customer/resend/registration/email",
+            &json!({"username": PHONE, "phone": PHONE}),
+        )
+        .await;
+    assert_eq!(resent.status(), StatusCode::OK);
+}
