@@ -90,8 +90,9 @@ pub struct RegistrationSettings {
     pub token_expiry_minutes: u32,
     /// Wrong codes one registration tolerates before it locks.
     pub max_wrong_codes: u32,
-    /// Consecutive wrong codes for one phone, across registrations, before
-    /// the number is refused for `phone_lock_minutes`.
+    /// Consecutive wrong codes for one phone at one host, across its
+    /// registrations, before the number is refused to that host for
+    /// `phone_lock_minutes`.
     pub phone_lock_threshold: u32,
     pub phone_lock_minutes: u32,
     pub resend_cooldown_seconds: u32,

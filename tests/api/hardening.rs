@@ -343,3 +343,28 @@ async fn the_longest_valid_email_registers_on_every_database() {
         .await;
     assert_eq!(resent.status(), StatusCode::OK);
 }
+
+#[tokio::test]
+async fn a_phone_locked_by_one_hosts_failures_stays_open_to_others() {
+    let app = spawn_app_with(|s| {
+        s.registration.max_wrong_codes = 2;
+        s.registration.phone_lock_threshold = 2;
+    })
+    .await;
+    app.register(&register_body(PHONE)).await;
+    for _ in 0..2 {
+        let response = app.confirm(PHONE, "pw", "ZZZ000000").await;
+        assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    }
+    app.clock.advance(Duration::seconds(61));
+    let refused = app
+        .post("/b2b/customer/register", &register_body(PHONE))
+        .await;
+    assert_error(refused, StatusCode::LOCKED, "PHONE_LOCKED").await;
+
+    let other = app.new_host_token("host-b").await;
+    let response = app
+        .post_as(&other, "/b2b/customer/register", &register_body(PHONE))
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+}

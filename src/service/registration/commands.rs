@@ -39,7 +39,7 @@ pub async fn register(
     })
     .await?;
     ensure_phone_not_locked(
-        queries::phone_locked_until(core, &applicant.phone).await?,
+        queries::phone_locked_until(core, host.id, &applicant.phone).await?,
         now,
     )?;
     if queries::username_taken(core, applicant.phone.as_str()).await? {
@@ -178,7 +178,7 @@ pub async fn confirm_parsed(
 ) -> CoreResult<ConfirmedRegistration> {
     let rules = &core.rules;
     ensure_phone_not_locked(
-        queries::phone_locked_until(core, phone).await?,
+        queries::phone_locked_until(core, host.id, phone).await?,
         core.clock.now(),
     )?;
     let registration = queries::latest_for_phone(core, host, phone).await?;
@@ -271,7 +271,7 @@ async fn complete_registration(
     if let ConfirmedVia::EmailLink { link_id } = via {
         store::mark_link_used(&txn, link_id, now).await?;
     }
-    store::reset_phone_failures(&txn, phone).await?;
+    store::reset_phone_failures(&txn, registration.host_id, phone).await?;
     outbox::cancel_pending(&txn, &[registration.id], None, CancelReason::Completed, now).await?;
     store::commit(txn).await?;
     Ok((customer_id, now))
@@ -312,7 +312,9 @@ async fn check_code(
     };
     let check = current.check(submitted, now, || is_earlier_code);
     if check == CodeCheck::Wrong {
-        if store::count_phone_failure(&txn, &registration.phone, now, rules).await? {
+        if store::count_phone_failure(&txn, registration.host_id, &registration.phone, now, rules)
+            .await?
+        {
             tracing::warn!(phone = %registration.phone.masked(), "phone refused after too many wrong codes");
         }
     } else {
@@ -340,7 +342,10 @@ async fn begin_resend(
     let rules = &core.rules;
     let phone = input::resend_target(core, request)?;
     let now = core.clock.now();
-    ensure_phone_not_locked(queries::phone_locked_until(core, &phone).await?, now)?;
+    ensure_phone_not_locked(
+        queries::phone_locked_until(core, host.id, &phone).await?,
+        now,
+    )?;
     let registration = queries::latest_for_phone(core, host, &phone).await?;
     registration.ensure_open(rules)?;
     if channel == Channel::Email && registration.email.is_none() {

@@ -101,12 +101,14 @@ pub async fn last_registered_at(
     Ok(latest)
 }
 
-/// Until when the phone is refused after a run of wrong codes, if at all.
+/// Until when the phone is refused to the host after a run of wrong codes,
+/// if at all.
 pub async fn phone_locked_until(
     core: &Core,
+    host_id: Uuid,
     phone: &PhoneNumber,
 ) -> CoreResult<Option<DateTime<Utc>>> {
-    let guard = phone_guard::Entity::find_by_id(phone.as_str().to_owned())
+    let guard = phone_guard::Entity::find_by_id((host_id, phone.as_str().to_owned()))
         .one(&core.db)
         .await
         .context("Failed to look up phone guard")?;

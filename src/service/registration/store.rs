@@ -289,10 +289,12 @@ pub async fn mark_link_used(
 /// A completed registration clears the phone's run of wrong codes.
 pub async fn reset_phone_failures(
     txn: &DatabaseTransaction,
+    host_id: Uuid,
     phone: &PhoneNumber,
 ) -> CoreResult<()> {
     phone_guard::Entity::update_many()
         .col_expr(phone_guard::Column::ConsecutiveFailures, Expr::value(0))
+        .filter(phone_guard::Column::HostId.eq(host_id))
         .filter(phone_guard::Column::Phone.eq(phone.as_str()))
         .exec(txn)
         .await
@@ -340,17 +342,19 @@ pub async fn give_back_attempt(txn: &DatabaseTransaction, registration_id: Uuid)
 /// the number once the run reaches the threshold. True when this locked it.
 pub async fn count_phone_failure(
     txn: &DatabaseTransaction,
+    host_id: Uuid,
     phone: &PhoneNumber,
     now: DateTime<Utc>,
     rules: &Rules,
 ) -> CoreResult<bool> {
     phone_guard::Entity::insert(phone_guard::ActiveModel {
+        host_id: Set(host_id),
         phone: Set(phone.as_str().to_owned()),
         consecutive_failures: Set(1),
         locked_until: Set(None),
     })
     .on_conflict(
-        OnConflict::column(phone_guard::Column::Phone)
+        OnConflict::columns([phone_guard::Column::HostId, phone_guard::Column::Phone])
             .value(
                 phone_guard::Column::ConsecutiveFailures,
                 Expr::col((
@@ -370,6 +374,7 @@ pub async fn count_phone_failure(
             Expr::value(now + rules.phone_lock),
         )
         .col_expr(phone_guard::Column::ConsecutiveFailures, Expr::value(0))
+        .filter(phone_guard::Column::HostId.eq(host_id))
         .filter(phone_guard::Column::Phone.eq(phone.as_str()))
         .filter(phone_guard::Column::ConsecutiveFailures.gte(rules.phone_lock_threshold))
         .exec(txn)
