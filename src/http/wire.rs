@@ -124,6 +124,9 @@ pub struct TicketBody {
     #[serde(serialize_with = "timestamp")]
     request_timestamp: DateTime<Utc>,
     account_group_id: String,
+    /// `accountGroupId` under the legacy spec's misspelling, which existing
+    /// clients parse; always the same value.
+    account_groip_id: String,
     attempts_remaining: u32,
     sms_resends_remaining: u32,
     email_resends_remaining: u32,
@@ -144,6 +147,7 @@ impl From<RegistrationTicket> for TicketBody {
             expiry_minutes: t.expiry_minutes,
             expiry_timestamp: t.expiry_timestamp,
             request_timestamp: t.request_timestamp,
+            account_groip_id: t.account_group_id.clone(),
             account_group_id: t.account_group_id,
             attempts_remaining: t.attempts_remaining,
             sms_resends_remaining: t.sms_resends_remaining,
@@ -191,6 +195,10 @@ impl From<UsernameAvailability> for UsernameBody {
 
 #[derive(Serialize)]
 pub struct EmailBody {
+    /// The legacy spec's member: the email asked about, normalised like
+    /// `email`. Never the phone number of whoever has it, which would tell
+    /// any host whose the address is.
+    username: String,
     email: String,
     exists: bool,
 }
@@ -198,6 +206,7 @@ pub struct EmailBody {
 impl From<EmailAvailability> for EmailBody {
     fn from(a: EmailAvailability) -> Self {
         Self {
+            username: a.email.clone(),
             email: a.email,
             exists: a.exists,
         }
