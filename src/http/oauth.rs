@@ -7,25 +7,68 @@ use axum::{
 };
 use base64::{Engine, engine::general_purpose::STANDARD};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
-use super::{error::ApiError, json::read_body};
+use super::{
+    error::{ApiError, ErrorBody},
+    json::read_body,
+};
 use crate::{error::CoreError, service::hosts, state::Core};
 
 /// RFC 6749 §5.1 successful response.
-#[derive(Serialize)]
-struct TokenBody {
+#[derive(Serialize, ToSchema)]
+pub(super) struct TokenBody {
+    /// Send it as `Authorization: Bearer <access_token>`.
     access_token: String,
+    /// Always `Bearer`.
+    #[schema(example = "Bearer")]
     token_type: &'static str,
+    /// Seconds the token stays valid.
+    #[schema(example = 3600)]
     expires_in: u32,
 }
 
-#[derive(Deserialize)]
-struct TokenForm {
+/// RFC 6749 §4.4.2. The client authenticates with `client_id` and
+/// `client_secret` here or with HTTP Basic, never both.
+#[derive(Deserialize, ToSchema)]
+pub(super) struct TokenForm {
+    /// Only `client_credentials` is supported.
+    #[schema(value_type = String, required = true, example = "client_credentials")]
     grant_type: Option<String>,
+    // `String`, not `Option`: a form has no null.
+    /// With `client_secret`, unless HTTP Basic carries both.
+    #[schema(value_type = String, required = false)]
     client_id: Option<String>,
+    /// With `client_id`, unless HTTP Basic carries both.
+    #[schema(value_type = String, required = false)]
     client_secret: Option<String>,
 }
 
+/// Get an access token
+///
+/// For a host, by the client credentials grant.
+#[utoipa::path(
+    post,
+    path = "/oauth/token",
+    operation_id = "issueAccessToken",
+    tag = "oauth",
+    request_body(content = TokenForm, content_type = "application/x-www-form-urlencoded"),
+    security((), ("clientBasic" = [])),
+    responses(
+        (status = 200, description = "The access token (RFC 6749 §5.1).", body = TokenBody,
+            headers(("Cache-Control" = String, description = "`no-store`"))),
+        (status = 400, description = "`INVALID_REQUEST` (`error`: `invalid_request`: no \
+            `grant_type`, not a form, or credentials both in the form and in HTTP Basic) or \
+            `UNSUPPORTED_GRANT_TYPE` (`unsupported_grant_type`).", body = ErrorBody<'_>),
+        (status = 401, description = "`INVALID_CLIENT` (`error`: `invalid_client`): unknown or \
+            disabled client, wrong secret, no credentials, or an `Authorization` header that is \
+            not valid HTTP Basic.", body = ErrorBody<'_>,
+            headers(("WWW-Authenticate" = String, description = "`Basic realm=\"customer-registration\"`"))),
+        (status = 413, description = "`PAYLOAD_TOO_LARGE`", body = ErrorBody<'_>),
+        (status = 415, description = "`UNSUPPORTED_MEDIA_TYPE`: not `application/x-www-form-urlencoded`.", body = ErrorBody<'_>),
+        (status = 500, description = "`INTERNAL`", body = ErrorBody<'_>),
+    )
+)]
 pub async fn token(State(core): State<Core>, request: Request) -> Result<Response, ApiError> {
     let is_form = request
         .headers()

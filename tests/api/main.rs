@@ -9,6 +9,7 @@ mod gateways;
 mod graphql;
 mod helpers;
 mod idempotency;
+mod openapi;
 mod pages;
 mod parity;
 mod quotas;
