@@ -1,4 +1,5 @@
-//! Command line: `serve` (the default), host and account-group management.
+//! Command line: `serve` (the default), host and account-group management,
+//! and the API's descriptions (`schema`, `openapi`).
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode, sync::Arc};
 
 use clap::{Parser, Subcommand};
@@ -64,6 +65,8 @@ enum Command {
     Registrations(RegistrationsCommand),
     /// Print the GraphQL schema (SDL).
     Schema,
+    /// Print the OpenAPI 3.1 document of the REST API (JSON).
+    Openapi,
 }
 
 #[derive(Subcommand)]
@@ -237,6 +240,10 @@ async fn execute(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Schema => {
             print!("{}", crate::graphql::sdl());
+            Ok(())
+        }
+        Command::Openapi => {
+            print!("{}", crate::http::openapi::pretty_json()?);
             Ok(())
         }
         Command::Outbox(command) => {

@@ -88,6 +88,16 @@ fn schema_command_prints_the_committed_sdl() {
 }
 
 #[test]
+fn openapi_command_prints_the_committed_document() {
+    let cli = Cli::new();
+    let (ok, out) = cli.run(&["openapi"]);
+    assert!(ok);
+    let committed =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/openapi.json")).unwrap();
+    assert_eq!(out, committed);
+}
+
+#[test]
 fn bad_configuration_is_reported_by_key() {
     let cli = Cli::new();
     let output = Command::new(env!("CARGO_BIN_EXE_customer-registration"))

@@ -8,6 +8,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::error::{AuthFailure, CoreError, FieldError};
 
@@ -165,29 +166,52 @@ pub fn core_status(error: &CoreError) -> StatusCode {
 
 /// The JSON error shape of every REST response (and of `/oauth/token`,
 /// which adds the RFC 6749 `error` and `error_description` members).
-#[derive(Serialize)]
+/// The codes are listed in `docs/ERRORS.md`.
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ErrorBody<'a> {
+    /// Stable, machine-readable; clients match on it. Never renamed.
+    #[schema(example = "VALIDATION_FAILED")]
     pub code: &'static str,
+    /// For people; may change.
+    #[schema(example = "the request has invalid fields")]
     pub message: String,
+    /// Only with `VALIDATION_FAILED`: every bad field at once.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub details: Vec<FieldErrorBody<'a>>,
+    /// Only with `TOKEN_INVALID`: wrong codes still allowed.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub attempts_remaining: Option<u32>,
+    /// When sending the same request later may succeed: after this many
+    /// seconds, also sent as the `Retry-After` header.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub retry_after_seconds: Option<u64>,
+    /// RFC 6749 §5.2 error code; only from `/oauth/token` (`invalid_client`,
+    /// `unsupported_grant_type`, `invalid_request`).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false, value_type = Option<String>)]
     pub error: Option<&'static str>,
     /// RFC 6749 §5.2 spells it in snake case, unlike our own members.
+    /// Present with `error`; the same text as `message`.
     #[serde(rename = "error_description", skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub error_description: Option<String>,
 }
 
 /// One entry of `details`.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct FieldErrorBody<'a> {
+    /// The API's name of the field (`birthDate`, `countryId`), or `body`,
+    /// `query`, `Idempotency-Key`.
+    #[schema(example = "birthDate")]
     pub field: &'a str,
+    /// What is wrong with it (`required`, `invalid_type`, ...).
+    #[schema(example = "invalid_date")]
     pub code: &'static str,
+    /// For people; may change.
+    #[schema(example = "birthDate must be a date written YYYY-MM-DD")]
     pub message: &'a str,
 }
 

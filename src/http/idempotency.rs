@@ -22,6 +22,33 @@ use crate::{
 
 const HEADER: &str = "idempotency-key";
 
+/// The header as the OpenAPI document lists it on each POST operation.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+pub(super) struct IdempotencyKey {
+    /// 1 to 255 visible ASCII characters, chosen by the client, one per
+    /// intended operation. A retry with the same key and the same request
+    /// gets the first response again (`Idempotent-Replayed: true`) and
+    /// changes nothing; the same key with another request is 422
+    /// `IDEMPOTENCY_KEY_REUSED`, and while the first still runs 409
+    /// `IDEMPOTENCY_REQUEST_IN_PROGRESS`. Answers that say to retry later
+    /// (5xx, 429, any `Retry-After`) are not kept. A key outside these
+    /// rules is 400 `VALIDATION_FAILED` (`invalid_idempotency_key`).
+    #[param(
+        rename = "Idempotency-Key",
+        value_type = String,
+        required = false,
+        min_length = 1,
+        max_length = 255,
+        pattern = "^[!-~]+$"
+    )]
+    #[allow(
+        dead_code,
+        reason = "only described, never built: the middleware reads the header"
+    )]
+    key: Option<String>,
+}
+
 pub async fn replay_or_record(
     State(core): State<Core>,
     request: Request,

@@ -1,11 +1,12 @@
-//! The HTTP face: the legacy REST paths, the OAuth token endpoint, health
-//! and metrics, and the plumbing every HTTP route shares (the error shape,
+//! The HTTP face: the legacy REST paths, the OAuth token endpoint, their
+//! OpenAPI document, health and metrics, and the plumbing every HTTP route shares (the error shape,
 //! JSON reading, authentication, idempotency, request spans).
 mod auth;
 pub mod error;
 mod idempotency;
 pub mod json;
 mod oauth;
+pub mod openapi;
 mod rest;
 mod wire;
 
@@ -22,7 +23,7 @@ pub use self::auth::Unidentified;
 use self::error::ApiError;
 use crate::{metrics::RequestLabels, service::health, state::Core};
 
-/// REST, OAuth, health and metrics.
+/// REST, OAuth, the OpenAPI document, health and metrics.
 pub fn router<S>(core: &Core) -> Router<S>
 where
     S: Clone + Send + Sync + 'static,
@@ -47,6 +48,7 @@ where
     Router::new()
         .route("/oauth/token", post(oauth::token))
         .route("/oauth/revoke", post(oauth::revoke))
+        .route("/openapi.json", get(openapi::serve))
         // The process answers: for a liveness probe. `/health` is the old name.
         .route("/healthz", get(|| async { "ok" }))
         .route("/health", get(|| async { "ok" }))

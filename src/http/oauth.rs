@@ -12,14 +12,24 @@ use axum::{
 use base64::{Engine, engine::general_purpose::STANDARD};
 use serde::{Deserialize, Serialize};
 
-use super::{error::ApiError, json::read_body};
+use utoipa::ToSchema;
+
+use super::{
+    error::{ApiError, ErrorBody},
+    json::read_body,
+};
 use crate::{error::CoreError, service::hosts, state::Core};
 
 /// RFC 6749 §5.1 successful response.
-#[derive(Serialize)]
-struct TokenBody {
+#[derive(Serialize, ToSchema)]
+pub(super) struct TokenBody {
+    /// Send it as `Authorization: Bearer <access_token>`.
     access_token: String,
+    /// Always `Bearer`.
+    #[schema(example = "Bearer")]
     token_type: &'static str,
+    /// Seconds the token stays valid.
+    #[schema(example = 3600)]
     expires_in: u32,
 }
 
@@ -35,6 +45,60 @@ struct OauthForm {
     _token_type_hint: Option<String>,
 }
 
+/// RFC 6749 §4.4.2, as documented. The client authenticates with
+/// `client_id` and `client_secret` here or with HTTP Basic, never both.
+#[derive(ToSchema)]
+#[allow(dead_code, reason = "describes the form for the OpenAPI document")]
+pub(super) struct TokenForm {
+    /// Only `client_credentials` is supported.
+    #[schema(example = "client_credentials")]
+    grant_type: String,
+    /// With `client_secret`, unless HTTP Basic carries both.
+    client_id: Option<String>,
+    /// With `client_id`, unless HTTP Basic carries both.
+    client_secret: Option<String>,
+}
+
+/// RFC 7009 §2.1, as documented.
+#[derive(ToSchema)]
+#[allow(dead_code, reason = "describes the form for the OpenAPI document")]
+pub(super) struct RevokeForm {
+    /// The access token to revoke.
+    token: String,
+    /// Ignored: only access tokens exist here.
+    #[schema(example = "access_token")]
+    token_type_hint: Option<String>,
+    /// With `client_secret`, unless HTTP Basic carries both.
+    client_id: Option<String>,
+    /// With `client_id`, unless HTTP Basic carries both.
+    client_secret: Option<String>,
+}
+
+/// Get an access token
+///
+/// For a host, by the client credentials grant.
+#[utoipa::path(
+    post,
+    path = "/oauth/token",
+    operation_id = "issueAccessToken",
+    tag = "oauth",
+    request_body(content = TokenForm, content_type = "application/x-www-form-urlencoded"),
+    security((), ("clientBasic" = [])),
+    responses(
+        (status = 200, description = "The access token (RFC 6749 §5.1).", body = TokenBody,
+            headers(("Cache-Control" = String, description = "`no-store`"),
+                    ("Pragma" = String, description = "`no-cache`"))),
+        (status = 400, description = "`INVALID_REQUEST` (`error`: `invalid_request`: not a \
+            form, no `grant_type`, a repeated parameter, or credentials both in the form and in \
+            HTTP Basic) or `UNSUPPORTED_GRANT_TYPE` (`unsupported_grant_type`).", body = ErrorBody<'_>),
+        (status = 401, description = "`INVALID_CLIENT` (`error`: `invalid_client`): unknown or \
+            disabled client, wrong secret, no credentials, or an `Authorization` header that is \
+            not valid HTTP Basic.", body = ErrorBody<'_>,
+            headers(("WWW-Authenticate" = String, description = "`Basic realm=\"customer-registration\"`"))),
+        (status = 413, description = "`PAYLOAD_TOO_LARGE`", body = ErrorBody<'_>),
+        (status = 500, description = "`INTERNAL`", body = ErrorBody<'_>),
+    )
+)]
 pub async fn token(State(core): State<Core>, request: Request) -> Response {
     no_store(issue(&core, request).await)
 }
@@ -57,6 +121,30 @@ async fn issue(core: &Core, request: Request) -> Result<Response, ApiError> {
     .into_response())
 }
 
+/// Revoke an access token
+///
+/// RFC 7009. The answer is the same whether or not the token existed or
+/// belonged to the client, so it cannot be used to probe tokens.
+#[utoipa::path(
+    post,
+    path = "/oauth/revoke",
+    operation_id = "revokeAccessToken",
+    tag = "oauth",
+    request_body(content = RevokeForm, content_type = "application/x-www-form-urlencoded"),
+    security((), ("clientBasic" = [])),
+    responses(
+        (status = 200, description = "Revoked, or nothing to revoke; the body is empty.",
+            headers(("Cache-Control" = String, description = "`no-store`"))),
+        (status = 400, description = "`INVALID_REQUEST` (`error`: `invalid_request`): not a \
+            form, no `token`, a repeated parameter, or two client authentication methods.",
+            body = ErrorBody<'_>),
+        (status = 401, description = "`INVALID_CLIENT` (`error`: `invalid_client`).",
+            body = ErrorBody<'_>,
+            headers(("WWW-Authenticate" = String, description = "`Basic realm=\"customer-registration\"`"))),
+        (status = 413, description = "`PAYLOAD_TOO_LARGE`", body = ErrorBody<'_>),
+        (status = 500, description = "`INTERNAL`", body = ErrorBody<'_>),
+    )
+)]
 pub async fn revoke(State(core): State<Core>, request: Request) -> Response {
     no_store(revoke_token(&core, request).await)
 }

@@ -11,6 +11,7 @@ mod graphql_http;
 mod hardening;
 mod helpers;
 mod idempotency;
+mod openapi;
 mod pages;
 mod parity;
 mod quotas;

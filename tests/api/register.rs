@@ -21,6 +21,8 @@ async fn register_returns_the_documented_fields_and_sends_sms_and_email() {
     assert_eq!(ticket["active"], true);
     assert_eq!(ticket["expiryMinutes"], 10);
     assert_eq!(ticket["accountGroupId"], "01");
+    // The legacy spec's misspelling, which existing clients parse.
+    assert_eq!(ticket["accountGroipId"], "01");
     assert_eq!(ticket["attemptsRemaining"], 5);
     assert_eq!(ticket["smsResendsRemaining"], 4);
     let prefix = ticket["tokenPrefix"].as_str().unwrap();
@@ -309,5 +311,7 @@ async fn account_groups_added_later_are_accepted() {
     customer_registration::service::account_groups::add_group(&app.core, "VIP", "Very important")
         .await
         .unwrap();
-    assert_eq!(app.register(&body).await["accountGroupId"], "VIP");
+    let ticket = app.register(&body).await;
+    assert_eq!(ticket["accountGroupId"], "VIP");
+    assert_eq!(ticket["accountGroipId"], "VIP");
 }

@@ -29,6 +29,9 @@ async fn resend_sms_waits_for_the_cooldown_then_issues_a_new_token() {
     assert_eq!(ticket["id"], first["id"]);
     assert_eq!(ticket["attempt"], 2);
     assert_eq!(ticket["smsResendsRemaining"], 3);
+    // The resends answer with the register ticket, legacy spelling included.
+    assert_eq!(ticket["accountGroupId"], "01");
+    assert_eq!(ticket["accountGroipId"], "01");
     let new_token = app.sms_token(PHONE, 2).await;
     assert_eq!(&new_token[..3], ticket["tokenPrefix"].as_str().unwrap());
     assert_ne!(new_token, old_token);
@@ -112,6 +115,8 @@ async fn resend_email_sends_a_fresh_link() {
     let ticket: Value = response.json().await.unwrap();
     assert_eq!(ticket["emailResendsRemaining"], 3);
     assert_eq!(ticket["attempt"], 1, "the SMS token is unchanged");
+    assert_eq!(ticket["accountGroupId"], "01");
+    assert_eq!(ticket["accountGroipId"], "01");
     let emails = app.emails(2).await;
     let link = |email: &str| {
         email
