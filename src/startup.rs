@@ -119,6 +119,7 @@ pub fn router(core: Core) -> Router {
         .merge(pages::router())
         .fallback(|| async { ApiError::RouteNotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(axum::middleware::from_fn(http::run_to_completion))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::from_fn_with_state(
             core.clone(),

@@ -35,6 +35,10 @@ pub enum ApiError {
     UnsupportedGrantType,
     #[error("{0}")]
     InvalidOauthRequest(&'static str),
+    /// Client authentication in the form failed: RFC 6749 §5.2 keeps 401
+    /// and its challenge for HTTP Basic (a browser would prompt for it).
+    #[error("client authentication failed")]
+    InvalidClientInForm,
     #[error("this Idempotency-Key was used with a different request")]
     IdempotencyKeyReused,
     #[error("a request with this Idempotency-Key is still being processed")]
@@ -66,6 +70,7 @@ impl ApiError {
             MethodNotAllowed => "METHOD_NOT_ALLOWED",
             UnsupportedGrantType => "UNSUPPORTED_GRANT_TYPE",
             InvalidOauthRequest(_) => "INVALID_REQUEST",
+            InvalidClientInForm => "INVALID_CLIENT",
             IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
             IdempotencyInProgress => "IDEMPOTENCY_REQUEST_IN_PROGRESS",
         }
@@ -76,7 +81,9 @@ impl ApiError {
         match self {
             Core(error) => core_status(error),
             MalformedJson(_) | BatchNotSupported | GraphqlPolicy(_) => StatusCode::BAD_REQUEST,
-            UnsupportedGrantType | InvalidOauthRequest(_) => StatusCode::BAD_REQUEST,
+            UnsupportedGrantType | InvalidOauthRequest(_) | InvalidClientInForm => {
+                StatusCode::BAD_REQUEST
+            }
             UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             RouteNotFound => StatusCode::NOT_FOUND,
@@ -117,7 +124,9 @@ impl ApiError {
 
     fn body(&self) -> ErrorBody<'_> {
         let oauth_error = match self {
-            ApiError::Core(CoreError::InvalidClient) => Some("invalid_client"),
+            ApiError::Core(CoreError::InvalidClient) | ApiError::InvalidClientInForm => {
+                Some("invalid_client")
+            }
             ApiError::UnsupportedGrantType => Some("unsupported_grant_type"),
             ApiError::InvalidOauthRequest(_) => Some("invalid_request"),
             _ => None,
@@ -365,6 +374,7 @@ pub(crate) mod tests {
             ApiError::MethodNotAllowed,
             ApiError::UnsupportedGrantType,
             ApiError::InvalidOauthRequest("grant_type is required"),
+            ApiError::InvalidClientInForm,
             ApiError::IdempotencyKeyReused,
             ApiError::IdempotencyInProgress,
         ];

@@ -113,6 +113,26 @@ pub fn request_span<B>(request: &Request<B>) -> tracing::Span {
 
 pub const REQUEST_ID: &str = "x-request-id";
 
+/// Runs the request's work (authentication, idempotency, the handler) on a
+/// task of its own, so it reaches its end even when the client goes away.
+/// Dropped half-way, a transaction would keep its row locks until its
+/// connection is used again; a storm of abandoned requests could then hold
+/// every pooled connection waiting on those locks. A panic in a handler
+/// becomes a 500 instead of a dropped connection.
+pub async fn run_to_completion(
+    request: axum::extract::Request,
+    next: middleware::Next,
+) -> axum::response::Response {
+    use tracing::Instrument;
+    let work = tokio::spawn(next.run(request).instrument(tracing::Span::current()));
+    match work.await {
+        Ok(response) => response,
+        Err(failure) => {
+            ApiError::from(anyhow::anyhow!("request task failed: {failure}")).into_response()
+        }
+    }
+}
+
 /// Counts every request and its latency by operation (the route template),
 /// transport and status.
 pub async fn record_request(

@@ -89,11 +89,13 @@ pub(super) struct RevokeForm {
             headers(("Cache-Control" = String, description = "`no-store`"),
                     ("Pragma" = String, description = "`no-cache`"))),
         (status = 400, description = "`INVALID_REQUEST` (`error`: `invalid_request`: not a \
-            form, no `grant_type`, a repeated parameter, or credentials both in the form and in \
-            HTTP Basic) or `UNSUPPORTED_GRANT_TYPE` (`unsupported_grant_type`).", body = ErrorBody<'_>),
-        (status = 401, description = "`INVALID_CLIENT` (`error`: `invalid_client`): unknown or \
-            disabled client, wrong secret, no credentials, or an `Authorization` header that is \
-            not valid HTTP Basic.", body = ErrorBody<'_>,
+            form, no `grant_type`, a repeated parameter, `client_id` without `client_secret` or \
+            the reverse, or credentials both in the form and in HTTP Basic), \
+            `UNSUPPORTED_GRANT_TYPE` (`unsupported_grant_type`), or `INVALID_CLIENT` \
+            (`invalid_client`) for wrong credentials sent in the form.", body = ErrorBody<'_>),
+        (status = 401, description = "`INVALID_CLIENT` (`error`: `invalid_client`): no \
+            credentials, wrong credentials sent by HTTP Basic, or an `Authorization` header that \
+            is not valid HTTP Basic.", body = ErrorBody<'_>,
             headers(("WWW-Authenticate" = String, description = "`Basic realm=\"customer-registration\"`"))),
         (status = 413, description = "`PAYLOAD_TOO_LARGE`", body = ErrorBody<'_>),
         (status = 500, description = "`INTERNAL`", body = ErrorBody<'_>),
@@ -111,8 +113,10 @@ async fn issue(core: &Core, request: Request) -> Result<Response, ApiError> {
             Some(_) => ApiError::UnsupportedGrantType,
         });
     }
-    let (client_id, client_secret) = client_credentials(basic, form.client_id, form.client_secret)?;
-    let issued = hosts::issue_access_token(core, &client_id, &client_secret).await?;
+    let credentials = client_credentials(basic, form.client_id, form.client_secret)?;
+    let issued = hosts::issue_access_token(core, &credentials.id, &credentials.secret)
+        .await
+        .map_err(|e| credentials.refusal(e))?;
     Ok(Json(TokenBody {
         access_token: issued.access_token,
         token_type: issued.token_type,
@@ -136,9 +140,11 @@ async fn issue(core: &Core, request: Request) -> Result<Response, ApiError> {
         (status = 200, description = "Revoked, or nothing to revoke; the body is empty.",
             headers(("Cache-Control" = String, description = "`no-store`"))),
         (status = 400, description = "`INVALID_REQUEST` (`error`: `invalid_request`): not a \
-            form, no `token`, a repeated parameter, or two client authentication methods.",
+            form, no `token`, a repeated parameter, or two client authentication methods; or \
+            `INVALID_CLIENT` (`invalid_client`) for wrong credentials sent in the form.",
             body = ErrorBody<'_>),
-        (status = 401, description = "`INVALID_CLIENT` (`error`: `invalid_client`).",
+        (status = 401, description = "`INVALID_CLIENT` (`error`: `invalid_client`): no \
+            credentials, or wrong ones sent by HTTP Basic.",
             body = ErrorBody<'_>,
             headers(("WWW-Authenticate" = String, description = "`Basic realm=\"customer-registration\"`"))),
         (status = 413, description = "`PAYLOAD_TOO_LARGE`", body = ErrorBody<'_>),
@@ -153,12 +159,14 @@ pub async fn revoke(State(core): State<Core>, request: Request) -> Response {
 /// whether or not the token was valid.
 async fn revoke_token(core: &Core, request: Request) -> Result<Response, ApiError> {
     let (form, basic) = read_form(core, request).await?;
-    let (client_id, client_secret) = client_credentials(basic, form.client_id, form.client_secret)?;
+    let credentials = client_credentials(basic, form.client_id, form.client_secret)?;
     let token = form
         .token
         .filter(|t| !t.is_empty())
         .ok_or(ApiError::InvalidOauthRequest("token is required"))?;
-    hosts::revoke_access_token(core, &client_id, &client_secret, &token).await?;
+    hosts::revoke_access_token(core, &credentials.id, &credentials.secret, &token)
+        .await
+        .map_err(|e| credentials.refusal(e))?;
     Ok(StatusCode::OK.into_response())
 }
 
@@ -203,19 +211,48 @@ fn parse_form(body: &[u8]) -> Result<OauthForm, ApiError> {
         .map_err(|_| ApiError::InvalidOauthRequest("the body is not a valid form"))
 }
 
+/// The client's id and secret, and how they came.
+struct ClientCredentials {
+    id: String,
+    secret: String,
+    by_basic: bool,
+}
+
+impl ClientCredentials {
+    /// RFC 6749 §5.2: a failed HTTP Basic authentication is a 401 with a
+    /// challenge; one in the form a 400, so a browser does not prompt.
+    fn refusal(&self, error: CoreError) -> ApiError {
+        match error {
+            CoreError::InvalidClient if !self.by_basic => ApiError::InvalidClientInForm,
+            other => other.into(),
+        }
+    }
+}
+
 /// One client authentication method: HTTP Basic or the form fields.
 fn client_credentials(
     basic: Option<(String, String)>,
     client_id: Option<String>,
     client_secret: Option<String>,
-) -> Result<(String, String), ApiError> {
+) -> Result<ClientCredentials, ApiError> {
     match (basic, client_id, client_secret) {
         (Some(_), Some(_), _) | (Some(_), _, Some(_)) => Err(ApiError::InvalidOauthRequest(
             "use one client authentication method: HTTP Basic or form fields",
         )),
-        (Some(credentials), None, None) => Ok(credentials),
-        (None, Some(id), Some(secret)) => Ok((id, secret)),
-        (None, _, _) => Err(CoreError::InvalidClient.into()),
+        (Some((id, secret)), None, None) => Ok(ClientCredentials {
+            id,
+            secret,
+            by_basic: true,
+        }),
+        (None, Some(id), Some(secret)) => Ok(ClientCredentials {
+            id,
+            secret,
+            by_basic: false,
+        }),
+        (None, Some(_), None) | (None, None, Some(_)) => Err(ApiError::InvalidOauthRequest(
+            "client_id and client_secret go together",
+        )),
+        (None, None, None) => Err(CoreError::InvalidClient.into()),
     }
 }
 

@@ -156,7 +156,10 @@ async fn a_client_revokes_its_own_token() {
         .send()
         .await
         .unwrap();
-    assert_error(response, StatusCode::UNAUTHORIZED, "INVALID_CLIENT").await;
+    // Credentials in the form: 400 and no challenge (a browser would prompt).
+    assert!(!response.headers().contains_key(header::WWW_AUTHENTICATE));
+    let body = assert_error(response, StatusCode::BAD_REQUEST, "INVALID_CLIENT").await;
+    assert_eq!(body["error"], "invalid_client");
     let other = hosts::create_host(&app.core, "other-host").await.unwrap();
     let response = app
         .client

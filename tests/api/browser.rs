@@ -390,6 +390,11 @@ async fn graphiql_runs_a_query_offline() {
     })
     .await;
     browser.screenshot("graphiql-docs").await;
+    // Back to the desktop width, docs closed, so the editor is in reach.
+    browser.resize(false).await;
+    browser
+        .click("button[aria-label='Hide Documentation Explorer']")
+        .await;
 
     // A wrong secret is explained; the right one gets a token.
     let credentials = hosts::create_host(&app.core, "graphiql").await.unwrap();

@@ -368,3 +368,32 @@ async fn a_phone_locked_by_one_hosts_failures_stays_open_to_others() {
         .await;
     assert_eq!(response.status(), StatusCode::OK);
 }
+
+#[tokio::test]
+async fn a_request_the_client_abandons_still_runs_to_its_end() {
+    let app = spawn_app().await;
+    app.register(&register_body(PHONE)).await;
+    let token = app.sms_token(PHONE, 1).await;
+    let impatient = reqwest::Client::builder()
+        .timeout(StdDuration::from_millis(20))
+        .build()
+        .unwrap();
+    // Hashing alone takes longer than the client waits.
+    let abandoned = impatient
+        .post(format!("{}/b2b/customer/register/confirm", app.address))
+        .bearer_auth(&app.token)
+        .json(&json!({"username": PHONE, "password": md5_upper("pw"), "token": token}))
+        .send()
+        .await;
+    assert!(abandoned.is_err(), "the client gave up first");
+    // No transaction was left half-done: the confirm completed.
+    eventually("the abandoned confirm to complete", || async {
+        let completed = registration::Entity::find()
+            .one(&app.core.db)
+            .await
+            .unwrap()
+            .is_some_and(|r| r.completed_at.is_some());
+        completed.then_some(())
+    })
+    .await;
+}
