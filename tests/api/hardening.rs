@@ -10,7 +10,7 @@ use customer_registration::{
 };
 use entity::{
     delivery_attempt, outbox_message, registration,
-    states::{AttemptOutcome, OutboxStatus},
+    states::{AttemptOutcome, Channel, OutboxStatus},
 };
 use futures::StreamExt;
 use reqwest::{StatusCode, header};
@@ -137,7 +137,8 @@ async fn queued_codes_and_links_are_sealed_and_withdrawn_when_replaced() {
         )
         .await;
     assert_eq!(resent.status(), StatusCode::OK);
-    let first_sms = outbox_message::Entity::find_by_id(rows[0].id)
+    let sms = rows.iter().find(|r| r.channel == Channel::Sms).unwrap();
+    let first_sms = outbox_message::Entity::find_by_id(sms.id)
         .one(&app.core.db)
         .await
         .unwrap()
