@@ -76,6 +76,7 @@ pub struct Metrics {
     refused_by_quota: Family<QuotaLabels, Counter>,
     code_checks: Family<OutcomeLabels, Counter>,
     db_statements: Counter,
+    transaction_retries: Counter,
     outbox_depth: Family<ChannelLabels, Gauge>,
     outbox_oldest: Family<ChannelLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     hashes_waiting: Gauge,
@@ -99,6 +100,7 @@ impl Default for Metrics {
             refused_by_quota: Family::default(),
             code_checks: Family::default(),
             db_statements: Counter::default(),
+            transaction_retries: Counter::default(),
             outbox_depth: Family::default(),
             outbox_oldest: Family::default(),
             hashes_waiting: Gauge::default(),
@@ -139,6 +141,11 @@ impl Default for Metrics {
             "db_statements",
             "Database statements executed.",
             metrics.db_statements.clone(),
+        );
+        registry.register(
+            "db_transaction_retries",
+            "Transactions run whole again after losing a race (deadlock, serialization failure, SQLite busy, Galera certification).",
+            metrics.transaction_retries.clone(),
         );
         registry.register(
             "outbox_depth",
@@ -201,6 +208,10 @@ impl Metrics {
                 scope,
             })
             .inc();
+    }
+
+    pub fn transaction_retried(&self) {
+        self.transaction_retries.inc();
     }
 
     pub fn code_check(&self, check: CodeCheck) {

@@ -147,7 +147,12 @@ pub async fn build_core(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Re
     // database one.
     let keys = Arc::new(Keys::load(&settings)?);
     let metrics = Arc::new(Metrics::default());
-    let db = db::connect_and_migrate(&settings.database_url(), metrics.clone()).await?;
+    let db = db::connect_and_migrate(
+        &settings.database_url(),
+        settings.galera_sync_wait,
+        metrics.clone(),
+    )
+    .await?;
     let overrides =
         Some(settings.delivery.templates_dir.as_path()).filter(|p| !p.as_os_str().is_empty());
     let templates = Arc::new(Templates::load(overrides)?);

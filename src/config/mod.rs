@@ -25,6 +25,10 @@ pub struct Settings {
     /// SeaORM URL: `sqlite://...`, `postgres://...` or `mysql://...`.
     /// Empty means the embedded SQLite file `<data_dir>/registration.db`.
     pub database_url: String,
+    /// On a MariaDB Galera cluster (detected per connection), every read
+    /// waits for what other nodes committed before it (`wsrep_sync_wait =
+    /// 1`), so no rule decides on a stale read. No effect elsewhere.
+    pub galera_sync_wait: bool,
     /// Where SQLite, generated secrets and the development outbox live.
     pub data_dir: PathBuf,
     /// Base URL the completion links in emails point to. Empty: the
@@ -205,6 +209,7 @@ impl Default for Settings {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             database_url: String::new(),
+            galera_sync_wait: true,
             data_dir: PathBuf::from("data"),
             public_base_url: String::new(),
             secrets: SecretSettings::default(),

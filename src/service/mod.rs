@@ -14,7 +14,10 @@ pub mod retention;
 
 use sea_orm::{DbErr, RuntimeErr, SqlErr};
 
-use crate::error::{CoreError, CoreResult};
+use crate::{
+    error::{CoreError, CoreResult},
+    state::Core,
+};
 
 /// True when the database refused a row because a unique key already held
 /// the value, the one constraint error the core turns into a domain error.
@@ -49,8 +52,9 @@ pub(crate) fn is_lost_race(error: &CoreError) -> bool {
 }
 
 /// Runs a transaction, and runs it whole again when it lost a race to a
-/// concurrent one, a few times with a short random pause.
-pub(crate) async fn retrying<T, F, Fut>(mut transaction: F) -> CoreResult<T>
+/// concurrent one, a few times with a short random pause; each rerun is
+/// counted in the metrics.
+pub(crate) async fn retrying<T, F, Fut>(core: &Core, mut transaction: F) -> CoreResult<T>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = CoreResult<T>>,
@@ -61,6 +65,7 @@ where
         match transaction().await {
             Err(error) if attempt < ATTEMPTS && is_lost_race(&error) => {
                 tracing::debug!(attempt, "transaction lost a race; running it again");
+                core.metrics.transaction_retried();
                 let pause = rand::random::<u64>() % (20 * u64::from(attempt)) + 1;
                 tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
                 attempt += 1;

@@ -106,7 +106,7 @@ pub async fn admit(
     let refused = if core.db.get_database_backend() != DbBackend::MySql {
         count(&core.db, scope, quota, now).await?
     } else {
-        retrying(|| async {
+        retrying(core, || async {
             let txn = core
                 .db
                 .begin()

@@ -57,7 +57,7 @@ pub async fn register(
     )?;
     let phone = applicant.phone.clone();
     let email = applicant.email.clone();
-    let (registration, code) = retrying(|| async {
+    let (registration, code) = retrying(core, || async {
         let txn = store::begin(core).await?;
         let superseded = store::supersede_pending(&txn, host.id, &phone).await?;
         outbox::cancel_pending(&txn, &superseded, None, CancelReason::Superseded, now).await?;
@@ -184,7 +184,8 @@ pub async fn confirm_parsed(
     let registration = queries::latest_for_phone(core, host, phone).await?;
     registration.ensure_open(rules)?;
     let submitted = core.keys.token_hashes(&code.expose());
-    let (check, current) = retrying(|| check_code(core, host, &registration, &submitted)).await?;
+    let (check, current) =
+        retrying(core, || check_code(core, host, &registration, &submitted)).await?;
     core.metrics.code_check(check);
     match check {
         CodeCheck::Current => {}
@@ -200,7 +201,7 @@ pub async fn confirm_parsed(
     let password_hash = core.hashing.hash(password).await?;
     // Run whole again if the database gives the transaction up for a lost
     // race; a race the conditional updates detect is explained instead.
-    let (customer_id, now) = retrying(|| {
+    let (customer_id, now) = retrying(core, || {
         complete_registration(
             core,
             &registration,
@@ -374,7 +375,7 @@ pub async fn resend_sms(
     host: &AuthenticatedHost,
     request: ResendInput,
 ) -> CoreResult<RegistrationTicket> {
-    let (registration, code, now) = retrying(|| async {
+    let (registration, code, now) = retrying(core, || async {
         let (registration, txn, now) = begin_resend(core, host, &request, Channel::Sms).await?;
         store::supersede_codes(&txn, registration.id, now).await?;
         outbox::cancel_pending(
@@ -405,7 +406,7 @@ pub async fn resend_email(
     host: &AuthenticatedHost,
     request: ResendInput,
 ) -> CoreResult<RegistrationTicket> {
-    let (registration, now) = retrying(|| async {
+    let (registration, now) = retrying(core, || async {
         let (registration, txn, now) = begin_resend(core, host, &request, Channel::Email).await?;
         let email = registration
             .email
