@@ -154,8 +154,31 @@ pub enum CoreError {
     #[error("the server is busy; retry shortly")]
     ServerBusy { retry_after_seconds: u64 },
 
+    /// The database cannot be reached (a node down, the pool exhausted):
+    /// another instance, or this one a moment later, can serve the request.
+    #[error("the database is unavailable; retry shortly")]
+    DatabaseUnavailable(anyhow::Error),
+
     #[error("internal error")]
-    Internal(#[from] anyhow::Error),
+    Internal(anyhow::Error),
+}
+
+/// Infrastructure failures become `Internal`, except a database that cannot
+/// be reached, which is `DatabaseUnavailable`: the request may be retried.
+impl From<anyhow::Error> for CoreError {
+    fn from(error: anyhow::Error) -> Self {
+        let unreachable = error.chain().any(|cause| {
+            matches!(
+                cause.downcast_ref::<sea_orm::DbErr>(),
+                Some(sea_orm::DbErr::ConnectionAcquire(_) | sea_orm::DbErr::Conn(_))
+            )
+        });
+        if unreachable {
+            CoreError::DatabaseUnavailable(error)
+        } else {
+            CoreError::Internal(error)
+        }
+    }
 }
 
 /// How a quota scope is named in messages and logs.
@@ -200,6 +223,7 @@ impl CoreError {
             RateLimited { .. } => "RATE_LIMITED",
             RegisterTooSoon { .. } => "REGISTER_TOO_SOON",
             ServerBusy { .. } => "SERVER_BUSY",
+            DatabaseUnavailable(_) => "DATABASE_UNAVAILABLE",
             Internal(_) => "INTERNAL",
         }
     }
@@ -231,6 +255,7 @@ impl CoreError {
                 retry_after_seconds,
                 ..
             } => Some(*retry_after_seconds),
+            DatabaseUnavailable(_) => Some(1),
             _ => None,
         }
     }
@@ -254,6 +279,9 @@ impl CoreError {
     pub fn log(&self) {
         match self {
             CoreError::Internal(error) => tracing::error!(error = ?error, "request failed"),
+            CoreError::DatabaseUnavailable(error) => {
+                tracing::warn!(error = %error, "database unavailable")
+            }
             other => tracing::debug!(code = other.code(), "request refused"),
         }
     }

@@ -4,7 +4,10 @@
 //! (twice at once, with wrong guesses racing), deliver every SMS exactly
 //! once through one gateway, and stop cleanly on SIGTERM.
 //! SQLite by default; `TEST_DATABASE_URL` (PostgreSQL or MariaDB) gives it a
-//! fresh database on that server, as `.ci/run` does.
+//! fresh database on that server, as `.ci/run` does. With
+//! `TEST_DATABASE_NODES` (a cluster's servers, comma-separated, such as the
+//! three Galera nodes `.ci/galera start` prints) each instance talks to its
+//! own node: `TEST_DATABASE_URL` names the node the database is made on.
 // Tests fail by panicking.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 use std::{collections::HashMap, path::Path, process::Stdio, time::Duration};
@@ -32,6 +35,18 @@ async fn database_url(dir: &Path) -> String {
     format!("{base}/{name}")
 }
 
+/// The database URL instance `n` connects to: its own node of the cluster
+/// when `TEST_DATABASE_NODES` lists them, else the one database.
+fn url_for_instance(database: &str, n: usize) -> String {
+    let Ok(nodes) = std::env::var("TEST_DATABASE_NODES") else {
+        return database.to_owned();
+    };
+    let nodes: Vec<&str> = nodes.split(',').map(str::trim).collect();
+    let (_, name) = database.rsplit_once('/').unwrap();
+    let (node, _) = nodes[n % nodes.len()].rsplit_once('/').unwrap();
+    format!("{node}/{name}")
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -47,8 +62,20 @@ struct Instance {
 }
 
 fn start(dir: &Path, database: &str, gateway: &str, port: u16) -> Instance {
+    start_with(dir, database, gateway, port, &[])
+}
+
+/// `settings` are extra `CR_…` variables for this test's instances.
+fn start_with(
+    dir: &Path,
+    database: &str,
+    gateway: &str,
+    port: u16,
+    settings: &[(&str, &str)],
+) -> Instance {
     std::fs::create_dir_all(dir).unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_customer-registration"))
+        .envs(settings.iter().copied())
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
         .args(["--bootstrap-host", "acme"])
         .env("CR_DATA_DIR", dir)
@@ -127,7 +154,7 @@ async fn three_instances_on_one_database_keep_every_guarantee() {
         .map(|n| {
             start(
                 &dir.path().join(n.to_string()),
-                &database,
+                &url_for_instance(&database, n),
                 &gateway_url,
                 free_port(),
             )
@@ -426,4 +453,350 @@ async fn assert_clean_exit(child: Child) {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
+}
+
+/// Posts JSON with the bearer token; the status and the error code (`OK`).
+async fn post(client: &reqwest::Client, url: String, token: &str, body: Value) -> (u16, String) {
+    let response = client
+        .post(url)
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let body: Value = response.json().await.unwrap_or(Value::Null);
+    (status, body["code"].as_str().unwrap_or("OK").to_owned())
+}
+
+/// The credentials the instance that bootstrapped `acme` wrote, exchanged
+/// for a token.
+async fn host_token(instances: &[Instance], client: &reqwest::Client) -> String {
+    let files: Vec<String> = instances
+        .iter()
+        .filter_map(|i| std::fs::read_to_string(i.dir.join("host-acme.credentials")).ok())
+        .collect();
+    assert_eq!(files.len(), 1, "exactly one instance created the host");
+    let field = |name: &str| {
+        files[0]
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .to_owned()
+    };
+    let token: Value = client
+        .post(instances[0].url("/oauth/token"))
+        .basic_auth(field("client_id:"), Some(field("client_secret:")))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    token["access_token"].as_str().unwrap().to_owned()
+}
+
+async fn ready(client: &reqwest::Client, instance: &Instance) -> reqwest::StatusCode {
+    match client.get(instance.url("/readyz")).send().await {
+        Ok(response) => response.status(),
+        Err(_) => reqwest::StatusCode::BAD_GATEWAY,
+    }
+}
+
+/// The code in the latest SMS the gateway got for the phone.
+async fn latest_code(gateway: &MockServer, phone: &str, nth: usize) -> String {
+    eventually("the SMS at the gateway", || async {
+        let texts: Vec<String> = gateway
+            .received_requests()
+            .await
+            .unwrap_or_default()
+            .iter()
+            .map(|r| serde_json::from_slice::<Value>(&r.body).unwrap())
+            .filter(|b| b["to"] == phone)
+            .map(|b| b["text"].as_str().unwrap().to_owned())
+            .collect();
+        texts
+            .get(nth - 1)
+            .map(|t| t.split_whitespace().next().unwrap().to_owned())
+    })
+    .await
+}
+
+/// Each instance on its own node of a Galera cluster: the races the rules
+/// guard against are run across nodes, then a node is stopped and started.
+/// `.ci/run` sets it up: `GALERA_DIR` (for stopping a node),
+/// `TEST_DATABASE_URL` (node 1) and `TEST_DATABASE_NODES` (all three).
+#[tokio::test]
+#[ignore = "needs a 3-node Galera cluster: eval \"$(.ci/galera start)\" and set TEST_DATABASE_URL and TEST_DATABASE_NODES as .ci/run does"]
+async fn across_galera_nodes_races_stay_exact_and_a_lost_node_fails_cleanly() {
+    let galera = std::env::var("GALERA_DIR").expect("GALERA_DIR names the cluster");
+    assert!(
+        std::env::var("TEST_DATABASE_NODES").is_ok(),
+        "TEST_DATABASE_NODES"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let database = database_url(dir.path()).await;
+    let gateway = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"id": "accepted"})))
+        .mount(&gateway)
+        .await;
+    let gateway_url = format!("{}/send", gateway.uri());
+    const SMS_LIMIT: usize = 30;
+    let limit = SMS_LIMIT.to_string();
+    let settings = [
+        ("CR_REGISTRATION__RESEND_COOLDOWN_SECONDS", "1"),
+        ("CR_QUOTAS__SMS_GLOBAL__LIMIT", limit.as_str()),
+        ("CR_QUOTAS__SMS_GLOBAL__WINDOW_MINUTES", "1440"),
+    ];
+    let instances: Vec<Instance> = (0..3)
+        .map(|n| {
+            start_with(
+                &dir.path().join(n.to_string()),
+                &url_for_instance(&database, n),
+                &gateway_url,
+                free_port(),
+                &settings,
+            )
+        })
+        .collect();
+    let client = reqwest::Client::new();
+    for instance in &instances {
+        eventually("every instance ready", || async {
+            (ready(&client, instance).await == reqwest::StatusCode::OK).then_some(())
+        })
+        .await;
+    }
+    let token = host_token(&instances, &client).await;
+    let register = |n: usize, phone: String| {
+        post(
+            &client,
+            instances[n % 3].url("/b2b/customer/register"),
+            &token,
+            applicant(&phone),
+        )
+    };
+    // The test reads through node 1 on one connection, which waits for
+    // what the other nodes committed.
+    let mut options = sea_orm::ConnectOptions::new(database.clone());
+    options.max_connections(1);
+    let db = Database::connect(options).await.unwrap();
+    let registration = |phone: &'static str| {
+        let db = &db;
+        async move {
+            db.execute_unprepared("SET SESSION wsrep_sync_wait = 1")
+                .await
+                .unwrap();
+            entity::registration::Entity::find()
+                .all(db)
+                .await
+                .unwrap()
+                .into_iter()
+                .filter(|r| {
+                    r.phone == phone && r.status != entity::states::RegistrationStatus::Superseded
+                })
+                .collect::<Vec<_>>()
+        }
+    };
+
+    // 40 wrong guesses at once, spread over the three nodes: exactly 5 count.
+    const GUESSED: &str = "+6281234560001";
+    assert_eq!(register(0, GUESSED.into()).await.0, 200);
+    let code = latest_code(&gateway, GUESSED, 1).await;
+    let guesses = (0..40).map(|i| {
+        let wrong = format!("{}{:06}", &code[..3], (i * 7919) % 1_000_000);
+        let wrong = if wrong == code {
+            format!("{}999999", &code[..3])
+        } else {
+            wrong
+        };
+        post(
+            &client,
+            instances[i % 3].url("/b2b/customer/register/confirm"),
+            &token,
+            json!({"username": GUESSED, "password": md5_upper("pw"), "token": wrong}),
+        )
+    });
+    let outcomes = futures::future::join_all(guesses).await;
+    let counted = outcomes.iter().filter(|(s, _)| *s == 422).count();
+    assert_eq!(counted, 5, "{outcomes:?}");
+    assert!(
+        outcomes
+            .iter()
+            .all(|(s, c)| *s == 422 || c == "REGISTRATION_LOCKED"),
+        "{outcomes:?}"
+    );
+    assert_eq!(registration(GUESSED).await[0].failed_attempts, 5);
+
+    // One phone registered at the three nodes at once: one pending registration.
+    const RACED: &str = "+6281234560002";
+    let raced = futures::future::join_all((0..3).map(|n| register(n, RACED.into()))).await;
+    assert!(raced.iter().any(|(s, _)| *s == 200), "{raced:?}");
+    assert!(
+        raced
+            .iter()
+            .all(|(s, c)| *s == 200 || c == "REGISTER_TOO_SOON"),
+        "{raced:?}"
+    );
+    let pending = registration(RACED).await;
+    assert_eq!(pending.len(), 1, "one registration stands: {pending:?}");
+
+    // Resends racing the cooldown on three nodes: exactly one goes through.
+    const RESENT: &str = "+6281234560003";
+    assert_eq!(register(1, RESENT.into()).await.0, 200);
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    let resends = (0..6).map(|i| {
+        post(
+            &client,
+            instances[i % 3].url("/b2b/customer/resend/registration/sms"),
+            &token,
+            json!({"username": RESENT, "phone": RESENT}),
+        )
+    });
+    let resends = futures::future::join_all(resends).await;
+    assert_eq!(
+        resends.iter().filter(|(s, _)| *s == 200).count(),
+        1,
+        "{resends:?}"
+    );
+    assert!(
+        resends
+            .iter()
+            .all(|(s, c)| *s == 200 || c == "RESEND_TOO_SOON"),
+        "{resends:?}"
+    );
+    assert_eq!(registration(RESENT).await[0].sms_sends, 2);
+
+    // The global SMS quota near its limit: exactly what is left is granted.
+    db.execute_unprepared("SET SESSION wsrep_sync_wait = 1")
+        .await
+        .unwrap();
+    let used: usize = entity::send_quota::Entity::find()
+        .all(&db)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|q| q.scope == "sms:global")
+        .map(|q| usize::try_from(q.used).unwrap())
+        .sum();
+    let left = SMS_LIMIT - used;
+    let registers = (0..left + 4).map(|i| register(i, format!("+62812345611{i:02}")));
+    let granted = futures::future::join_all(registers).await;
+    assert_eq!(
+        granted.iter().filter(|(s, _)| *s == 200).count(),
+        left,
+        "{granted:?}"
+    );
+    assert!(
+        granted
+            .iter()
+            .all(|(s, c)| *s == 200 || c == "SEND_QUOTA_EXCEEDED"),
+        "{granted:?}"
+    );
+
+    // Node 3 goes away: its instance says so and refuses cleanly; the
+    // others go on. (The quota is used up: these registers carry no SMS
+    // quota left, so they are judged by the answer alone.)
+    let stopped = std::process::Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.ci/galera"))
+        .args(["stop-node", &galera, "3"])
+        .status()
+        .unwrap();
+    assert!(stopped.success());
+    eventually("the instance on the stopped node not ready", || async {
+        (ready(&client, &instances[2]).await == reqwest::StatusCode::SERVICE_UNAVAILABLE)
+            .then_some(())
+    })
+    .await;
+    let (status, code) = post(
+        &client,
+        instances[2].url("/b2b/customer/auth/verifyUsername"),
+        &token,
+        Value::Null,
+    )
+    .await;
+    assert_eq!(
+        (status, code.as_str()),
+        (405, "METHOD_NOT_ALLOWED"),
+        "routing still answers"
+    );
+    let refused = client
+        .get(instances[2].url(&format!(
+            "/b2b/customer/auth/verifyUsername?username={GUESSED}"
+        )))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), reqwest::StatusCode::SERVICE_UNAVAILABLE);
+    assert!(refused.headers().contains_key("retry-after"));
+    for instance in &instances[..2] {
+        assert_eq!(ready(&client, instance).await, reqwest::StatusCode::OK);
+        let answered = client
+            .get(instance.url(&format!(
+                "/b2b/customer/auth/verifyUsername?username={GUESSED}"
+            )))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answered.status(), reqwest::StatusCode::OK);
+    }
+
+    // Back: the node rejoins and its instance serves again.
+    let started = std::process::Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.ci/galera"))
+        .args(["start-node", &galera, "3"])
+        .status()
+        .unwrap();
+    assert!(started.success());
+    eventually("the instance on the rejoined node ready", || async {
+        (ready(&client, &instances[2]).await == reqwest::StatusCode::OK).then_some(())
+    })
+    .await;
+
+    // Every message settles, none went out twice, every acknowledged
+    // registration is there.
+    eventually("every message settled", || {
+        let db = &db;
+        async move {
+            let pending = entity::outbox_message::Entity::find()
+                .all(db)
+                .await
+                .unwrap()
+                .into_iter()
+                .filter(|m| m.status == entity::states::OutboxStatus::Pending)
+                .count();
+            (pending == 0).then_some(())
+        }
+    })
+    .await;
+    let mut ids: Vec<String> = gateway
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| {
+            serde_json::from_slice::<Value>(&r.body).unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    let sent = ids.len();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), sent, "no message sent twice");
+    let stored = entity::registration::Entity::find().all(&db).await.unwrap();
+    for (i, (status, _)) in granted.iter().enumerate() {
+        if *status == 200 {
+            let phone = format!("+62812345611{i:02}");
+            assert!(
+                stored.iter().any(|r| r.phone == phone),
+                "{phone} acknowledged and kept"
+            );
+        }
+    }
 }

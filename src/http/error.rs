@@ -47,7 +47,7 @@ pub enum ApiError {
 
 impl From<anyhow::Error> for ApiError {
     fn from(error: anyhow::Error) -> Self {
-        Self::Core(CoreError::Internal(error))
+        Self::Core(CoreError::from(error))
     }
 }
 
@@ -168,7 +168,7 @@ pub fn core_status(error: &CoreError) -> StatusCode {
         | SendQuotaExceeded { .. }
         | RateLimited { .. }
         | RegisterTooSoon { .. } => StatusCode::TOO_MANY_REQUESTS,
-        ServerBusy { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        ServerBusy { .. } | DatabaseUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
@@ -356,6 +356,9 @@ pub(crate) mod tests {
             CoreError::ServerBusy {
                 retry_after_seconds: 1,
             },
+            CoreError::DatabaseUnavailable(anyhow::anyhow!(
+                "pool timed out; this text never reaches a client"
+            )),
             CoreError::Internal(anyhow::anyhow!(
                 "database gone; this text never reaches a client"
             )),

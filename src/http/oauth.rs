@@ -99,6 +99,8 @@ pub(super) struct RevokeForm {
             headers(("WWW-Authenticate" = String, description = "`Basic realm=\"customer-registration\"`"))),
         (status = 413, description = "`PAYLOAD_TOO_LARGE`", body = ErrorBody<'_>),
         (status = 500, description = "`INTERNAL`", body = ErrorBody<'_>),
+        (status = 503, description = "`DATABASE_UNAVAILABLE`: the database cannot be reached; retry.",
+            body = ErrorBody<'_>, headers(("Retry-After" = u64, description = "Seconds to wait"))),
     )
 )]
 pub async fn token(State(core): State<Core>, request: Request) -> Response {
@@ -149,6 +151,8 @@ async fn issue(core: &Core, request: Request) -> Result<Response, ApiError> {
             headers(("WWW-Authenticate" = String, description = "`Basic realm=\"customer-registration\"`"))),
         (status = 413, description = "`PAYLOAD_TOO_LARGE`", body = ErrorBody<'_>),
         (status = 500, description = "`INTERNAL`", body = ErrorBody<'_>),
+        (status = 503, description = "`DATABASE_UNAVAILABLE`: the database cannot be reached; retry.",
+            body = ErrorBody<'_>, headers(("Retry-After" = u64, description = "Seconds to wait"))),
     )
 )]
 pub async fn revoke(State(core): State<Core>, request: Request) -> Response {

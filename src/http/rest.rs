@@ -54,6 +54,8 @@ use crate::{
             `SEND_QUOTA_EXCEEDED` (nothing was queued).", body = ErrorBody<'_>,
             headers(("Retry-After" = u64, description = "Seconds"))),
         (status = 500, description = "`INTERNAL`", body = ErrorBody<'_>),
+        (status = 503, description = "`DATABASE_UNAVAILABLE`: the database cannot be reached; retry.",
+            body = ErrorBody<'_>, headers(("Retry-After" = u64, description = "Seconds to wait"))),
     )
 )]
 pub async fn register(
@@ -98,7 +100,8 @@ pub async fn register(
             again) or `PHONE_LOCKED` (with `Retry-After`).", body = ErrorBody<'_>,
             headers(("Retry-After" = u64, description = "Seconds; only with `PHONE_LOCKED`"))),
         (status = 500, description = "`INTERNAL`", body = ErrorBody<'_>),
-        (status = 503, description = "`SERVER_BUSY`: password hashing is at capacity.",
+        (status = 503, description = "`SERVER_BUSY`: password hashing is at capacity; or \
+            `DATABASE_UNAVAILABLE`: the database cannot be reached.",
             body = ErrorBody<'_>, headers(("Retry-After" = u64, description = "Seconds"))),
     )
 )]
@@ -143,6 +146,8 @@ pub async fn confirm(
             `SEND_QUOTA_EXCEEDED`.", body = ErrorBody<'_>,
             headers(("Retry-After" = u64, description = "Seconds"))),
         (status = 500, description = "`INTERNAL`", body = ErrorBody<'_>),
+        (status = 503, description = "`DATABASE_UNAVAILABLE`: the database cannot be reached; retry.",
+            body = ErrorBody<'_>, headers(("Retry-After" = u64, description = "Seconds to wait"))),
     )
 )]
 pub async fn resend_sms(
@@ -189,6 +194,8 @@ pub async fn resend_sms(
             `SEND_QUOTA_EXCEEDED`.", body = ErrorBody<'_>,
             headers(("Retry-After" = u64, description = "Seconds"))),
         (status = 500, description = "`INTERNAL`", body = ErrorBody<'_>),
+        (status = 503, description = "`DATABASE_UNAVAILABLE`: the database cannot be reached; retry.",
+            body = ErrorBody<'_>, headers(("Retry-After" = u64, description = "Seconds to wait"))),
     )
 )]
 pub async fn resend_email(
@@ -219,6 +226,8 @@ pub async fn resend_email(
         (status = 429, description = "`RATE_LIMITED`: this host's verify rate.", body = ErrorBody<'_>,
             headers(("Retry-After" = u64, description = "Seconds"))),
         (status = 500, description = "`INTERNAL`", body = ErrorBody<'_>),
+        (status = 503, description = "`DATABASE_UNAVAILABLE`: the database cannot be reached; retry.",
+            body = ErrorBody<'_>, headers(("Retry-After" = u64, description = "Seconds to wait"))),
     )
 )]
 pub async fn verify_username(
@@ -249,6 +258,8 @@ pub async fn verify_username(
         (status = 429, description = "`RATE_LIMITED`: this host's verify rate.", body = ErrorBody<'_>,
             headers(("Retry-After" = u64, description = "Seconds"))),
         (status = 500, description = "`INTERNAL`", body = ErrorBody<'_>),
+        (status = 503, description = "`DATABASE_UNAVAILABLE`: the database cannot be reached; retry.",
+            body = ErrorBody<'_>, headers(("Retry-After" = u64, description = "Seconds to wait"))),
     )
 )]
 pub async fn verify_email(

@@ -9,7 +9,7 @@ use sea_orm::{
     sea_query::{Expr, ExprTrait},
 };
 
-use super::{hosts::AuthenticatedHost, is_unique_violation};
+use super::{hosts::AuthenticatedHost, is_unique_violation, retrying};
 use crate::{error::CoreResult, state::Core};
 
 /// How long a key is remembered.
@@ -33,8 +33,19 @@ pub enum Claim {
 /// disconnect) retries and the retry runs.
 pub const IN_PROGRESS_LEASE: Duration = Duration::seconds(60);
 
-/// Records the key as in progress unless it is already known.
+/// Records the key as in progress unless it is already known. Like every
+/// write here, run whole again when the database gives it up for a lost
+/// race (a Galera certification failure, a deadlock).
 pub async fn claim(
+    core: &Core,
+    host: &AuthenticatedHost,
+    key: &str,
+    fingerprint: &str,
+) -> CoreResult<Claim> {
+    retrying(core, || claim_once(core, host, key, fingerprint)).await
+}
+
+async fn claim_once(
     core: &Core,
     host: &AuthenticatedHost,
     key: &str,
@@ -71,7 +82,7 @@ pub async fn claim(
             continue;
         };
         if existing.created_at + RETENTION < now {
-            forget(core, host, key).await?;
+            forget_once(core, host, key).await?;
             continue;
         }
         if existing.request_fingerprint != fingerprint {
@@ -124,6 +135,19 @@ pub async fn store_response(
     status: u16,
     body: String,
 ) -> CoreResult<()> {
+    retrying(core, || {
+        store_response_once(core, host, key, status, body.clone())
+    })
+    .await
+}
+
+async fn store_response_once(
+    core: &Core,
+    host: &AuthenticatedHost,
+    key: &str,
+    status: u16,
+    body: String,
+) -> CoreResult<()> {
     idempotency_record::Entity::update_many()
         .col_expr(
             idempotency_record::Column::ResponseStatus,
@@ -144,6 +168,10 @@ pub async fn store_response(
 
 /// Lets the key be used again, when nothing was done for certain.
 pub async fn forget(core: &Core, host: &AuthenticatedHost, key: &str) -> CoreResult<()> {
+    retrying(core, || forget_once(core, host, key)).await
+}
+
+async fn forget_once(core: &Core, host: &AuthenticatedHost, key: &str) -> CoreResult<()> {
     idempotency_record::Entity::delete_by_id((host.id, key.to_owned()))
         .exec(&core.db)
         .await

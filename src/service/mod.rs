@@ -52,21 +52,33 @@ pub(crate) fn is_lost_race(error: &CoreError) -> bool {
 }
 
 /// Runs a transaction, and runs it whole again when it lost a race to a
-/// concurrent one, a few times with a short random pause; each rerun is
-/// counted in the metrics.
+/// concurrent one (a deadlock, a serialization failure, SQLite busy, a
+/// Galera certification conflict), up to `ATTEMPTS` times with jittered
+/// exponential pauses; each rerun is counted in the metrics. A hot row on a
+/// cluster (the global quota counter) can need several rounds. When every
+/// attempt lost, the caller is told to retry shortly (503), not that
+/// something broke.
 pub(crate) async fn retrying<T, F, Fut>(core: &Core, mut transaction: F) -> CoreResult<T>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = CoreResult<T>>,
 {
-    const ATTEMPTS: u32 = 5;
+    const ATTEMPTS: u32 = 12;
+    const LONGEST_PAUSE_MS: u64 = 500;
     let mut attempt = 1;
     loop {
         match transaction().await {
-            Err(error) if attempt < ATTEMPTS && is_lost_race(&error) => {
+            Err(error) if is_lost_race(&error) => {
+                if attempt == ATTEMPTS {
+                    tracing::warn!(attempts = ATTEMPTS, error = %error, "transaction lost every race");
+                    return Err(CoreError::ServerBusy {
+                        retry_after_seconds: 1,
+                    });
+                }
                 tracing::debug!(attempt, "transaction lost a race; running it again");
                 core.metrics.transaction_retried();
-                let pause = rand::random::<u64>() % (20 * u64::from(attempt)) + 1;
+                let ceiling = (5u64 << attempt.min(10)).min(LONGEST_PAUSE_MS);
+                let pause = rand::random::<u64>() % ceiling + 1;
                 tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
                 attempt += 1;
             }

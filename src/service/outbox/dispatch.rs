@@ -12,7 +12,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use crate::{error::CoreResult, state::Core};
+use crate::{error::CoreResult, service::retrying, state::Core};
 
 /// How long a claimed message stays reserved for one dispatcher; if that
 /// instance dies mid-send another picks the message up afterwards.
@@ -93,6 +93,10 @@ pub async fn due(core: &Core, now: DateTime<Utc>, limit: u64) -> CoreResult<Vec<
 /// SKIP LOCKED` works the same on SQLite, PostgreSQL and MySQL: of several
 /// instances, exactly one gets the row.
 pub async fn claim(core: &Core, id: Uuid) -> CoreResult<Option<ClaimedMessage>> {
+    retrying(core, || claim_once(core, id)).await
+}
+
+async fn claim_once(core: &Core, id: Uuid) -> CoreResult<Option<ClaimedMessage>> {
     let now = core.clock.now();
     let lease_token = Uuid::new_v4();
     let claimed = outbox_message::Entity::update_many()
@@ -211,27 +215,33 @@ pub async fn record_result(
             }
         }
     };
-    let txn = core
-        .db
-        .begin()
-        .await
-        .context("Failed to begin transaction")?;
-    let updated = update
-        .exec(&txn)
-        .await
-        .context("Failed to record delivery result")?;
-    if updated.rows_affected == 0 {
-        txn.rollback().await.context("Failed to roll back")?;
-        return Ok(Recorded::LeaseLost);
-    }
-    delivery_attempt::Entity::insert(attempt)
-        .exec(&txn)
-        .await
-        .context("Failed to record delivery attempt")?;
-    txn.commit()
-        .await
-        .context("Failed to commit delivery result")?;
-    Ok(recorded)
+    // A result lost to a failed commit would leave the message leased and
+    // sent again after the lease: the recording is run whole again instead.
+    retrying(core, || async {
+        let txn = core
+            .db
+            .begin()
+            .await
+            .context("Failed to begin transaction")?;
+        let updated = update
+            .clone()
+            .exec(&txn)
+            .await
+            .context("Failed to record delivery result")?;
+        if updated.rows_affected == 0 {
+            txn.rollback().await.context("Failed to roll back")?;
+            return Ok(Recorded::LeaseLost);
+        }
+        delivery_attempt::Entity::insert(attempt.clone())
+            .exec(&txn)
+            .await
+            .context("Failed to record delivery attempt")?;
+        txn.commit()
+            .await
+            .context("Failed to commit delivery result")?;
+        Ok(recorded)
+    })
+    .await
 }
 
 /// The bodies hold a live code or link: once a message is sent, dead or
