@@ -138,6 +138,16 @@ enum HostCommand {
     RotateSecret { name: String },
     /// Revoke every access token of a host; it must get a new one.
     RevokeTokens { name: String },
+    /// Set what the host's SMS carry so phones fill the code in: the WebOTP
+    /// line (`@DOMAIN #CODE`, last) and Android's SMS Retriever app hash.
+    /// Without either option, the host's SMS carry neither.
+    Autofill {
+        name: String,
+        #[arg(long)]
+        webotp_domain: Option<String>,
+        #[arg(long)]
+        android_app_hash: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -230,6 +240,27 @@ async fn execute(cli: Cli) -> anyhow::Result<()> {
                 HostCommand::RotateSecret { name } => {
                     let credentials = hosts::rotate_secret(&core, &name).await?;
                     print_credentials(&credentials, &core.settings.public_base_url());
+                }
+                HostCommand::Autofill {
+                    name,
+                    webotp_domain,
+                    android_app_hash,
+                } => {
+                    let autofill = hosts::set_autofill(
+                        &core,
+                        &name,
+                        webotp_domain.as_deref(),
+                        android_app_hash.as_deref(),
+                    )
+                    .await?;
+                    let example = core.templates.sms(
+                        core.settings.delivery.default_language,
+                        "ABC123456",
+                        core.settings.registration.token_expiry_minutes,
+                        "Ann",
+                        &autofill,
+                    )?;
+                    println!("host {name}: its SMS now read like\n{example}");
                 }
                 HostCommand::RevokeTokens { name } => {
                     let count = hosts::revoke_tokens(&core, &name).await?;

@@ -15,15 +15,20 @@ impl Clock for SystemClock {
     }
 }
 
-/// A clock that starts at the real time and only moves when told to.
+/// A clock for tests that only moves when told to.
 pub struct ManualClock {
     now: Mutex<DateTime<Utc>>,
 }
 
+/// Starts five minutes into the current hour: near real time, and far
+/// enough from an hour's end that a test moving the clock by minutes stays in
+/// one hourly quota window, whatever the hour it runs at.
 impl Default for ManualClock {
     fn default() -> Self {
+        let now = Utc::now();
+        let into_hour = now.timestamp().rem_euclid(3600);
         Self {
-            now: Mutex::new(Utc::now()),
+            now: Mutex::new(now - Duration::seconds(into_hour) + Duration::minutes(5)),
         }
     }
 }

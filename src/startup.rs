@@ -51,6 +51,8 @@ impl Application {
             .local_addr()
             .context("Failed to read listen address")?;
         let core = build_core(settings, clock).await?;
+        // Serving only: the CLI must still open the database to fix a host.
+        service::hosts::check_autofill_fits(&core).await?;
         let memory_outbox = MemoryOutbox::default();
         // Built here so a transport misconfiguration stops the start.
         let dispatcher = dispatcher(&core, &memory_outbox)?;

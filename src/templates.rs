@@ -7,6 +7,8 @@ use minijinja::{Environment, context};
 
 use entity::states::Language;
 
+use crate::domain::SmsAutofill;
+
 const NAMES: [&str; 4] = ["sms.txt", "email_subject.txt", "email.txt", "email.html"];
 
 fn builtin(language: Language, name: &str) -> &'static str {
@@ -65,11 +67,17 @@ impl Templates {
     /// Renders each language's SMS with the longest code, expiry and name
     /// the service accepts; operators learn at start-up, not from a carrier bill.
     fn check_sms_fit_one_segment(&self) -> anyhow::Result<()> {
+        self.check_sms_fits(&SmsAutofill::default())
+    }
+
+    /// The same check with a host's autofill lines, which every SMS of that
+    /// host carries: when its autofill is set, and for every host at start.
+    pub fn check_sms_fits(&self, autofill: &SmsAutofill) -> anyhow::Result<()> {
         // A name outside GSM-7 turns the whole SMS into UCS-2 (70 characters).
         let longest_names = ["W".repeat(100), "ễ".repeat(100)];
         for language in Language::ALL {
             for name in &longest_names {
-                let text = self.sms(language, "ABC12345678", 999, name)?;
+                let text = self.sms(language, "ABC12345678", 999, name, autofill)?;
                 if !fits_one_segment(&text) {
                     bail!(
                         "the {} SMS template renders to more than one SMS segment (160 GSM-7 or 70 UCS-2 characters), e.g. {text:?}",
@@ -87,8 +95,10 @@ impl Templates {
         code: &str,
         expiry_minutes: u32,
         name: &str,
+        autofill: &SmsAutofill,
     ) -> anyhow::Result<String> {
-        self.render(language, "sms.txt", context! { code, expiry_minutes, name })
+        let text = self.render(language, "sms.txt", context! { code, expiry_minutes, name })?;
+        Ok(autofill.apply(&text, code))
     }
 
     pub fn email(
@@ -184,7 +194,9 @@ mod tests {
         ];
         for language in Language::ALL {
             for name in &names {
-                let text = templates.sms(language, "ABC12345678", 999, name).unwrap();
+                let text = templates
+                    .sms(language, "ABC12345678", 999, name, &SmsAutofill::default())
+                    .unwrap();
                 assert!(fits_one_segment(&text), "{text}");
                 assert!(text.contains("ABC12345678"));
             }
@@ -214,9 +226,13 @@ mod tests {
         std::fs::create_dir_all(dir.path().join("en")).unwrap();
         std::fs::write(dir.path().join("en/sms.txt"), "Code {{ code }}").unwrap();
         let templates = Templates::load(Some(dir.path())).unwrap();
-        let english = templates.sms(Language::En, "ABC123", 5, "Ann").unwrap();
+        let english = templates
+            .sms(Language::En, "ABC123", 5, "Ann", &SmsAutofill::default())
+            .unwrap();
         assert_eq!(english, "Code ABC123");
-        let indonesian = templates.sms(Language::Id, "ABC123", 5, "Ann").unwrap();
+        let indonesian = templates
+            .sms(Language::Id, "ABC123", 5, "Ann", &SmsAutofill::default())
+            .unwrap();
         assert!(indonesian.contains("kode registrasi"), "built-in kept");
 
         // Putting the name in an SMS can overflow it with a long name.

@@ -57,6 +57,38 @@ fn hosts_are_created_listed_and_disabled() {
 }
 
 #[test]
+fn a_hosts_sms_autofill_is_set_shown_and_checked() {
+    let cli = Cli::new();
+    let (ok, out) = cli.run(&["host", "create", "acme-wallet"]);
+    assert!(ok, "{out}");
+    let (ok, out) = cli.run(&[
+        "host",
+        "autofill",
+        "acme-wallet",
+        "--webotp-domain",
+        "wallet.example",
+        "--android-app-hash",
+        "FA+9qCX9VSu",
+    ]);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("ABC123456 is your registration code")
+            && out.ends_with("anyone.\nFA+9qCX9VSu\n@wallet.example #ABC123456\n"),
+        "the resulting SMS is shown: {out}"
+    );
+    let (ok, out) = cli.run(&[
+        "host",
+        "autofill",
+        "acme-wallet",
+        "--android-app-hash",
+        "nope",
+    ]);
+    assert!(!ok && out.contains("androidAppHash"), "{out}");
+    let (ok, out) = cli.run(&["host", "autofill", "nobody", "--webotp-domain", "a.example"]);
+    assert!(!ok && out.contains("no host named nobody"), "{out}");
+}
+
+#[test]
 fn account_groups_and_outbox_commands_work() {
     let cli = Cli::new();
     let (ok, out) = cli.run(&["group", "add", "02", "Premium"]);

@@ -12,6 +12,10 @@ pub struct Model {
     pub secret_hash: String,
     pub created_at: DateTimeUtc,
     pub disabled_at: Option<DateTimeUtc>,
+    /// The WebOTP line's domain (`@domain #code`), if the host wants it.
+    pub webotp_domain: Option<String>,
+    /// Android's SMS Retriever app hash, if the host wants it.
+    pub android_app_hash: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

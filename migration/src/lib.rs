@@ -12,6 +12,7 @@ mod m20261125_000002_leases_and_precise_times;
 mod m20261125_000003_service_keys;
 mod m20261125_000004_job_leases;
 mod m20261201_000001_phone_guard_per_host;
+mod m20261201_000002_host_sms_autofill;
 
 pub struct Migrator;
 
@@ -27,6 +28,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000003_service_keys::Migration),
             Box::new(m20261125_000004_job_leases::Migration),
             Box::new(m20261201_000001_phone_guard_per_host::Migration),
+            Box::new(m20261201_000002_host_sms_autofill::Migration),
         ]
     }
 }

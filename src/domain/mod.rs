@@ -2,12 +2,14 @@
 //! be built by its `parse`, so holding one proves the rule was checked; the
 //! core never re-validates. Parsing reports an [`Invalid`] without a field
 //! name: the caller knows which field it read and names it.
+mod autofill;
 mod password;
 mod person;
 mod phone;
 pub mod registration;
 mod secrets;
 
+pub use autofill::SmsAutofill;
 pub use password::{MIN_PASSWORD_CHARS, NewPassword, PasswordRejected};
 pub use person::{
     AccountGroupId, BirthDate, CountryId, EmailAddress, PersonName, SourceId, choose_language,

@@ -136,11 +136,7 @@ async fn open_link(
         LinkState::Expired => return Err(CoreError::CompletionLinkExpired),
         LinkState::Invalid => return Err(CoreError::CompletionLinkInvalid),
     }
-    let host = AuthenticatedHost {
-        id: host.id,
-        name: host.name,
-    };
-    Ok((link, registration, host))
+    Ok((link, registration, AuthenticatedHost::from_row(host)))
 }
 
 /// What the customer typed on the completion page.

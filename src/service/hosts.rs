@@ -4,8 +4,9 @@ use anyhow::Context;
 use chrono::{DateTime, Duration, Utc};
 use entity::{access_token, host};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    TransactionTrait, sea_query::Expr,
+    ActiveValue::Set,
+    ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, TransactionTrait,
+    sea_query::{Expr, ExprTrait},
 };
 use serde::Serialize;
 use subtle::ConstantTimeEq;
@@ -13,7 +14,8 @@ use uuid::Uuid;
 
 use crate::{
     crypto::{random_token, sha256_hex},
-    error::{AuthFailure, CoreError, CoreResult},
+    domain::SmsAutofill,
+    error::{AuthFailure, CoreError, CoreResult, FieldError},
     service::outbox,
     state::Core,
 };
@@ -23,6 +25,18 @@ use crate::{
 pub struct AuthenticatedHost {
     pub id: Uuid,
     pub name: String,
+    /// What its customers' SMS carry for autofill.
+    pub autofill: SmsAutofill,
+}
+
+impl AuthenticatedHost {
+    pub fn from_row(host: host::Model) -> Self {
+        Self {
+            id: host.id,
+            name: host.name,
+            autofill: SmsAutofill::from_stored(host.webotp_domain, host.android_app_hash),
+        }
+    }
 }
 
 /// Shown once, when a host is created; only the secret's hash is kept.
@@ -70,6 +84,8 @@ pub async fn create_host(core: &Core, name: &str) -> CoreResult<HostCredentials>
         secret_hash: Set(sha256_hex(&client_secret)),
         created_at: Set(core.clock.now()),
         disabled_at: Set(None),
+        webotp_domain: Set(None),
+        android_app_hash: Set(None),
     };
     match host::Entity::insert(row).exec(&core.db).await {
         Ok(_) => Ok(HostCredentials {
@@ -251,10 +267,68 @@ pub async fn authenticate(
     if token.expires_at <= core.clock.now() {
         return Err(CoreError::Unauthenticated(AuthFailure::Expired));
     }
-    Ok(AuthenticatedHost {
-        id: host.id,
-        name: host.name,
-    })
+    Ok(AuthenticatedHost::from_row(host))
+}
+
+/// Sets what the host's SMS carry for autofill (both parts absent: none),
+/// after checking every SMS still fits one segment with them.
+pub async fn set_autofill(
+    core: &Core,
+    name: &str,
+    webotp_domain: Option<&str>,
+    android_app_hash: Option<&str>,
+) -> CoreResult<SmsAutofill> {
+    let autofill = SmsAutofill::parse(webotp_domain, android_app_hash)
+        .map_err(|(field, invalid)| CoreError::Validation(vec![FieldError::on(field, invalid)]))?;
+    core.templates.check_sms_fits(&autofill).map_err(|e| {
+        CoreError::field(
+            if autofill.webotp_domain().is_some() {
+                "webotpDomain"
+            } else {
+                "androidAppHash"
+            },
+            "sms_too_long",
+            format!("with it the SMS no longer fits one segment: {e}"),
+        )
+    })?;
+    let found = find_by_name(core, name).await?;
+    host::Entity::update_many()
+        .col_expr(
+            host::Column::WebotpDomain,
+            Expr::value(autofill.webotp_domain().map(str::to_owned)),
+        )
+        .col_expr(
+            host::Column::AndroidAppHash,
+            Expr::value(autofill.android_app_hash().map(str::to_owned)),
+        )
+        .filter(host::Column::Id.eq(found.id))
+        .exec(&core.db)
+        .await
+        .context("Failed to set the host's SMS autofill")?;
+    tracing::info!(host = name, "SMS autofill set");
+    Ok(autofill)
+}
+
+/// At start: every host's SMS, with its autofill lines, must still fit one
+/// segment (templates can change between releases or by `templates_dir`).
+pub async fn check_autofill_fits(core: &Core) -> CoreResult<()> {
+    let hosts = host::Entity::find()
+        .filter(
+            host::Column::WebotpDomain
+                .is_not_null()
+                .or(host::Column::AndroidAppHash.is_not_null()),
+        )
+        .all(&core.db)
+        .await
+        .context("Failed to list hosts with SMS autofill")?;
+    for host in hosts {
+        let name = host.name.clone();
+        let autofill = AuthenticatedHost::from_row(host).autofill;
+        core.templates.check_sms_fits(&autofill).with_context(|| {
+            format!("host {name}: its SMS autofill lines make the SMS too long")
+        })?;
+    }
+    Ok(())
 }
 
 async fn find_by_name(core: &Core, name: &str) -> CoreResult<host::Model> {

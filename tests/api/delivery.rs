@@ -536,3 +536,67 @@ async fn a_result_is_recorded_only_while_the_lease_holds() {
     );
     assert_eq!(memory.messages().len(), 1);
 }
+
+/// A host's SMS carry the Android app hash and, last, the WebOTP line, so
+/// browsers and apps fill the code in; resends too.
+#[tokio::test]
+async fn a_hosts_sms_are_ready_for_autofill() {
+    let app = crate::helpers::spawn_app().await;
+    customer_registration::service::hosts::set_autofill(
+        &app.core,
+        "host-a",
+        Some("wallet.example"),
+        Some("FA+9qCX9VSu"),
+    )
+    .await
+    .unwrap();
+    // The host's token was issued before: autofill is read per request.
+    app.register(&register_body(PHONE)).await;
+    let text = app.sms_text(PHONE, 1).await;
+    let token = app.sms_token(PHONE, 1).await;
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines[lines.len() - 1],
+        format!("@wallet.example #{token}"),
+        "{text}"
+    );
+    assert_eq!(lines[lines.len() - 2], "FA+9qCX9VSu", "{text}");
+
+    // Another host's SMS carry neither.
+    let other = app.new_host_token("host-b").await;
+    let response = app
+        .post_as(
+            &other,
+            "/b2b/customer/register",
+            &register_body("+6281298765432"),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let plain = app.sms_text("+6281298765432", 1).await;
+    assert!(
+        !plain.contains("@wallet.example") && !plain.contains("FA+9qCX9VSu"),
+        "{plain}"
+    );
+
+    // Bad settings are named; settings that would split the SMS are refused.
+    let bad = customer_registration::service::hosts::set_autofill(
+        &app.core,
+        "host-a",
+        Some("https://wallet.example"),
+        None,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(bad.field_errors()[0].field, "webotpDomain");
+    let label = "a".repeat(60);
+    let long_domain = format!("{label}.{label}.{label}.example");
+    let too_long = customer_registration::service::hosts::set_autofill(
+        &app.core,
+        "host-a",
+        Some(&long_domain),
+        None,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(too_long.field_errors()[0].code, "sms_too_long");
+}

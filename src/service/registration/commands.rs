@@ -63,7 +63,7 @@ pub async fn register(
         outbox::cancel_pending(&txn, &superseded, None, CancelReason::Superseded, now).await?;
         let registration =
             store::insert_registration(&txn, host.id, applicant.clone(), now).await?;
-        let code = issue_sms(core, &txn, &registration, now).await?;
+        let code = issue_sms(core, &txn, host, &registration, now).await?;
         if let Some(email) = &email {
             issue_completion_email(core, &txn, &registration, email.as_str(), now).await?;
         }
@@ -88,10 +88,11 @@ pub async fn register(
 }
 
 /// Stores a new SMS code, counts the send against the quotas and queues
-/// the SMS carrying it.
+/// the SMS carrying it, with the host's autofill lines.
 async fn issue_sms(
     core: &Core,
     txn: &DatabaseTransaction,
+    host: &AuthenticatedHost,
     registration: &Registration,
     now: DateTime<Utc>,
 ) -> CoreResult<IssuedCode> {
@@ -103,6 +104,7 @@ async fn issue_sms(
         &code.expose(),
         core.settings.registration.token_expiry_minutes,
         &registration.name,
+        &host.autofill,
     )?;
     let phone = registration.phone.as_str();
     quotas::consume(core, txn, Channel::Sms, phone, registration.host_id, now).await?;
@@ -386,7 +388,7 @@ pub async fn resend_sms(
             now,
         )
         .await?;
-        let code = issue_sms(core, &txn, &registration, now).await?;
+        let code = issue_sms(core, &txn, host, &registration, now).await?;
         store::commit(txn).await?;
         Ok((registration, code, now))
     })
