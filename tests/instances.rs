@@ -112,11 +112,17 @@ impl Instance {
     }
 }
 
-async fn eventually<T, F: Future<Output = Option<T>>>(
+async fn eventually<T, F: Future<Output = Option<T>>>(what: &str, check: impl FnMut() -> F) -> T {
+    eventually_within(70, what, check).await
+}
+
+/// Polls every 50 ms for up to `seconds`.
+async fn eventually_within<T, F: Future<Output = Option<T>>>(
+    seconds: u64,
     what: &str,
     mut check: impl FnMut() -> F,
 ) -> T {
-    for _ in 0..1400 {
+    for _ in 0..seconds * 20 {
         if let Some(value) = check().await {
             return value;
         }
@@ -162,45 +168,14 @@ async fn three_instances_on_one_database_keep_every_guarantee() {
         .collect();
     let client = reqwest::Client::new();
     for instance in &instances {
-        let ready = instance.url("/readyz");
-        eventually("every instance ready", || {
-            let (client, ready) = (&client, ready.clone());
-            async move {
-                let response = client.get(&ready).send().await.ok()?;
-                (response.status() == reqwest::StatusCode::OK).then_some(())
-            }
+        eventually("every instance ready", || async {
+            (ready(&client, instance).await == reqwest::StatusCode::OK).then_some(())
         })
         .await;
     }
 
     // One host for all three, its credentials in one instance's directory.
-    let files: Vec<String> = instances
-        .iter()
-        .filter_map(|i| std::fs::read_to_string(i.dir.join("host-acme.credentials")).ok())
-        .collect();
-    assert_eq!(files.len(), 1, "exactly one instance created the host");
-    let field = |name: &str| {
-        files[0]
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .unwrap()
-            .split_whitespace()
-            .next()
-            .unwrap()
-            .to_owned()
-    };
-    let (client_id, client_secret) = (field("client_id:"), field("client_secret:"));
-    let token: Value = client
-        .post(instances[0].url("/oauth/token"))
-        .basic_auth(&client_id, Some(&client_secret))
-        .form(&[("grant_type", "client_credentials")])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = token["access_token"].as_str().unwrap().to_owned();
+    let token = host_token(&instances, &client).await;
 
     // Registrations in turn across the three.
     let phones: Vec<String> = (0..PHONES).map(|i| format!("+62812345670{i:02}")).collect();
@@ -395,8 +370,10 @@ async fn three_instances_on_one_database_keep_every_guarantee() {
     signal(&second.child, "-KILL");
     let _ = second.child.wait_with_output().await;
     // Nothing stays queued: every message is sent, or was cancelled because
-    // a newer code or registration replaced what it carried.
-    eventually("every message sent after the kill", || {
+    // a newer code or registration replaced what it carried. The killed
+    // instance's claims wait out their lease (32 s here), and a send that
+    // timed out on a loaded machine its backoff: allow for both.
+    eventually_within(150, "every message sent after the kill", || {
         let db = &db;
         async move {
             let pending = entity::outbox_message::Entity::find()
