@@ -60,7 +60,8 @@ async fn another_key_is_refused_and_a_rotation_keeps_old_codes_valid() {
         settings.secrets.token_key = secret(token_key);
         settings.secrets.previous_token_keys =
             previous.into_iter().map(|k| k.to_owned().into()).collect();
-        startup::build_core(settings, Arc::new(SystemClock))
+        // The same clock as the first instance: the code's expiry is on it.
+        startup::build_core(settings, app.clock.clone())
     };
 
     let refused = second_instance("token-key-two", vec![])
