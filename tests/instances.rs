@@ -61,8 +61,33 @@ struct Instance {
     child: Child,
 }
 
-fn start(dir: &Path, database: &str, gateway: &str, port: u16) -> Instance {
-    start_with(dir, database, gateway, port, &[])
+/// Three instances, instance `n` on node `n` when the database has nodes,
+/// each ready before this returns.
+async fn start_three(
+    dir: &Path,
+    database: &str,
+    gateway: &str,
+    settings: &[(&str, &str)],
+    client: &reqwest::Client,
+) -> Vec<Instance> {
+    let instances: Vec<Instance> = (0..3)
+        .map(|n| {
+            start_with(
+                &dir.join(n.to_string()),
+                &url_for_instance(database, n),
+                gateway,
+                free_port(),
+                settings,
+            )
+        })
+        .collect();
+    for instance in &instances {
+        eventually("every instance ready", || async {
+            (ready(client, instance).await == reqwest::StatusCode::OK).then_some(())
+        })
+        .await;
+    }
+    instances
 }
 
 /// `settings` are extra `CR_…` variables for this test's instances.
@@ -156,23 +181,8 @@ async fn three_instances_on_one_database_keep_every_guarantee() {
         .mount(&gateway)
         .await;
     let gateway_url = format!("{}/send", gateway.uri());
-    let instances: Vec<Instance> = (0..3)
-        .map(|n| {
-            start(
-                &dir.path().join(n.to_string()),
-                &url_for_instance(&database, n),
-                &gateway_url,
-                free_port(),
-            )
-        })
-        .collect();
     let client = reqwest::Client::new();
-    for instance in &instances {
-        eventually("every instance ready", || async {
-            (ready(&client, instance).await == reqwest::StatusCode::OK).then_some(())
-        })
-        .await;
-    }
+    let instances = start_three(dir.path(), &database, &gateway_url, &[], &client).await;
 
     // One host for all three, its credentials in one instance's directory.
     let token = host_token(&instances, &client).await;
@@ -530,24 +540,8 @@ async fn across_galera_nodes_races_stay_exact_and_a_lost_node_fails_cleanly() {
         ("CR_QUOTAS__SMS_GLOBAL__LIMIT", limit.as_str()),
         ("CR_QUOTAS__SMS_GLOBAL__WINDOW_MINUTES", "1440"),
     ];
-    let instances: Vec<Instance> = (0..3)
-        .map(|n| {
-            start_with(
-                &dir.path().join(n.to_string()),
-                &url_for_instance(&database, n),
-                &gateway_url,
-                free_port(),
-                &settings,
-            )
-        })
-        .collect();
     let client = reqwest::Client::new();
-    for instance in &instances {
-        eventually("every instance ready", || async {
-            (ready(&client, instance).await == reqwest::StatusCode::OK).then_some(())
-        })
-        .await;
-    }
+    let instances = start_three(dir.path(), &database, &gateway_url, &settings, &client).await;
     let token = host_token(&instances, &client).await;
     let register = |n: usize, phone: String| {
         post(

@@ -1,6 +1,6 @@
 use axum::{
     extract::{Request, State},
-    http::header,
+    http::{HeaderMap, header},
     middleware::Next,
     response::Response,
 };
@@ -8,7 +8,7 @@ use axum::{
 use super::error::ApiError;
 use crate::{
     error::{AuthFailure, CoreError},
-    service::hosts,
+    service::hosts::{self, AuthenticatedHost},
     state::Core,
 };
 
@@ -24,11 +24,9 @@ pub async fn require_host(
     mut request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    let authorization = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .map(|v| v.to_str().unwrap_or(""));
-    let host = hosts::authenticate(&core, authorization).await?;
+    let host = bearer_host(&core, request.headers())
+        .await?
+        .map_err(CoreError::Unauthenticated)?;
     request.extensions_mut().insert(host);
     Ok(next.run(request).await)
 }
@@ -40,18 +38,29 @@ pub async fn identify_host(
     mut request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    let authorization = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .map(|v| v.to_str().unwrap_or(""));
-    match hosts::authenticate(&core, authorization).await {
+    match bearer_host(&core, request.headers()).await? {
         Ok(host) => {
             request.extensions_mut().insert(host);
         }
-        Err(CoreError::Unauthenticated(failure)) => {
+        Err(failure) => {
             request.extensions_mut().insert(Unidentified(failure));
         }
-        Err(other) => return Err(other.into()),
     }
     Ok(next.run(request).await)
+}
+
+/// The host behind the request's bearer token, or why there is none; an
+/// error only when the lookup itself failed.
+async fn bearer_host(
+    core: &Core,
+    headers: &HeaderMap,
+) -> Result<Result<AuthenticatedHost, AuthFailure>, CoreError> {
+    let authorization = headers
+        .get(header::AUTHORIZATION)
+        .map(|v| v.to_str().unwrap_or(""));
+    match hosts::authenticate(core, authorization).await {
+        Ok(host) => Ok(Ok(host)),
+        Err(CoreError::Unauthenticated(failure)) => Ok(Err(failure)),
+        Err(other) => Err(other),
+    }
 }
