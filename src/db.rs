@@ -3,7 +3,8 @@ use std::{sync::Arc, time::Duration};
 use anyhow::Context;
 use migration::{Migrator, MigratorTrait};
 use sea_orm::{
-    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, TransactionTrait,
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr, RuntimeErr,
+    TransactionTrait,
 };
 
 use crate::metrics::Metrics;
@@ -80,69 +81,151 @@ async fn sync_wait_on_galera(
 }
 
 /// Brings the schema up to date once, however many instances start at
-/// once. On PostgreSQL and MySQL a database lock, held by a transaction's
-/// connection while the migrations run on others, makes the others wait and
-/// then find nothing left to do. SQLite runs each migration in its own
-/// transaction; one that loses to another process is simply tried again.
+/// once. SQLite runs each migration in its own transaction; one that loses
+/// to another process is simply tried again. PostgreSQL holds an advisory
+/// lock in a transaction while the migrations run on other connections.
+/// The MySQL family takes a lease row instead (see [`migrate_under_lease`]).
 async fn migrate_once(db: &DatabaseConnection) -> anyhow::Result<()> {
-    let backend = db.get_database_backend();
-    if backend == DbBackend::Sqlite {
-        let mut attempt = 1;
-        loop {
-            match Migrator::up(db, None).await {
-                Ok(()) => return Ok(()),
-                Err(error) if attempt < 10 => {
-                    tracing::debug!(error = %error, attempt, "migration raced another process; trying again");
-                    tokio::time::sleep(Duration::from_millis(50 * attempt)).await;
-                    attempt += 1;
-                }
-                Err(error) => {
-                    return Err(error).context("Failed to run database migrations");
+    match db.get_database_backend() {
+        DbBackend::Sqlite => {
+            let mut attempt = 1;
+            loop {
+                match Migrator::up(db, None).await {
+                    Ok(()) => return Ok(()),
+                    Err(error) if attempt < 10 => {
+                        tracing::debug!(error = %error, attempt, "migration raced another process; trying again");
+                        tokio::time::sleep(Duration::from_millis(50 * attempt)).await;
+                        attempt += 1;
+                    }
+                    Err(error) => {
+                        return Err(error).context("Failed to run database migrations");
+                    }
                 }
             }
         }
-    }
-    // GET_LOCK is local to one server: instances starting at once on
-    // different nodes of a Galera cluster can still race, and the loser's
-    // DDL fails; like SQLite, it tries again and finds the work done.
-    let mut attempt = 1;
-    loop {
-        match migrate_under_lock(db, backend).await {
-            Ok(()) => return Ok(()),
-            Err(error) if attempt < 10 && backend == DbBackend::MySql => {
-                tracing::debug!(error = %error, attempt, "migration raced another node; trying again");
-                tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
-                attempt += 1;
-            }
-            Err(error) => return Err(error),
-        }
+        DbBackend::Postgres => migrate_under_advisory_lock(db).await,
+        _ => migrate_under_lease(db).await,
     }
 }
 
-async fn migrate_under_lock(db: &DatabaseConnection, backend: DbBackend) -> anyhow::Result<()> {
-    const LOCK_NAME: &str = "customer_registration_migrations";
+async fn migrate_under_advisory_lock(db: &DatabaseConnection) -> anyhow::Result<()> {
     // Any fixed number; it names the lock among this database's advisory locks.
     const PG_LOCK_KEY: i64 = 0x6372_6d69_6772;
     let txn = db.begin().await.context("Failed to begin migration lock")?;
-    let lock = match backend {
-        DbBackend::Postgres => format!("SELECT pg_advisory_xact_lock({PG_LOCK_KEY})"),
-        _ => format!("SELECT GET_LOCK('{LOCK_NAME}', 300)"),
-    };
-    txn.execute_unprepared(&lock)
+    txn.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({PG_LOCK_KEY})"))
         .await
         .context("Failed to take the migration lock")?;
     let migrated = Migrator::up(db, None)
         .await
         .context("Failed to run database migrations");
-    if backend == DbBackend::MySql {
-        txn.execute_unprepared(&format!("SELECT RELEASE_LOCK('{LOCK_NAME}')"))
-            .await
-            .context("Failed to release the migration lock")?;
-    }
     txn.commit()
         .await
         .context("Failed to release the migration lock")?;
     migrated
+}
+
+/// How long a lease holder may take before another instance may take over:
+/// a process that dies mid-migration delays the others by at most this.
+const MIGRATION_LEASE_SECONDS: u32 = 120;
+
+/// MySQL's `GET_LOCK` is local to one server, and on a Galera cluster
+/// instances starting at once on different nodes would run the same DDL
+/// together; MySQL DDL is not transactional, so the loser is left with a
+/// half-applied migration. A row in `migration_lease` is replicated like
+/// any write: two nodes claiming it at once conflict at commit and one gets
+/// a serialization failure, so exactly one instance migrates while the
+/// others wait and then find nothing left to do.
+async fn migrate_under_lease(db: &DatabaseConnection) -> anyhow::Result<()> {
+    db.execute_unprepared(
+        "CREATE TABLE IF NOT EXISTS migration_lease (\
+         id INT NOT NULL PRIMARY KEY, holder CHAR(32) NOT NULL, \
+         expires_at DATETIME(6) NOT NULL)",
+    )
+    .await
+    .context("Failed to create the migration lease table")?;
+    let holder = uuid::Uuid::new_v4().simple().to_string();
+    let give_up =
+        std::time::Instant::now() + Duration::from_secs(u64::from(MIGRATION_LEASE_SECONDS) * 3);
+    let mut waiting_logged = false;
+    loop {
+        match claim_migration_lease(db, &holder).await {
+            Ok(true) => break,
+            Ok(false) => {
+                if !waiting_logged {
+                    tracing::info!("another instance is migrating the database; waiting");
+                    waiting_logged = true;
+                }
+            }
+            Err(error) if lost_race(&error) => {
+                tracing::debug!(error = %error, "migration lease raced another node; trying again");
+            }
+            Err(error) => return Err(error).context("Failed to claim the migration lease"),
+        }
+        if std::time::Instant::now() > give_up {
+            anyhow::bail!(
+                "Failed to run database migrations: another instance held the migration lease too long"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let migrated = Migrator::up(db, None)
+        .await
+        .context("Failed to run database migrations");
+    let released = db
+        .execute_raw(sea_orm::Statement::from_sql_and_values(
+            DbBackend::MySql,
+            "DELETE FROM migration_lease WHERE id = 1 AND holder = ?",
+            [holder.into()],
+        ))
+        .await
+        .context("Failed to release the migration lease");
+    migrated?;
+    released.map(|_| ())
+}
+
+/// Takes the lease when it is free or expired; true when this instance holds
+/// it. (MySQL evaluates the assignments left to right, so the second still
+/// sees the old expiry.)
+async fn claim_migration_lease(db: &DatabaseConnection, holder: &str) -> Result<bool, DbErr> {
+    db.execute_raw(sea_orm::Statement::from_sql_and_values(
+        DbBackend::MySql,
+        format!(
+            "INSERT INTO migration_lease (id, holder, expires_at) \
+             VALUES (1, ?, UTC_TIMESTAMP(6) + INTERVAL {MIGRATION_LEASE_SECONDS} SECOND) \
+             ON DUPLICATE KEY UPDATE \
+             holder = IF(expires_at < UTC_TIMESTAMP(6), VALUES(holder), holder), \
+             expires_at = IF(expires_at < UTC_TIMESTAMP(6), VALUES(expires_at), expires_at)"
+        ),
+        [holder.into()],
+    ))
+    .await?;
+    let current = db
+        .query_one_raw(sea_orm::Statement::from_string(
+            DbBackend::MySql,
+            "SELECT holder FROM migration_lease WHERE id = 1",
+        ))
+        .await?
+        .map(|row| row.try_get::<String>("", "holder"))
+        .transpose()?;
+    Ok(current.as_deref() == Some(holder))
+}
+
+/// Whether the database gave up a statement because it lost a race to a
+/// concurrent transaction: PostgreSQL and MySQL SQLSTATE 40001 (a
+/// serialization failure, MySQL's deadlock 1213, a Galera certification
+/// conflict) or 40P01 (deadlock); SQLite BUSY (5) and its extended codes.
+/// The transaction is gone; running it whole again is the answer.
+pub fn lost_race(error: &DbErr) -> bool {
+    let (DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e))) = error
+    else {
+        return false;
+    };
+    e.as_database_error().is_some_and(|database| {
+        matches!(
+            database.code().as_deref(),
+            Some("40001" | "40P01" | "5" | "261" | "517")
+        )
+    })
 }
 
 /// Whether every migration this build knows has been applied.

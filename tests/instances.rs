@@ -82,10 +82,15 @@ async fn start_three(
         })
         .collect();
     for instance in &instances {
-        eventually("every instance ready", || async {
-            (ready(client, instance).await == reqwest::StatusCode::OK).then_some(())
-        })
-        .await;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(70);
+        while ready(client, instance).await != reqwest::StatusCode::OK {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "an instance was not ready within 70 s; its log:\n{}",
+                instance.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
     instances
 }
@@ -120,7 +125,9 @@ fn start_with(
         )
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
+        // A file, not a pipe nobody reads: a full pipe would stall the
+        // instance. Shown when it fails to start or to exit cleanly.
+        .stderr(std::fs::File::create(dir.join("stderr.log")).unwrap())
         .kill_on_drop(true)
         .spawn()
         .unwrap();
@@ -134,6 +141,10 @@ fn start_with(
 impl Instance {
     fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("stderr.log")).unwrap_or_default()
     }
 }
 
@@ -354,7 +365,7 @@ async fn three_instances_on_one_database_keep_every_guarantee() {
             ),
         }
     }
-    assert_clean_exit(first.child).await;
+    assert_clean_exit(first).await;
 
     // SIGKILL mid-send: the gateway answers slowly, the killed instance's
     // claims are retried once their lease ends, and nothing is lost.
@@ -416,7 +427,7 @@ async fn three_instances_on_one_database_keep_every_guarantee() {
     );
 
     signal(&third.child, "-TERM");
-    assert_clean_exit(third.child).await;
+    assert_clean_exit(third).await;
 }
 
 fn signal(child: &Child, which: &str) {
@@ -430,16 +441,12 @@ fn signal(child: &Child, which: &str) {
     );
 }
 
-async fn assert_clean_exit(child: Child) {
-    let output = tokio::time::timeout(Duration::from_secs(25), child.wait_with_output())
+async fn assert_clean_exit(mut instance: Instance) {
+    let status = tokio::time::timeout(Duration::from_secs(25), instance.child.wait())
         .await
         .expect("exits within the grace period")
         .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert!(status.success(), "{}", instance.log());
 }
 
 /// Posts JSON with the bearer token; the status and the error code (`OK`).
@@ -722,7 +729,10 @@ async fn across_galera_nodes_races_stay_exact_and_a_lost_node_fails_cleanly() {
         .args(["start-node", &galera, "3"])
         .status()
         .unwrap();
-    assert!(started.success());
+    assert!(
+        started.success(),
+        "node 3 did not rejoin (the galera script says why above)"
+    );
     eventually("the instance on the rejoined node ready", || async {
         (ready(&client, &instances[2]).await == reqwest::StatusCode::OK).then_some(())
     })

@@ -13,6 +13,7 @@ impl MigrationTrait for Migration {
             .create_table(
                 Table::create()
                     .table(HostPhoneGuard::Table)
+                    .if_not_exists()
                     .col(uuid(HostPhoneGuard::HostId))
                     .col(string_len(HostPhoneGuard::Phone, 20))
                     .col(integer(HostPhoneGuard::ConsecutiveFailures).default(0))
@@ -32,14 +33,25 @@ impl MigrationTrait for Migration {
             )
             .await?;
         }
-        db.execute_unprepared(
-            "INSERT INTO host_phone_guard (host_id, phone, consecutive_failures, locked_until) \
-             SELECT DISTINCT r.host_id, g.phone, g.consecutive_failures, g.locked_until \
-             FROM phone_guard g JOIN registration r ON r.phone = g.phone",
-        )
-        .await?;
+        // MySQL DDL is not transactional: a run cut short between these
+        // steps must be able to run again, so each step checks its work.
+        if manager.has_table("phone_guard").await? {
+            db.execute_unprepared(
+                "INSERT INTO host_phone_guard (host_id, phone, consecutive_failures, locked_until) \
+                 SELECT DISTINCT r.host_id, g.phone, g.consecutive_failures, g.locked_until \
+                 FROM phone_guard g JOIN registration r ON r.phone = g.phone \
+                 WHERE NOT EXISTS (SELECT 1 FROM host_phone_guard h \
+                 WHERE h.host_id = r.host_id AND h.phone = g.phone)",
+            )
+            .await?;
+        }
         manager
-            .drop_table(Table::drop().table(PhoneGuard::Table).to_owned())
+            .drop_table(
+                Table::drop()
+                    .table(PhoneGuard::Table)
+                    .if_exists()
+                    .to_owned(),
+            )
             .await
     }
 

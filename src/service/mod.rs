@@ -12,7 +12,7 @@ pub mod quotas;
 pub mod registration;
 pub mod retention;
 
-use sea_orm::{DbErr, RuntimeErr, SqlErr};
+use sea_orm::{DbErr, SqlErr};
 
 use crate::{
     error::{CoreError, CoreResult},
@@ -33,21 +33,9 @@ pub(crate) fn is_lost_race(error: &CoreError) -> bool {
         return false;
     };
     error.chain().any(|cause| {
-        let Some(DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e))) =
-            cause.downcast_ref::<DbErr>()
-        else {
-            return false;
-        };
-        let Some(database) = e.as_database_error() else {
-            return false;
-        };
-        // PostgreSQL and MySQL: SQLSTATE 40001 (serialization failure, and
-        // MySQL's deadlock 1213) or 40P01 (deadlock); SQLite: BUSY (5) and
-        // its extended codes.
-        matches!(
-            database.code().as_deref(),
-            Some("40001" | "40P01" | "5" | "261" | "517")
-        )
+        cause
+            .downcast_ref::<DbErr>()
+            .is_some_and(crate::db::lost_race)
     })
 }
 
