@@ -7,6 +7,7 @@
 mod dispatcher;
 mod email;
 mod memory;
+mod providers;
 mod sms;
 
 use entity::states::ErrorClass;
@@ -14,6 +15,7 @@ use entity::states::ErrorClass;
 pub use dispatcher::{DispatchReport, Dispatcher};
 pub use email::EmailSender;
 pub use memory::{MemoryOutbox, SentMessage};
+pub use providers::SmsProviders;
 pub use sms::SmsTransport;
 
 /// What the dispatcher hands a transport.

@@ -20,5 +20,6 @@ mod register;
 mod resend;
 mod retention;
 mod secrets;
+mod sms_providers;
 mod smtp;
 mod verify;
