@@ -32,11 +32,13 @@ use utoipa::{
         super::rest::resend_email,
         super::oauth::token,
         super::oauth::revoke,
+        super::receipts::receive,
     ),
     modifiers(&SecuritySchemes, &NoLicense),
     tags(
         (name = "registration", description = "The legacy registration operations; each needs a host's bearer token."),
         (name = "oauth", description = "Access tokens for hosts (RFC 6749 client credentials grant, RFC 7009 revocation)."),
+        (name = "delivery", description = "Delivery receipts from SMS providers, signed by the provider instead of a bearer token."),
     )
 )]
 struct ApiDoc;

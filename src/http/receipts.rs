@@ -7,7 +7,7 @@
 //! Nothing is read or changed before the signature holds.
 use axum::{
     body::Bytes,
-    extract::{Path, State},
+    extract::{Path, State, rejection::BytesRejection},
     http::{HeaderMap, StatusCode},
     response::{IntoResponse, Response},
 };
@@ -17,19 +17,87 @@ use hmac::{Hmac, Mac};
 use secrecy::ExposeSecret;
 use serde::Deserialize;
 
-use super::error::ApiError;
+use utoipa::ToSchema;
+
+use super::error::{ApiError, ErrorBody};
 use crate::{
     config::{SmsProviderSettings, SmsTransportKind},
     service::outbox::{self, Receipt, ReceiptStatus},
     state::Core,
 };
 
+/// A delivery receipt from a provider that is not Twilio-style.
+#[derive(ToSchema)]
+#[allow(dead_code, reason = "describes the body for the OpenAPI document")]
+pub(super) struct ReceiptBody {
+    /// The id the provider gave the message when it accepted it.
+    #[schema(rename = "messageId")]
+    message_id: String,
+    /// `delivered`, `undelivered`, `failed`, or `sent` (changes nothing).
+    #[schema(example = "delivered")]
+    status: String,
+    /// When it happened (RFC 3339).
+    at: Option<String>,
+    /// The provider's error code or text.
+    error: Option<String>,
+}
+
+/// A Twilio status callback (the fields read; others are signed but ignored).
+#[derive(ToSchema)]
+#[allow(dead_code, reason = "describes the form for the OpenAPI document")]
+pub(super) struct TwilioReceiptForm {
+    #[schema(rename = "MessageSid")]
+    message_sid: String,
+    #[schema(rename = "MessageStatus", example = "delivered")]
+    message_status: String,
+    #[schema(rename = "ErrorCode")]
+    error_code: Option<String>,
+}
+
+#[utoipa::path(
+    post,
+    path = "/delivery/receipts/{provider}",
+    operation_id = "receiveDeliveryReceipt",
+    tag = "delivery",
+    request_body(content(
+        (ReceiptBody = "application/json"),
+        (TwilioReceiptForm = "application/x-www-form-urlencoded"),
+    )),
+    params(
+        ("provider" = String, Path, description = "The provider's configured `name`."),
+        ("X-Signature" = Option<String>, Header,
+            description = "`sha256=<hex HMAC-SHA256 of the raw body>` under the provider's `receipt_secret` (JSON receipts)."),
+        ("X-Twilio-Signature" = Option<String>, Header,
+            description = "Twilio's signature of the callback URL and parameters under the auth token (Twilio-style providers)."),
+    ),
+    security(()),
+    responses(
+        (status = 204, description = "Taken: applied, or a repeat or stale receipt that changes nothing."),
+        (status = 400, description = "`VALIDATION_FAILED` naming the field (`messageId`, `status`, `at`, `MessageSid`, `MessageStatus`), or `MALFORMED_JSON`.", body = ErrorBody<'_>),
+        (status = 401, description = "`INVALID_SIGNATURE`: unsigned, wrongly signed, or the provider has no secret to verify with. Nothing changes.", body = ErrorBody<'_>),
+        (status = 404, description = "`UNKNOWN_SMS_PROVIDER`, or `MESSAGE_NOT_FOUND`: no send through this provider has this id.", body = ErrorBody<'_>),
+        (status = 413, description = "`PAYLOAD_TOO_LARGE`", body = ErrorBody<'_>),
+        (status = 500, description = "`INTERNAL`", body = ErrorBody<'_>),
+        (status = 503, description = "`DATABASE_UNAVAILABLE` or `SERVER_BUSY`: retry.",
+            body = ErrorBody<'_>, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    )
+)]
 pub async fn receive(
     State(core): State<Core>,
     Path(provider): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    // axum's own rejection is plain text: answer in the one error shape.
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return ApiError::PayloadTooLarge.into_response();
+        }
+        Err(rejection) => {
+            return ApiError::field("body", "unreadable", rejection.body_text()).into_response();
+        }
+    };
     match read_receipt(&core, &provider, &headers, &body).await {
         Ok(Some(receipt)) => match outbox::apply_receipt(&core, &receipt).await {
             Ok(_) => StatusCode::NO_CONTENT.into_response(),
