@@ -387,3 +387,52 @@ async fn twilio_receipts_are_verified_with_the_auth_token_over_the_callback_url(
     );
     sms(&app, &ticket["id"], |d| d["status"] == "DELIVERED").await;
 }
+
+#[tokio::test]
+async fn a_provider_that_keeps_failing_is_skipped_until_its_breaker_cools_down() {
+    let primary = gateway(503, "").await;
+    let backup = gateway(200, "b-1").await;
+    let mut first = provider("primary", format!("{}/send", primary.uri()));
+    first.failover_after = 1;
+    let app = spawn_app_with(|s| {
+        providers(vec![
+            first,
+            provider("backup", format!("{}/send", backup.uri())),
+        ])(s);
+        s.delivery.sms.breaker_failures = 1;
+        s.delivery.sms.breaker_cooldown_seconds = 3600;
+    })
+    .await;
+    let one = app.register(&register_body(PHONE)).await;
+    sms(&app, &one["id"], |d| d["status"] == "SENT").await;
+    let two = app.register(&register_body("+6281234567891")).await;
+    let sent = sms(&app, &two["id"], |d| d["status"] == "SENT").await;
+    assert_eq!(sent["provider"], "backup");
+    assert_eq!(
+        sent["timeline"].as_array().unwrap().len(),
+        1,
+        "straight to the backup: {sent}"
+    );
+    assert_eq!(primary.received_requests().await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn the_single_provider_settings_are_provider_default_with_their_receipt_secret() {
+    let gateway = gateway(200, "d-1").await;
+    let uri = gateway.uri();
+    let app = spawn_app_with(move |s| {
+        s.delivery.sms.transport = SmsTransportKind::Webhook;
+        s.delivery.sms.webhook.url = format!("{uri}/send");
+        s.delivery.sms.receipt_secret = Some(SECRET.to_owned().into());
+    })
+    .await;
+    let ticket = app.register(&register_body(PHONE)).await;
+    let sent = sms(&app, &ticket["id"], |d| d["status"] == "SENT").await;
+    assert_eq!(sent["provider"], "default");
+    let delivered = json!({"messageId": "d-1", "status": "delivered"});
+    assert_eq!(
+        post_receipt(&app, "default", &delivered, SECRET).await,
+        StatusCode::NO_CONTENT
+    );
+    sms(&app, &ticket["id"], |d| d["status"] == "DELIVERED").await;
+}
