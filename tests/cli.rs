@@ -441,3 +441,67 @@ fn credential_and_retention_commands_work_and_name_what_is_wrong() {
     let (ok, out) = cli.run(&["registrations", "purge", "--help"]);
     assert!(ok && out.contains("retention"), "{out}");
 }
+
+/// `[[delivery.sms.providers]]` is checked entry by entry, by key.
+#[test]
+fn sms_providers_are_checked_by_key_and_a_missing_receipt_secret_is_warned_about() {
+    let cli = Cli::new();
+    let check = |providers: &str| {
+        let file = cli.dir.path().join("providers.toml");
+        std::fs::write(&file, providers).unwrap();
+        let output = Command::new(env!("CARGO_BIN_EXE_customer-registration"))
+            .args(["config", "check"])
+            .env("CR_DATA_DIR", cli.dir.path())
+            .env("CR_CONFIG", &file)
+            .output()
+            .unwrap();
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let provider = |name: &str, extra: &str| {
+        format!(
+            "[[delivery.sms.providers]]\nname = \"{name}\"\ntransport = \"webhook\"\nurl = \"https://sms.example/send\"\n{extra}\n"
+        )
+    };
+    let (ok, stderr) = check(&format!(
+        "{}{}",
+        provider("primary", "receipt_secret = \"s\"\ncountries = [\"ID\"]"),
+        provider("backup", "")
+    ));
+    assert!(ok, "{stderr}");
+    assert!(
+        stderr.contains("SMS provider \"backup\" has no receipt_secret"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("\"primary\" has no"), "{stderr}");
+
+    for (providers, expected) in [
+        (
+            format!("{}{}", provider("same", ""), provider("same", "")),
+            "delivery.sms.providers[1].name \"same\" is used by an earlier provider",
+        ),
+        (
+            provider("Bad Name", ""),
+            "delivery.sms.providers[0].name must be 1 to 32 lowercase letters",
+        ),
+        (
+            provider("a", "countries = [\"XX\"]"),
+            "delivery.sms.providers[0].countries: \"XX\" is not an ISO 3166 alpha-2 country code",
+        ),
+        (
+            provider("a", "failover_after = 0"),
+            "delivery.sms.providers[0].failover_after must be at least 1",
+        ),
+        (
+            "[[delivery.sms.providers]]\nname = \"a\"\ntransport = \"webhook\"\nurl = \"ftp://x\"\n"
+                .to_owned(),
+            "delivery.sms.providers[0].url must be an http(s) URL",
+        ),
+    ] {
+        let (ok, stderr) = check(&providers);
+        assert!(!ok, "{providers}");
+        assert!(stderr.contains(expected), "{expected}\n{stderr}");
+    }
+}
