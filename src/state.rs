@@ -1,4 +1,5 @@
 //! What every operation needs, built once at start-up.
+use crate::token_cache::TokenCache;
 use std::sync::{Arc, atomic::AtomicI64};
 
 use sea_orm::DatabaseConnection;
@@ -28,6 +29,8 @@ pub struct Core {
     pub metrics: Arc<Metrics>,
     /// When the delivery loop last went round (Unix milliseconds; 0: never).
     pub dispatcher_beat: Arc<AtomicI64>,
+    /// Access tokens recently found valid.
+    pub tokens: Arc<TokenCache>,
 }
 
 impl Core {
@@ -44,6 +47,7 @@ impl Core {
             settings.limits.max_concurrent_hashes,
             settings.limits.max_queued_hashes,
         );
+        let settings_cache_seconds = settings.auth.token_cache_seconds;
         Self {
             db,
             rules: Rules::new(&settings.registration),
@@ -55,6 +59,7 @@ impl Core {
             templates,
             metrics,
             dispatcher_beat: Arc::new(AtomicI64::new(0)),
+            tokens: Arc::new(TokenCache::new(settings_cache_seconds)),
         }
     }
 }

@@ -116,6 +116,11 @@ pub struct RegistrationSettings {
 #[serde(default, deny_unknown_fields)]
 pub struct AuthSettings {
     pub access_token_ttl_seconds: u32,
+    /// How long this instance trusts a token it found valid without asking
+    /// the database again: a revocation or a disabled host made through
+    /// another instance or the CLI takes effect here within this time
+    /// (through this instance, at once). 0: every request asks.
+    pub token_cache_seconds: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -248,6 +253,7 @@ impl Default for AuthSettings {
     fn default() -> Self {
         Self {
             access_token_ttl_seconds: 3600,
+            token_cache_seconds: 5,
         }
     }
 }

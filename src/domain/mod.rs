@@ -3,6 +3,7 @@
 //! core never re-validates. Parsing reports an [`Invalid`] without a field
 //! name: the caller knows which field it read and names it.
 mod autofill;
+mod host;
 mod password;
 mod person;
 mod phone;
@@ -10,6 +11,7 @@ pub mod registration;
 mod secrets;
 
 pub use autofill::SmsAutofill;
+pub use host::AuthenticatedHost;
 pub use password::{MIN_PASSWORD_CHARS, NewPassword, PasswordRejected};
 pub use person::{
     AccountGroupId, BirthDate, CountryId, EmailAddress, PersonName, SourceId, choose_language,

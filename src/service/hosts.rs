@@ -20,24 +20,7 @@ use crate::{
     state::Core,
 };
 
-/// The caller of every operation, established from its bearer token.
-#[derive(Debug, Clone)]
-pub struct AuthenticatedHost {
-    pub id: Uuid,
-    pub name: String,
-    /// What its customers' SMS carry for autofill.
-    pub autofill: SmsAutofill,
-}
-
-impl AuthenticatedHost {
-    pub fn from_row(host: host::Model) -> Self {
-        Self {
-            id: host.id,
-            name: host.name,
-            autofill: SmsAutofill::from_stored(host.webotp_domain, host.android_app_hash),
-        }
-    }
-}
+pub use crate::domain::AuthenticatedHost;
 
 /// Shown once, when a host is created; only the secret's hash is kept.
 pub struct HostCredentials {
@@ -149,6 +132,9 @@ pub async fn disable_host(core: &Core, name: &str) -> CoreResult<u64> {
         None => 0,
     };
     txn.commit().await.context("Failed to commit")?;
+    if let Some(host) = &found {
+        core.tokens.forget_host(host.id);
+    }
     if found.is_none() {
         return Err(CoreError::field(
             "name",
@@ -252,8 +238,13 @@ pub async fn authenticate(
             return Err(CoreError::Unauthenticated(AuthFailure::MalformedHeader));
         }
     };
+    let token_hash = sha256_hex(token);
+    let now = core.clock.now();
+    if let Some(host) = core.tokens.get(&token_hash, now) {
+        return Ok(host);
+    }
     let found = access_token::Entity::find()
-        .filter(access_token::Column::TokenHash.eq(sha256_hex(token)))
+        .filter(access_token::Column::TokenHash.eq(&token_hash))
         .find_also_related(host::Entity)
         .one(&core.db)
         .await
@@ -264,10 +255,13 @@ pub async fn authenticate(
     if token.revoked_at.is_some() || host.disabled_at.is_some() {
         return Err(CoreError::Unauthenticated(AuthFailure::Revoked));
     }
-    if token.expires_at <= core.clock.now() {
+    if token.expires_at <= now {
         return Err(CoreError::Unauthenticated(AuthFailure::Expired));
     }
-    Ok(AuthenticatedHost::from_row(host))
+    let host = AuthenticatedHost::from_row(host);
+    core.tokens
+        .insert(token_hash, host.clone(), token.expires_at, now);
+    Ok(host)
 }
 
 /// Sets what the host's SMS carry for autofill (both parts absent: none),
@@ -305,6 +299,7 @@ pub async fn set_autofill(
         .exec(&core.db)
         .await
         .context("Failed to set the host's SMS autofill")?;
+    core.tokens.forget_host(found.id);
     tracing::info!(host = name, "SMS autofill set");
     Ok(autofill)
 }
@@ -385,6 +380,7 @@ pub async fn revoke_access_token(
         .exec(&core.db)
         .await
         .context("Failed to revoke an access token")?;
+    core.tokens.forget_token(&sha256_hex(token));
     if revoked.rows_affected > 0 {
         tracing::info!(host = %host.name, "access token revoked by its client");
     }
@@ -403,6 +399,7 @@ pub async fn revoke_tokens(core: &Core, name: &str) -> CoreResult<u64> {
         .exec(&core.db)
         .await
         .context("Failed to revoke access tokens")?;
+    core.tokens.forget_host(found.id);
     tracing::info!(host = %found.name, count = revoked.rows_affected, "access tokens revoked");
     Ok(revoked.rows_affected)
 }

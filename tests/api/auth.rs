@@ -394,3 +394,68 @@ async fn instances_starting_together_migrate_once() {
         );
     }
 }
+
+/// A token found valid is trusted for `auth.token_cache_seconds` without a
+/// lookup: revoked behind this instance's back (another instance, the CLI),
+/// it is refused once that time has passed; revoked through this instance,
+/// at once.
+#[tokio::test]
+async fn a_token_revoked_elsewhere_is_refused_within_the_cache_lifetime() {
+    use customer_registration::clock::Clock;
+    use customer_registration::crypto::sha256_hex;
+    use entity::access_token;
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr};
+
+    let app = spawn_app().await;
+    assert_eq!(app.core.settings.auth.token_cache_seconds, 5);
+    let path = format!("/b2b/customer/auth/verifyUsername?username={PHONE}");
+    assert_eq!(app.get(&path).await.status(), StatusCode::OK);
+    access_token::Entity::update_many()
+        .col_expr(
+            access_token::Column::RevokedAt,
+            Expr::value(app.clock.now()),
+        )
+        .filter(access_token::Column::TokenHash.eq(sha256_hex(&app.token)))
+        .exec(&app.core.db)
+        .await
+        .unwrap();
+    assert_eq!(
+        app.get(&path).await.status(),
+        StatusCode::OK,
+        "still trusted: the cache answered"
+    );
+    app.clock.advance(Duration::seconds(6));
+    assert_error(
+        app.get(&path).await,
+        StatusCode::UNAUTHORIZED,
+        "UNAUTHENTICATED",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn with_the_token_cache_off_every_request_asks_the_database() {
+    use customer_registration::clock::Clock;
+    use customer_registration::crypto::sha256_hex;
+    use entity::access_token;
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr};
+
+    let app = crate::helpers::spawn_app_with(|s| s.auth.token_cache_seconds = 0).await;
+    let path = format!("/b2b/customer/auth/verifyUsername?username={PHONE}");
+    assert_eq!(app.get(&path).await.status(), StatusCode::OK);
+    access_token::Entity::update_many()
+        .col_expr(
+            access_token::Column::RevokedAt,
+            Expr::value(app.clock.now()),
+        )
+        .filter(access_token::Column::TokenHash.eq(sha256_hex(&app.token)))
+        .exec(&app.core.db)
+        .await
+        .unwrap();
+    assert_error(
+        app.get(&path).await,
+        StatusCode::UNAUTHORIZED,
+        "UNAUTHENTICATED",
+    )
+    .await;
+}
