@@ -401,24 +401,11 @@ async fn instances_starting_together_migrate_once() {
 /// at once.
 #[tokio::test]
 async fn a_token_revoked_elsewhere_is_refused_within_the_cache_lifetime() {
-    use customer_registration::clock::Clock;
-    use customer_registration::crypto::sha256_hex;
-    use entity::access_token;
-    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr};
-
     let app = spawn_app().await;
     assert_eq!(app.core.settings.auth.token_cache_seconds, 5);
     let path = format!("/b2b/customer/auth/verifyUsername?username={PHONE}");
     assert_eq!(app.get(&path).await.status(), StatusCode::OK);
-    access_token::Entity::update_many()
-        .col_expr(
-            access_token::Column::RevokedAt,
-            Expr::value(app.clock.now()),
-        )
-        .filter(access_token::Column::TokenHash.eq(sha256_hex(&app.token)))
-        .exec(&app.core.db)
-        .await
-        .unwrap();
+    revoke_behind_the_instance(&app).await;
     assert_eq!(
         app.get(&path).await.status(),
         StatusCode::OK,
@@ -435,14 +422,25 @@ async fn a_token_revoked_elsewhere_is_refused_within_the_cache_lifetime() {
 
 #[tokio::test]
 async fn with_the_token_cache_off_every_request_asks_the_database() {
-    use customer_registration::clock::Clock;
-    use customer_registration::crypto::sha256_hex;
-    use entity::access_token;
-    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr};
-
     let app = crate::helpers::spawn_app_with(|s| s.auth.token_cache_seconds = 0).await;
     let path = format!("/b2b/customer/auth/verifyUsername?username={PHONE}");
     assert_eq!(app.get(&path).await.status(), StatusCode::OK);
+    revoke_behind_the_instance(&app).await;
+    assert_error(
+        app.get(&path).await,
+        StatusCode::UNAUTHORIZED,
+        "UNAUTHENTICATED",
+    )
+    .await;
+}
+
+/// Revokes the app's token in the database directly, as another instance
+/// or the CLI would: this instance is not told.
+async fn revoke_behind_the_instance(app: &crate::helpers::TestApp) {
+    use customer_registration::{clock::Clock, crypto::sha256_hex};
+    use entity::access_token;
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr};
+
     access_token::Entity::update_many()
         .col_expr(
             access_token::Column::RevokedAt,
@@ -452,10 +450,4 @@ async fn with_the_token_cache_off_every_request_asks_the_database() {
         .exec(&app.core.db)
         .await
         .unwrap();
-    assert_error(
-        app.get(&path).await,
-        StatusCode::UNAUTHORIZED,
-        "UNAUTHENTICATED",
-    )
-    .await;
 }

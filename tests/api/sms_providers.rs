@@ -60,6 +60,21 @@ async fn texts(server: &MockServer) -> Vec<String> {
         .collect()
 }
 
+/// Providers `primary` and `backup`, both accepting (ids `p-1`, `b-1`), and
+/// a registration whose SMS `primary` accepted.
+async fn sent_through_primary() -> (TestApp, MockServer, MockServer, Value) {
+    let primary = gateway(200, "p-1").await;
+    let backup = gateway(200, "b-1").await;
+    let app = spawn_app_with(providers(vec![
+        provider("primary", format!("{}/send", primary.uri())),
+        provider("backup", format!("{}/send", backup.uri())),
+    ]))
+    .await;
+    let ticket = app.register(&register_body(PHONE)).await;
+    sms(&app, &ticket["id"], |d| d["status"] == "SENT").await;
+    (app, primary, backup, ticket)
+}
+
 async fn sms(app: &TestApp, id: &Value, done: impl Fn(&Value) -> bool) -> Value {
     app.wait_for_delivery(id, "SMS", done).await
 }
@@ -167,15 +182,7 @@ async fn each_country_goes_to_its_own_providers() {
 
 #[tokio::test]
 async fn a_signed_delivered_receipt_is_final_and_repeats_or_late_ones_change_nothing() {
-    let primary = gateway(200, "p-1").await;
-    let backup = gateway(200, "b-1").await;
-    let app = spawn_app_with(providers(vec![
-        provider("primary", format!("{}/send", primary.uri())),
-        provider("backup", format!("{}/send", backup.uri())),
-    ]))
-    .await;
-    let ticket = app.register(&register_body(PHONE)).await;
-    sms(&app, &ticket["id"], |d| d["status"] == "SENT").await;
+    let (app, primary, backup, ticket) = sent_through_primary().await;
     let callback =
         serde_json::from_slice::<Value>(&primary.received_requests().await.unwrap()[0].body)
             .unwrap()["callback"]
@@ -282,15 +289,7 @@ async fn a_signed_delivered_receipt_is_final_and_repeats_or_late_ones_change_not
 
 #[tokio::test]
 async fn an_undelivered_receipt_resends_the_same_text_through_the_next_provider() {
-    let primary = gateway(200, "p-1").await;
-    let backup = gateway(200, "b-1").await;
-    let app = spawn_app_with(providers(vec![
-        provider("primary", format!("{}/send", primary.uri())),
-        provider("backup", format!("{}/send", backup.uri())),
-    ]))
-    .await;
-    let ticket = app.register(&register_body(PHONE)).await;
-    sms(&app, &ticket["id"], |d| d["status"] == "SENT").await;
+    let (app, primary, backup, ticket) = sent_through_primary().await;
     let undelivered =
         json!({"messageId": "p-1", "status": "undelivered", "error": "30005 unknown handset"});
     assert_eq!(
