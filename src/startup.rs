@@ -17,7 +17,7 @@ use crate::{
     config::Settings,
     crypto::Keys,
     db,
-    delivery::{Dispatcher, EmailSender, MemoryOutbox, SmsTransport},
+    delivery::{Dispatcher, EmailSender, MemoryOutbox, SmsTransport, WebhookTransport},
     graphql::{self, AppSchema},
     http::{self, error::ApiError},
     metrics::Metrics,
@@ -170,7 +170,8 @@ pub fn dispatcher(core: &Core, memory: &MemoryOutbox) -> anyhow::Result<Dispatch
         core.clone(),
         EmailSender::from_settings(delivery, outbox.clone(), memory)?,
         SmsTransport::from_settings(delivery, outbox, memory)?,
-    ))
+    )
+    .with_webhooks(WebhookTransport::from_settings(&core.settings.webhooks)?))
 }
 
 /// SIGINT (Ctrl-C) or, on Unix, SIGTERM (what orchestrators send).

@@ -8,6 +8,7 @@ mod dispatcher;
 mod email;
 mod memory;
 mod sms;
+mod webhook;
 
 use entity::states::ErrorClass;
 
@@ -15,6 +16,7 @@ pub use dispatcher::{DispatchReport, Dispatcher};
 pub use email::EmailSender;
 pub use memory::{MemoryOutbox, SentMessage};
 pub use sms::SmsTransport;
+pub use webhook::WebhookTransport;
 
 /// What the dispatcher hands a transport.
 pub struct OutgoingMessage<'a> {

@@ -153,7 +153,9 @@ pub fn core_status(error: &CoreError) -> StatusCode {
     use CoreError::*;
     match error {
         Validation(_) => StatusCode::BAD_REQUEST,
-        RegistrationNotFound | CompletionLinkInvalid => StatusCode::NOT_FOUND,
+        RegistrationNotFound | CompletionLinkInvalid | WebhookDeliveryNotFound => {
+            StatusCode::NOT_FOUND
+        }
         // RFC 6750 §3.1: a malformed request is a 400, a bad token a 401.
         Unauthenticated(AuthFailure::MalformedHeader) => StatusCode::BAD_REQUEST,
         Unauthenticated(_) | InvalidClient => StatusCode::UNAUTHORIZED,
@@ -323,6 +325,7 @@ pub(crate) mod tests {
                 retry_after_seconds: 1800,
             },
             CoreError::CompletionLinkInvalid,
+            CoreError::WebhookDeliveryNotFound,
             CoreError::CompletionLinkExpired,
             CoreError::TokenExpired,
             CoreError::TokenInvalid {

@@ -38,8 +38,10 @@ impl CancelReason {
     }
 }
 
-/// Cancels the registrations' queued messages (of one channel, or all), in
-/// the caller's transaction. Returns how many were cancelled.
+/// Cancels the registrations' queued messages (of one channel, or all that
+/// go to the customer), in the caller's transaction. Returns how many were
+/// cancelled. Webhooks are left alone unless named: a completed or replaced
+/// registration is exactly what the host still wants to hear about.
 pub async fn cancel_pending(
     db: &impl ConnectionTrait,
     registration_ids: &[Uuid],
@@ -55,9 +57,10 @@ pub async fn cancel_pending(
         .column(outbox_message::Column::Id)
         .filter(outbox_message::Column::RegistrationId.is_in(registration_ids.iter().copied()))
         .filter(outbox_message::Column::Status.eq(OutboxStatus::Pending));
-    if let Some(channel) = channel {
-        query = query.filter(outbox_message::Column::Channel.eq(channel));
-    }
+    query = match channel {
+        Some(channel) => query.filter(outbox_message::Column::Channel.eq(channel)),
+        None => query.filter(outbox_message::Column::Channel.is_in(Channel::TO_CUSTOMER)),
+    };
     let ids: Vec<Uuid> = query
         .into_tuple()
         .all(db)
