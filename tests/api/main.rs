@@ -22,3 +22,4 @@ mod retention;
 mod secrets;
 mod smtp;
 mod verify;
+mod webhooks;
