@@ -410,8 +410,7 @@ pub async fn prepare_send(core: &Core, message_id: Uuid) -> CoreResult<Option<We
     }))
 }
 
-/// One webhook delivery as its host sees it; never the payload's secret
-/// parts (there are none) nor the signing secret.
+/// One webhook delivery as its host sees it: how it went, not its payload.
 #[derive(Debug, Clone)]
 pub struct WebhookDeliveryView {
     pub id: Uuid,
