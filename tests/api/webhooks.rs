@@ -386,3 +386,67 @@ async fn a_dead_sms_becomes_message_failed() {
     assert_eq!(data["errorClass"], "permanent");
     assert!(data["error"].as_str().unwrap().contains("400"), "{data}");
 }
+
+#[tokio::test]
+async fn redirects_are_not_followed_and_timeouts_are_retried() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/hooks"))
+        .respond_with(
+            ResponseTemplate::new(307)
+                .insert_header("location", format!("{}/elsewhere", server.uri())),
+        )
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/elsewhere"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&server)
+        .await;
+    let app = spawn_app().await;
+    endpoint(&app, "host-a", &server).await;
+    app.register(&register_body(PHONE)).await;
+    let dead = eventually("the redirected webhook dead", || async {
+        listed(&app, &app.token)
+            .await
+            .into_iter()
+            .find(|d| d["status"] == "DEAD")
+    })
+    .await;
+    assert_eq!(dead["lastErrorClass"], "permanent");
+    assert!(
+        dead["lastError"].as_str().unwrap().contains("307"),
+        "{dead}"
+    );
+    let requests = server.received_requests().await.unwrap();
+    assert!(
+        requests.iter().all(|r| r.url.path() == "/hooks"),
+        "the redirect was followed"
+    );
+
+    let slow = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_delay(std::time::Duration::from_secs(3)))
+        .mount(&slow)
+        .await;
+    let app = spawn_app_with(|s: &mut Settings| s.webhooks.timeout_seconds = 1).await;
+    endpoint(&app, "host-a", &slow).await;
+    app.register(&register_body(PHONE)).await;
+    let failed = eventually("the timed-out attempt recorded", || async {
+        listed(&app, &app.token)
+            .await
+            .into_iter()
+            .find(|d| d["attempts"] == 1)
+    })
+    .await;
+    assert_eq!(failed["status"], "PENDING", "{failed}");
+    assert_eq!(failed["lastErrorClass"], "transient");
+    assert!(
+        failed["lastError"].as_str().unwrap().contains("timed out"),
+        "{failed}"
+    );
+    assert!(
+        !failed["lastError"].as_str().unwrap().contains(&slow.uri()),
+        "the endpoint's URL is kept out of errors: {failed}"
+    );
+}
