@@ -146,6 +146,8 @@ pub enum CoreError {
     },
     #[error("this registration has no email address")]
     NoEmailOnRegistration,
+    #[error("no message sent through this SMS provider has this message id")]
+    MessageNotFound,
     #[error("too many {} requests from this host; retry later", .operation.name())]
     RateLimited {
         operation: LimitedOperation,
@@ -225,6 +227,7 @@ impl CoreError {
             ResendLimitReached { .. } => "RESEND_LIMIT_REACHED",
             SendQuotaExceeded { .. } => "SEND_QUOTA_EXCEEDED",
             NoEmailOnRegistration => "NO_EMAIL_ON_REGISTRATION",
+            MessageNotFound => "MESSAGE_NOT_FOUND",
             RateLimited { .. } => "RATE_LIMITED",
             RegisterTooSoon { .. } => "REGISTER_TOO_SOON",
             ServerBusy { .. } => "SERVER_BUSY",

@@ -55,7 +55,29 @@ struct OutcomeLabels {
     outcome: &'static str,
 }
 
+/// An SMS provider and the country of the number (`unknown` when the number
+/// has none): never the number itself.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SmsLabels {
+    provider: String,
+    country: String,
+    /// A send's `sent`/`failed`/`dead`, or a receipt's status.
+    status: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProviderCountryLabels {
+    provider: String,
+    country: String,
+}
+
 type Latency = Family<LatencyLabels, Histogram, fn() -> Histogram>;
+type ReceiptLatency = Family<ProviderCountryLabels, Histogram, fn() -> Histogram>;
+
+fn receipt_histogram() -> Histogram {
+    // 1 s to about 9 hours.
+    Histogram::new(exponential_buckets(1.0, 2.0, 16))
+}
 
 /// What is read at scrape time rather than counted as it happens.
 #[derive(Debug, Default, Clone)]
@@ -73,6 +95,9 @@ pub struct Metrics {
     requests: Family<RequestLabels, Counter>,
     latency: Latency,
     deliveries: Family<DeliveryLabels, Counter>,
+    sms_sends: Family<SmsLabels, Counter>,
+    sms_receipts: Family<SmsLabels, Counter>,
+    sms_receipt_latency: ReceiptLatency,
     refused_by_quota: Family<QuotaLabels, Counter>,
     code_checks: Family<OutcomeLabels, Counter>,
     db_statements: Counter,
@@ -97,6 +122,9 @@ impl Default for Metrics {
             requests: Family::default(),
             latency: Family::new_with_constructor(latency_histogram),
             deliveries: Family::default(),
+            sms_sends: Family::default(),
+            sms_receipts: Family::default(),
+            sms_receipt_latency: Family::new_with_constructor(receipt_histogram),
             refused_by_quota: Family::default(),
             code_checks: Family::default(),
             db_statements: Counter::default(),
@@ -146,6 +174,21 @@ impl Default for Metrics {
             "db_transaction_retries",
             "Transactions run whole again after losing a race (deadlock, serialization failure, SQLite busy, Galera certification).",
             metrics.transaction_retries.clone(),
+        );
+        registry.register(
+            "sms_sends",
+            "SMS send attempts by provider, destination country and outcome (sent, failed, dead).",
+            metrics.sms_sends.clone(),
+        );
+        registry.register(
+            "sms_receipts",
+            "SMS delivery receipts applied, by provider, destination country and status (delivered, undelivered, provider_failed); delivered over sent is the delivery rate.",
+            metrics.sms_receipts.clone(),
+        );
+        registry.register(
+            "sms_receipt_latency_seconds",
+            "From the provider accepting an SMS to its final receipt, by provider and country.",
+            metrics.sms_receipt_latency.clone(),
         );
         registry.register(
             "outbox_depth",
@@ -199,6 +242,42 @@ impl Metrics {
                 outcome: outcome.name(),
             })
             .inc();
+    }
+
+    pub fn sms_send(&self, provider: &str, country: Option<&str>, outcome: AttemptOutcome) {
+        self.sms_sends
+            .get_or_create(&SmsLabels {
+                provider: provider.to_owned(),
+                country: country.unwrap_or("unknown").to_owned(),
+                status: outcome.name(),
+            })
+            .inc();
+    }
+
+    /// A receipt that changed a message; `latency` from when it was sent.
+    pub fn sms_receipt(
+        &self,
+        provider: &str,
+        country: Option<&str>,
+        outcome: AttemptOutcome,
+        latency_seconds: Option<f64>,
+    ) {
+        let country = country.unwrap_or("unknown").to_owned();
+        self.sms_receipts
+            .get_or_create(&SmsLabels {
+                provider: provider.to_owned(),
+                country: country.clone(),
+                status: outcome.name(),
+            })
+            .inc();
+        if let Some(seconds) = latency_seconds {
+            self.sms_receipt_latency
+                .get_or_create(&ProviderCountryLabels {
+                    provider: provider.to_owned(),
+                    country,
+                })
+                .observe(seconds);
+        }
     }
 
     pub fn refused_by_quota(&self, channel: Channel, scope: &'static str) {

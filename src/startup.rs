@@ -17,7 +17,7 @@ use crate::{
     config::Settings,
     crypto::Keys,
     db,
-    delivery::{Dispatcher, EmailSender, MemoryOutbox, SmsTransport, WebhookTransport},
+    delivery::{Dispatcher, EmailSender, MemoryOutbox, SmsProviders, WebhookTransport},
     graphql::{self, AppSchema},
     http::{self, error::ApiError},
     metrics::Metrics,
@@ -169,7 +169,12 @@ pub fn dispatcher(core: &Core, memory: &MemoryOutbox) -> anyhow::Result<Dispatch
     Ok(Dispatcher::new(
         core.clone(),
         EmailSender::from_settings(delivery, outbox.clone(), memory)?,
-        SmsTransport::from_settings(delivery, outbox, memory)?,
+        SmsProviders::from_settings(
+            &delivery.sms,
+            &core.settings.public_base_url(),
+            outbox,
+            memory,
+        )?,
     )
     .with_webhooks(WebhookTransport::from_settings(&core.settings.webhooks)?))
 }

@@ -16,6 +16,8 @@ pub struct Model {
     #[sea_orm(column_type = "Text", nullable)]
     pub error: Option<String>,
     pub provider_message_id: Option<String>,
+    /// The SMS provider that carried this attempt or sent this receipt.
+    pub provider: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

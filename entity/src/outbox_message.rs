@@ -30,6 +30,11 @@ pub struct Model {
     pub last_error_class: Option<ErrorClass>,
     /// Names the dispatcher holding the lease; only it records the result.
     pub lease_token: Option<Uuid>,
+    /// The SMS provider (its configured name) carrying the current or last
+    /// attempt; receipts are matched on it and `provider_message_id`.
+    pub provider: Option<String>,
+    /// Transient failures on `provider` since the message moved to it.
+    pub provider_failures: i32,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -64,6 +64,17 @@ pub enum OutboxStatus {
     /// registration completed, or its host disabled. Its body is erased.
     #[sea_orm(string_value = "cancelled")]
     Cancelled,
+    /// The SMS provider's receipt says it reached the phone. Final.
+    #[sea_orm(string_value = "delivered")]
+    Delivered,
+    /// The provider's receipt says the network could not deliver it, and
+    /// no other provider was left to try. Final; its body is erased.
+    #[sea_orm(string_value = "undelivered")]
+    Undelivered,
+    /// The provider's receipt says it failed before reaching the network,
+    /// and no other provider was left to try. Final; its body is erased.
+    #[sea_orm(string_value = "failed")]
+    Failed,
 }
 
 impl OutboxStatus {
@@ -73,6 +84,9 @@ impl OutboxStatus {
             OutboxStatus::Sent => "sent",
             OutboxStatus::Dead => "dead",
             OutboxStatus::Cancelled => "cancelled",
+            OutboxStatus::Delivered => "delivered",
+            OutboxStatus::Undelivered => "undelivered",
+            OutboxStatus::Failed => "failed",
         }
     }
 }
@@ -95,6 +109,15 @@ pub enum AttemptOutcome {
     /// Withdrawn before it was sent; the attempt's error says why.
     #[sea_orm(string_value = "cancelled")]
     Cancelled,
+    /// The provider's receipt: it reached the phone.
+    #[sea_orm(string_value = "delivered")]
+    Delivered,
+    /// The provider's receipt: the network could not deliver it.
+    #[sea_orm(string_value = "undelivered")]
+    Undelivered,
+    /// The provider's receipt: it failed before reaching the network.
+    #[sea_orm(string_value = "provider_failed")]
+    ProviderFailed,
 }
 
 impl AttemptOutcome {
@@ -105,6 +128,9 @@ impl AttemptOutcome {
             AttemptOutcome::Dead => "dead",
             AttemptOutcome::Requeued => "requeued",
             AttemptOutcome::Cancelled => "cancelled",
+            AttemptOutcome::Delivered => "delivered",
+            AttemptOutcome::Undelivered => "undelivered",
+            AttemptOutcome::ProviderFailed => "provider_failed",
         }
     }
 }

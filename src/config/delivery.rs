@@ -92,6 +92,17 @@ pub struct SmsSettings {
     pub timeout_seconds: u64,
     pub webhook: WebhookSettings,
     pub twilio: TwilioSettings,
+    /// Key of the `X-Signature` HMAC on the single provider's receipts.
+    #[serde(skip_serializing)]
+    pub receipt_secret: Option<SecretString>,
+    /// Several providers, tried in order; when given, `transport`,
+    /// `webhook`, `twilio` and `receipt_secret` above are not used.
+    pub providers: Vec<super::SmsProviderSettings>,
+    /// Consecutive failed sends after which this instance skips a provider
+    /// (while another can carry the SMS) ...
+    pub breaker_failures: u32,
+    /// ... for this long; then one SMS tries it again.
+    pub breaker_cooldown_seconds: u64,
 }
 
 /// A generic JSON SMS gateway.
@@ -170,6 +181,10 @@ impl Default for SmsSettings {
             timeout_seconds: 10,
             webhook: WebhookSettings::default(),
             twilio: TwilioSettings::default(),
+            receipt_secret: None,
+            providers: Vec::new(),
+            breaker_failures: 5,
+            breaker_cooldown_seconds: 30,
         }
     }
 }
@@ -220,24 +235,9 @@ impl DeliverySettings {
                 bail!("delivery.email.smtp.username and password go together");
             }
         }
-        match d.sms.transport {
-            SmsTransportKind::File | SmsTransportKind::Memory => {}
-            SmsTransportKind::Webhook => {
-                if !d.sms.webhook.url.starts_with("http://")
-                    && !d.sms.webhook.url.starts_with("https://")
-                {
-                    bail!("delivery.sms.webhook.url must be an http(s) URL");
-                }
-                if !["POST", "PUT"].contains(&d.sms.webhook.method.as_str()) {
-                    bail!("delivery.sms.webhook.method must be POST or PUT");
-                }
-            }
-            SmsTransportKind::Twilio => {
-                let t = &d.sms.twilio;
-                if t.account_sid.is_empty() || t.auth_token.is_none() || t.from.is_empty() {
-                    bail!("delivery.sms.twilio needs account_sid, auth_token and from");
-                }
-            }
+        d.sms.validate_providers()?;
+        if d.sms.breaker_failures == 0 {
+            bail!("delivery.sms.breaker_failures must be at least 1");
         }
         Ok(())
     }

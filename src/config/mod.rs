@@ -11,11 +11,13 @@ use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
 mod delivery;
+mod sms_providers;
 
 pub use delivery::{
     DeliverySettings, EmailSettings, EmailTransportKind, SmsSettings, SmsTransportKind,
     SmtpSettings, SmtpTls, TwilioSettings, WebhookSettings,
 };
+pub use sms_providers::{DEFAULT_PROVIDER, SmsProviderSettings};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -400,6 +402,7 @@ impl Settings {
                 self.registration.token_digits
             ));
         }
+        warnings.extend(self.delivery.sms.receipt_warnings());
         warnings
     }
 

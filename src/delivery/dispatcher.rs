@@ -9,11 +9,12 @@ use entity::states::{AttemptOutcome, Channel};
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use super::{EmailSender, OutgoingMessage, SendError, SmsTransport, WebhookTransport};
+use super::{EmailSender, OutgoingMessage, SendError, SmsProviders, WebhookTransport};
 use crate::{
+    domain::PhoneNumber,
     error::CoreResult,
     service::{
-        outbox::{self, ClaimedMessage, Recorded, SendResult},
+        outbox::{self, Carrier, ClaimedMessage, Recorded, SendResult},
         retention, webhooks,
     },
     state::Core,
@@ -26,7 +27,7 @@ const RETENTION_CHECK: Duration = Duration::from_secs(60);
 pub struct Dispatcher {
     core: Core,
     email: EmailSender,
-    sms: SmsTransport,
+    sms: SmsProviders,
     /// Signed webhooks to hosts; without it they fail permanently.
     webhook: Option<WebhookTransport>,
     /// Turns true when the process stops: no new claims after that.
@@ -51,7 +52,7 @@ impl DispatchReport {
 }
 
 impl Dispatcher {
-    pub fn new(core: Core, email: EmailSender, sms: SmsTransport) -> Self {
+    pub fn new(core: Core, email: EmailSender, sms: SmsProviders) -> Self {
         Self {
             core,
             email,
@@ -155,10 +156,13 @@ impl Dispatcher {
             html_body: message.html_body.as_deref(),
         };
         let channel = message.channel;
-        let result = match channel {
-            Channel::Email => self.email.send(&outgoing).await,
-            Channel::Sms => self.sms.send(&outgoing).await,
-            Channel::Webhook => self.send_webhook(&message).await?,
+        let country = (channel == Channel::Sms)
+            .then(|| PhoneNumber::from_stored(message.recipient.clone()).region())
+            .flatten();
+        let (result, carrier) = match channel {
+            Channel::Email => (self.email.send(&outgoing).await, None),
+            Channel::Sms => self.send_sms(&message, &outgoing, country.as_deref()).await,
+            Channel::Webhook => (self.send_webhook(&message).await?, None),
         };
         let result = match result {
             Ok(provider_message_id) => SendResult::Sent {
@@ -176,16 +180,36 @@ impl Dispatcher {
         let now = self.core.clock.now();
         let attempts = message.attempts + 1;
         let metrics = &self.core.metrics;
-        match outbox::record_result(&self.core, &message, &result, now).await? {
+        let provider = carrier.as_ref().map(|c| c.provider.as_str());
+        let recorded =
+            outbox::record_result(&self.core, &message, carrier.as_ref(), &result, now).await?;
+        if let Some(provider) = provider {
+            let outcome = match recorded {
+                Recorded::Sent => Some(AttemptOutcome::Sent),
+                Recorded::Retrying | Recorded::FailedOver => Some(AttemptOutcome::Failed),
+                Recorded::Dead => Some(AttemptOutcome::Dead),
+                Recorded::LeaseLost => None,
+            };
+            if let Some(outcome) = outcome {
+                metrics.sms_send(provider, country.as_deref(), outcome);
+            }
+        }
+        match recorded {
             Recorded::Sent => {
                 report.sent += 1;
                 metrics.delivery(channel, AttemptOutcome::Sent);
-                tracing::info!(message = %message.id, channel = channel.name(), attempts, "message sent");
+                tracing::info!(message = %message.id, channel = channel.name(), provider, attempts, "message sent");
             }
             Recorded::Retrying => {
                 report.failed += 1;
                 metrics.delivery(channel, AttemptOutcome::Failed);
-                tracing::warn!(message = %message.id, channel = channel.name(), attempts, class, error = failure, "message send failed; will retry");
+                tracing::warn!(message = %message.id, channel = channel.name(), provider, attempts, class, error = failure, "message send failed; will retry");
+            }
+            Recorded::FailedOver => {
+                report.failed += 1;
+                metrics.delivery(channel, AttemptOutcome::Failed);
+                let next = carrier.as_ref().and_then(|c| c.failover_to.as_deref());
+                tracing::warn!(message = %message.id, channel = channel.name(), provider, next, attempts, class, error = failure, "message send failed; moving to the next SMS provider");
             }
             Recorded::LeaseLost => {
                 report.lease_lost += 1;
@@ -194,9 +218,64 @@ impl Dispatcher {
             Recorded::Dead => {
                 report.dead += 1;
                 metrics.delivery(channel, AttemptOutcome::Dead);
-                tracing::error!(message = %message.id, channel = channel.name(), attempts, class, error = failure, "message dead-lettered");
+                tracing::error!(message = %message.id, channel = channel.name(), provider, attempts, class, error = failure, "message dead-lettered");
             }
         }
         Ok(())
+    }
+
+    /// Sends an SMS through the provider its route and the breakers pick,
+    /// and works out, with the routing settings, where it goes next.
+    async fn send_sms(
+        &self,
+        message: &ClaimedMessage,
+        outgoing: &OutgoingMessage<'_>,
+        country: Option<&str>,
+    ) -> (Result<String, SendError>, Option<Carrier>) {
+        let sms = &self.core.settings.delivery.sms;
+        let route = sms.route(country);
+        if route.is_empty() {
+            let error = SendError::Permanent(format!(
+                "no SMS provider is configured for {}",
+                country.unwrap_or("this number's country")
+            ));
+            return (Err(error), None);
+        }
+        let assigned = message
+            .provider
+            .as_ref()
+            .and_then(|p| route.iter().position(|name| name == p))
+            .unwrap_or(0);
+        let provider = self.sms.choose(&route, assigned).to_owned();
+        let result = self.sms.send(&provider, outgoing).await;
+        let before = if message.provider.as_deref() == Some(provider.as_str()) {
+            message.provider_failures
+        } else {
+            0
+        };
+        let failures_here = before + i32::from(matches!(result, Err(SendError::Transient(_))));
+        let (failover_to, keep_body) = match &result {
+            Ok(_) => (
+                None,
+                sms.provider(&provider).is_some_and(|p| p.takes_receipts())
+                    && sms.next_provider(country, &provider).is_some(),
+            ),
+            Err(error) => (
+                sms.failover(
+                    country,
+                    &provider,
+                    matches!(error, SendError::Permanent(_)),
+                    u32::try_from(failures_here).unwrap_or(0),
+                ),
+                false,
+            ),
+        };
+        let carrier = Carrier {
+            provider,
+            failures_here,
+            failover_to,
+            keep_body,
+        };
+        (result, Some(carrier))
     }
 }

@@ -7,6 +7,7 @@
 mod dispatcher;
 mod email;
 mod memory;
+mod providers;
 mod sms;
 mod webhook;
 
@@ -15,6 +16,7 @@ use entity::states::ErrorClass;
 pub use dispatcher::{DispatchReport, Dispatcher};
 pub use email::EmailSender;
 pub use memory::{MemoryOutbox, SentMessage};
+pub use providers::SmsProviders;
 pub use sms::SmsTransport;
 pub use webhook::WebhookTransport;
 

@@ -10,7 +10,7 @@ use serde::Serialize;
 use tokio::io::AsyncWriteExt;
 
 use super::{MemoryOutbox, OutgoingMessage, SendError};
-use crate::config::{DeliverySettings, SmsTransportKind, TwilioSettings, WebhookSettings};
+use crate::config::{SmsProviderSettings, SmsTransportKind, TwilioSettings, WebhookSettings};
 
 pub enum SmsTransport {
     /// Appends one JSON object per SMS to `sms.jsonl`.
@@ -23,6 +23,8 @@ pub enum SmsTransport {
 pub struct HttpGateway<S> {
     client: reqwest::Client,
     settings: S,
+    /// Where the provider posts delivery receipts, when it takes them.
+    callback_url: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -33,19 +35,22 @@ struct SmsLine<'a> {
 }
 
 impl SmsTransport {
+    /// `callback_url` is where the provider is asked to post receipts.
     pub fn from_settings(
-        settings: &DeliverySettings,
+        provider: &SmsProviderSettings,
+        timeout_seconds: u64,
         outbox_dir: PathBuf,
         memory: &MemoryOutbox,
+        callback_url: Option<String>,
     ) -> anyhow::Result<Self> {
         let client = || {
             reqwest::Client::builder()
-                .timeout(Duration::from_secs(settings.sms.timeout_seconds))
-                .connect_timeout(Duration::from_secs(settings.sms.timeout_seconds.min(5)))
+                .timeout(Duration::from_secs(timeout_seconds))
+                .connect_timeout(Duration::from_secs(timeout_seconds.min(5)))
                 .build()
                 .context("Failed to build the SMS gateway HTTP client")
         };
-        Ok(match settings.sms.transport {
+        Ok(match provider.transport {
             SmsTransportKind::File => {
                 std::fs::create_dir_all(&outbox_dir).with_context(|| {
                     format!("Failed to create outbox directory {}", outbox_dir.display())
@@ -55,17 +60,24 @@ impl SmsTransport {
             SmsTransportKind::Webhook => {
                 // Fail at start-up, not at the first SMS, on a bad template.
                 minijinja::Environment::new()
-                    .template_from_str(&settings.sms.webhook.body_template)
-                    .context("delivery.sms.webhook.body_template is not a valid template")?;
+                    .template_from_str(&provider.body_template)
+                    .with_context(|| {
+                        format!(
+                            "the body_template of SMS provider {:?} is not a valid template",
+                            provider.name
+                        )
+                    })?;
                 SmsTransport::Webhook(HttpGateway {
                     client: client()?,
-                    settings: settings.sms.webhook.clone(),
+                    settings: provider.webhook(),
+                    callback_url,
                 })
             }
             SmsTransportKind::Memory => SmsTransport::Memory(memory.clone()),
             SmsTransportKind::Twilio => SmsTransport::Twilio(HttpGateway {
                 client: client()?,
-                settings: settings.sms.twilio.clone(),
+                settings: provider.twilio(),
+                callback_url,
             }),
         })
     }
@@ -113,7 +125,12 @@ impl HttpGateway<WebhookSettings> {
         let body = minijinja::Environment::new()
             .render_str(
                 &s.body_template,
-                minijinja::context! { recipient => message.recipient, text => message.body, id => message.id.to_string() },
+                minijinja::context! {
+                    recipient => message.recipient,
+                    text => message.body,
+                    id => message.id.to_string(),
+                    callback_url => self.callback_url.as_deref().unwrap_or_default(),
+                },
             )
             .map_err(|e| SendError::Permanent(format!("cannot render webhook body: {e}")))?;
         let method = if s.method == "PUT" {
@@ -143,15 +160,19 @@ impl HttpGateway<TwilioSettings> {
             s.account_sid
         );
         let token = s.auth_token.as_ref().map(|t| t.expose_secret().to_owned());
+        let mut form = vec![
+            ("To", message.recipient),
+            ("From", &s.from),
+            ("Body", message.body),
+        ];
+        if let Some(callback) = &self.callback_url {
+            form.push(("StatusCallback", callback));
+        }
         let request = self
             .client
             .post(url)
             .basic_auth(&s.account_sid, token)
-            .form(&[
-                ("To", message.recipient),
-                ("From", &s.from),
-                ("Body", message.body),
-            ]);
+            .form(&form);
         let json = send_http(request).await?;
         Ok(provider_id(&json, "/sid").unwrap_or_else(|| message.id.to_string()))
     }

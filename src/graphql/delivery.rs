@@ -30,6 +30,14 @@ pub enum DeliveryStatus {
     /// Withdrawn before it was sent: its code or link was replaced or used,
     /// the registration completed, or the host was disabled.
     Cancelled,
+    /// The SMS provider's receipt says it reached the phone.
+    Delivered,
+    /// The provider's receipt says the network could not deliver it, and no
+    /// other provider was left to try. Ask for a resend.
+    Undelivered,
+    /// The provider's receipt says it failed before reaching the network,
+    /// and no other provider was left to try. Ask for a resend.
+    Failed,
 }
 
 /// One outgoing SMS or email and how its delivery went.
@@ -50,6 +58,9 @@ pub struct Delivery {
     pub sent_at: Option<DateTime<Utc>>,
     /// The SMTP Message-ID or the gateway's message id.
     pub provider_message_id: Option<String>,
+    /// For an SMS, the configured provider carrying it (or that carried it
+    /// last).
+    pub provider: Option<String>,
 }
 
 impl From<outbox::Delivery> for Delivery {
@@ -65,6 +76,7 @@ impl From<outbox::Delivery> for Delivery {
             next_attempt_at: d.next_attempt_at,
             sent_at: d.sent_at,
             provider_message_id: d.provider_message_id,
+            provider: d.provider,
         }
     }
 }
@@ -73,11 +85,15 @@ impl From<outbox::Delivery> for Delivery {
 #[derive(SimpleObject)]
 pub struct DeliveryEvent {
     pub at: DateTime<Utc>,
-    /// `sent`, `failed` (will retry), `dead` or `requeued` (by an operator).
+    /// `sent`, `failed` (will retry), `dead`, `requeued` (by an operator),
+    /// `cancelled`, or a provider's receipt: `delivered`, `undelivered`,
+    /// `provider_failed`.
     pub outcome: &'static str,
     pub error_class: Option<&'static str>,
     pub error: Option<String>,
     pub provider_message_id: Option<String>,
+    /// The SMS provider that carried the attempt or sent the receipt.
+    pub provider: Option<String>,
 }
 
 #[ComplexObject]
@@ -94,6 +110,7 @@ impl Delivery {
                 error_class: e.error_class.map(states::ErrorClass::name),
                 error: e.error,
                 provider_message_id: e.provider_message_id,
+                provider: e.provider,
             })
             .collect())
     }

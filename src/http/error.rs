@@ -43,6 +43,10 @@ pub enum ApiError {
     IdempotencyKeyReused,
     #[error("a request with this Idempotency-Key is still being processed")]
     IdempotencyInProgress,
+    #[error("no SMS provider is configured under this name")]
+    UnknownSmsProvider,
+    #[error("{0}")]
+    ReceiptSignatureInvalid(&'static str),
 }
 
 impl From<anyhow::Error> for ApiError {
@@ -73,6 +77,8 @@ impl ApiError {
             InvalidClientInForm => "INVALID_CLIENT",
             IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
             IdempotencyInProgress => "IDEMPOTENCY_REQUEST_IN_PROGRESS",
+            UnknownSmsProvider => "UNKNOWN_SMS_PROVIDER",
+            ReceiptSignatureInvalid(_) => "INVALID_SIGNATURE",
         }
     }
 
@@ -86,7 +92,8 @@ impl ApiError {
             }
             UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            RouteNotFound => StatusCode::NOT_FOUND,
+            RouteNotFound | UnknownSmsProvider => StatusCode::NOT_FOUND,
+            ReceiptSignatureInvalid(_) => StatusCode::UNAUTHORIZED,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             IdempotencyInProgress => StatusCode::CONFLICT,
             IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
@@ -153,9 +160,10 @@ pub fn core_status(error: &CoreError) -> StatusCode {
     use CoreError::*;
     match error {
         Validation(_) => StatusCode::BAD_REQUEST,
-        RegistrationNotFound | CompletionLinkInvalid | WebhookDeliveryNotFound => {
-            StatusCode::NOT_FOUND
-        }
+        RegistrationNotFound
+        | CompletionLinkInvalid
+        | MessageNotFound
+        | WebhookDeliveryNotFound => StatusCode::NOT_FOUND,
         // RFC 6750 §3.1: a malformed request is a 400, a bad token a 401.
         Unauthenticated(AuthFailure::MalformedHeader) => StatusCode::BAD_REQUEST,
         Unauthenticated(_) | InvalidClient => StatusCode::UNAUTHORIZED,
@@ -319,6 +327,7 @@ pub(crate) mod tests {
             CoreError::UsernameTaken,
             CoreError::EmailTaken,
             CoreError::RegistrationNotFound,
+            CoreError::MessageNotFound,
             CoreError::RegistrationCompleted,
             CoreError::RegistrationLocked,
             CoreError::PhoneLocked {
@@ -377,6 +386,8 @@ pub(crate) mod tests {
                 "an operation may contain one mutation field; this one has 2".into(),
             ),
             ApiError::RouteNotFound,
+            ApiError::UnknownSmsProvider,
+            ApiError::ReceiptSignatureInvalid("the X-Signature header does not match the body"),
             ApiError::MethodNotAllowed,
             ApiError::UnsupportedGrantType,
             ApiError::InvalidOauthRequest("grant_type is required"),

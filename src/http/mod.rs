@@ -7,6 +7,7 @@ mod idempotency;
 pub mod json;
 mod oauth;
 pub mod openapi;
+mod receipts;
 mod rest;
 mod wire;
 
@@ -48,6 +49,8 @@ where
     Router::new()
         .route("/oauth/token", post(oauth::token))
         .route("/oauth/revoke", post(oauth::revoke))
+        // Signed by the provider, not by a host's token.
+        .route("/delivery/receipts/{provider}", post(receipts::receive))
         .route("/openapi.json", get(openapi::serve))
         // The process answers: for a liveness probe. `/health` is the old name.
         .route("/healthz", get(|| async { "ok" }))

@@ -116,7 +116,7 @@ async fn email_goes_out_over_smtp_as_multipart_with_a_working_link() {
     assert_eq!(delivery["providerMessageId"], format!("<{message_id}>"));
     assert_eq!(
         delivery["timeline"],
-        json!([{"outcome": "sent", "errorClass": null, "error": null, "providerMessageId": format!("<{message_id}>")}])
+        json!([{"outcome": "sent", "errorClass": null, "error": null, "providerMessageId": format!("<{message_id}>"), "provider": null}])
     );
     // Bodies carrying the link are erased once sent.
     let stored = outbox_message::Entity::find()
@@ -511,6 +511,7 @@ async fn a_result_is_recorded_only_while_the_lease_holds() {
     let late = outbox::record_result(
         &core,
         &stalled,
+        None,
         &SendResult::Sent {
             provider_message_id: "late".into(),
         },

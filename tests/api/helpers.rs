@@ -267,7 +267,7 @@ impl TestApp {
     }
 }
 
-const DELIVERIES: &str = "query($id: ID!) { registration(id: $id) { deliveries { channel status attempts lastError lastErrorClass providerMessageId sentAt timeline { outcome errorClass error providerMessageId } } } }";
+const DELIVERIES: &str = "query($id: ID!) { registration(id: $id) { deliveries { channel status attempts lastError lastErrorClass providerMessageId sentAt timeline { outcome errorClass error providerMessageId provider } provider } } }";
 
 impl TestApp {
     /// The registration's deliveries as GraphQL shows them.

@@ -20,6 +20,7 @@ mod register;
 mod resend;
 mod retention;
 mod secrets;
+mod sms_providers;
 mod smtp;
 mod verify;
 mod webhooks;

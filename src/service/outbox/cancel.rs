@@ -57,10 +57,19 @@ pub async fn cancel_pending(
         .column(outbox_message::Column::Id)
         .filter(outbox_message::Column::RegistrationId.is_in(registration_ids.iter().copied()))
         .filter(outbox_message::Column::Status.eq(OutboxStatus::Pending));
-    query = match channel {
-        Some(channel) => query.filter(outbox_message::Column::Channel.eq(channel)),
-        None => query.filter(outbox_message::Column::Channel.is_in(Channel::TO_CUSTOMER)),
-    };
+    let mut kept = outbox_message::Entity::update_many()
+        .filter(outbox_message::Column::RegistrationId.is_in(registration_ids.iter().copied()));
+    match channel {
+        Some(channel) => {
+            query = query.filter(outbox_message::Column::Channel.eq(channel));
+            kept = kept.filter(outbox_message::Column::Channel.eq(channel));
+        }
+        None => {
+            query = query.filter(outbox_message::Column::Channel.is_in(Channel::TO_CUSTOMER));
+            kept = kept.filter(outbox_message::Column::Channel.is_in(Channel::TO_CUSTOMER));
+        }
+    }
+    erase_kept_bodies(db, kept).await?;
     let ids: Vec<Uuid> = query
         .into_tuple()
         .all(db)
@@ -112,8 +121,31 @@ pub async fn cancel_expired(
             .await
             .context("Failed to find expired queued messages")?;
         cancelled += cancel_messages(db, ids, CancelReason::Expired, now).await?;
+        erase_kept_bodies(
+            db,
+            outbox_message::Entity::update_many()
+                .filter(outbox_message::Column::Channel.eq(channel))
+                .filter(outbox_message::Column::CreatedAt.lt(now - expiry)),
+        )
+        .await?;
     }
     Ok(cancelled)
+}
+
+/// A sent SMS keeps its sealed body while an undelivered receipt may still
+/// move it to another provider. Once its code is replaced, used or expired
+/// that must not happen: erasing the body makes such a receipt final.
+async fn erase_kept_bodies(
+    db: &impl ConnectionTrait,
+    messages: sea_orm::UpdateMany<outbox_message::Entity>,
+) -> CoreResult<()> {
+    erase_bodies(messages)
+        .filter(outbox_message::Column::Status.eq(OutboxStatus::Sent))
+        .filter(outbox_message::Column::Body.is_not_null())
+        .exec(db)
+        .await
+        .context("Failed to erase the bodies of sent messages")?;
+    Ok(())
 }
 
 /// Cancels the messages still pending, erasing their bodies, and records
@@ -149,6 +181,7 @@ async fn cancel_messages(
             error_class: Set(None),
             error: Set(Some(reason.describe().to_owned())),
             provider_message_id: Set(None),
+            provider: Set(None),
         })
         .exec(db)
         .await

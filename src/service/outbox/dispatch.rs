@@ -47,12 +47,31 @@ pub struct ClaimedMessage {
     pub attempts: i32,
     /// Names this claim; the result is recorded only while it holds.
     pub lease_token: Uuid,
+    /// The SMS provider it is assigned to (`None`: the first on its route).
+    pub provider: Option<String>,
+    /// Transient failures on that provider so far.
+    pub provider_failures: i32,
 }
 
 /// How one send went, as the transport reported it.
 pub enum SendResult {
     Sent { provider_message_id: String },
     Failed { class: ErrorClass, error: String },
+}
+
+/// The SMS provider a send went through, and what the routing settings
+/// (`SmsSettings::failover`) made of its result.
+#[derive(Debug, Clone)]
+pub struct Carrier {
+    pub provider: String,
+    /// Transient failures of this message on it, this send included.
+    pub failures_here: i32,
+    /// Where the message moves after this failed send, at once and with
+    /// the same text; `None`: it stays (retried later, or dead).
+    pub failover_to: Option<String>,
+    /// Sent, but a receipt may still move it on: keep its sealed body
+    /// until the final receipt or the code expires.
+    pub keep_body: bool,
 }
 
 /// What recording a result did to the message.
@@ -65,6 +84,8 @@ pub enum Recorded {
     /// The lease had expired and another dispatcher took the message over:
     /// its outcome, not ours, is recorded.
     LeaseLost,
+    /// Failed on one SMS provider; queued at once on the next.
+    FailedOver,
 }
 
 fn lease_free(now: DateTime<Utc>) -> Condition {
@@ -136,14 +157,19 @@ async fn claim_once(core: &Core, id: Uuid) -> CoreResult<Option<ClaimedMessage>>
             .transpose()?,
         attempts: row.attempts,
         lease_token,
+        provider: row.provider,
+        provider_failures: row.provider_failures,
     }))
 }
 
-/// Stores the result of one send and adds it to the timeline. A failure is
-/// retried with backoff until `max_attempts`; a permanent one is dead at once.
+/// Stores the result of one send and adds it to the timeline. A failure
+/// that fails the message over is due again at once on the next provider;
+/// another is retried with backoff until `max_attempts`; a permanent one
+/// with nowhere to go is dead at once.
 pub async fn record_result(
     core: &Core,
     message: &ClaimedMessage,
+    carrier: Option<&Carrier>,
     result: &SendResult,
     now: DateTime<Utc>,
 ) -> CoreResult<Recorded> {
@@ -157,6 +183,7 @@ pub async fn record_result(
         error_class: Set(None),
         error: Set(None),
         provider_message_id: Set(None),
+        provider: Set(carrier.map(|c| c.provider.clone())),
     };
     let update = outbox_message::Entity::update_many()
         .col_expr(outbox_message::Column::Attempts, Expr::value(attempts))
@@ -171,6 +198,7 @@ pub async fn record_result(
         .filter(outbox_message::Column::Id.eq(message.id))
         .filter(outbox_message::Column::Status.eq(OutboxStatus::Pending))
         .filter(outbox_message::Column::LeaseToken.eq(message.lease_token));
+    let failover_to = carrier.and_then(|c| c.failover_to.clone());
     let (update, recorded) = match result {
         SendResult::Sent {
             provider_message_id,
@@ -186,13 +214,20 @@ pub async fn record_result(
                     outbox_message::Column::ProviderMessageId,
                     Expr::value(provider_message_id.clone()),
                 );
-            (erase_bodies(update), Recorded::Sent)
+            if carrier.is_some_and(|c| c.keep_body) {
+                (update, Recorded::Sent)
+            } else {
+                (erase_bodies(update), Recorded::Sent)
+            }
         }
         SendResult::Failed { class, error } => {
             let class = *class;
-            let dead = class == ErrorClass::Permanent || attempts >= max;
+            let dead = attempts >= max || (class == ErrorClass::Permanent && failover_to.is_none());
             attempt.error_class = Set(Some(class));
-            attempt.error = Set(Some(error.clone()));
+            attempt.error = Set(Some(match &failover_to {
+                Some(next) if !dead => format!("{error}; moving to SMS provider {next}"),
+                _ => error.clone(),
+            }));
             let update = update
                 .col_expr(
                     outbox_message::Column::LastError,
@@ -206,6 +241,13 @@ pub async fn record_result(
                     Expr::value(OutboxStatus::Dead),
                 ));
                 (update, Recorded::Dead)
+            } else if let Some(next) = failover_to {
+                attempt.outcome = Set(AttemptOutcome::Failed);
+                let update = update
+                    .col_expr(outbox_message::Column::NextAttemptAt, Expr::value(now))
+                    .col_expr(outbox_message::Column::Provider, Expr::value(next))
+                    .col_expr(outbox_message::Column::ProviderFailures, Expr::value(0));
+                (update, Recorded::FailedOver)
             } else {
                 attempt.outcome = Set(AttemptOutcome::Failed);
                 let update = update.col_expr(
@@ -215,6 +257,24 @@ pub async fn record_result(
                 (update, Recorded::Retrying)
             }
         }
+    };
+    // Which provider the message is on now: the next one after a failover,
+    // else the one that carried this send.
+    let update = match (carrier, recorded) {
+        (_, Recorded::FailedOver) | (None, _) => update,
+        (Some(carrier), _) => update
+            .col_expr(
+                outbox_message::Column::Provider,
+                Expr::value(carrier.provider.clone()),
+            )
+            .col_expr(
+                outbox_message::Column::ProviderFailures,
+                Expr::value(if recorded == Recorded::Sent {
+                    0
+                } else {
+                    carrier.failures_here
+                }),
+            ),
     };
     // A result lost to a failed commit would leave the message leased and
     // sent again after the lease: the recording is run whole again instead.

@@ -33,6 +33,8 @@ pub struct Delivery {
     pub next_attempt_at: Option<DateTime<Utc>>,
     pub sent_at: Option<DateTime<Utc>>,
     pub provider_message_id: Option<String>,
+    /// The SMS provider carrying it (or that carried it last).
+    pub provider: Option<String>,
 }
 
 impl From<outbox_message::Model> for Delivery {
@@ -49,6 +51,7 @@ impl From<outbox_message::Model> for Delivery {
             next_attempt_at: (m.status == OutboxStatus::Pending).then_some(m.next_attempt_at),
             sent_at: m.sent_at,
             provider_message_id: m.provider_message_id,
+            provider: m.provider,
         }
     }
 }
@@ -61,6 +64,8 @@ pub struct DeliveryEvent {
     pub error_class: Option<ErrorClass>,
     pub error: Option<String>,
     pub provider_message_id: Option<String>,
+    /// The SMS provider of the attempt or receipt.
+    pub provider: Option<String>,
 }
 
 /// Newest first, optionally only messages in `status`.
@@ -130,6 +135,12 @@ pub async fn retry_dead(core: &Core, id: Option<Uuid>) -> CoreResult<u64> {
         )
         .col_expr(outbox_message::Column::Attempts, Expr::value(0))
         .col_expr(outbox_message::Column::NextAttemptAt, Expr::value(now))
+        // A fresh start: from the first provider on the route again.
+        .col_expr(
+            outbox_message::Column::Provider,
+            Expr::value(Option::<String>::None),
+        )
+        .col_expr(outbox_message::Column::ProviderFailures, Expr::value(0))
         .filter(outbox_message::Column::Id.is_in(ids.clone()))
         .filter(outbox_message::Column::Status.eq(OutboxStatus::Dead))
         .exec(&txn)
@@ -144,6 +155,7 @@ pub async fn retry_dead(core: &Core, id: Option<Uuid>) -> CoreResult<u64> {
             error_class: Set(None),
             error: Set(None),
             provider_message_id: Set(None),
+            provider: Set(None),
         }
     }))
     .exec(&txn)
@@ -200,6 +212,7 @@ pub async fn timelines(
                 error_class: row.error_class,
                 error: row.error,
                 provider_message_id: row.provider_message_id,
+                provider: row.provider,
             });
     }
     Ok(grouped)

@@ -7,13 +7,17 @@
 mod cancel;
 mod dispatch;
 mod history;
+mod receipts;
 
 pub use cancel::{CancelReason, cancel_expired, cancel_for_host, cancel_pending};
-pub use dispatch::{ClaimedMessage, Recorded, SendResult, backoff, claim, due, record_result};
+pub use dispatch::{
+    Carrier, ClaimedMessage, Recorded, SendResult, backoff, claim, due, record_result,
+};
 pub use history::{
     Delivery, DeliveryEvent, deliveries_by_registration, list, retry_dead, timelines,
     waiting_by_channel,
 };
+pub use receipts::{Receipt, ReceiptApplied, ReceiptStatus, apply_receipt};
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
@@ -134,6 +138,8 @@ async fn enqueue(
         provider_message_id: Set(None),
         created_at: Set(now),
         sent_at: Set(None),
+        provider: Set(None),
+        provider_failures: Set(0),
     })
     .exec(txn)
     .await
