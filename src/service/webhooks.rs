@@ -267,25 +267,11 @@ pub async fn message_dead(
     if channel == Channel::Webhook {
         return Ok(());
     }
-    let registration_id: Option<Uuid> = outbox_message::Entity::find_by_id(message_id)
-        .select_only()
-        .column(outbox_message::Column::RegistrationId)
-        .into_tuple()
-        .one(txn)
-        .await
-        .context("Failed to load the dead message")?;
-    let Some(registration_id) = registration_id else {
-        return Ok(());
-    };
-    let Some(registration) = registration::Entity::find_by_id(registration_id)
-        .one(txn)
-        .await
-        .context("Failed to load the dead message's registration")?
-    else {
+    let Some(registration) = registration_of(txn, message_id).await? else {
         return Ok(());
     };
     let event = WebhookEvent::message_failed(
-        registration_id,
+        registration.id,
         &registration.phone,
         message_id,
         channel,
@@ -295,6 +281,53 @@ pub async fn message_dead(
     );
     enqueue_event(&core.keys, txn, registration.host_id, &event, now).await?;
     Ok(())
+}
+
+/// For the delivery receipts, in the transaction recording one: the
+/// customer received the message, and its host hears of it.
+pub async fn message_delivered(
+    core: &Core,
+    txn: &DatabaseTransaction,
+    message_id: Uuid,
+    channel: Channel,
+    now: DateTime<Utc>,
+) -> CoreResult<()> {
+    if channel == Channel::Webhook {
+        return Ok(());
+    }
+    let Some(registration) = registration_of(txn, message_id).await? else {
+        return Ok(());
+    };
+    let event = WebhookEvent::message_delivered(
+        registration.id,
+        &registration.phone,
+        message_id,
+        channel,
+        now,
+    );
+    enqueue_event(&core.keys, txn, registration.host_id, &event, now).await?;
+    Ok(())
+}
+
+/// The registration an outbox message belongs to, if it is still there.
+async fn registration_of(
+    txn: &DatabaseTransaction,
+    message_id: Uuid,
+) -> CoreResult<Option<registration::Model>> {
+    let registration_id: Option<Uuid> = outbox_message::Entity::find_by_id(message_id)
+        .select_only()
+        .column(outbox_message::Column::RegistrationId)
+        .into_tuple()
+        .one(txn)
+        .await
+        .context("Failed to load the message")?;
+    let Some(registration_id) = registration_id else {
+        return Ok(None);
+    };
+    Ok(registration::Entity::find_by_id(registration_id)
+        .one(txn)
+        .await
+        .context("Failed to load the message's registration")?)
 }
 
 /// Shown once, when an endpoint is registered: only a sealed copy is kept.

@@ -450,3 +450,41 @@ async fn redirects_are_not_followed_and_timeouts_are_retried() {
         "the endpoint's URL is kept out of errors: {failed}"
     );
 }
+
+/// What the receipts code calls when a provider reports a delivery.
+#[tokio::test]
+async fn a_delivered_message_is_reported_by_message_delivered() {
+    use entity::{outbox_message, states::Channel as StoredChannel};
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, TransactionTrait};
+
+    let server = answering(200).await;
+    let app = spawn_app().await;
+    let secret = endpoint(&app, "host-a", &server).await;
+    let ticket = app.register(&register_body(PHONE)).await;
+    app.sms_text(PHONE, 1).await;
+    let sms = outbox_message::Entity::find()
+        .filter(outbox_message::Column::Channel.eq(StoredChannel::Sms))
+        .one(&app.core.db)
+        .await
+        .unwrap()
+        .unwrap();
+    let txn = app.core.db.begin().await.unwrap();
+    let now = app.clock.now();
+    webhooks::message_delivered(&app.core, &txn, sms.id, StoredChannel::Sms, now)
+        .await
+        .unwrap();
+    txn.commit().await.unwrap();
+    app.core.outbox_signal.notify_one();
+    let delivered = eventually("message.delivered received", || async {
+        received(&server, &secret)
+            .await
+            .into_iter()
+            .find(|r| r.body["type"] == "message.delivered")
+    })
+    .await;
+    let data = &delivered.body["data"];
+    assert_eq!(data["registrationId"], ticket["id"]);
+    assert_eq!(data["messageId"], sms.id.to_string());
+    assert_eq!(data["channel"], "sms");
+    assert_eq!(data["status"], "delivered");
+}
