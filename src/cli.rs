@@ -4,13 +4,14 @@ use std::{net::SocketAddr, path::PathBuf, process::ExitCode, sync::Arc};
 
 use clap::{Parser, Subcommand};
 use entity::states::OutboxStatus;
+use secrecy::ExposeSecret;
 
 use crate::{
     clock::SystemClock,
     config::Settings,
     crypto::write_private_file,
     error::CoreError,
-    service::{account_groups, hosts, outbox, retention},
+    service::{account_groups, hosts, outbox, retention, webhooks},
     startup::{Application, build_core},
     telemetry,
 };
@@ -148,6 +149,17 @@ enum HostCommand {
         #[arg(long)]
         android_app_hash: Option<String>,
     },
+    /// Send the host signed webhooks (Standard Webhooks) at URL, with a new
+    /// signing secret printed once; or stop them with --disable. See
+    /// docs/WEBHOOKS.md.
+    Webhook {
+        name: String,
+        /// https, or http to a loopback address.
+        #[arg(long, required_unless_present = "disable", conflicts_with = "disable")]
+        url: Option<String>,
+        #[arg(long)]
+        disable: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -261,6 +273,26 @@ async fn execute(cli: Cli) -> anyhow::Result<()> {
                         &autofill,
                     )?;
                     println!("host {name}: its SMS now read like\n{example}");
+                }
+                HostCommand::Webhook {
+                    name,
+                    url: Some(url),
+                    disable: false,
+                } => {
+                    let endpoint = webhooks::set_endpoint(&core, &name, &url).await?;
+                    println!(
+                        "host {name}: webhooks go to {}\nsigning secret: {}   (shown only now; the receiver verifies with it)",
+                        endpoint.url,
+                        endpoint.secret.expose_secret()
+                    );
+                }
+                HostCommand::Webhook { name, .. } => {
+                    let was_enabled = webhooks::disable_endpoint(&core, &name).await?;
+                    if was_enabled {
+                        println!("host {name}: webhooks disabled");
+                    } else {
+                        println!("host {name}: webhooks were already disabled");
+                    }
                 }
                 HostCommand::RevokeTokens { name } => {
                     let count = hosts::revoke_tokens(&core, &name).await?;

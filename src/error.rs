@@ -123,6 +123,9 @@ pub enum CoreError {
     PhoneLocked { retry_after_seconds: u64 },
     #[error("this completion link is not valid")]
     CompletionLinkInvalid,
+    /// Also for another host's delivery: whether it exists is not told.
+    #[error("no webhook delivery with this id")]
+    WebhookDeliveryNotFound,
     #[error("this completion link has expired")]
     CompletionLinkExpired,
     #[error("the code has expired; ask for a new SMS")]
@@ -190,6 +193,7 @@ pub fn quota_scope_name(channel: Channel, scope: QuotaScope) -> &'static str {
         (QuotaScope::Recipient, Channel::Email) => "email",
         (QuotaScope::HostRecipient, Channel::Sms) => "host-phone",
         (QuotaScope::HostRecipient, Channel::Email) => "host-email",
+        (QuotaScope::Recipient | QuotaScope::HostRecipient, Channel::Webhook) => "webhook",
         (QuotaScope::Host, _) => "host",
         (QuotaScope::Global, _) => "global",
     }
@@ -210,6 +214,7 @@ impl CoreError {
             UsernameTaken => "USERNAME_TAKEN",
             EmailTaken => "EMAIL_TAKEN",
             RegistrationNotFound => "REGISTRATION_NOT_FOUND",
+            WebhookDeliveryNotFound => "WEBHOOK_DELIVERY_NOT_FOUND",
             RegistrationCompleted => "REGISTRATION_COMPLETED",
             RegistrationLocked => "REGISTRATION_LOCKED",
             PhoneLocked { .. } => "PHONE_LOCKED",

@@ -17,7 +17,7 @@ use crate::{
     config::Settings,
     crypto::Keys,
     db,
-    delivery::{Dispatcher, EmailSender, MemoryOutbox, SmsProviders},
+    delivery::{Dispatcher, EmailSender, MemoryOutbox, SmsProviders, WebhookTransport},
     graphql::{self, AppSchema},
     http::{self, error::ApiError},
     metrics::Metrics,
@@ -175,7 +175,8 @@ pub fn dispatcher(core: &Core, memory: &MemoryOutbox) -> anyhow::Result<Dispatch
             outbox,
             memory,
         )?,
-    ))
+    )
+    .with_webhooks(WebhookTransport::from_settings(&core.settings.webhooks)?))
 }
 
 /// SIGINT (Ctrl-C) or, on Unix, SIGTERM (what orchestrators send).

@@ -89,6 +89,86 @@ fn a_hosts_sms_autofill_is_set_shown_and_checked() {
 }
 
 #[test]
+fn a_hosts_webhook_endpoint_is_set_with_a_secret_shown_once_and_disabled() {
+    let cli = Cli::new();
+    let (ok, out) = cli.run(&["host", "create", "acme-wallet"]);
+    assert!(ok, "{out}");
+    let secret_of = |out: &str| {
+        out.lines()
+            .find_map(|line| line.strip_prefix("signing secret: "))
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap_or_else(|| panic!("no secret in {out}"))
+            .to_owned()
+    };
+    let (ok, out) = cli.run(&[
+        "host",
+        "webhook",
+        "acme-wallet",
+        "--url",
+        "https://wallet.example/hooks",
+    ]);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("webhooks go to https://wallet.example/hooks"),
+        "{out}"
+    );
+    let first = secret_of(&out);
+    assert!(
+        first.starts_with("whsec_") && first.len() >= 6 + 32,
+        "{out}"
+    );
+    // Set again: a new secret, shown once more; the old one is never shown.
+    let (ok, out) = cli.run(&[
+        "host",
+        "webhook",
+        "acme-wallet",
+        "--url",
+        "http://127.0.0.1:9000/hooks",
+    ]);
+    assert!(ok, "{out}");
+    let second = secret_of(&out);
+    assert_ne!(first, second);
+    assert!(!out.contains(&first), "{out}");
+    // The secret is stored sealed, not as printed.
+    for file in ["registration.db", "registration.db-wal"] {
+        let bytes = std::fs::read(cli.dir.path().join(file)).unwrap_or_default();
+        assert!(
+            !bytes.windows(second.len()).any(|w| w == second.as_bytes()),
+            "the secret is stored in clear in {file}"
+        );
+    }
+
+    let (ok, out) = cli.run(&["host", "webhook", "acme-wallet", "--disable"]);
+    assert!(ok && out.contains("webhooks disabled"), "{out}");
+    let (ok, out) = cli.run(&["host", "webhook", "acme-wallet", "--disable"]);
+    assert!(ok && out.contains("already disabled"), "{out}");
+
+    let (ok, out) = cli.run(&[
+        "host",
+        "webhook",
+        "acme-wallet",
+        "--url",
+        "http://wallet.example/hooks",
+    ]);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("url must use https") && out.contains("loopback"),
+        "{out}"
+    );
+    assert!(!out.contains("whsec_"), "{out}");
+    let (ok, out) = cli.run(&["host", "webhook", "acme-wallet", "--url", "not a url"]);
+    assert!(!ok && out.contains("url must be an absolute URL"), "{out}");
+    let (ok, out) = cli.run(&["host", "webhook", "acme-wallet"]);
+    assert!(!ok && out.contains("--url"), "{out}");
+    let (ok, out) = cli.run(&["host", "webhook", "nobody", "--url", "https://a.example/"]);
+    assert!(!ok && out.contains("no host named nobody"), "{out}");
+    let (ok, out) = cli.run(&["host", "create", "other"]);
+    assert!(ok, "{out}");
+    let (ok, out) = cli.run(&["host", "webhook", "other", "--disable"]);
+    assert!(!ok && out.contains("has no webhook endpoint"), "{out}");
+}
+
+#[test]
 fn account_groups_and_outbox_commands_work() {
     let cli = Cli::new();
     let (ok, out) = cli.run(&["group", "add", "02", "Premium"]);

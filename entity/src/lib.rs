@@ -15,3 +15,5 @@ pub mod send_quota;
 pub mod service_key;
 pub mod sms_token;
 pub mod states;
+pub mod webhook_delivery;
+pub mod webhook_endpoint;

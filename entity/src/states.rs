@@ -18,7 +18,8 @@ pub enum RegistrationStatus {
     Superseded,
 }
 
-/// The two ways a registration reaches the customer.
+/// What an outbox message travels by: the two ways a registration reaches
+/// the customer, and a signed webhook to the host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum)]
 #[sea_orm(rs_type = "String", db_type = "String(StringLen::N(8))")]
 pub enum Channel {
@@ -26,16 +27,22 @@ pub enum Channel {
     Sms,
     #[sea_orm(string_value = "email")]
     Email,
+    /// An event to the host's endpoint; never counted against send quotas.
+    #[sea_orm(string_value = "webhook")]
+    Webhook,
 }
 
 impl Channel {
-    pub const ALL: [Channel; 2] = [Channel::Sms, Channel::Email];
+    pub const ALL: [Channel; 3] = [Channel::Sms, Channel::Email, Channel::Webhook];
+    /// The channels that reach the customer (and carry codes or links).
+    pub const TO_CUSTOMER: [Channel; 2] = [Channel::Sms, Channel::Email];
 
     /// The stored name, also used in logs, metrics and quota scopes.
     pub fn name(self) -> &'static str {
         match self {
             Channel::Sms => "sms",
             Channel::Email => "email",
+            Channel::Webhook => "webhook",
         }
     }
 }

@@ -13,6 +13,7 @@ mod m20261125_000003_service_keys;
 mod m20261125_000004_job_leases;
 mod m20261201_000001_phone_guard_per_host;
 mod m20261201_000002_host_sms_autofill;
+mod m20261201_000003_host_webhooks;
 mod m20261201_000004_sms_providers_and_receipts;
 
 pub struct Migrator;
@@ -30,6 +31,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000004_job_leases::Migration),
             Box::new(m20261201_000001_phone_guard_per_host::Migration),
             Box::new(m20261201_000002_host_sms_autofill::Migration),
+            Box::new(m20261201_000003_host_webhooks::Migration),
             Box::new(m20261201_000004_sms_providers_and_receipts::Migration),
         ]
     }

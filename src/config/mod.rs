@@ -45,6 +45,25 @@ pub struct Settings {
     pub delivery: DeliverySettings,
     pub quotas: QuotaSettings,
     pub retention: RetentionSettings,
+    pub webhooks: WebhookDeliverySettings,
+}
+
+/// Signed webhooks to hosts (`host webhook NAME --url URL`). They go through
+/// the outbox: `delivery.max_attempts` and its backoff apply.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebhookDeliverySettings {
+    /// How long one POST to a host's endpoint may take, connecting included;
+    /// beyond it the attempt counts as a transient failure.
+    pub timeout_seconds: u64,
+}
+
+impl Default for WebhookDeliverySettings {
+    fn default() -> Self {
+        Self {
+            timeout_seconds: 10,
+        }
+    }
 }
 
 /// Keys for keyed hashes, the same on every instance. Required with
@@ -227,6 +246,7 @@ impl Default for Settings {
             delivery: DeliverySettings::default(),
             quotas: QuotaSettings::default(),
             retention: RetentionSettings::default(),
+            webhooks: WebhookDeliverySettings::default(),
         }
     }
 }
@@ -366,6 +386,9 @@ impl Settings {
             bail!("auth.access_token_ttl_seconds must be at least 1");
         }
         self.delivery.validate()?;
+        if self.webhooks.timeout_seconds == 0 {
+            bail!("webhooks.timeout_seconds must be at least 1");
+        }
         for country in &self.quotas.allowed_countries {
             if country.len() != 2 || country.parse::<phonenumber::country::Id>().is_err() {
                 bail!(

@@ -1,6 +1,7 @@
 //! Secrets, keyed hashes and password hashing.
 mod keys;
 mod password;
+mod webhook_signing;
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use hmac::{Hmac, Mac};
@@ -9,6 +10,7 @@ use sha2::{Digest, Sha256};
 
 pub use keys::{KeyFingerprint, Keys, generate_secrets, write_private_file};
 pub use password::PasswordHashing;
+pub use webhook_signing::{generate_webhook_secret, sign_webhook};
 
 use crate::domain::{PREFIX_ALPHABET, SmsCode};
 

@@ -9,13 +9,13 @@ use entity::states::{AttemptOutcome, Channel};
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use super::{EmailSender, OutgoingMessage, SendError, SmsProviders};
+use super::{EmailSender, OutgoingMessage, SendError, SmsProviders, WebhookTransport};
 use crate::{
     domain::PhoneNumber,
     error::CoreResult,
     service::{
         outbox::{self, Carrier, ClaimedMessage, Recorded, SendResult},
-        retention,
+        retention, webhooks,
     },
     state::Core,
 };
@@ -28,6 +28,8 @@ pub struct Dispatcher {
     core: Core,
     email: EmailSender,
     sms: SmsProviders,
+    /// Signed webhooks to hosts; without it they fail permanently.
+    webhook: Option<WebhookTransport>,
     /// Turns true when the process stops: no new claims after that.
     stopping: watch::Receiver<bool>,
     /// Names this instance as the holder of the retention lease.
@@ -55,9 +57,15 @@ impl Dispatcher {
             core,
             email,
             sms,
+            webhook: None,
             stopping: watch::channel(false).1,
             instance: Uuid::new_v4(),
         }
+    }
+
+    pub fn with_webhooks(mut self, webhook: WebhookTransport) -> Self {
+        self.webhook = Some(webhook);
+        self
     }
 
     /// Runs until `stopping` turns true (or the future is dropped): drains
@@ -114,6 +122,27 @@ impl Dispatcher {
         Ok(report)
     }
 
+    /// The endpoint, id and secret are looked up at each attempt: a host
+    /// that replaced its endpoint or secret gets pending events at the new
+    /// one; one that disabled it gets none (the message dies).
+    async fn send_webhook(
+        &self,
+        message: &ClaimedMessage,
+    ) -> CoreResult<Result<String, SendError>> {
+        let Some(transport) = &self.webhook else {
+            return Ok(Err(SendError::Permanent(
+                "webhooks are not configured on this dispatcher".into(),
+            )));
+        };
+        let Some(target) = webhooks::prepare_send(&self.core, message.id).await? else {
+            return Ok(Err(SendError::Permanent(
+                "the host's webhook endpoint or the host is disabled".into(),
+            )));
+        };
+        let timestamp = self.core.clock.now().timestamp();
+        Ok(transport.send(&target, &message.body, timestamp).await)
+    }
+
     async fn deliver(
         &self,
         message: ClaimedMessage,
@@ -133,6 +162,7 @@ impl Dispatcher {
         let (result, carrier) = match channel {
             Channel::Email => (self.email.send(&outgoing).await, None),
             Channel::Sms => self.send_sms(&message, &outgoing, country.as_deref()).await,
+            Channel::Webhook => (self.send_webhook(&message).await?, None),
         };
         let result = match result {
             Ok(provider_message_id) => SendResult::Sent {

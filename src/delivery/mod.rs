@@ -9,6 +9,7 @@ mod email;
 mod memory;
 mod providers;
 mod sms;
+mod webhook;
 
 use entity::states::ErrorClass;
 
@@ -17,6 +18,7 @@ pub use email::EmailSender;
 pub use memory::{MemoryOutbox, SentMessage};
 pub use providers::SmsProviders;
 pub use sms::SmsTransport;
+pub use webhook::WebhookTransport;
 
 /// What the dispatcher hands a transport.
 pub struct OutgoingMessage<'a> {

@@ -9,6 +9,7 @@ mod person;
 mod phone;
 pub mod registration;
 mod secrets;
+mod webhook;
 
 pub use autofill::SmsAutofill;
 pub use host::AuthenticatedHost;
@@ -20,5 +21,6 @@ pub use person::{
 pub use phone::PhoneNumber;
 pub use registration::{CodeCheck, IssuedCode, Registration, Rules, Sends};
 pub use secrets::{Md5PasswordHex, PREFIX_ALPHABET, SmsCode};
+pub use webhook::WebhookUrl;
 
 pub use crate::error::Invalid;

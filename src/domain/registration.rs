@@ -113,6 +113,11 @@ impl Registration {
         match channel {
             Channel::Sms => self.sms,
             Channel::Email => self.email_sends,
+            // Webhooks go to the host: they are never sends of a registration.
+            Channel::Webhook => Sends {
+                count: 0,
+                last_at: None,
+            },
         }
     }
 

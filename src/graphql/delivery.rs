@@ -12,6 +12,9 @@ use crate::service::outbox;
 pub enum DeliveryChannel {
     Sms,
     Email,
+    /// A signed webhook to the host; listed by `webhookDeliveries`, never
+    /// among a registration's deliveries.
+    Webhook,
 }
 
 #[derive(Enum, Copy, Clone, Eq, PartialEq)]

@@ -10,6 +10,7 @@ mod outputs;
 mod policy;
 mod query;
 mod registration;
+mod webhooks;
 
 use async_graphql::{EmptySubscription, Schema, dataloader::DataLoader};
 use axum::{Router, extract::FromRef, routing::post};

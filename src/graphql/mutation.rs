@@ -1,11 +1,16 @@
-use async_graphql::{Context, Object, Result};
+use async_graphql::{Context, ID, Object, Result};
+use uuid::Uuid;
 
 use super::{
     inputs::{ConfirmRegistrationInput, RegisterInput, ResendInput},
     outputs::{ConfirmedRegistration, RegistrationTicket},
     query::caller,
+    webhooks::WebhookDelivery,
 };
-use crate::service::registration;
+use crate::{
+    error::CoreError,
+    service::{registration, webhooks},
+};
 
 pub struct MutationRoot;
 
@@ -50,5 +55,19 @@ impl MutationRoot {
     ) -> Result<RegistrationTicket> {
         let ticket = registration::resend_email(ctx.data()?, caller(ctx)?, input.into()).await?;
         Ok(ticket.into())
+    }
+
+    /// Sends one of the host's webhooks again: a new delivery with the same
+    /// payload and the same `webhook-id`, to the endpoint as it is now.
+    async fn replay_webhook_delivery(&self, ctx: &Context<'_>, id: ID) -> Result<WebhookDelivery> {
+        let id = Uuid::parse_str(&id).map_err(|_| {
+            CoreError::field(
+                "id",
+                "invalid_id",
+                "id must be a webhook delivery id (UUID)",
+            )
+        })?;
+        let replay = webhooks::replay(ctx.data()?, caller(ctx)?, id).await?;
+        Ok(replay.into())
     }
 }

@@ -4,12 +4,14 @@ use uuid::Uuid;
 use super::{
     outputs::{EmailAvailability, UsernameAvailability},
     registration::{Registration, RegistrationPage},
+    webhooks::WebhookDeliveryPage,
 };
 use crate::{
     error::{AuthFailure, CoreError},
     service::{
         hosts::AuthenticatedHost,
         registration::{self, queries},
+        webhooks,
     },
     state::Core,
 };
@@ -61,31 +63,9 @@ impl QueryRoot {
         #[graphql(desc = "`nextCursor` of the previous page.")] after: Option<String>,
     ) -> Result<RegistrationPage> {
         let core = ctx.data::<Core>()?;
-        if !(1..=MAX_PAGE).contains(&first) {
-            return Err(CoreError::field(
-                "first",
-                "out_of_range",
-                "first must be between 1 and 100",
-            )
-            .into());
-        }
-        let after = match after {
-            Some(cursor) => Some(Uuid::parse_str(&cursor).map_err(|_| {
-                CoreError::field(
-                    "after",
-                    "invalid_cursor",
-                    "after must be a nextCursor from a previous page",
-                )
-            })?),
-            None => None,
-        };
-        let (records, has_more) = queries::list_registrations(
-            core,
-            caller(ctx)?,
-            u64::try_from(first).unwrap_or(20),
-            after,
-        )
-        .await?;
+        let (first, after) = page(first, after)?;
+        let (records, has_more) =
+            queries::list_registrations(core, caller(ctx)?, first, after).await?;
         let next_cursor = has_more
             .then(|| records.last().map(|r| r.id.to_string()))
             .flatten();
@@ -97,6 +77,46 @@ impl QueryRoot {
             next_cursor,
         })
     }
+
+    /// The calling host's signed webhooks, newest first, with how each
+    /// delivery went.
+    async fn webhook_deliveries(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 20, desc = "Page size, 1 to 100.")] first: i32,
+        #[graphql(desc = "`nextCursor` of the previous page.")] after: Option<String>,
+    ) -> Result<WebhookDeliveryPage> {
+        let (first, after) = page(first, after)?;
+        let (items, has_more) =
+            webhooks::list_deliveries(ctx.data()?, caller(ctx)?, first, after).await?;
+        let next_cursor = has_more
+            .then(|| items.last().map(|d| d.id.to_string()))
+            .flatten();
+        Ok(WebhookDeliveryPage {
+            items: items.into_iter().map(Into::into).collect(),
+            next_cursor,
+        })
+    }
+}
+
+/// A page's size and cursor, checked.
+fn page(first: i32, after: Option<String>) -> Result<(u64, Option<Uuid>)> {
+    if !(1..=MAX_PAGE).contains(&first) {
+        return Err(
+            CoreError::field("first", "out_of_range", "first must be between 1 and 100").into(),
+        );
+    }
+    let after = match after {
+        Some(cursor) => Some(Uuid::parse_str(&cursor).map_err(|_| {
+            CoreError::field(
+                "after",
+                "invalid_cursor",
+                "after must be a nextCursor from a previous page",
+            )
+        })?),
+        None => None,
+    };
+    Ok((u64::try_from(first).unwrap_or(20), after))
 }
 
 /// The host the HTTP layer authenticated.

@@ -160,7 +160,10 @@ pub fn core_status(error: &CoreError) -> StatusCode {
     use CoreError::*;
     match error {
         Validation(_) => StatusCode::BAD_REQUEST,
-        RegistrationNotFound | CompletionLinkInvalid | MessageNotFound => StatusCode::NOT_FOUND,
+        RegistrationNotFound
+        | CompletionLinkInvalid
+        | MessageNotFound
+        | WebhookDeliveryNotFound => StatusCode::NOT_FOUND,
         // RFC 6750 §3.1: a malformed request is a 400, a bad token a 401.
         Unauthenticated(AuthFailure::MalformedHeader) => StatusCode::BAD_REQUEST,
         Unauthenticated(_) | InvalidClient => StatusCode::UNAUTHORIZED,
@@ -331,6 +334,7 @@ pub(crate) mod tests {
                 retry_after_seconds: 1800,
             },
             CoreError::CompletionLinkInvalid,
+            CoreError::WebhookDeliveryNotFound,
             CoreError::CompletionLinkExpired,
             CoreError::TokenExpired,
             CoreError::TokenInvalid {

@@ -326,7 +326,7 @@ pub async fn check_autofill_fits(core: &Core) -> CoreResult<()> {
     Ok(())
 }
 
-async fn find_by_name(core: &Core, name: &str) -> CoreResult<host::Model> {
+pub(crate) async fn find_by_name(core: &Core, name: &str) -> CoreResult<host::Model> {
     host::Entity::find()
         .filter(host::Column::Name.eq(name))
         .one(&core.db)

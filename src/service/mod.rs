@@ -11,6 +11,7 @@ pub mod outbox;
 pub mod quotas;
 pub mod registration;
 pub mod retention;
+pub mod webhooks;
 
 use sea_orm::{DbErr, SqlErr};
 

@@ -189,6 +189,7 @@ async fn purge_unconfirmed(core: &Core, cutoff: DateTime<Utc>) -> CoreResult<u64
         &messages,
     )
     .await?;
+    super::webhooks::forget_deliveries(&txn, &messages).await?;
     delete_where(
         &txn,
         outbox_message::Entity,

@@ -23,3 +23,4 @@ mod secrets;
 mod sms_providers;
 mod smtp;
 mod verify;
+mod webhooks;

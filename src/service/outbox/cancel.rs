@@ -38,8 +38,10 @@ impl CancelReason {
     }
 }
 
-/// Cancels the registrations' queued messages (of one channel, or all), in
-/// the caller's transaction. Returns how many were cancelled.
+/// Cancels the registrations' queued messages (of one channel, or all that
+/// go to the customer), in the caller's transaction. Returns how many were
+/// cancelled. Webhooks are left alone unless named: a completed or replaced
+/// registration is exactly what the host still wants to hear about.
 pub async fn cancel_pending(
     db: &impl ConnectionTrait,
     registration_ids: &[Uuid],
@@ -57,9 +59,15 @@ pub async fn cancel_pending(
         .filter(outbox_message::Column::Status.eq(OutboxStatus::Pending));
     let mut kept = outbox_message::Entity::update_many()
         .filter(outbox_message::Column::RegistrationId.is_in(registration_ids.iter().copied()));
-    if let Some(channel) = channel {
-        query = query.filter(outbox_message::Column::Channel.eq(channel));
-        kept = kept.filter(outbox_message::Column::Channel.eq(channel));
+    match channel {
+        Some(channel) => {
+            query = query.filter(outbox_message::Column::Channel.eq(channel));
+            kept = kept.filter(outbox_message::Column::Channel.eq(channel));
+        }
+        None => {
+            query = query.filter(outbox_message::Column::Channel.is_in(Channel::TO_CUSTOMER));
+            kept = kept.filter(outbox_message::Column::Channel.is_in(Channel::TO_CUSTOMER));
+        }
     }
     erase_kept_bodies(db, kept).await?;
     let ids: Vec<Uuid> = query

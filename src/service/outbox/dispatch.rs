@@ -24,7 +24,8 @@ fn lease(core: &Core) -> Duration {
         .email
         .smtp
         .timeout_seconds
-        .max(delivery.sms.timeout_seconds);
+        .max(delivery.sms.timeout_seconds)
+        .max(core.settings.webhooks.timeout_seconds);
     Duration::seconds(
         i64::try_from(slowest)
             .unwrap_or(i64::MAX / 4)
@@ -296,6 +297,19 @@ pub async fn record_result(
             .exec(&txn)
             .await
             .context("Failed to record delivery attempt")?;
+        // The host hears of a dead message in the same transaction.
+        if let (Recorded::Dead, SendResult::Failed { class, error }) = (recorded, result) {
+            crate::service::webhooks::message_dead(
+                core,
+                &txn,
+                message.id,
+                message.channel,
+                *class,
+                error,
+                now,
+            )
+            .await?;
+        }
         txn.commit()
             .await
             .context("Failed to commit delivery result")?;

@@ -167,13 +167,15 @@ pub async fn retry_dead(core: &Core, id: Option<Uuid>) -> CoreResult<u64> {
     Ok(requeued.rows_affected)
 }
 
-/// Every message of each registration, oldest first, for DataLoaders.
+/// Every message to the customer of each registration, oldest first, for
+/// DataLoaders (the host's webhooks are listed apart).
 pub async fn deliveries_by_registration(
     core: &Core,
     registration_ids: &[Uuid],
 ) -> CoreResult<HashMap<Uuid, Vec<Delivery>>> {
     let rows = outbox_message::Entity::find()
         .filter(outbox_message::Column::RegistrationId.is_in(registration_ids.iter().copied()))
+        .filter(outbox_message::Column::Channel.is_in(Channel::TO_CUSTOMER))
         .order_by_asc(outbox_message::Column::Id)
         .all(&core.db)
         .await

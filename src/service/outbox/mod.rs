@@ -50,6 +50,7 @@ pub async fn enqueue_sms(
         now,
     )
     .await
+    .map(drop)
 }
 
 pub async fn enqueue_email(
@@ -77,6 +78,32 @@ pub async fn enqueue_email(
         now,
     )
     .await
+    .map(drop)
+}
+
+/// Queues a signed webhook to a host (`service::webhooks` calls it): the
+/// recipient is the endpoint's URL, the body the JSON payload. Returns the
+/// message's id.
+pub async fn enqueue_webhook(
+    keys: &Keys,
+    txn: &DatabaseTransaction,
+    registration_id: Uuid,
+    url: &str,
+    payload: String,
+    now: DateTime<Utc>,
+) -> CoreResult<Uuid> {
+    enqueue(
+        keys,
+        txn,
+        registration_id,
+        Channel::Webhook,
+        url,
+        None,
+        payload,
+        None,
+        now,
+    )
+    .await
 }
 
 /// Bodies are sealed (`Keys::seal`): they carry a live code or link.
@@ -91,7 +118,7 @@ async fn enqueue(
     body: String,
     html_body: Option<String>,
     now: DateTime<Utc>,
-) -> CoreResult<()> {
+) -> CoreResult<Uuid> {
     let id = Uuid::now_v7();
     outbox_message::Entity::insert(outbox_message::ActiveModel {
         id: Set(id),
@@ -117,5 +144,5 @@ async fn enqueue(
     .exec(txn)
     .await
     .with_context(|| format!("Failed to queue {}", channel.name()))?;
-    Ok(())
+    Ok(id)
 }

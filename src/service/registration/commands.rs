@@ -23,6 +23,7 @@ use crate::{
         is_unique_violation,
         outbox::{self, CancelReason},
         quotas, retrying,
+        webhooks::{self, LockReason, WebhookEvent},
     },
     state::Core,
 };
@@ -67,6 +68,8 @@ pub async fn register(
         if let Some(email) = &email {
             issue_completion_email(core, &txn, &registration, email.as_str(), now).await?;
         }
+        let started = WebhookEvent::registration_started(registration.id, phone.as_str(), now);
+        webhooks::enqueue_event(&core.keys, &txn, host.id, &started, now).await?;
         store::commit(txn).await?;
         Ok((registration, code))
     })
@@ -188,6 +191,8 @@ pub async fn confirm_parsed(
     let submitted = core.keys.token_hashes(&code.expose());
     let (check, current) =
         retrying(core, || check_code(core, host, &registration, &submitted)).await?;
+    // A lock may have queued a webhook.
+    core.outbox_signal.notify_one();
     core.metrics.code_check(check);
     match check {
         CodeCheck::Current => {}
@@ -214,6 +219,7 @@ pub async fn confirm_parsed(
         )
     })
     .await?;
+    core.outbox_signal.notify_one();
     tracing::info!(host = %host.name, registration = %registration.id, customer = %customer_id, "registration completed");
     Ok(ConfirmedRegistration {
         id: registration.id,
@@ -276,6 +282,9 @@ async fn complete_registration(
     }
     store::reset_phone_failures(&txn, registration.host_id, phone).await?;
     outbox::cancel_pending(&txn, &[registration.id], None, CancelReason::Completed, now).await?;
+    let completed =
+        WebhookEvent::registration_completed(registration.id, phone.as_str(), customer_id, now);
+    webhooks::enqueue_event(&core.keys, &txn, registration.host_id, &completed, now).await?;
     store::commit(txn).await?;
     Ok((customer_id, now))
 }
@@ -314,16 +323,35 @@ async fn check_code(
         queries::is_earlier_code(&txn, host, &registration.phone, submitted).await?
     };
     let check = current.check(submitted, now, || is_earlier_code);
+    let mut phone_locked = false;
     if check == CodeCheck::Wrong {
         if store::count_phone_failure(&txn, registration.host_id, &registration.phone, now, rules)
             .await?
         {
+            phone_locked = true;
             tracing::warn!(phone = %registration.phone.masked(), "phone refused after too many wrong codes");
         }
     } else {
         store::give_back_attempt(&txn, registration.id).await?;
     }
     let counted = store::reload(&txn, registration.id).await?;
+    // This wrong code is the one that locked: the host hears of it once.
+    let locked = if phone_locked {
+        Some(LockReason::PhoneLocked)
+    } else if check == CodeCheck::Wrong && counted.attempts_remaining(rules) == 0 {
+        Some(LockReason::AttemptsExhausted)
+    } else {
+        None
+    };
+    if let Some(reason) = locked {
+        let event = WebhookEvent::registration_locked(
+            registration.id,
+            registration.phone.as_str(),
+            reason,
+            now,
+        );
+        webhooks::enqueue_event(&core.keys, &txn, registration.host_id, &event, now).await?;
+    }
     store::commit(txn).await?;
     Ok((
         check,

@@ -402,6 +402,9 @@ pub async fn spend_send(
             registration::Column::EmailSends,
             registration::Column::LastEmailAt,
         ),
+        Channel::Webhook => {
+            return Err(anyhow::anyhow!("a webhook is not a send of the registration").into());
+        }
     };
     let spent = registration::Entity::update_many()
         .col_expr(sends, Expr::col(sends).add(1))
