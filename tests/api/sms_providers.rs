@@ -87,7 +87,12 @@ fn signed(body: &Value, secret: &str) -> (String, String) {
     (body, signature)
 }
 
-async fn post_receipt(app: &TestApp, provider: &str, body: &Value, secret: &str) -> StatusCode {
+pub(crate) async fn post_receipt(
+    app: &TestApp,
+    provider: &str,
+    body: &Value,
+    secret: &str,
+) -> StatusCode {
     let (body, signature) = signed(body, secret);
     app.client
         .post(format!("{}/delivery/receipts/{provider}", app.address))

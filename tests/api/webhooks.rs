@@ -451,40 +451,69 @@ async fn redirects_are_not_followed_and_timeouts_are_retried() {
     );
 }
 
-/// What the receipts code calls when a provider reports a delivery.
+/// A provider's receipt reaches the host: `delivered` as
+/// `message.delivered`, a final `undelivered` as `message.failed`.
 #[tokio::test]
-async fn a_delivered_message_is_reported_by_message_delivered() {
+async fn delivery_receipts_are_reported_to_the_host() {
     use entity::{outbox_message, states::Channel as StoredChannel};
-    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, TransactionTrait};
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+
+    use crate::sms_providers::post_receipt;
 
     let server = answering(200).await;
-    let app = spawn_app().await;
-    let secret = endpoint(&app, "host-a", &server).await;
-    let ticket = app.register(&register_body(PHONE)).await;
-    app.sms_text(PHONE, 1).await;
-    let sms = outbox_message::Entity::find()
-        .filter(outbox_message::Column::Channel.eq(StoredChannel::Sms))
-        .one(&app.core.db)
-        .await
-        .unwrap()
-        .unwrap();
-    let txn = app.core.db.begin().await.unwrap();
-    let now = app.clock.now();
-    webhooks::message_delivered(&app.core, &txn, sms.id, StoredChannel::Sms, now)
-        .await
-        .unwrap();
-    txn.commit().await.unwrap();
-    app.core.outbox_signal.notify_one();
-    let delivered = eventually("message.delivered received", || async {
-        received(&server, &secret)
-            .await
-            .into_iter()
-            .find(|r| r.body["type"] == "message.delivered")
+    let app = spawn_app_with(|s| {
+        s.delivery.sms.receipt_secret = Some("receipt-secret".to_owned().into());
     })
     .await;
-    let data = &delivered.body["data"];
-    assert_eq!(data["registrationId"], ticket["id"]);
-    assert_eq!(data["messageId"], sms.id.to_string());
+    let secret = endpoint(&app, "host-a", &server).await;
+    let first = app.register(&register_body(PHONE)).await;
+    let second = app.register(&register_body("+6281234567891")).await;
+    app.outbox_drained().await;
+    let sms_of = |registration: &Value| {
+        let id: uuid::Uuid = registration["id"].as_str().unwrap().parse().unwrap();
+        let db = app.core.db.clone();
+        async move {
+            outbox_message::Entity::find()
+                .filter(outbox_message::Column::Channel.eq(StoredChannel::Sms))
+                .filter(outbox_message::Column::RegistrationId.eq(id))
+                .one(&db)
+                .await
+                .unwrap()
+                .unwrap()
+        }
+    };
+    let delivered = sms_of(&first).await;
+    let lost = sms_of(&second).await;
+    for (sms, status) in [(&delivered, "delivered"), (&lost, "undelivered")] {
+        let receipt = json!({"messageId": sms.provider_message_id, "status": status});
+        assert_eq!(
+            post_receipt(&app, "default", &receipt, "receipt-secret").await,
+            StatusCode::NO_CONTENT
+        );
+    }
+    let events = eventually("both receipts reported", || async {
+        let events: Vec<_> = received(&server, &secret)
+            .await
+            .into_iter()
+            .filter(|r| r.body["type"].as_str().unwrap().starts_with("message."))
+            .collect();
+        (events.len() == 2).then_some(events)
+    })
+    .await;
+    let of = |kind: &str| {
+        events
+            .iter()
+            .find(|r| r.body["type"] == kind)
+            .unwrap_or_else(|| panic!("no {kind}: {events:?}"))
+            .body["data"]
+            .clone()
+    };
+    let data = of("message.delivered");
+    assert_eq!(data["registrationId"], first["id"]);
+    assert_eq!(data["messageId"], delivered.id.to_string());
     assert_eq!(data["channel"], "sms");
     assert_eq!(data["status"], "delivered");
+    let data = of("message.failed");
+    assert_eq!(data["registrationId"], second["id"]);
+    assert_eq!(data["messageId"], lost.id.to_string());
 }

@@ -8,7 +8,7 @@ use anyhow::Context;
 use chrono::{DateTime, Utc};
 use entity::{
     delivery_attempt, outbox_message,
-    states::{AttemptOutcome, OutboxStatus},
+    states::{AttemptOutcome, ErrorClass, OutboxStatus},
 };
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, TransactionTrait, sea_query::Expr,
@@ -19,7 +19,7 @@ use super::dispatch::erase_bodies;
 use crate::{
     domain::PhoneNumber,
     error::{CoreError, CoreResult},
-    service::retrying,
+    service::{retrying, webhooks},
     state::Core,
 };
 
@@ -169,6 +169,26 @@ async fn apply_once(core: &Core, receipt: &Receipt) -> CoreResult<ReceiptApplied
     .exec(&txn)
     .await
     .context("Failed to record a delivery receipt")?;
+    // The host hears of it in the same transaction (if it has an endpoint).
+    match &applied {
+        ReceiptApplied::Final(OutboxStatus::Delivered) => {
+            webhooks::message_delivered(core, &txn, message.id, message.channel, now).await?;
+        }
+        ReceiptApplied::Final(_) => {
+            let error = describe(receipt, None);
+            webhooks::message_dead(
+                core,
+                &txn,
+                message.id,
+                message.channel,
+                ErrorClass::Permanent,
+                &error,
+                now,
+            )
+            .await?;
+        }
+        ReceiptApplied::FailedOver(_) | ReceiptApplied::Unchanged => {}
+    }
     txn.commit()
         .await
         .context("Failed to commit a delivery receipt")?;
