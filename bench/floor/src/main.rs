@@ -216,7 +216,7 @@ async fn connect(url: &str) -> Result<Db, String> {
     };
     on_db!(&db, pool => {
         for statement in SCHEMA {
-            sqlx::query(statement)
+            sqlx::query(*statement)
                 .execute(pool)
                 .await
                 .map_err(|e| format!("cannot create the tables: {e}"))?;
