@@ -113,10 +113,11 @@ fn start_with(
         .env("CR_SECRETS__TOKEN_KEY", "shared-token-key")
         .env("CR_SECRETS__PASSWORD_PEPPER", "shared-pepper")
         .env("CR_DELIVERY__POLL_INTERVAL_MS", "50")
-        // Short transport timeouts keep the delivery lease (twice the
-        // slower timeout plus 30 s) short enough to wait out in a test.
+        // Short transport timeouts (webhooks' too) keep the delivery lease
+        // (twice the slowest timeout plus 30 s) short enough to wait out.
         .env("CR_DELIVERY__SMS__TIMEOUT_SECONDS", "1")
         .env("CR_DELIVERY__EMAIL__SMTP__TIMEOUT_SECONDS", "1")
+        .env("CR_WEBHOOKS__TIMEOUT_SECONDS", "1")
         .env("CR_DELIVERY__SMS__TRANSPORT", "webhook")
         .env("CR_DELIVERY__SMS__WEBHOOK__URL", gateway)
         .env(
