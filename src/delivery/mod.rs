@@ -43,6 +43,38 @@ pub enum SendError {
 }
 
 impl SendError {
+    /// A request to `who` (`gateway`, `endpoint`) that got no answer:
+    /// transient. reqwest errors print the URL, which may carry credentials
+    /// or be a host's; only the kind is kept.
+    fn unanswered(who: &str, error: &reqwest::Error) -> Self {
+        let kind = if error.is_timeout() {
+            "timed out"
+        } else {
+            "failed"
+        };
+        let mut text = error.to_string();
+        if let Some(url) = error.url() {
+            text = text.replace(url.as_str(), &format!("<{who}>"));
+        }
+        SendError::Transient(format!("{who} request {kind}: {text}"))
+    }
+
+    /// A non-2xx answer from `who`: 408, 429 and 5xx are transient, other
+    /// 4xx permanent. The error keeps the start of the body.
+    fn from_answer(who: &str, status: reqwest::StatusCode, body: &str) -> Self {
+        use reqwest::StatusCode;
+        let excerpt: String = body.chars().take(200).collect();
+        let error = format!("{who} answered {status}: {excerpt}");
+        if status.is_server_error()
+            || status == StatusCode::TOO_MANY_REQUESTS
+            || status == StatusCode::REQUEST_TIMEOUT
+        {
+            SendError::Transient(error)
+        } else {
+            SendError::Permanent(error)
+        }
+    }
+
     pub fn class(&self) -> ErrorClass {
         match self {
             SendError::Transient(_) => ErrorClass::Transient,

@@ -4,7 +4,6 @@ use std::{path::PathBuf, time::Duration};
 
 use anyhow::Context;
 use entity::states::Channel;
-use reqwest::StatusCode;
 use secrecy::ExposeSecret;
 use serde::Serialize;
 use tokio::io::AsyncWriteExt;
@@ -181,38 +180,16 @@ impl HttpGateway<TwilioSettings> {
 /// Sends and classifies: any 2xx succeeds; 408, 429 and 5xx are transient;
 /// other 4xx are permanent; timeouts and connection errors are transient.
 async fn send_http(request: reqwest::RequestBuilder) -> Result<serde_json::Value, SendError> {
-    let response = request.send().await.map_err(|e| {
-        let kind = if e.is_timeout() {
-            "timed out"
-        } else {
-            "failed"
-        };
-        SendError::Transient(format!("gateway request {kind}: {}", without_url(&e)))
-    })?;
+    let response = request
+        .send()
+        .await
+        .map_err(|e| SendError::unanswered("gateway", &e))?;
     let status = response.status();
     let text = response.text().await.unwrap_or_default();
-    let excerpt: String = text.chars().take(200).collect();
     if status.is_success() {
         return Ok(serde_json::from_str(&text).unwrap_or(serde_json::Value::Null));
     }
-    let error = format!("gateway answered {status}: {excerpt}");
-    if status.is_server_error()
-        || status == StatusCode::TOO_MANY_REQUESTS
-        || status == StatusCode::REQUEST_TIMEOUT
-    {
-        Err(SendError::Transient(error))
-    } else {
-        Err(SendError::Permanent(error))
-    }
-}
-
-/// reqwest errors print the URL, which may carry credentials; keep the kind.
-fn without_url(error: &reqwest::Error) -> String {
-    let mut text = error.to_string();
-    if let Some(url) = error.url() {
-        text = text.replace(url.as_str(), "<gateway>");
-    }
-    text
+    Err(SendError::from_answer("gateway", status, &text))
 }
 
 fn provider_id(json: &serde_json::Value, pointer: &str) -> Option<String> {

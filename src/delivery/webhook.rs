@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use reqwest::{StatusCode, redirect};
+use reqwest::redirect;
 
 use super::SendError;
 use crate::{
@@ -51,37 +51,13 @@ impl WebhookTransport {
             .body(payload.to_owned())
             .send()
             .await
-            .map_err(|e| {
-                let kind = if e.is_timeout() {
-                    "timed out"
-                } else {
-                    "failed"
-                };
-                // The URL is the host's; the error names the kind only.
-                SendError::Transient(format!("endpoint request {kind}: {}", without_url(&e)))
-            })?;
+            // The URL is the host's; the error names the kind only.
+            .map_err(|e| SendError::unanswered("endpoint", &e))?;
         let status = response.status();
         if status.is_success() {
             return Ok(target.webhook_id.clone());
         }
         let text = response.text().await.unwrap_or_default();
-        let excerpt: String = text.chars().take(200).collect();
-        let error = format!("endpoint answered {status}: {excerpt}");
-        if status.is_server_error()
-            || status == StatusCode::TOO_MANY_REQUESTS
-            || status == StatusCode::REQUEST_TIMEOUT
-        {
-            Err(SendError::Transient(error))
-        } else {
-            Err(SendError::Permanent(error))
-        }
+        Err(SendError::from_answer("endpoint", status, &text))
     }
-}
-
-fn without_url(error: &reqwest::Error) -> String {
-    let mut text = error.to_string();
-    if let Some(url) = error.url() {
-        text = text.replace(url.as_str(), "<endpoint>");
-    }
-    text
 }
