@@ -10,8 +10,9 @@ use crate::{
     clock::SystemClock,
     config::Settings,
     crypto::write_private_file,
-    error::CoreError,
-    service::{account_groups, hosts, outbox, retention, webhooks},
+    domain::{MonthlySmsBudget, WARNING_PERCENT},
+    error::{CoreError, FieldError},
+    service::{account_groups, hosts, outbox, retention, spend, webhooks},
     startup::{Application, build_core},
     telemetry,
 };
@@ -149,6 +150,23 @@ enum HostCommand {
         #[arg(long)]
         android_app_hash: Option<String>,
     },
+    /// Cap the SMS the service queues for the host in a calendar month
+    /// (UTC): at 80 % the host gets a `host.budget_warning` webhook, beyond
+    /// it sends are refused (429 SEND_QUOTA_EXCEEDED) until the month ends.
+    /// --none removes the cap.
+    Budget {
+        name: String,
+        /// SMS per month, 1 to 100000000.
+        #[arg(
+            long,
+            required_unless_present = "none",
+            conflicts_with = "none",
+            allow_negative_numbers = true
+        )]
+        monthly_sms: Option<i64>,
+        #[arg(long)]
+        none: bool,
+    },
     /// Send the host signed webhooks (Standard Webhooks) at URL, with a new
     /// signing secret printed once; or stop them with --disable. See
     /// docs/WEBHOOKS.md.
@@ -242,7 +260,13 @@ async fn execute(cli: Cli) -> anyhow::Result<()> {
                             Some(at) => format!("disabled {at}"),
                             None => "active".into(),
                         };
-                        println!("{}\t{}\t{state}", host.name, host.client_id);
+                        let budget = host
+                            .monthly_sms_budget
+                            .map_or("none".to_owned(), |budget| budget.sms().to_string());
+                        println!(
+                            "{}\t{}\t{state}\tmonthly-sms-budget={budget}",
+                            host.name, host.client_id
+                        );
                     }
                 }
                 HostCommand::Disable { name } => {
@@ -292,6 +316,28 @@ async fn execute(cli: Cli) -> anyhow::Result<()> {
                         println!("host {name}: webhooks disabled");
                     } else {
                         println!("host {name}: webhooks were already disabled");
+                    }
+                }
+                HostCommand::Budget {
+                    name, monthly_sms, ..
+                } => {
+                    let budget = monthly_sms
+                        .map(|sms| {
+                            MonthlySmsBudget::parse(sms).map_err(|invalid| {
+                                CoreError::Validation(vec![FieldError::on("monthly-sms", invalid)])
+                            })
+                        })
+                        .transpose()?;
+                    match spend::set_budget(&core, &name, budget).await? {
+                        None => println!("host {name}: no monthly SMS budget"),
+                        Some(status) => println!(
+                            "host {name}: monthly SMS budget {}; {} queued in {} ({} left); warning at {} %",
+                            status.budget.sms(),
+                            status.sms_queued,
+                            status.month.label(),
+                            status.remaining(),
+                            WARNING_PERCENT
+                        ),
                     }
                 }
                 HostCommand::RevokeTokens { name } => {

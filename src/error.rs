@@ -3,6 +3,7 @@
 //! status, JSON body and headers, `graphql::error` to error extensions.
 //! Codes are listed in `docs/ERRORS.md`; never rename one, clients match on them.
 use entity::states::Channel;
+use sea_orm::{DbErr, RuntimeErr};
 
 /// A value broke a rule: a stable `code` and the rule in words, written to
 /// follow the field's name (`"must be in the past"`). Domain `parse`
@@ -80,6 +81,8 @@ pub enum QuotaScope {
     HostRecipient,
     Host,
     Global,
+    /// The host's monthly SMS budget (`host budget`).
+    MonthlyBudget,
 }
 
 /// Requests a host may make only so often (`[quotas]`).
@@ -138,7 +141,7 @@ pub enum CoreError {
     ResendTooSoon { retry_after_seconds: u64 },
     #[error("the maximum number of sends for this registration is reached; register again")]
     ResendLimitReached { retry_after_seconds: u64 },
-    #[error("the {} {} quota is used up; retry later", quota_scope_name(*.channel, *.scope), .channel.name())]
+    #[error("{}", quota_refusal(*.channel, *.scope))]
     SendQuotaExceeded {
         channel: Channel,
         scope: QuotaScope,
@@ -169,14 +172,14 @@ pub enum CoreError {
 }
 
 /// Infrastructure failures become `Internal`, except a database that cannot
-/// be reached, which is `DatabaseUnavailable`: the request may be retried.
+/// be reached or cannot serve for now (`database_unavailable`), which is
+/// `DatabaseUnavailable`: the request may be retried.
 impl From<anyhow::Error> for CoreError {
     fn from(error: anyhow::Error) -> Self {
         let unreachable = error.chain().any(|cause| {
-            matches!(
-                cause.downcast_ref::<sea_orm::DbErr>(),
-                Some(sea_orm::DbErr::ConnectionAcquire(_) | sea_orm::DbErr::Conn(_))
-            )
+            cause
+                .downcast_ref::<DbErr>()
+                .is_some_and(database_unavailable)
         });
         if unreachable {
             CoreError::DatabaseUnavailable(error)
@@ -184,6 +187,31 @@ impl From<anyhow::Error> for CoreError {
             CoreError::Internal(error)
         }
     }
+}
+
+/// Whether the database could not serve the statement for now, so that
+/// another instance, or this one a moment later, may: no connection; a
+/// server refusing every statement (SQLSTATE class 08: a Galera node cut
+/// off from its cluster's primary component answers 1047, 08S01); or a wait
+/// that ran out (MySQL 1205, lock wait timeout, which is also how a read on
+/// a Galera node fails when it cannot catch up with the cluster under
+/// `wsrep_sync_wait`).
+fn database_unavailable(error: &DbErr) -> bool {
+    use sea_orm::sqlx::mysql::MySqlDatabaseError;
+    const LOCK_WAIT_TIMEOUT: u16 = 1205;
+    if matches!(error, DbErr::ConnectionAcquire(_) | DbErr::Conn(_)) {
+        return true;
+    }
+    let (DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e))) = error
+    else {
+        return false;
+    };
+    e.as_database_error().is_some_and(|database| {
+        database.code().is_some_and(|code| code.starts_with("08"))
+            || database
+                .try_downcast_ref::<MySqlDatabaseError>()
+                .is_some_and(|mysql| mysql.number() == LOCK_WAIT_TIMEOUT)
+    })
 }
 
 /// How a quota scope is named in messages and logs.
@@ -196,6 +224,22 @@ pub fn quota_scope_name(channel: Channel, scope: QuotaScope) -> &'static str {
         (QuotaScope::Recipient | QuotaScope::HostRecipient, Channel::Webhook) => "webhook",
         (QuotaScope::Host, _) => "host",
         (QuotaScope::Global, _) => "global",
+        (QuotaScope::MonthlyBudget, _) => "host-monthly-budget",
+    }
+}
+
+/// What a refused send says: which quota, and when it renews.
+fn quota_refusal(channel: Channel, scope: QuotaScope) -> String {
+    match scope {
+        QuotaScope::MonthlyBudget => {
+            "this host's monthly SMS budget is used up; it renews on the 1st of next month (UTC)"
+                .to_owned()
+        }
+        _ => format!(
+            "the {} {} quota is used up; retry later",
+            quota_scope_name(channel, scope),
+            channel.name()
+        ),
     }
 }
 

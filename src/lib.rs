@@ -12,6 +12,7 @@ pub mod graphql;
 pub mod http;
 pub mod metrics;
 pub mod pages;
+pub mod request_counts;
 pub mod service;
 pub mod startup;
 pub mod state;

@@ -92,7 +92,11 @@ impl Application {
             served
         };
         let work = async {
-            let (served, ()) = tokio::join!(serve, self.dispatcher.run(stopping));
+            let (served, (), ()) = tokio::join!(
+                serve,
+                self.dispatcher.run(stopping.clone()),
+                service::request_limits::sync_until_stopped(self.core.clone(), stopping)
+            );
             served
         };
         let signalled = async {
@@ -158,7 +162,16 @@ pub async fn build_core(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Re
     let overrides =
         Some(settings.delivery.templates_dir.as_path()).filter(|p| !p.as_os_str().is_empty());
     let templates = Arc::new(Templates::load(overrides)?);
-    let core = Core::new(db, Arc::new(settings), clock, keys, metrics, templates);
+    let galera = db::is_galera(&db).await;
+    let core = Core::new(
+        db,
+        Arc::new(settings),
+        clock,
+        keys,
+        metrics,
+        templates,
+        galera,
+    );
     service::keys::check_fingerprints(&core).await?;
     Ok(core)
 }

@@ -89,6 +89,37 @@ fn a_hosts_sms_autofill_is_set_shown_and_checked() {
 }
 
 #[test]
+fn a_hosts_monthly_sms_budget_is_set_listed_checked_and_removed() {
+    let cli = Cli::new();
+    let (ok, out) = cli.run(&["host", "create", "acme-wallet"]);
+    assert!(ok, "{out}");
+    let (ok, out) = cli.run(&["host", "budget", "acme-wallet", "--monthly-sms", "1000"]);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("monthly SMS budget 1000; 0 queued in")
+            && out.contains("(1000 left); warning at 80 %"),
+        "{out}"
+    );
+    let (_, out) = cli.run(&["host", "list"]);
+    assert!(out.contains("monthly-sms-budget=1000"), "{out}");
+    for bad in ["0", "-3", "100000001"] {
+        let (ok, out) = cli.run(&["host", "budget", "acme-wallet", "--monthly-sms", bad]);
+        assert!(
+            !ok && out.contains("monthly-sms must be a whole number of SMS from 1 to 100000000"),
+            "{bad}: {out}"
+        );
+    }
+    let (ok, out) = cli.run(&["host", "budget", "acme-wallet"]);
+    assert!(!ok && out.contains("--monthly-sms"), "{out}");
+    let (ok, out) = cli.run(&["host", "budget", "acme-wallet", "--none"]);
+    assert!(ok && out.contains("no monthly SMS budget"), "{out}");
+    let (_, out) = cli.run(&["host", "list"]);
+    assert!(out.contains("monthly-sms-budget=none"), "{out}");
+    let (ok, out) = cli.run(&["host", "budget", "nobody", "--none"]);
+    assert!(!ok && out.contains("no host named nobody"), "{out}");
+}
+
+#[test]
 fn a_hosts_webhook_endpoint_is_set_with_a_secret_shown_once_and_disabled() {
     let cli = Cli::new();
     let (ok, out) = cli.run(&["host", "create", "acme-wallet"]);

@@ -118,6 +118,7 @@ fn start_with(
         .env("CR_DELIVERY__SMS__TIMEOUT_SECONDS", "1")
         .env("CR_DELIVERY__EMAIL__SMTP__TIMEOUT_SECONDS", "1")
         .env("CR_WEBHOOKS__TIMEOUT_SECONDS", "1")
+        .env("CR_AUTH__TOKEN_CACHE_SECONDS", "1")
         .env("CR_DELIVERY__SMS__TRANSPORT", "webhook")
         .env("CR_DELIVERY__SMS__WEBHOOK__URL", gateway)
         .env(
@@ -149,6 +150,23 @@ impl Instance {
     }
 }
 
+/// The warnings and errors the instances logged, for a failure message
+/// (after a moment: their log writers flush in the background).
+fn trouble(instances: &[Instance]) -> String {
+    std::thread::sleep(Duration::from_millis(500));
+    instances
+        .iter()
+        .flat_map(|instance| {
+            instance
+                .log()
+                .lines()
+                .filter(|line| !line.contains(" INFO ") && !line.contains("DEBUG"))
+                .map(|line| format!("{}: {line}\n", instance.port))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
 async fn eventually<T, F: Future<Output = Option<T>>>(what: &str, check: impl FnMut() -> F) -> T {
     eventually_within(70, what, check).await
 }
@@ -168,6 +186,23 @@ async fn eventually_within<T, F: Future<Output = Option<T>>>(
     panic!("timed out waiting for {what}");
 }
 
+/// The test's own reads, on one connection. On a Galera cluster each read
+/// waits until its node has applied what the other nodes committed, as the
+/// service's reads do; without it a check can read a stale row.
+async fn reader(database: &str) -> sea_orm::DatabaseConnection {
+    let mut options = sea_orm::ConnectOptions::new(database.to_owned());
+    options.max_connections(1).map_sqlx_mysql_pool_opts(|pool| {
+        pool.after_connect(|conn, _| {
+            Box::pin(async move {
+                use sea_orm::sqlx::Executor;
+                conn.execute("SET SESSION wsrep_sync_wait = 1").await?;
+                Ok(())
+            })
+        })
+    });
+    Database::connect(options).await.unwrap()
+}
+
 fn applicant(phone: &str) -> Value {
     json!({
         "phone": phone, "name": "Septian Cahyo", "birthDate": "1990-12-31",
@@ -183,16 +218,37 @@ fn md5_upper(password: &str) -> String {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn three_instances_on_one_database_keep_every_guarantee() {
-    let dir = tempfile::tempdir().unwrap();
-    let database = database_url(dir.path()).await;
+/// Waits until no message is pending in the outbox.
+async fn all_settled(db: &sea_orm::DatabaseConnection, what: &str) {
+    eventually(what, || async {
+        let pending = entity::outbox_message::Entity::find()
+            .all(db)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|m| m.status == entity::states::OutboxStatus::Pending)
+            .count();
+        (pending == 0).then_some(())
+    })
+    .await;
+}
+
+/// A local SMS gateway that accepts every message, and its send URL.
+async fn accepting_gateway() -> (MockServer, String) {
     let gateway = MockServer::start().await;
     Mock::given(method("POST"))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({"id": "accepted"})))
         .mount(&gateway)
         .await;
-    let gateway_url = format!("{}/send", gateway.uri());
+    let url = format!("{}/send", gateway.uri());
+    (gateway, url)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_instances_on_one_database_keep_every_guarantee() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = database_url(dir.path()).await;
+    let (gateway, gateway_url) = accepting_gateway().await;
     let client = reqwest::Client::new();
     let instances = start_three(dir.path(), &database, &gateway_url, &[], &client).await;
 
@@ -269,7 +325,7 @@ async fn three_instances_on_one_database_keep_every_guarantee() {
         })
     });
     let outcomes = futures::future::join_all(attempts).await;
-    let db = Database::connect(&database).await.unwrap();
+    let db = reader(&database).await;
     let registrations = entity::registration::Entity::find().all(&db).await.unwrap();
     for phone in &phones {
         let mine: Vec<&(String, reqwest::StatusCode, String)> =
@@ -316,6 +372,32 @@ async fn three_instances_on_one_database_keep_every_guarantee() {
         .filter(|m| m.status != entity::states::OutboxStatus::Cancelled)
         .collect();
     assert_eq!(ids.len(), messages.len(), "every queued message sent");
+
+    // A monthly SMS budget set from the CLI holds across the instances:
+    // the host queued PHONES SMS this month, so three more may go.
+    budget_from_cli(
+        dir.path(),
+        &database,
+        &["--monthly-sms", &(PHONES + 3).to_string()],
+    );
+    // The instances trust cached tokens (and the host's budget with them)
+    // for `auth.token_cache_seconds`, 1 s here.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let capped = (0..6).map(|i| {
+        let (client, token) = (&client, &token);
+        let url = instances[i % 3].url("/b2b/customer/register");
+        let phone = format!("+62812345673{i:02}");
+        async move { post(client, url, token, applicant(&phone)).await }
+    });
+    let answers = futures::future::join_all(capped).await;
+    let sent = answers.iter().filter(|(status, _)| *status == 200).count();
+    let refused = answers
+        .iter()
+        .filter(|(status, body)| *status == 429 && body.contains("SEND_QUOTA_EXCEEDED"))
+        .count();
+    assert_eq!((sent, refused), (3, 3), "{answers:?}");
+    budget_from_cli(dir.path(), &database, &["--none"]);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
 
     let mut instances = instances.into_iter();
     let (first, second, third) = (
@@ -369,14 +451,17 @@ async fn three_instances_on_one_database_keep_every_guarantee() {
     assert_clean_exit(first).await;
 
     // SIGKILL mid-send: the gateway answers slowly, the killed instance's
-    // claims are retried once their lease ends, and nothing is lost.
-    gateway.reset().await;
+    // claims are retried once their lease ends, and nothing is lost. The
+    // slow answer takes over at once (a higher priority than the first
+    // mock): between a reset and a new mount the gateway would answer 404,
+    // a permanent failure, to a send that happened to fall in between.
     Mock::given(method("POST"))
         .respond_with(
             ResponseTemplate::new(200)
                 .set_body_json(json!({"id": "accepted"}))
                 .set_delay(Duration::from_millis(300)),
         )
+        .with_priority(1)
         .mount(&gateway)
         .await;
     for i in 0..4 {
@@ -395,26 +480,39 @@ async fn three_instances_on_one_database_keep_every_guarantee() {
     // a newer code or registration replaced what it carried. The killed
     // instance's claims wait out their lease (32 s here), and a send that
     // timed out on a loaded machine its backoff: allow for both.
-    eventually_within(150, "every message sent after the kill", || {
-        let db = &db;
-        async move {
-            let pending = entity::outbox_message::Entity::find()
-                .all(db)
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(150);
+    loop {
+        let unsettled: Vec<_> = entity::outbox_message::Entity::find()
+            .all(&db)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|m| {
+                !matches!(
+                    m.status,
+                    entity::states::OutboxStatus::Sent | entity::states::OutboxStatus::Cancelled
+                )
+            })
+            .collect();
+        if unsettled.is_empty() {
+            break;
+        }
+        if tokio::time::Instant::now() > deadline {
+            let attempts = entity::delivery_attempt::Entity::find()
+                .all(&db)
                 .await
                 .unwrap()
                 .into_iter()
-                .filter(|m| {
-                    !matches!(
-                        m.status,
-                        entity::states::OutboxStatus::Sent
-                            | entity::states::OutboxStatus::Cancelled
-                    )
-                })
-                .count();
-            (pending == 0).then_some(())
+                .filter(|a| unsettled.iter().any(|m| m.id == a.message_id))
+                .collect::<Vec<_>>();
+            panic!(
+                "messages still unsettled 150 s after the kill (now {}):\n{unsettled:#?}\ntheir attempts:\n{attempts:#?}\nthe remaining instance's warnings:\n{}",
+                chrono::Utc::now(),
+                trouble(std::slice::from_ref(&third))
+            );
         }
-    })
-    .await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let mut sends: HashMap<String, usize> = HashMap::new();
     for request in gateway.received_requests().await.unwrap() {
         let body: Value = serde_json::from_slice(&request.body).unwrap();
@@ -429,6 +527,26 @@ async fn three_instances_on_one_database_keep_every_guarantee() {
 
     signal(&third.child, "-TERM");
     assert_clean_exit(third).await;
+}
+
+/// `customer-registration host budget acme ARGS`, as an operator runs it.
+fn budget_from_cli(dir: &Path, database: &str, args: &[&str]) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_customer-registration"))
+        .args(["host", "budget", "acme"])
+        .args(args)
+        .env("CR_DATA_DIR", dir.join("cli"))
+        .env("DATABASE_URL", url_for_instance(database, 0))
+        .env("CR_SECRETS__TOKEN_KEY", "shared-token-key")
+        .env("CR_SECRETS__PASSWORD_PEPPER", "shared-pepper")
+        .env("RUST_LOG", "error")
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "host budget {args:?}: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
 
 fn signal(child: &Child, which: &str) {
@@ -495,6 +613,22 @@ async fn host_token(instances: &[Instance], client: &reqwest::Client) -> String 
     token["access_token"].as_str().unwrap().to_owned()
 }
 
+/// `GET /b2b/customer/auth/verifyUsername` for `username` at `instance`.
+async fn verify_username(
+    client: &reqwest::Client,
+    instance: &Instance,
+    token: &str,
+    username: &str,
+) -> reqwest::Response {
+    client
+        .get(instance.url("/b2b/customer/auth/verifyUsername"))
+        .query(&[("username", username)])
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+}
+
 async fn ready(client: &reqwest::Client, instance: &Instance) -> reqwest::StatusCode {
     match client.get(instance.url("/readyz")).send().await {
         Ok(response) => response.status(),
@@ -535,12 +669,7 @@ async fn across_galera_nodes_races_stay_exact_and_a_lost_node_fails_cleanly() {
     );
     let dir = tempfile::tempdir().unwrap();
     let database = database_url(dir.path()).await;
-    let gateway = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"id": "accepted"})))
-        .mount(&gateway)
-        .await;
-    let gateway_url = format!("{}/send", gateway.uri());
+    let (gateway, gateway_url) = accepting_gateway().await;
     const SMS_LIMIT: usize = 30;
     let limit = SMS_LIMIT.to_string();
     let settings = [
@@ -559,17 +688,10 @@ async fn across_galera_nodes_races_stay_exact_and_a_lost_node_fails_cleanly() {
             applicant(&phone),
         )
     };
-    // The test reads through node 1 on one connection, which waits for
-    // what the other nodes committed.
-    let mut options = sea_orm::ConnectOptions::new(database.clone());
-    options.max_connections(1);
-    let db = Database::connect(options).await.unwrap();
+    let db = reader(&database).await;
     let registration = |phone: &'static str| {
         let db = &db;
         async move {
-            db.execute_unprepared("SET SESSION wsrep_sync_wait = 1")
-                .await
-                .unwrap();
             entity::registration::Entity::find()
                 .all(db)
                 .await
@@ -614,12 +736,17 @@ async fn across_galera_nodes_races_stay_exact_and_a_lost_node_fails_cleanly() {
     // One phone registered at the three nodes at once: one pending registration.
     const RACED: &str = "+6281234560002";
     let raced = futures::future::join_all((0..3).map(|n| register(n, RACED.into()))).await;
-    assert!(raced.iter().any(|(s, _)| *s == 200), "{raced:?}");
+    assert!(
+        raced.iter().any(|(s, _)| *s == 200),
+        "{raced:?}\n{}",
+        trouble(&instances)
+    );
     assert!(
         raced
             .iter()
             .all(|(s, c)| *s == 200 || c == "REGISTER_TOO_SOON"),
-        "{raced:?}"
+        "{raced:?}\n{}",
+        trouble(&instances)
     );
     let pending = registration(RACED).await;
     assert_eq!(pending.len(), 1, "one registration stands: {pending:?}");
@@ -651,9 +778,6 @@ async fn across_galera_nodes_races_stay_exact_and_a_lost_node_fails_cleanly() {
     assert_eq!(registration(RESENT).await[0].sms_sends, 2);
 
     // The global SMS quota near its limit: exactly what is left is granted.
-    db.execute_unprepared("SET SESSION wsrep_sync_wait = 1")
-        .await
-        .unwrap();
     let used: usize = entity::send_quota::Entity::find()
         .all(&db)
         .await
@@ -665,17 +789,111 @@ async fn across_galera_nodes_races_stay_exact_and_a_lost_node_fails_cleanly() {
     let left = SMS_LIMIT - used;
     let registers = (0..left + 4).map(|i| register(i, format!("+62812345611{i:02}")));
     let granted = futures::future::join_all(registers).await;
+    // Every SMS queued was counted once, and the counter stopped at the
+    // limit: a lost update on the hot row would show here first.
+    let counted: i32 = entity::send_quota::Entity::find()
+        .all(&db)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|q| q.scope == "sms:global")
+        .map(|q| q.used)
+        .sum();
+    let queued = entity::outbox_message::Entity::find()
+        .all(&db)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|m| m.channel == entity::states::Channel::Sms)
+        .count();
+    assert_eq!(
+        (usize::try_from(counted).unwrap(), queued),
+        (SMS_LIMIT, SMS_LIMIT),
+        "the global SMS counter against the SMS queued: {granted:?}\n{}",
+        trouble(&instances)
+    );
     assert_eq!(
         granted.iter().filter(|(s, _)| *s == 200).count(),
         left,
-        "{granted:?}"
+        "{granted:?}\n{}",
+        trouble(&instances)
     );
     assert!(
         granted
             .iter()
             .all(|(s, c)| *s == 200 || c == "SEND_QUOTA_EXCEEDED"),
-        "{granted:?}"
+        "{granted:?}\n{}",
+        trouble(&instances)
     );
+
+    // What the races queued is sent first: a node stopped under a send in
+    // flight leaves that send unrecorded, and it goes out again once its
+    // lease ends (delivery is at least once; docs/CLUSTERS.md). The check
+    // below that nothing went out twice is about the races.
+    all_settled(&db, "every message of the races settled").await;
+
+    // Node 3 is cut off from the other two (as by a network partition): it
+    // still answers pings and refuses every statement. Its instance is not
+    // ready, and refuses with 503, not 500; the others go on.
+    let nodes = std::env::var("TEST_DATABASE_NODES").unwrap();
+    let node3 = nodes.split(',').nth(2).unwrap().trim().to_owned();
+    let isolated = Database::connect(&node3).await.unwrap();
+    let isolate = |on: bool| {
+        let isolated = &isolated;
+        async move {
+            isolated
+                .execute_unprepared(&format!(
+                    "SET GLOBAL wsrep_provider_options = 'gmcast.isolate={}'",
+                    u8::from(on)
+                ))
+                .await
+                .unwrap();
+        }
+    };
+    isolate(true).await;
+    // Observed first, asserted after the node is reconnected: a failed
+    // assertion must not leave the cluster split for the next test. The
+    // node notices it is alone after its suspect timeout (about 10 s); until
+    // then it may refuse statements while still reporting itself ready.
+    let mut readiness = Value::Null;
+    for _ in 0..60 * 20 {
+        if let Ok(response) = client.get(instances[2].url("/readyz")).send().await {
+            readiness = response.json::<Value>().await.unwrap_or_default();
+            if readiness["cluster"] == json!(false) {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let refused = verify_username(&client, &instances[2], &token, GUESSED).await;
+    let others = [
+        ready(&client, &instances[0]).await,
+        ready(&client, &instances[1]).await,
+    ];
+    // Reconnected, the node rejoins, and its instance is ready again.
+    isolate(false).await;
+    isolated.close().await.ok();
+    assert_eq!(
+        (
+            &readiness["ready"],
+            &readiness["database"],
+            &readiness["cluster"]
+        ),
+        (&json!(false), &json!(true), &json!(false)),
+        "the cut-off node's instance: {readiness}"
+    );
+    assert_eq!(
+        refused.status(),
+        reqwest::StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        trouble(&instances)
+    );
+    assert!(refused.headers().contains_key("retry-after"));
+    assert_eq!(others, [reqwest::StatusCode::OK; 2]);
+    eventually("the instance on the reconnected node ready", || async {
+        (ready(&client, &instances[2]).await == reqwest::StatusCode::OK).then_some(())
+    })
+    .await;
 
     // Node 3 goes away: its instance says so and refuses cleanly; the
     // others go on. (The quota is used up: these registers carry no SMS
@@ -702,26 +920,12 @@ async fn across_galera_nodes_races_stay_exact_and_a_lost_node_fails_cleanly() {
         (405, "METHOD_NOT_ALLOWED"),
         "routing still answers"
     );
-    let refused = client
-        .get(instances[2].url(&format!(
-            "/b2b/customer/auth/verifyUsername?username={GUESSED}"
-        )))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
+    let refused = verify_username(&client, &instances[2], &token, GUESSED).await;
     assert_eq!(refused.status(), reqwest::StatusCode::SERVICE_UNAVAILABLE);
     assert!(refused.headers().contains_key("retry-after"));
     for instance in &instances[..2] {
         assert_eq!(ready(&client, instance).await, reqwest::StatusCode::OK);
-        let answered = client
-            .get(instance.url(&format!(
-                "/b2b/customer/auth/verifyUsername?username={GUESSED}"
-            )))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap();
+        let answered = verify_username(&client, instance, &token, GUESSED).await;
         assert_eq!(answered.status(), reqwest::StatusCode::OK);
     }
 
@@ -741,20 +945,7 @@ async fn across_galera_nodes_races_stay_exact_and_a_lost_node_fails_cleanly() {
 
     // Every message settles, none went out twice, every acknowledged
     // registration is there.
-    eventually("every message settled", || {
-        let db = &db;
-        async move {
-            let pending = entity::outbox_message::Entity::find()
-                .all(db)
-                .await
-                .unwrap()
-                .into_iter()
-                .filter(|m| m.status == entity::states::OutboxStatus::Pending)
-                .count();
-            (pending == 0).then_some(())
-        }
-    })
-    .await;
+    all_settled(&db, "every message settled").await;
     let mut ids: Vec<String> = gateway
         .received_requests()
         .await
@@ -780,5 +971,92 @@ async fn across_galera_nodes_races_stay_exact_and_a_lost_node_fails_cleanly() {
                 "{phone} acknowledged and kept"
             );
         }
+    }
+}
+
+/// Every register answered 200 is stored, and every one refused is not,
+/// when rounds of racing registers hit the global SMS quota across the
+/// three nodes of a Galera cluster. A node that rolls back a local
+/// transaction for another node's write set does not always tell the next
+/// statement; a `COMMIT` after that answers OK with nothing stored
+/// (`db::commit` checks first). Without that check this test failed
+/// about one run in ten (a 500, or a 200 with nothing stored).
+#[tokio::test]
+#[ignore = "needs a 3-node Galera cluster: eval \"$(.ci/galera start)\" and set TEST_DATABASE_URL and TEST_DATABASE_NODES as .ci/run does"]
+async fn across_galera_nodes_every_answered_register_is_stored() {
+    assert!(
+        std::env::var("TEST_DATABASE_NODES").is_ok(),
+        "TEST_DATABASE_NODES"
+    );
+    const LIMIT: i32 = 1_000;
+    const RACING: usize = 40;
+    const LEFT: usize = 26;
+    let dir = tempfile::tempdir().unwrap();
+    let database = database_url(dir.path()).await;
+    let (_gateway, gateway_url) = accepting_gateway().await;
+    let limit = LIMIT.to_string();
+    let settings = [
+        ("CR_QUOTAS__SMS_GLOBAL__LIMIT", limit.as_str()),
+        ("CR_QUOTAS__SMS_GLOBAL__WINDOW_MINUTES", "1440"),
+        ("CR_QUOTAS__REGISTER_PER_HOST__LIMIT", "100000"),
+    ];
+    let client = reqwest::Client::new();
+    let instances = start_three(dir.path(), &database, &gateway_url, &settings, &client).await;
+    let token = host_token(&instances, &client).await;
+    let db = reader(&database).await;
+    let mut registered = 0;
+    for round in 0..8 {
+        // From the second round on, LEFT SMS are left under the limit.
+        if round > 0 {
+            db.execute_unprepared(&format!(
+                "UPDATE send_quota SET used = {} WHERE scope = 'sms:global'",
+                LIMIT - i32::try_from(LEFT).unwrap()
+            ))
+            .await
+            .unwrap();
+        }
+        let phones: Vec<String> = (0..RACING)
+            .map(|i| format!("+6281234{:06}", registered + i))
+            .collect();
+        registered += RACING;
+        let answers = futures::future::join_all(phones.iter().enumerate().map(|(i, phone)| {
+            post(
+                &client,
+                instances[i % 3].url("/b2b/customer/register"),
+                &token,
+                applicant(phone),
+            )
+        }))
+        .await;
+        let stored = entity::registration::Entity::find().all(&db).await.unwrap();
+        let queued = entity::outbox_message::Entity::find()
+            .all(&db)
+            .await
+            .unwrap();
+        for (phone, (status, code)) in phones.iter().zip(&answers) {
+            let mine: Vec<_> = stored.iter().filter(|r| &r.phone == phone).collect();
+            let sms = queued
+                .iter()
+                .filter(|m| mine.iter().any(|r| r.id == m.registration_id))
+                .count();
+            let expected = usize::from(*status == 200);
+            assert_eq!(
+                (mine.len(), sms),
+                (expected, expected),
+                "round {round}, {phone} answered {status} {code}\n{}",
+                trouble(&instances)
+            );
+            assert!(
+                *status == 200 || code == "SEND_QUOTA_EXCEEDED",
+                "round {round}, {phone} answered {status} {code}\n{}",
+                trouble(&instances)
+            );
+        }
+        let granted = answers.iter().filter(|(s, _)| *s == 200).count();
+        assert_eq!(
+            granted,
+            if round == 0 { RACING } else { LEFT },
+            "round {round}: {answers:?}"
+        );
     }
 }

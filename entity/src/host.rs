@@ -16,6 +16,8 @@ pub struct Model {
     pub webotp_domain: Option<String>,
     /// Android's SMS Retriever app hash, if the host wants it.
     pub android_app_hash: Option<String>,
+    /// SMS the host may have queued per calendar month (UTC); none: no cap.
+    pub monthly_sms_budget: Option<i32>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

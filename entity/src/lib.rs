@@ -6,6 +6,7 @@ pub mod completion_link;
 pub mod customer;
 pub mod delivery_attempt;
 pub mod host;
+pub mod host_sms_month;
 pub mod idempotency_record;
 pub mod job_lease;
 pub mod outbox_message;

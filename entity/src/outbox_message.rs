@@ -35,6 +35,10 @@ pub struct Model {
     pub provider: Option<String>,
     /// Transient failures on `provider` since the message moved to it.
     pub provider_failures: i32,
+    /// The SMS recipient's country (ISO 3166-1 alpha-2), for a host's send
+    /// statistics; none for email and webhooks and for SMS queued before it
+    /// was recorded.
+    pub country: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

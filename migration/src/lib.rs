@@ -15,6 +15,8 @@ mod m20261201_000001_phone_guard_per_host;
 mod m20261201_000002_host_sms_autofill;
 mod m20261201_000003_host_webhooks;
 mod m20261201_000004_sms_providers_and_receipts;
+mod m20261201_000005_host_sms_budget;
+mod m20261201_000006_registration_host_phone_index;
 
 pub struct Migrator;
 
@@ -33,6 +35,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000002_host_sms_autofill::Migration),
             Box::new(m20261201_000003_host_webhooks::Migration),
             Box::new(m20261201_000004_sms_providers_and_receipts::Migration),
+            Box::new(m20261201_000005_host_sms_budget::Migration),
+            Box::new(m20261201_000006_registration_host_phone_index::Migration),
         ]
     }
 }

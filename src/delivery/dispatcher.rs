@@ -6,6 +6,7 @@ use std::{
 };
 
 use entity::states::{AttemptOutcome, Channel};
+use futures::{FutureExt, StreamExt, stream::FuturesUnordered};
 use tokio::sync::watch;
 use uuid::Uuid;
 
@@ -14,11 +15,17 @@ use crate::{
     domain::PhoneNumber,
     error::CoreResult,
     service::{
-        outbox::{self, Carrier, ClaimedMessage, Recorded, SendResult},
+        outbox::{self, Carrier, ClaimedMessage, Recorded, SendOutcome, SendResult},
         retention, webhooks,
     },
     state::Core,
 };
+
+/// Sends in flight at once. Each runs to its transport's timeout at most,
+/// and all of a group are claimed together, so their leases cover one send
+/// each; a bound keeps the threads and memory of the file transports (one
+/// blocking thread per write) and the connections to a gateway in check.
+const SENDS_AT_ONCE: usize = 16;
 
 /// How often this instance asks whether the retention job is due; the job
 /// itself runs once per `retention.interval_minutes` across all instances.
@@ -34,6 +41,15 @@ pub struct Dispatcher {
     stopping: watch::Receiver<bool>,
     /// Names this instance as the holder of the retention lease.
     instance: Uuid,
+}
+
+/// A send that finished, with what recording and counting it need.
+struct Finished {
+    message: ClaimedMessage,
+    carrier: Option<Carrier>,
+    result: SendResult,
+    /// The SMS recipient's country, for the metrics.
+    country: Option<String>,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -105,18 +121,31 @@ impl Dispatcher {
         }
     }
 
-    /// One pass over the due messages.
+    /// One pass over the due messages, [`SENDS_AT_ONCE`] at a time: claims
+    /// them together, sends them all at once (each lease covers one send,
+    /// not the batch) and records the results in groups: whatever has
+    /// finished when a result is ready goes into one transaction. On SQLite
+    /// each commit is a turn at the one writer that registers queue for, so
+    /// a group costs two turns, not two per message.
     pub async fn dispatch_due(&self) -> CoreResult<DispatchReport> {
         let now = self.core.clock.now();
         let due = outbox::due(&self.core, now, self.core.settings.delivery.batch_size).await?;
         let mut report = DispatchReport::default();
-        for id in due {
+        for group in due.chunks(SENDS_AT_ONCE) {
             if *self.stopping.borrow() {
                 break;
             }
-            // Each claim's lease starts when it is taken, not with the batch.
-            if let Some(message) = outbox::claim(&self.core, id).await? {
-                self.deliver(message, &mut report).await?;
+            let claimed = outbox::claim_batch(&self.core, group).await?;
+            let mut sending: FuturesUnordered<_> = claimed
+                .into_iter()
+                .map(|message| self.send(message))
+                .collect();
+            while let Some(first) = sending.next().await {
+                let mut finished = vec![first?];
+                while let Some(Some(more)) = sending.next().now_or_never() {
+                    finished.push(more?);
+                }
+                self.record(&finished, &mut report).await?;
             }
         }
         Ok(report)
@@ -143,11 +172,8 @@ impl Dispatcher {
         Ok(transport.send(&target, &message.body, timestamp).await)
     }
 
-    async fn deliver(
-        &self,
-        message: ClaimedMessage,
-        report: &mut DispatchReport,
-    ) -> CoreResult<()> {
+    /// Sends one claimed message through its channel's transport.
+    async fn send(&self, message: ClaimedMessage) -> CoreResult<Finished> {
         let outgoing = OutgoingMessage {
             id: message.id,
             recipient: &message.recipient,
@@ -173,16 +199,47 @@ impl Dispatcher {
                 error: error.to_string(),
             },
         };
-        let (class, failure) = match &result {
+        Ok(Finished {
+            message,
+            carrier,
+            result,
+            country,
+        })
+    }
+
+    /// Records finished sends in one transaction, then counts and logs each.
+    async fn record(&self, finished: &[Finished], report: &mut DispatchReport) -> CoreResult<()> {
+        let outcomes: Vec<SendOutcome<'_>> = finished
+            .iter()
+            .map(|f| SendOutcome {
+                message: &f.message,
+                carrier: f.carrier.as_ref(),
+                result: &f.result,
+            })
+            .collect();
+        let now = self.core.clock.now();
+        let recorded = outbox::record_results(&self.core, &outcomes, now).await?;
+        for (finished, recorded) in finished.iter().zip(recorded) {
+            self.count(finished, recorded, report);
+        }
+        Ok(())
+    }
+
+    fn count(&self, finished: &Finished, recorded: Recorded, report: &mut DispatchReport) {
+        let Finished {
+            message,
+            carrier,
+            result,
+            country,
+        } = finished;
+        let channel = message.channel;
+        let (class, failure) = match result {
             SendResult::Failed { class, error } => (Some(class.name()), Some(error.as_str())),
             SendResult::Sent { .. } => (None, None),
         };
-        let now = self.core.clock.now();
         let attempts = message.attempts + 1;
         let metrics = &self.core.metrics;
         let provider = carrier.as_ref().map(|c| c.provider.as_str());
-        let recorded =
-            outbox::record_result(&self.core, &message, carrier.as_ref(), &result, now).await?;
         if let Some(provider) = provider {
             let outcome = match recorded {
                 Recorded::Sent => Some(AttemptOutcome::Sent),
@@ -221,7 +278,6 @@ impl Dispatcher {
                 tracing::error!(message = %message.id, channel = channel.name(), provider, attempts, class, error = failure, "message dead-lettered");
             }
         }
-        Ok(())
     }
 
     /// Sends an SMS through the provider its route and the breakers pick,

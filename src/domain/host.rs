@@ -2,7 +2,7 @@
 use entity::host;
 use uuid::Uuid;
 
-use super::SmsAutofill;
+use super::{MonthlySmsBudget, SmsAutofill};
 
 /// The caller of every operation, established from its bearer token.
 #[derive(Debug, Clone)]
@@ -11,6 +11,8 @@ pub struct AuthenticatedHost {
     pub name: String,
     /// What its customers' SMS carry for autofill.
     pub autofill: SmsAutofill,
+    /// The most SMS it may have queued in a calendar month; none: no cap.
+    pub monthly_sms_budget: Option<MonthlySmsBudget>,
 }
 
 impl AuthenticatedHost {
@@ -19,6 +21,7 @@ impl AuthenticatedHost {
             id: host.id,
             name: host.name,
             autofill: SmsAutofill::from_stored(host.webotp_domain, host.android_app_hash),
+            monthly_sms_budget: MonthlySmsBudget::from_stored(host.monthly_sms_budget),
         }
     }
 }

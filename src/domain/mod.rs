@@ -3,6 +3,7 @@
 //! core never re-validates. Parsing reports an [`Invalid`] without a field
 //! name: the caller knows which field it read and names it.
 mod autofill;
+mod budget;
 mod host;
 mod password;
 mod person;
@@ -12,6 +13,7 @@ mod secrets;
 mod webhook;
 
 pub use autofill::SmsAutofill;
+pub use budget::{BudgetMonth, MAX_MONTHLY_SMS, MonthlySmsBudget, WARNING_PERCENT};
 pub use host::AuthenticatedHost;
 pub use password::{MIN_PASSWORD_CHARS, NewPassword, PasswordRejected};
 pub use person::{

@@ -10,6 +10,7 @@ mod outputs;
 mod policy;
 mod query;
 mod registration;
+mod spend;
 mod webhooks;
 
 use async_graphql::{EmptySubscription, Schema, dataloader::DataLoader};

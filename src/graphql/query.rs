@@ -4,6 +4,7 @@ use uuid::Uuid;
 use super::{
     outputs::{EmailAvailability, UsernameAvailability},
     registration::{Registration, RegistrationPage},
+    spend::SendStatistics,
     webhooks::WebhookDeliveryPage,
 };
 use crate::{
@@ -11,7 +12,7 @@ use crate::{
     service::{
         hosts::AuthenticatedHost,
         registration::{self, queries},
-        webhooks,
+        spend, webhooks,
     },
     state::Core,
 };
@@ -96,6 +97,22 @@ impl QueryRoot {
             items: items.into_iter().map(Into::into).collect(),
             next_cursor,
         })
+    }
+
+    /// The calling host's SMS and emails by day, channel, country and
+    /// outcome, with its monthly SMS budget. Days are UTC; `from` and `to`
+    /// (`YYYY-MM-DD`, both included, at most 92 days apart) default to this
+    /// month so far.
+    async fn send_statistics(
+        &self,
+        ctx: &Context<'_>,
+        from: Option<String>,
+        to: Option<String>,
+    ) -> Result<SendStatistics> {
+        let statistics =
+            spend::send_statistics(ctx.data()?, caller(ctx)?, from.as_deref(), to.as_deref())
+                .await?;
+        Ok(statistics.into())
     }
 }
 

@@ -15,7 +15,8 @@ pub struct WebhookDelivery {
     /// of the same event: deduplicate on it.
     pub webhook_id: String,
     /// `registration.started`, `registration.completed`,
-    /// `registration.locked`, `message.delivered` or `message.failed`.
+    /// `registration.locked`, `message.delivered`, `message.failed` or
+    /// `host.budget_warning`.
     pub event_type: String,
     /// `SENT` once the endpoint answered 2xx.
     pub status: DeliveryStatus,

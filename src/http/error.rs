@@ -357,6 +357,11 @@ pub(crate) mod tests {
                 scope: QuotaScope::HostRecipient,
                 retry_after_seconds: 900,
             },
+            CoreError::SendQuotaExceeded {
+                channel: Channel::Sms,
+                scope: QuotaScope::MonthlyBudget,
+                retry_after_seconds: 86_400,
+            },
             CoreError::NoEmailOnRegistration,
             CoreError::RateLimited {
                 operation: LimitedOperation::Verify,

@@ -12,22 +12,28 @@ use crate::{db, error::CoreResult, metrics::Snapshot, state::Core};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Readiness {
     pub database: bool,
+    /// On a Galera node: the node is in the cluster's primary component
+    /// (`wsrep_ready`). Always true elsewhere.
+    pub cluster: bool,
     pub migrations: bool,
     pub dispatcher: bool,
 }
 
 impl Readiness {
     pub fn is_ready(self) -> bool {
-        self.database && self.migrations && self.dispatcher
+        self.database && self.cluster && self.migrations && self.dispatcher
     }
 }
 
-/// Cheap checks: one ping, one read of the migrations table, one atomic.
+/// Cheap checks: one ping, on Galera one status read, one read of the
+/// migrations table, one atomic.
 pub async fn readiness(core: &Core) -> Readiness {
     let database = core.db.ping().await.is_ok();
-    let migrations = database && db::migrations_applied(&core.db).await.unwrap_or(false);
+    let cluster = !core.galera || (database && db::cluster_ready(&core.db).await);
+    let migrations = database && cluster && db::migrations_applied(&core.db).await.unwrap_or(false);
     Readiness {
         database,
+        cluster,
         migrations,
         dispatcher: dispatcher_alive(core),
     }

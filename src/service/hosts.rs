@@ -5,7 +5,7 @@ use chrono::{DateTime, Duration, Utc};
 use entity::{access_token, host};
 use sea_orm::{
     ActiveValue::Set,
-    ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, TransactionTrait,
+    ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
     sea_query::{Expr, ExprTrait},
 };
 use serde::Serialize;
@@ -14,9 +14,9 @@ use uuid::Uuid;
 
 use crate::{
     crypto::{random_token, sha256_hex},
-    domain::SmsAutofill,
+    domain::{MonthlySmsBudget, SmsAutofill},
     error::{AuthFailure, CoreError, CoreResult, FieldError},
-    service::outbox,
+    service::{outbox, write},
     state::Core,
 };
 
@@ -35,6 +35,7 @@ pub struct HostSummary {
     pub client_id: String,
     pub created_at: DateTime<Utc>,
     pub disabled_at: Option<DateTime<Utc>>,
+    pub monthly_sms_budget: Option<MonthlySmsBudget>,
 }
 
 #[derive(Debug)]
@@ -69,6 +70,7 @@ pub async fn create_host(core: &Core, name: &str) -> CoreResult<HostCredentials>
         disabled_at: Set(None),
         webotp_domain: Set(None),
         android_app_hash: Set(None),
+        monthly_sms_budget: Set(None),
     };
     match host::Entity::insert(row).exec(&core.db).await {
         Ok(_) => Ok(HostCredentials {
@@ -100,6 +102,7 @@ pub async fn list_hosts(core: &Core) -> CoreResult<Vec<HostSummary>> {
             client_id: h.client_id,
             created_at: h.created_at,
             disabled_at: h.disabled_at,
+            monthly_sms_budget: MonthlySmsBudget::from_stored(h.monthly_sms_budget),
         })
         .collect())
 }
@@ -109,29 +112,25 @@ pub async fn list_hosts(core: &Core) -> CoreResult<Vec<HostSummary>> {
 /// its queued messages are cancelled. Returns how many were cancelled.
 pub async fn disable_host(core: &Core, name: &str) -> CoreResult<u64> {
     let now = core.clock.now();
-    let txn = core
-        .db
-        .begin()
-        .await
-        .context("Failed to begin transaction")?;
+    let txn = write::begin(core).await?;
     let result = host::Entity::update_many()
         .col_expr(host::Column::DisabledAt, Expr::value(now))
         .filter(host::Column::Name.eq(name))
         .filter(host::Column::DisabledAt.is_null())
-        .exec(&txn)
+        .exec(&*txn)
         .await
         .context("Failed to disable host")?;
     // Also when it was disabled before: messages queued since are withdrawn.
     let found = host::Entity::find()
         .filter(host::Column::Name.eq(name))
-        .one(&txn)
+        .one(&*txn)
         .await
         .context("Failed to look up host")?;
     let cancelled = match &found {
-        Some(host) => outbox::cancel_for_host(&txn, host.id, now).await?,
+        Some(host) => outbox::cancel_for_host(&*txn, host.id, now).await?,
         None => 0,
     };
-    txn.commit().await.context("Failed to commit")?;
+    write::commit(txn).await?;
     if let Some(host) = &found {
         core.tokens.forget_host(host.id);
     }

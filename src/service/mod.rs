@@ -10,8 +10,11 @@ pub mod keys;
 pub mod outbox;
 pub mod quotas;
 pub mod registration;
+pub mod request_limits;
 pub mod retention;
+pub mod spend;
 pub mod webhooks;
+pub mod write;
 
 use sea_orm::{DbErr, SqlErr};
 
@@ -37,6 +40,7 @@ pub(crate) fn is_lost_race(error: &CoreError) -> bool {
         cause
             .downcast_ref::<DbErr>()
             .is_some_and(crate::db::lost_race)
+            || cause.is::<crate::db::TransactionEndedByCluster>()
     })
 }
 

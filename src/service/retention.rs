@@ -12,13 +12,13 @@ use entity::{
 };
 use sea_orm::{
     ActiveValue::Set,
-    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect, TransactionTrait,
+    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect,
     sea_query::{Expr, ExprTrait, OnConflict, Query},
 };
 use uuid::Uuid;
 
 use super::{idempotency, outbox, quotas};
-use crate::{error::CoreResult, state::Core};
+use crate::{error::CoreResult, service::write, state::Core};
 
 const JOB: &str = "retention";
 
@@ -173,39 +173,39 @@ async fn purge_unconfirmed(core: &Core, cutoff: DateTime<Utc>) -> CoreResult<u64
     if ids.is_empty() {
         return Ok(0);
     }
-    let txn = core.db.begin().await.context("Failed to begin purge")?;
+    let txn = write::begin(core).await?;
     let messages: Vec<Uuid> = outbox_message::Entity::find()
         .select_only()
         .column(outbox_message::Column::Id)
         .filter(outbox_message::Column::RegistrationId.is_in(ids.clone()))
         .into_tuple()
-        .all(&txn)
+        .all(&*txn)
         .await
         .context("Failed to find their messages")?;
     delete_where(
-        &txn,
+        &*txn,
         delivery_attempt::Entity,
         delivery_attempt::Column::MessageId,
         &messages,
     )
     .await?;
-    super::webhooks::forget_deliveries(&txn, &messages).await?;
+    super::webhooks::forget_deliveries(&*txn, &messages).await?;
     delete_where(
-        &txn,
+        &*txn,
         outbox_message::Entity,
         outbox_message::Column::RegistrationId,
         &ids,
     )
     .await?;
     delete_where(
-        &txn,
+        &*txn,
         sms_token::Entity,
         sms_token::Column::RegistrationId,
         &ids,
     )
     .await?;
     delete_where(
-        &txn,
+        &*txn,
         completion_link::Entity,
         completion_link::Column::RegistrationId,
         &ids,
@@ -214,10 +214,10 @@ async fn purge_unconfirmed(core: &Core, cutoff: DateTime<Utc>) -> CoreResult<u64
     let deleted = registration::Entity::delete_many()
         .filter(registration::Column::Id.is_in(ids))
         .filter(registration::Column::Status.ne(RegistrationStatus::Completed))
-        .exec(&txn)
+        .exec(&*txn)
         .await
         .context("Failed to delete unconfirmed registrations")?;
-    txn.commit().await.context("Failed to commit purge")?;
+    write::commit(txn).await?;
     Ok(deleted.rows_affected)
 }
 

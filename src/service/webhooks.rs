@@ -13,7 +13,7 @@ use entity::{
 };
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, TransactionTrait, sea_query::OnConflict,
+    QueryOrder, QuerySelect, sea_query::OnConflict,
 };
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
@@ -21,9 +21,9 @@ use uuid::Uuid;
 
 use crate::{
     crypto::{Keys, generate_webhook_secret},
-    domain::WebhookUrl,
+    domain::{BudgetMonth, MonthlySmsBudget, WARNING_PERCENT, WebhookUrl},
     error::{CoreError, CoreResult, FieldError},
-    service::{hosts::AuthenticatedHost, outbox},
+    service::{hosts::AuthenticatedHost, outbox, write},
     state::Core,
 };
 
@@ -41,17 +41,11 @@ pub enum EventType {
     MessageDelivered,
     /// A message to the customer was given up on (dead-lettered).
     MessageFailed,
+    /// The host's SMS this month reached 80 % of its monthly budget.
+    HostBudgetWarning,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 5] = [
-        EventType::RegistrationStarted,
-        EventType::RegistrationCompleted,
-        EventType::RegistrationLocked,
-        EventType::MessageDelivered,
-        EventType::MessageFailed,
-    ];
-
     pub fn name(self) -> &'static str {
         match self {
             EventType::RegistrationStarted => "registration.started",
@@ -59,6 +53,7 @@ impl EventType {
             EventType::RegistrationLocked => "registration.locked",
             EventType::MessageDelivered => "message.delivered",
             EventType::MessageFailed => "message.failed",
+            EventType::HostBudgetWarning => "host.budget_warning",
         }
     }
 }
@@ -145,6 +140,29 @@ impl WebhookEvent {
             .with("status", json!("failed"))
             .with("errorClass", json!(class.name()))
             .with("error", json!(error))
+    }
+
+    /// Carried by the outbox with the registration whose SMS crossed the
+    /// warning share; the payload is about the host's month only.
+    pub fn budget_warning(
+        registration_id: Uuid,
+        month: BudgetMonth,
+        budget: MonthlySmsBudget,
+        sms_queued: u32,
+        at: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            kind: EventType::HostBudgetWarning,
+            registration_id,
+            at,
+            data: json!({
+                "month": month.label(),
+                "monthlySmsBudget": budget.sms(),
+                "smsQueued": sms_queued,
+                "warningPercent": WARNING_PERCENT,
+                "renewsAt": month.ends_at().to_rfc3339(),
+            }),
+        }
     }
 
     fn registration(
@@ -534,13 +552,9 @@ pub async fn replay(
         .ok_or(CoreError::WebhookDeliveryNotFound)?;
     let payload = core.keys.open(id.as_bytes(), &original.payload)?;
     let now = core.clock.now();
-    let txn = core
-        .db
-        .begin()
-        .await
-        .context("Failed to begin transaction")?;
-    let Some(endpoint) = enabled_endpoint(&txn, host.id).await? else {
-        txn.rollback().await.context("Failed to roll back")?;
+    let txn = write::begin(core).await?;
+    let Some(endpoint) = enabled_endpoint(&*txn, host.id).await? else {
+        write::rollback(txn).await?;
         return Err(CoreError::field(
             "id",
             "no_webhook",
@@ -567,7 +581,7 @@ pub async fn replay(
         now,
     )
     .await?;
-    txn.commit().await.context("Failed to commit the replay")?;
+    write::commit(txn).await?;
     core.outbox_signal.notify_one();
     tracing::info!(host = %host.name, delivery = %id, replay = %message_id, "webhook replay queued");
     let (delivery, message) = webhook_delivery::Entity::find_by_id(message_id)

@@ -347,7 +347,7 @@ async fn health_and_readiness_answer_without_a_token() {
     let body: Value = ready.json().await.unwrap();
     assert_eq!(
         body,
-        serde_json::json!({"ready": true, "database": true, "migrations": true, "dispatcher": true})
+        serde_json::json!({"ready": true, "database": true, "cluster": true, "migrations": true, "dispatcher": true})
     );
     // A delivery loop that has not gone round for long is reported.
     app.clock.advance(Duration::minutes(10));

@@ -6,7 +6,8 @@ use std::{net::TcpListener, time::Duration as StdDuration};
 use chrono::Duration;
 use customer_registration::{
     config::{EmailTransportKind, Settings, SmsTransportKind, SmtpTls},
-    service::hosts,
+    error::{CoreError, LimitedOperation},
+    service::{hosts, request_limits},
 };
 use entity::{
     delivery_attempt, outbox_message, registration,
@@ -277,6 +278,72 @@ async fn verify_and_register_are_rate_limited_per_host() {
         .post("/b2b/customer/register", &register_body("+6281298765432"))
         .await;
     assert_error(second, StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED").await;
+}
+
+#[tokio::test]
+async fn request_counts_are_shared_between_instances_through_the_database() {
+    let app = spawn_app_with(|s| s.quotas.verify_per_host.limit = 5).await;
+    let verify = || async {
+        app.get(&format!(
+            "/b2b/customer/auth/verifyUsername?username={PHONE}"
+        ))
+        .await
+        .status()
+    };
+    for _ in 0..3 {
+        assert_eq!(verify().await, StatusCode::OK);
+    }
+    // Each instance counts in memory and adds its counts to the database
+    // every 100 ms.
+    let stored = || async {
+        entity::send_quota::Entity::find()
+            .filter(entity::send_quota::Column::Scope.starts_with("verify:host:"))
+            .all(&app.core.db)
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| row.used)
+            .sum::<i32>()
+    };
+    eventually("three requests stored", || async {
+        (stored().await == 3).then_some(())
+    })
+    .await;
+
+    // A second instance on the same database, with a limiter of its own,
+    // starts from what the first stored: two more, then no more.
+    let other = app.core.another_instance();
+    let host = hosts::authenticate(&other, Some(&format!("Bearer {}", app.token)))
+        .await
+        .unwrap();
+    for _ in 0..2 {
+        request_limits::admit(&other, &host, LimitedOperation::Verify)
+            .await
+            .unwrap();
+    }
+    let refused = request_limits::admit(&other, &host, LimitedOperation::Verify).await;
+    assert!(
+        matches!(refused, Err(CoreError::RateLimited { .. })),
+        "{refused:?}"
+    );
+    // The first instance learns the total with its own next sync; what it
+    // admits before that is the overshoot the design allows (what an
+    // instance admits within one interval). Then it refuses, and every
+    // request it admitted is stored.
+    request_limits::sync(&other).await.unwrap();
+    assert_eq!(stored().await, 5);
+    let mut overshoot = 0;
+    while verify().await == StatusCode::OK {
+        overshoot += 1;
+        assert!(
+            overshoot <= 2,
+            "more than the first instance's own allowance"
+        );
+    }
+    eventually("the overshoot stored too", || async {
+        (stored().await == 5 + overshoot).then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]

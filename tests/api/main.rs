@@ -22,5 +22,6 @@ mod retention;
 mod secrets;
 mod sms_providers;
 mod smtp;
+mod spend;
 mod verify;
 mod webhooks;

@@ -24,15 +24,15 @@ use crate::{
 
 /// One webhook as the endpoint received it, its signature checked.
 #[derive(Debug)]
-struct Received {
-    id: String,
-    timestamp: i64,
-    body: Value,
-    raw: String,
+pub struct Received {
+    pub id: String,
+    pub timestamp: i64,
+    pub body: Value,
+    pub raw: String,
 }
 
 /// Registers an endpoint at `server`'s `/hooks` for the host; the secret.
-async fn endpoint(app: &TestApp, host: &str, server: &MockServer) -> String {
+pub async fn endpoint(app: &TestApp, host: &str, server: &MockServer) -> String {
     let created = webhooks::set_endpoint(&app.core, host, &format!("{}/hooks", server.uri()))
         .await
         .expect("endpoint set");
@@ -40,7 +40,7 @@ async fn endpoint(app: &TestApp, host: &str, server: &MockServer) -> String {
     created.secret.expose_secret().to_owned()
 }
 
-async fn answering(status: u16) -> MockServer {
+pub async fn answering(status: u16) -> MockServer {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
         .and(path("/hooks"))
@@ -53,7 +53,7 @@ async fn answering(status: u16) -> MockServer {
 /// What the endpoint received so far, each signature verified with the
 /// secret: HMAC-SHA256 keyed by the base64-decoded part after `whsec_`,
 /// over `id.timestamp.body`, as the Standard Webhooks libraries check it.
-async fn received(server: &MockServer, secret: &str) -> Vec<Received> {
+pub async fn received(server: &MockServer, secret: &str) -> Vec<Received> {
     let key = STANDARD
         .decode(secret.strip_prefix("whsec_").unwrap())
         .unwrap();
@@ -94,7 +94,7 @@ async fn received(server: &MockServer, secret: &str) -> Vec<Received> {
     out
 }
 
-async fn wait_received(server: &MockServer, secret: &str, n: usize) -> Vec<Received> {
+pub async fn wait_received(server: &MockServer, secret: &str, n: usize) -> Vec<Received> {
     eventually(format!("{n} webhooks received"), || async {
         let got = received(server, secret).await;
         (got.len() >= n).then_some(got)
@@ -154,9 +154,13 @@ async fn a_host_hears_of_started_and_completed_registrations_signed() {
         assert!(!r.raw.contains("/complete/"), "a link leaked: {}", r.raw);
         assert_eq!(r.timestamp, app.clock.now().timestamp());
     }
-    let list = listed(&app, &app.token).await;
+    // The endpoint's answer is recorded just after it arrives.
+    let list = eventually("both deliveries recorded as sent", || async {
+        let list = listed(&app, &app.token).await;
+        list.iter().all(|d| d["status"] == "SENT").then_some(list)
+    })
+    .await;
     assert_eq!(list.len(), 2);
-    assert!(list.iter().all(|d| d["status"] == "SENT"), "{list:?}");
     // Newest first.
     assert_eq!(list[0]["eventType"], "registration.completed");
 }

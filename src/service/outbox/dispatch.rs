@@ -8,11 +8,15 @@ use entity::{
 };
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    TransactionTrait, UpdateMany, sea_query::Expr,
+    UpdateMany, sea_query::Expr,
 };
 use uuid::Uuid;
 
-use crate::{error::CoreResult, service::retrying, state::Core};
+use crate::{
+    error::CoreResult,
+    service::{retrying, write},
+    state::Core,
+};
 
 /// How long a claimed message stays reserved for one dispatcher; if that
 /// instance dies mid-send another picks the message up afterwards.
@@ -110,15 +114,22 @@ pub async fn due(core: &Core, now: DateTime<Utc>, limit: u64) -> CoreResult<Vec<
         .context("Failed to list due outbox messages")?)
 }
 
-/// Takes the lease on one message, from the moment of this claim, under a
-/// token of its own. A conditional UPDATE instead of `SELECT ... FOR UPDATE
-/// SKIP LOCKED` works the same on SQLite, PostgreSQL and MySQL: of several
-/// instances, exactly one gets the row.
-pub async fn claim(core: &Core, id: Uuid) -> CoreResult<Option<ClaimedMessage>> {
-    retrying(core, || claim_once(core, id)).await
+/// Takes the lease on those of `ids` that are still pending and free, all
+/// in one statement under one token, from the moment of this claim: the
+/// dispatcher sends them at once, so each lease covers one send. A
+/// conditional UPDATE instead of `SELECT ... FOR UPDATE SKIP LOCKED` works
+/// the same on SQLite, PostgreSQL and MySQL: of several instances, exactly
+/// one gets each row. One statement for the batch, not one per message,
+/// because on SQLite every commit is a disk flush that registers wait for.
+pub async fn claim_batch(core: &Core, ids: &[Uuid]) -> CoreResult<Vec<ClaimedMessage>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    retrying(core, || claim_batch_once(core, ids)).await
 }
 
-async fn claim_once(core: &Core, id: Uuid) -> CoreResult<Option<ClaimedMessage>> {
+async fn claim_batch_once(core: &Core, ids: &[Uuid]) -> CoreResult<Vec<ClaimedMessage>> {
+    let turn = write::delivery_turn(core).await;
     let now = core.clock.now();
     let lease_token = Uuid::new_v4();
     let claimed = outbox_message::Entity::update_many()
@@ -127,22 +138,38 @@ async fn claim_once(core: &Core, id: Uuid) -> CoreResult<Option<ClaimedMessage>>
             Expr::value(now + lease(core)),
         )
         .col_expr(outbox_message::Column::LeaseToken, Expr::value(lease_token))
-        .filter(outbox_message::Column::Id.eq(id))
+        .filter(outbox_message::Column::Id.is_in(ids.iter().copied()))
         .filter(outbox_message::Column::Status.eq(OutboxStatus::Pending))
         .filter(lease_free(now))
         .exec(&core.db)
         .await
-        .context("Failed to claim outbox message")?;
+        .context("Failed to claim outbox messages")?;
+    drop(turn);
     if claimed.rows_affected == 0 {
-        return Ok(None);
+        return Ok(Vec::new());
     }
-    let row = outbox_message::Entity::find_by_id(id)
-        .one(&core.db)
+    // By id first: the primary key finds the rows, the token picks ours.
+    let rows = outbox_message::Entity::find()
+        .filter(outbox_message::Column::Id.is_in(ids.iter().copied()))
+        .filter(outbox_message::Column::LeaseToken.eq(lease_token))
+        .order_by_asc(outbox_message::Column::NextAttemptAt)
+        .all(&core.db)
         .await
-        .context("Failed to load outbox message")?
-        .ok_or_else(|| anyhow::anyhow!("claimed outbox message {id} vanished"))?;
-    Ok(Some(ClaimedMessage {
-        id: row.id,
+        .context("Failed to load claimed outbox messages")?;
+    rows.into_iter()
+        .map(|row| opened(core, row, lease_token))
+        .collect()
+}
+
+/// A claimed row with its sealed bodies opened.
+fn opened(
+    core: &Core,
+    row: outbox_message::Model,
+    lease_token: Uuid,
+) -> CoreResult<ClaimedMessage> {
+    let id = row.id;
+    Ok(ClaimedMessage {
+        id,
         channel: row.channel,
         recipient: row.recipient,
         subject: row.subject,
@@ -159,20 +186,95 @@ async fn claim_once(core: &Core, id: Uuid) -> CoreResult<Option<ClaimedMessage>>
         lease_token,
         provider: row.provider,
         provider_failures: row.provider_failures,
-    }))
+    })
 }
 
-/// Stores the result of one send and adds it to the timeline. A failure
-/// that fails the message over is due again at once on the next provider;
+/// One finished send, as the dispatcher hands it over for recording.
+#[derive(Clone, Copy)]
+pub struct SendOutcome<'a> {
+    pub message: &'a ClaimedMessage,
+    pub carrier: Option<&'a Carrier>,
+    pub result: &'a SendResult,
+}
+
+/// Stores the results of several sends and adds them to the timeline, in
+/// one transaction (one disk flush on SQLite, however many sends finished
+/// together); the answers are in the order of `outcomes`. A failure that
+/// fails the message over is due again at once on the next provider;
 /// another is retried with backoff until `max_attempts`; a permanent one
-/// with nowhere to go is dead at once.
-pub async fn record_result(
+/// with nowhere to go is dead at once. A result whose lease another
+/// dispatcher took over changes nothing.
+pub async fn record_results(
     core: &Core,
-    message: &ClaimedMessage,
-    carrier: Option<&Carrier>,
-    result: &SendResult,
+    outcomes: &[SendOutcome<'_>],
     now: DateTime<Utc>,
-) -> CoreResult<Recorded> {
+) -> CoreResult<Vec<Recorded>> {
+    let planned: Vec<Planned> = outcomes
+        .iter()
+        .map(|outcome| plan(core, outcome, now))
+        .collect();
+    // A result lost to a failed commit would leave the message leased and
+    // sent again after the lease: the recording is run whole again instead.
+    retrying(core, || async {
+        let txn = write::begin_for_delivery(core).await?;
+        let mut recorded = Vec::with_capacity(planned.len());
+        let mut attempts = Vec::with_capacity(planned.len());
+        for (planned, outcome) in planned.iter().zip(outcomes) {
+            let updated = planned
+                .update
+                .clone()
+                .exec(&*txn)
+                .await
+                .context("Failed to record delivery result")?;
+            if updated.rows_affected == 0 {
+                recorded.push(Recorded::LeaseLost);
+                continue;
+            }
+            recorded.push(planned.recorded);
+            attempts.push(planned.attempt.clone());
+            // The host hears of a dead message in the same transaction.
+            if let (Recorded::Dead, SendResult::Failed { class, error }) =
+                (planned.recorded, outcome.result)
+            {
+                let message = outcome.message;
+                crate::service::webhooks::message_dead(
+                    core,
+                    &txn,
+                    message.id,
+                    message.channel,
+                    *class,
+                    error,
+                    now,
+                )
+                .await?;
+            }
+        }
+        if !attempts.is_empty() {
+            delivery_attempt::Entity::insert_many(attempts)
+                .exec(&*txn)
+                .await
+                .context("Failed to record delivery attempts")?;
+        }
+        write::commit(txn).await?;
+        Ok(recorded)
+    })
+    .await
+}
+
+/// What recording one send writes: the message's update (conditional on
+/// its lease), its timeline entry, and what that makes of the message.
+struct Planned {
+    update: UpdateMany<outbox_message::Entity>,
+    attempt: delivery_attempt::ActiveModel,
+    recorded: Recorded,
+}
+
+fn plan(core: &Core, outcome: &SendOutcome<'_>, now: DateTime<Utc>) -> Planned {
+    let SendOutcome {
+        message,
+        carrier,
+        result,
+    } = *outcome;
     let attempts = message.attempts + 1;
     let max = i32::try_from(core.settings.delivery.max_attempts).unwrap_or(i32::MAX);
     let mut attempt = delivery_attempt::ActiveModel {
@@ -276,46 +378,11 @@ pub async fn record_result(
                 }),
             ),
     };
-    // A result lost to a failed commit would leave the message leased and
-    // sent again after the lease: the recording is run whole again instead.
-    retrying(core, || async {
-        let txn = core
-            .db
-            .begin()
-            .await
-            .context("Failed to begin transaction")?;
-        let updated = update
-            .clone()
-            .exec(&txn)
-            .await
-            .context("Failed to record delivery result")?;
-        if updated.rows_affected == 0 {
-            txn.rollback().await.context("Failed to roll back")?;
-            return Ok(Recorded::LeaseLost);
-        }
-        delivery_attempt::Entity::insert(attempt.clone())
-            .exec(&txn)
-            .await
-            .context("Failed to record delivery attempt")?;
-        // The host hears of a dead message in the same transaction.
-        if let (Recorded::Dead, SendResult::Failed { class, error }) = (recorded, result) {
-            crate::service::webhooks::message_dead(
-                core,
-                &txn,
-                message.id,
-                message.channel,
-                *class,
-                error,
-                now,
-            )
-            .await?;
-        }
-        txn.commit()
-            .await
-            .context("Failed to commit delivery result")?;
-        Ok(recorded)
-    })
-    .await
+    Planned {
+        update,
+        attempt,
+        recorded,
+    }
 }
 
 /// The bodies hold a live code or link: once a message is sent, dead or

@@ -9,12 +9,13 @@ use entity::{
 };
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect, TransactionTrait, sea_query::Expr,
+    QuerySelect, sea_query::Expr,
 };
 use uuid::Uuid;
 
 use crate::{
     error::{CoreError, CoreResult},
+    service::write,
     state::Core,
 };
 
@@ -123,11 +124,7 @@ pub async fn retry_dead(core: &Core, id: Option<Uuid>) -> CoreResult<u64> {
             None => CoreError::field("id", "not_found", format!("no dead message with id {id}")),
         });
     }
-    let txn = core
-        .db
-        .begin()
-        .await
-        .context("Failed to begin transaction")?;
+    let txn = write::begin(core).await?;
     let requeued = outbox_message::Entity::update_many()
         .col_expr(
             outbox_message::Column::Status,
@@ -143,7 +140,7 @@ pub async fn retry_dead(core: &Core, id: Option<Uuid>) -> CoreResult<u64> {
         .col_expr(outbox_message::Column::ProviderFailures, Expr::value(0))
         .filter(outbox_message::Column::Id.is_in(ids.clone()))
         .filter(outbox_message::Column::Status.eq(OutboxStatus::Dead))
-        .exec(&txn)
+        .exec(&*txn)
         .await
         .context("Failed to requeue dead messages")?;
     delivery_attempt::Entity::insert_many(ids.iter().map(|message_id| {
@@ -158,10 +155,10 @@ pub async fn retry_dead(core: &Core, id: Option<Uuid>) -> CoreResult<u64> {
             provider: Set(None),
         }
     }))
-    .exec(&txn)
+    .exec(&*txn)
     .await
     .context("Failed to record requeue")?;
-    txn.commit().await.context("Failed to commit requeue")?;
+    write::commit(txn).await?;
     core.outbox_signal.notify_one();
     tracing::info!(count = requeued.rows_affected, "dead messages requeued");
     Ok(requeued.rows_affected)

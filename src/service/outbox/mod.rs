@@ -8,16 +8,19 @@ mod cancel;
 mod dispatch;
 mod history;
 mod receipts;
+mod stats;
 
 pub use cancel::{CancelReason, cancel_expired, cancel_for_host, cancel_pending};
 pub use dispatch::{
-    Carrier, ClaimedMessage, Recorded, SendResult, backoff, claim, due, record_result,
+    Carrier, ClaimedMessage, Recorded, SendOutcome, SendResult, backoff, claim_batch, due,
+    record_results,
 };
 pub use history::{
     Delivery, DeliveryEvent, deliveries_by_registration, list, retry_dead, timelines,
     waiting_by_channel,
 };
 pub use receipts::{Receipt, ReceiptApplied, ReceiptStatus, apply_receipt};
+pub use stats::{SendCount, sends_by_day, sms_queued_since};
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
@@ -28,29 +31,28 @@ use entity::{
 use sea_orm::{ActiveValue::Set, DatabaseTransaction, EntityTrait};
 use uuid::Uuid;
 
-use crate::{crypto::Keys, error::CoreResult, templates::RenderedEmail};
+use crate::{crypto::Keys, domain::PhoneNumber, error::CoreResult, templates::RenderedEmail};
 
+/// Queues an SMS; its recipient's country is kept for the host's send
+/// statistics.
 pub async fn enqueue_sms(
     keys: &Keys,
     txn: &DatabaseTransaction,
     registration_id: Uuid,
-    phone: &str,
+    phone: &PhoneNumber,
     text: String,
     now: DateTime<Utc>,
 ) -> CoreResult<()> {
-    enqueue(
-        keys,
-        txn,
+    let message = NewMessage {
         registration_id,
-        Channel::Sms,
-        phone,
-        None,
-        text,
-        None,
-        now,
-    )
-    .await
-    .map(drop)
+        channel: Channel::Sms,
+        recipient: phone.as_str(),
+        country: phone.region(),
+        subject: None,
+        body: text,
+        html_body: None,
+    };
+    enqueue(keys, txn, message, now).await.map(drop)
 }
 
 pub async fn enqueue_email(
@@ -66,19 +68,16 @@ pub async fn enqueue_email(
         text,
         html,
     } = message;
-    enqueue(
-        keys,
-        txn,
+    let message = NewMessage {
         registration_id,
-        Channel::Email,
-        email,
-        Some(subject),
-        text,
-        Some(html),
-        now,
-    )
-    .await
-    .map(drop)
+        channel: Channel::Email,
+        recipient: email,
+        country: None,
+        subject: Some(subject),
+        body: text,
+        html_body: Some(html),
+    };
+    enqueue(keys, txn, message, now).await.map(drop)
 }
 
 /// Queues a signed webhook to a host (`service::webhooks` calls it): the
@@ -92,42 +91,48 @@ pub async fn enqueue_webhook(
     payload: String,
     now: DateTime<Utc>,
 ) -> CoreResult<Uuid> {
-    enqueue(
-        keys,
-        txn,
+    let message = NewMessage {
         registration_id,
-        Channel::Webhook,
-        url,
-        None,
-        payload,
-        None,
-        now,
-    )
-    .await
+        channel: Channel::Webhook,
+        recipient: url,
+        country: None,
+        subject: None,
+        body: payload,
+        html_body: None,
+    };
+    enqueue(keys, txn, message, now).await
 }
 
-/// Bodies are sealed (`Keys::seal`): they carry a live code or link.
-#[allow(clippy::too_many_arguments)]
-async fn enqueue(
-    keys: &Keys,
-    txn: &DatabaseTransaction,
+/// A message as queued, before it gets its id.
+struct NewMessage<'a> {
     registration_id: Uuid,
     channel: Channel,
-    recipient: &str,
+    recipient: &'a str,
+    country: Option<String>,
     subject: Option<String>,
     body: String,
     html_body: Option<String>,
+}
+
+/// Bodies are sealed (`Keys::seal`): they carry a live code or link.
+async fn enqueue(
+    keys: &Keys,
+    txn: &DatabaseTransaction,
+    message: NewMessage<'_>,
     now: DateTime<Utc>,
 ) -> CoreResult<Uuid> {
     let id = Uuid::now_v7();
+    let channel = message.channel;
     outbox_message::Entity::insert(outbox_message::ActiveModel {
         id: Set(id),
-        registration_id: Set(registration_id),
+        registration_id: Set(message.registration_id),
         channel: Set(channel),
-        recipient: Set(recipient.to_owned()),
-        subject: Set(subject),
-        body: Set(Some(keys.seal(id.as_bytes(), &body))),
-        html_body: Set(html_body.map(|html| keys.seal(id.as_bytes(), &html))),
+        recipient: Set(message.recipient.to_owned()),
+        subject: Set(message.subject),
+        body: Set(Some(keys.seal(id.as_bytes(), &message.body))),
+        html_body: Set(message
+            .html_body
+            .map(|html| keys.seal(id.as_bytes(), &html))),
         status: Set(OutboxStatus::Pending),
         attempts: Set(0),
         next_attempt_at: Set(now),
@@ -140,6 +145,7 @@ async fn enqueue(
         sent_at: Set(None),
         provider: Set(None),
         provider_failures: Set(0),
+        country: Set(message.country),
     })
     .exec(txn)
     .await

@@ -10,16 +10,14 @@ use entity::{
     delivery_attempt, outbox_message,
     states::{AttemptOutcome, ErrorClass, OutboxStatus},
 };
-use sea_orm::{
-    ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, TransactionTrait, sea_query::Expr,
-};
+use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr};
 use uuid::Uuid;
 
 use super::dispatch::erase_bodies;
 use crate::{
     domain::PhoneNumber,
     error::{CoreError, CoreResult},
-    service::{retrying, webhooks},
+    service::{retrying, webhooks, write},
     state::Core,
 };
 
@@ -68,22 +66,18 @@ pub async fn apply_receipt(core: &Core, receipt: &Receipt) -> CoreResult<Receipt
 
 async fn apply_once(core: &Core, receipt: &Receipt) -> CoreResult<ReceiptApplied> {
     let now = core.clock.now();
-    let txn = core
-        .db
-        .begin()
-        .await
-        .context("Failed to begin transaction")?;
+    let txn = write::begin(core).await?;
     // The send the receipt is about: a provider's ids are only unique to it.
     let sent = delivery_attempt::Entity::find()
         .filter(delivery_attempt::Column::Provider.eq(&receipt.provider))
         .filter(delivery_attempt::Column::ProviderMessageId.eq(&receipt.provider_message_id))
         .filter(delivery_attempt::Column::Outcome.eq(AttemptOutcome::Sent))
-        .one(&txn)
+        .one(&*txn)
         .await
         .context("Failed to find the send a receipt names")?
         .ok_or(CoreError::MessageNotFound)?;
     let message = outbox_message::Entity::find_by_id(sent.message_id)
-        .one(&txn)
+        .one(&*txn)
         .await
         .context("Failed to load the message a receipt names")?
         .ok_or(CoreError::MessageNotFound)?;
@@ -149,11 +143,11 @@ async fn apply_once(core: &Core, receipt: &Receipt) -> CoreResult<ReceiptApplied
         }
     };
     let updated = update
-        .exec(&txn)
+        .exec(&*txn)
         .await
         .context("Failed to apply a delivery receipt")?;
     if updated.rows_affected == 0 {
-        txn.rollback().await.context("Failed to roll back")?;
+        write::rollback(txn).await?;
         return Ok(ReceiptApplied::Unchanged);
     }
     delivery_attempt::Entity::insert(delivery_attempt::ActiveModel {
@@ -166,7 +160,7 @@ async fn apply_once(core: &Core, receipt: &Receipt) -> CoreResult<ReceiptApplied
         provider_message_id: Set(Some(receipt.provider_message_id.clone())),
         provider: Set(Some(receipt.provider.clone())),
     })
-    .exec(&txn)
+    .exec(&*txn)
     .await
     .context("Failed to record a delivery receipt")?;
     // The host hears of it in the same transaction (if it has an endpoint).
@@ -189,9 +183,7 @@ async fn apply_once(core: &Core, receipt: &Receipt) -> CoreResult<ReceiptApplied
         }
         ReceiptApplied::FailedOver(_) | ReceiptApplied::Unchanged => {}
     }
-    txn.commit()
-        .await
-        .context("Failed to commit a delivery receipt")?;
+    write::commit(txn).await?;
     let latency = message.sent_at.map(|sent_at| {
         let at = receipt.at.unwrap_or(now);
         (at - sent_at).num_milliseconds().max(0) as f64 / 1000.0

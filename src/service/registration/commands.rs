@@ -22,8 +22,10 @@ use crate::{
         hosts::AuthenticatedHost,
         is_unique_violation,
         outbox::{self, CancelReason},
-        quotas, retrying,
+        quotas::{self, QueuedSend},
+        request_limits, retrying, spend,
         webhooks::{self, LockReason, WebhookEvent},
+        write,
     },
     state::Core,
 };
@@ -33,35 +35,33 @@ pub async fn register(
     host: &AuthenticatedHost,
     request: RegisterInput,
 ) -> CoreResult<RegistrationTicket> {
-    quotas::admit(core, host, LimitedOperation::Register).await?;
+    request_limits::admit(core, host, LimitedOperation::Register).await?;
     let now = core.clock.now();
     let applicant = input::registration(core, &request, now.date_naive(), |group| {
         queries::account_group_exists(core, group)
     })
     .await?;
-    ensure_phone_not_locked(
-        queries::phone_locked_until(core, host.id, &applicant.phone).await?,
-        now,
-    )?;
-    if queries::username_taken(core, applicant.phone.as_str()).await? {
+    let checks = queries::register_checks(
+        core,
+        host.id,
+        &applicant.phone,
+        applicant.email.as_ref().map(|e| e.as_str()),
+    )
+    .await?;
+    ensure_phone_not_locked(checks.phone_locked_until, now)?;
+    if checks.username_taken {
         return Err(CoreError::UsernameTaken);
     }
-    if let Some(email) = &applicant.email
-        && queries::email_taken(core, email.as_str()).await?
-    {
+    if checks.email_taken {
         return Err(CoreError::EmailTaken);
     }
-    ensure_register_cooled_down(
-        queries::last_registered_at(core, host, &applicant.phone).await?,
-        now,
-        &core.rules,
-    )?;
+    ensure_register_cooled_down(checks.last_registered_at, now, &core.rules)?;
     let phone = applicant.phone.clone();
     let email = applicant.email.clone();
     let (registration, code) = retrying(core, || async {
-        let txn = store::begin(core).await?;
+        let txn = write::begin(core).await?;
         let superseded = store::supersede_pending(&txn, host.id, &phone).await?;
-        outbox::cancel_pending(&txn, &superseded, None, CancelReason::Superseded, now).await?;
+        outbox::cancel_pending(&*txn, &superseded, None, CancelReason::Superseded, now).await?;
         let registration =
             store::insert_registration(&txn, host.id, applicant.clone(), now).await?;
         let code = issue_sms(core, &txn, host, &registration, now).await?;
@@ -70,7 +70,18 @@ pub async fn register(
         }
         let started = WebhookEvent::registration_started(registration.id, phone.as_str(), now);
         webhooks::enqueue_event(&core.keys, &txn, host.id, &started, now).await?;
-        store::commit(txn).await?;
+        let mut sends = vec![QueuedSend {
+            channel: Channel::Sms,
+            recipient: phone.as_str(),
+        }];
+        if let Some(email) = &email {
+            sends.push(QueuedSend {
+                channel: Channel::Email,
+                recipient: email.as_str(),
+            });
+        }
+        count_sends(core, &txn, host, registration.id, &sends, now).await?;
+        write::commit(txn).await?;
         Ok((registration, code))
     })
     .await?;
@@ -109,10 +120,27 @@ async fn issue_sms(
         &registration.name,
         &host.autofill,
     )?;
-    let phone = registration.phone.as_str();
-    quotas::consume(core, txn, Channel::Sms, phone, registration.host_id, now).await?;
+    let phone = &registration.phone;
     outbox::enqueue_sms(&core.keys, txn, registration.id, phone, text, now).await?;
     Ok(issued)
+}
+
+/// Counts the messages a transaction queues against the send quotas and,
+/// for an SMS, the host's monthly budget; the caller commits right after
+/// (see `quotas::consume` for why last).
+async fn count_sends(
+    core: &Core,
+    txn: &DatabaseTransaction,
+    host: &AuthenticatedHost,
+    registration_id: Uuid,
+    sends: &[QueuedSend<'_>],
+    now: DateTime<Utc>,
+) -> CoreResult<()> {
+    quotas::consume(core, txn, sends, host.id, now).await?;
+    if sends.iter().any(|send| send.channel == Channel::Sms) {
+        spend::count_sms(core, txn, host, registration_id, now).await?;
+    }
+    Ok(())
 }
 
 /// Stores a new single-use completion link and queues the email carrying it.
@@ -139,7 +167,6 @@ async fn issue_completion_email(
         &link,
         core.settings.registration.completion_link_expiry_hours,
     )?;
-    quotas::consume(core, txn, Channel::Email, email, registration.host_id, now).await?;
     outbox::enqueue_email(&core.keys, txn, registration.id, email, message, now).await?;
     Ok(())
 }
@@ -241,11 +268,11 @@ async fn complete_registration(
 ) -> CoreResult<(Uuid, DateTime<Utc>)> {
     let rules = &core.rules;
     let now = core.clock.now();
-    let txn = store::begin(core).await?;
+    let txn = write::begin(core).await?;
     if !store::consume_code(&txn, code_id, now).await?
         || !store::complete(&txn, registration.id, now, rules).await?
     {
-        store::rollback(txn).await?;
+        write::rollback(txn).await?;
         let latest = store::reload(&core.db, registration.id).await?;
         return Err(latest.lost_race(rules));
     }
@@ -261,7 +288,7 @@ async fn complete_registration(
     let customer_id = match inserted {
         Ok(id) => id,
         Err(e) if is_unique_violation(&e) => {
-            store::rollback(txn).await?;
+            write::rollback(txn).await?;
             return Err(
                 if queries::username_taken(core, registration.phone.as_str()).await? {
                     CoreError::UsernameTaken
@@ -271,7 +298,7 @@ async fn complete_registration(
             );
         }
         Err(e) => {
-            store::rollback(txn).await?;
+            write::rollback(txn).await?;
             return Err(anyhow::Error::new(e)
                 .context("Failed to insert customer")
                 .into());
@@ -281,11 +308,18 @@ async fn complete_registration(
         store::mark_link_used(&txn, link_id, now).await?;
     }
     store::reset_phone_failures(&txn, registration.host_id, phone).await?;
-    outbox::cancel_pending(&txn, &[registration.id], None, CancelReason::Completed, now).await?;
+    outbox::cancel_pending(
+        &*txn,
+        &[registration.id],
+        None,
+        CancelReason::Completed,
+        now,
+    )
+    .await?;
     let completed =
         WebhookEvent::registration_completed(registration.id, phone.as_str(), customer_id, now);
     webhooks::enqueue_event(&core.keys, &txn, registration.host_id, &completed, now).await?;
-    store::commit(txn).await?;
+    write::commit(txn).await?;
     Ok((customer_id, now))
 }
 
@@ -309,18 +343,18 @@ async fn check_code(
 ) -> CoreResult<(CodeCheck, CheckedCode)> {
     let rules = &core.rules;
     let now = core.clock.now();
-    let txn = store::begin(core).await?;
+    let txn = write::begin(core).await?;
     if !store::take_attempt(&txn, registration.id, rules).await? {
-        store::rollback(txn).await?;
+        write::rollback(txn).await?;
         return Err(store::reload(&core.db, registration.id)
             .await?
             .lost_race(rules));
     }
-    let current = queries::current_code(&txn, registration.id).await?;
+    let current = queries::current_code(&*txn, registration.id).await?;
     let is_earlier_code = if current.matches(submitted) {
         false
     } else {
-        queries::is_earlier_code(&txn, host, &registration.phone, submitted).await?
+        queries::is_earlier_code(&*txn, host, &registration.phone, submitted).await?
     };
     let check = current.check(submitted, now, || is_earlier_code);
     let mut phone_locked = false;
@@ -334,7 +368,7 @@ async fn check_code(
     } else {
         store::give_back_attempt(&txn, registration.id).await?;
     }
-    let counted = store::reload(&txn, registration.id).await?;
+    let counted = store::reload(&*txn, registration.id).await?;
     // This wrong code is the one that locked: the host hears of it once.
     let locked = if phone_locked {
         Some(LockReason::PhoneLocked)
@@ -352,7 +386,7 @@ async fn check_code(
         );
         webhooks::enqueue_event(&core.keys, &txn, registration.host_id, &event, now).await?;
     }
-    store::commit(txn).await?;
+    write::commit(txn).await?;
     Ok((
         check,
         CheckedCode {
@@ -369,7 +403,7 @@ async fn begin_resend(
     host: &AuthenticatedHost,
     request: &ResendInput,
     channel: Channel,
-) -> CoreResult<(Registration, DatabaseTransaction, DateTime<Utc>)> {
+) -> CoreResult<(Registration, write::WriteTxn, DateTime<Utc>)> {
     let rules = &core.rules;
     let phone = input::resend_target(core, request)?;
     let now = core.clock.now();
@@ -382,9 +416,9 @@ async fn begin_resend(
     if channel == Channel::Email && registration.email.is_none() {
         return Err(CoreError::NoEmailOnRegistration);
     }
-    let txn = store::begin(core).await?;
+    let txn = write::begin(core).await?;
     if !store::spend_send(&txn, registration.id, channel, now, rules).await? {
-        store::rollback(txn).await?;
+        write::rollback(txn).await?;
         let latest = store::reload(&core.db, registration.id).await?;
         latest
             .ensure_open(rules)
@@ -396,7 +430,7 @@ async fn begin_resend(
             retry_after_seconds: rules.resend_cooldown.num_seconds().max(1).unsigned_abs(),
         });
     }
-    let registration = store::reload(&txn, registration.id).await?;
+    let registration = store::reload(&*txn, registration.id).await?;
     Ok((registration, txn, now))
 }
 
@@ -409,7 +443,7 @@ pub async fn resend_sms(
         let (registration, txn, now) = begin_resend(core, host, &request, Channel::Sms).await?;
         store::supersede_codes(&txn, registration.id, now).await?;
         outbox::cancel_pending(
-            &txn,
+            &*txn,
             &[registration.id],
             Some(Channel::Sms),
             CancelReason::Superseded,
@@ -417,7 +451,12 @@ pub async fn resend_sms(
         )
         .await?;
         let code = issue_sms(core, &txn, host, &registration, now).await?;
-        store::commit(txn).await?;
+        let sms = QueuedSend {
+            channel: Channel::Sms,
+            recipient: registration.phone.as_str(),
+        };
+        count_sends(core, &txn, host, registration.id, &[sms], now).await?;
+        write::commit(txn).await?;
         Ok((registration, code, now))
     })
     .await?;
@@ -444,7 +483,7 @@ pub async fn resend_email(
             .context("registration without email passed the email check")?;
         store::supersede_links(&txn, registration.id, now).await?;
         outbox::cancel_pending(
-            &txn,
+            &*txn,
             &[registration.id],
             Some(Channel::Email),
             CancelReason::Superseded,
@@ -452,7 +491,12 @@ pub async fn resend_email(
         )
         .await?;
         issue_completion_email(core, &txn, &registration, &email, now).await?;
-        store::commit(txn).await?;
+        let queued = QueuedSend {
+            channel: Channel::Email,
+            recipient: &email,
+        };
+        count_sends(core, &txn, host, registration.id, &[queued], now).await?;
+        write::commit(txn).await?;
         Ok((registration, now))
     })
     .await?;
@@ -472,7 +516,7 @@ pub async fn verify_username(
     host: &AuthenticatedHost,
     username: Field<String>,
 ) -> CoreResult<UsernameAvailability> {
-    quotas::admit(core, host, LimitedOperation::Verify).await?;
+    request_limits::admit(core, host, LimitedOperation::Verify).await?;
     let phone =
         input::username(core, &username, "username").map_err(|e| CoreError::Validation(vec![e]))?;
     Ok(UsernameAvailability {
@@ -486,7 +530,7 @@ pub async fn verify_email(
     host: &AuthenticatedHost,
     email: Field<String>,
 ) -> CoreResult<EmailAvailability> {
-    quotas::admit(core, host, LimitedOperation::Verify).await?;
+    request_limits::admit(core, host, LimitedOperation::Verify).await?;
     let email = input::email(&email)?;
     Ok(EmailAvailability {
         exists: queries::email_taken(core, email.as_str()).await?,

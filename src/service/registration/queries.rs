@@ -82,23 +82,86 @@ pub async fn is_earlier_code(
     Ok(matches > 0)
 }
 
-/// When the host last registered the phone, if ever.
-pub async fn last_registered_at(
+/// What register checks before its transaction, read in one round trip.
+#[derive(Debug)]
+pub struct RegisterChecks {
+    /// Until when the phone is refused to the host, if it is.
+    pub phone_locked_until: Option<DateTime<Utc>>,
+    pub username_taken: bool,
+    pub email_taken: bool,
+    /// When the host last registered the phone, if ever.
+    pub last_registered_at: Option<DateTime<Utc>>,
+}
+
+/// The phone lock, whether the username (the phone) or the email belongs to
+/// a customer, and the host's last registration of the phone: four indexed
+/// lookups as scalar subqueries of one statement, since every statement of
+/// a register is a round trip. Counts, not `EXISTS`, because `COUNT(*)` is
+/// a 64-bit integer on every database, where `EXISTS` is a boolean on one
+/// and an integer on the others.
+pub async fn register_checks(
     core: &Core,
-    host: &AuthenticatedHost,
+    host_id: Uuid,
     phone: &PhoneNumber,
-) -> CoreResult<Option<DateTime<Utc>>> {
-    let latest: Option<DateTime<Utc>> = registration::Entity::find()
-        .select_only()
-        .column(registration::Column::CreatedAt)
-        .filter(registration::Column::HostId.eq(host.id))
-        .filter(registration::Column::Phone.eq(phone.as_str()))
-        .order_by_desc(registration::Column::Id)
-        .into_tuple()
-        .one(&core.db)
+    email: Option<&str>,
+) -> CoreResult<RegisterChecks> {
+    use sea_orm::sea_query::{Alias, Asterisk, Expr, ExprTrait, Order, Query, SelectStatement};
+    let scalar = |query: &mut SelectStatement| Expr::SubQuery(None, Box::new(query.take().into()));
+    let phone = phone.as_str();
+    let mut locked = Query::select();
+    locked
+        .column(phone_guard::Column::LockedUntil)
+        .from(phone_guard::Entity)
+        .and_where(phone_guard::Column::HostId.eq(host_id))
+        .and_where(phone_guard::Column::Phone.eq(phone));
+    let mut usernames = Query::select();
+    usernames
+        .expr(Expr::col(Asterisk).count())
+        .from(customer::Entity)
+        .and_where(customer::Column::Username.eq(phone));
+    let mut emails = Query::select();
+    emails
+        .expr(Expr::col(Asterisk).count())
+        .from(customer::Entity);
+    match email {
+        Some(email) => emails.and_where(customer::Column::Email.eq(email)),
+        None => emails.and_where(Expr::val(1).eq(0)),
+    };
+    let mut last = Query::select();
+    last.column(registration::Column::CreatedAt)
+        .from(registration::Entity)
+        .and_where(registration::Column::HostId.eq(host_id))
+        .and_where(registration::Column::Phone.eq(phone))
+        // Answered from idx_registration_host_phone_created alone.
+        .order_by(registration::Column::CreatedAt, Order::Desc)
+        .limit(1);
+    let checks = Query::select()
+        .expr_as(scalar(&mut locked), Alias::new("locked_until"))
+        .expr_as(scalar(&mut usernames), Alias::new("usernames"))
+        .expr_as(scalar(&mut emails), Alias::new("emails"))
+        .expr_as(scalar(&mut last), Alias::new("last_registered_at"))
+        .to_owned();
+    let row = core
+        .db
+        .query_one(&checks)
         .await
-        .context("Failed to look up the last registration of the phone")?;
-    Ok(latest)
+        .context("Failed to run the register checks")?
+        .context("the register checks returned no row")?;
+    let read = |column: &str| format!("Failed to read the register check {column}");
+    let usernames: i64 = row
+        .try_get("", "usernames")
+        .with_context(|| read("usernames"))?;
+    let emails: i64 = row.try_get("", "emails").with_context(|| read("emails"))?;
+    Ok(RegisterChecks {
+        phone_locked_until: row
+            .try_get("", "locked_until")
+            .with_context(|| read("locked_until"))?,
+        username_taken: usernames > 0,
+        email_taken: emails > 0,
+        last_registered_at: row
+            .try_get("", "last_registered_at")
+            .with_context(|| read("last_registered_at"))?,
+    })
 }
 
 /// Until when the phone is refused to the host after a run of wrong codes,

@@ -11,7 +11,7 @@ use entity::{
 use sea_orm::{
     ActiveValue::Set,
     ColumnTrait, ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait, QueryFilter,
-    QuerySelect, TransactionTrait,
+    QuerySelect,
     sea_query::{Expr, ExprTrait, OnConflict},
 };
 use uuid::Uuid;
@@ -23,24 +23,7 @@ use super::{
 use crate::{
     domain::{IssuedCode, PhoneNumber, Registration, Rules, SmsCode},
     error::CoreResult,
-    state::Core,
 };
-
-pub async fn begin(core: &Core) -> CoreResult<DatabaseTransaction> {
-    Ok(core
-        .db
-        .begin()
-        .await
-        .context("Failed to begin transaction")?)
-}
-
-pub async fn commit(txn: DatabaseTransaction) -> CoreResult<()> {
-    Ok(txn.commit().await.context("Failed to commit transaction")?)
-}
-
-pub async fn rollback(txn: DatabaseTransaction) -> CoreResult<()> {
-    Ok(txn.rollback().await.context("Failed to roll back")?)
-}
 
 pub async fn reload(db: &impl ConnectionTrait, id: Uuid) -> CoreResult<Registration> {
     let row = registration::Entity::find_by_id(id)
