@@ -210,16 +210,25 @@ pub async fn enqueue_event(
     let Some(endpoint) = enabled_endpoint(txn, host_id).await? else {
         return Ok(None);
     };
+    enqueue_event_to(keys, txn, &endpoint.url, host_id, event, now)
+        .await
+        .map(Some)
+}
+
+/// Queues the event for the host's endpoint at `url`, which the caller
+/// read with [`enabled_endpoint_url`] before its transaction (register
+/// does, in its pre-checks, to keep the lookup out of the write).
+pub async fn enqueue_event_to(
+    keys: &Keys,
+    txn: &DatabaseTransaction,
+    url: &str,
+    host_id: Uuid,
+    event: &WebhookEvent,
+    now: DateTime<Utc>,
+) -> CoreResult<Uuid> {
     let payload = event.payload();
-    let id = outbox::enqueue_webhook(
-        keys,
-        txn,
-        event.registration_id,
-        &endpoint.url,
-        payload.clone(),
-        now,
-    )
-    .await?;
+    let id = outbox::enqueue_webhook(keys, txn, event.registration_id, url, payload.clone(), now)
+        .await?;
     record_delivery(
         keys,
         txn,
@@ -231,7 +240,7 @@ pub async fn enqueue_event(
         now,
     )
     .await?;
-    Ok(Some(id))
+    Ok(id)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -257,6 +266,17 @@ async fn record_delivery(
     .await
     .context("Failed to record a webhook delivery")?;
     Ok(())
+}
+
+/// The URL of the host's enabled endpoint, as a query returning at most one
+/// row, for a caller that reads it together with other things.
+pub fn enabled_endpoint_url(host_id: Uuid) -> sea_orm::sea_query::SelectStatement {
+    sea_orm::sea_query::Query::select()
+        .column(webhook_endpoint::Column::Url)
+        .from(webhook_endpoint::Entity)
+        .and_where(webhook_endpoint::Column::HostId.eq(host_id))
+        .and_where(webhook_endpoint::Column::DisabledAt.is_null())
+        .to_owned()
 }
 
 async fn enabled_endpoint(

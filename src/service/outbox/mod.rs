@@ -43,16 +43,13 @@ pub async fn enqueue_sms(
     text: String,
     now: DateTime<Utc>,
 ) -> CoreResult<()> {
-    let message = NewMessage {
-        registration_id,
-        channel: Channel::Sms,
-        recipient: phone.as_str(),
-        country: phone.region(),
-        subject: None,
-        body: text,
-        html_body: None,
-    };
-    enqueue(keys, txn, message, now).await.map(drop)
+    enqueue_all(
+        keys,
+        txn,
+        vec![NewMessage::sms(registration_id, phone, text)],
+        now,
+    )
+    .await
 }
 
 pub async fn enqueue_email(
@@ -63,21 +60,8 @@ pub async fn enqueue_email(
     message: RenderedEmail,
     now: DateTime<Utc>,
 ) -> CoreResult<()> {
-    let RenderedEmail {
-        subject,
-        text,
-        html,
-    } = message;
-    let message = NewMessage {
-        registration_id,
-        channel: Channel::Email,
-        recipient: email,
-        country: None,
-        subject: Some(subject),
-        body: text,
-        html_body: Some(html),
-    };
-    enqueue(keys, txn, message, now).await.map(drop)
+    let message = NewMessage::email(registration_id, email, message);
+    enqueue_all(keys, txn, vec![message], now).await
 }
 
 /// Queues a signed webhook to a host (`service::webhooks` calls it): the
@@ -100,11 +84,16 @@ pub async fn enqueue_webhook(
         body: payload,
         html_body: None,
     };
-    enqueue(keys, txn, message, now).await
+    let (id, row) = queued_row(keys, message, now);
+    outbox_message::Entity::insert(row)
+        .exec_without_returning(txn)
+        .await
+        .context("Failed to queue webhook")?;
+    Ok(id)
 }
 
-/// A message as queued, before it gets its id.
-struct NewMessage<'a> {
+/// A message to a customer, before it is queued.
+pub struct NewMessage<'a> {
     registration_id: Uuid,
     channel: Channel,
     recipient: &'a str,
@@ -114,19 +103,72 @@ struct NewMessage<'a> {
     html_body: Option<String>,
 }
 
-/// Bodies are sealed (`Keys::seal`): they carry a live code or link.
-async fn enqueue(
+impl<'a> NewMessage<'a> {
+    /// An SMS; its recipient's country is kept for the host's send
+    /// statistics.
+    pub fn sms(registration_id: Uuid, phone: &'a PhoneNumber, text: String) -> Self {
+        Self {
+            registration_id,
+            channel: Channel::Sms,
+            recipient: phone.as_str(),
+            country: phone.region(),
+            subject: None,
+            body: text,
+            html_body: None,
+        }
+    }
+
+    pub fn email(registration_id: Uuid, email: &'a str, message: RenderedEmail) -> Self {
+        let RenderedEmail {
+            subject,
+            text,
+            html,
+        } = message;
+        Self {
+            registration_id,
+            channel: Channel::Email,
+            recipient: email,
+            country: None,
+            subject: Some(subject),
+            body: text,
+            html_body: Some(html),
+        }
+    }
+}
+
+/// Queues messages in one statement (a register queues its SMS and its
+/// email together).
+pub async fn enqueue_all(
     keys: &Keys,
     txn: &DatabaseTransaction,
+    messages: Vec<NewMessage<'_>>,
+    now: DateTime<Utc>,
+) -> CoreResult<()> {
+    if messages.is_empty() {
+        return Ok(());
+    }
+    let rows = messages
+        .into_iter()
+        .map(|message| queued_row(keys, message, now).1);
+    outbox_message::Entity::insert_many(rows)
+        .exec_without_returning(txn)
+        .await
+        .context("Failed to queue messages")?;
+    Ok(())
+}
+
+/// The pending row of a message, and its new id. Bodies are sealed
+/// (`Keys::seal`): they carry a live code or link.
+fn queued_row(
+    keys: &Keys,
     message: NewMessage<'_>,
     now: DateTime<Utc>,
-) -> CoreResult<Uuid> {
+) -> (Uuid, outbox_message::ActiveModel) {
     let id = Uuid::now_v7();
-    let channel = message.channel;
-    outbox_message::Entity::insert(outbox_message::ActiveModel {
+    let row = outbox_message::ActiveModel {
         id: Set(id),
         registration_id: Set(message.registration_id),
-        channel: Set(channel),
+        channel: Set(message.channel),
         recipient: Set(message.recipient.to_owned()),
         subject: Set(message.subject),
         body: Set(Some(keys.seal(id.as_bytes(), &message.body))),
@@ -146,9 +188,6 @@ async fn enqueue(
         provider: Set(None),
         provider_failures: Set(0),
         country: Set(message.country),
-    })
-    .exec(txn)
-    .await
-    .with_context(|| format!("Failed to queue {}", channel.name()))?;
-    Ok(id)
+    };
+    (id, row)
 }

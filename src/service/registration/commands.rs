@@ -21,7 +21,7 @@ use crate::{
     service::{
         hosts::AuthenticatedHost,
         is_unique_violation,
-        outbox::{self, CancelReason},
+        outbox::{self, CancelReason, NewMessage},
         quotas::{self, QueuedSend},
         request_limits, retrying, spend,
         webhooks::{self, LockReason, WebhookEvent},
@@ -64,12 +64,18 @@ pub async fn register(
         outbox::cancel_pending(&*txn, &superseded, None, CancelReason::Superseded, now).await?;
         let registration =
             store::insert_registration(&txn, host.id, applicant.clone(), now).await?;
-        let code = issue_sms(core, &txn, host, &registration, now).await?;
+        let (code, sms) = issue_sms(core, &txn, host, &registration, now).await?;
+        let mut messages = vec![sms];
         if let Some(email) = &email {
-            issue_completion_email(core, &txn, &registration, email.as_str(), now).await?;
+            messages.push(
+                issue_completion_email(core, &txn, &registration, email.as_str(), now).await?,
+            );
         }
-        let started = WebhookEvent::registration_started(registration.id, phone.as_str(), now);
-        webhooks::enqueue_event(&core.keys, &txn, host.id, &started, now).await?;
+        outbox::enqueue_all(&core.keys, &txn, messages, now).await?;
+        if let Some(url) = &checks.webhook_url {
+            let started = WebhookEvent::registration_started(registration.id, phone.as_str(), now);
+            webhooks::enqueue_event_to(&core.keys, &txn, url, host.id, &started, now).await?;
+        }
         let mut sends = vec![QueuedSend {
             channel: Channel::Sms,
             recipient: phone.as_str(),
@@ -101,15 +107,15 @@ pub async fn register(
     ))
 }
 
-/// Stores a new SMS code, counts the send against the quotas and queues
-/// the SMS carrying it, with the host's autofill lines.
-async fn issue_sms(
+/// Stores a new SMS code and writes the SMS carrying it, with the host's
+/// autofill lines, for the caller to queue with its other messages.
+async fn issue_sms<'r>(
     core: &Core,
     txn: &DatabaseTransaction,
     host: &AuthenticatedHost,
-    registration: &Registration,
+    registration: &'r Registration,
     now: DateTime<Utc>,
-) -> CoreResult<IssuedCode> {
+) -> CoreResult<(IssuedCode, NewMessage<'r>)> {
     let code = generate_sms_code(core.settings.registration.token_digits);
     let hash = core.keys.token_hash(&code.expose());
     let issued = store::insert_code(txn, registration, &code, hash, now, &core.rules).await?;
@@ -120,9 +126,8 @@ async fn issue_sms(
         &registration.name,
         &host.autofill,
     )?;
-    let phone = &registration.phone;
-    outbox::enqueue_sms(&core.keys, txn, registration.id, phone, text, now).await?;
-    Ok(issued)
+    let sms = NewMessage::sms(registration.id, &registration.phone, text);
+    Ok((issued, sms))
 }
 
 /// Counts the messages a transaction queues against the send quotas and,
@@ -143,14 +148,15 @@ async fn count_sends(
     Ok(())
 }
 
-/// Stores a new single-use completion link and queues the email carrying it.
-async fn issue_completion_email(
+/// Stores a new single-use completion link and writes the email carrying
+/// it, for the caller to queue.
+async fn issue_completion_email<'e>(
     core: &Core,
     txn: &DatabaseTransaction,
     registration: &Registration,
-    email: &str,
+    email: &'e str,
     now: DateTime<Utc>,
-) -> CoreResult<()> {
+) -> CoreResult<NewMessage<'e>> {
     let link_token = random_token(32);
     store::insert_completion_link(
         txn,
@@ -167,8 +173,7 @@ async fn issue_completion_email(
         &link,
         core.settings.registration.completion_link_expiry_hours,
     )?;
-    outbox::enqueue_email(&core.keys, txn, registration.id, email, message, now).await?;
-    Ok(())
+    Ok(NewMessage::email(registration.id, email, message))
 }
 
 pub async fn confirm(
@@ -450,7 +455,8 @@ pub async fn resend_sms(
             now,
         )
         .await?;
-        let code = issue_sms(core, &txn, host, &registration, now).await?;
+        let (code, message) = issue_sms(core, &txn, host, &registration, now).await?;
+        outbox::enqueue_all(&core.keys, &txn, vec![message], now).await?;
         let sms = QueuedSend {
             channel: Channel::Sms,
             recipient: registration.phone.as_str(),
@@ -490,7 +496,8 @@ pub async fn resend_email(
             now,
         )
         .await?;
-        issue_completion_email(core, &txn, &registration, &email, now).await?;
+        let message = issue_completion_email(core, &txn, &registration, &email, now).await?;
+        outbox::enqueue_all(&core.keys, &txn, vec![message], now).await?;
         let queued = QueuedSend {
             channel: Channel::Email,
             recipient: &email,

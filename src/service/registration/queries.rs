@@ -17,7 +17,7 @@ use super::{
 use crate::{
     domain::{AccountGroupId, IssuedCode, PhoneNumber, Registration},
     error::{CoreError, CoreResult},
-    service::{account_groups::AccountGroup, hosts::AuthenticatedHost},
+    service::{account_groups::AccountGroup, hosts::AuthenticatedHost, webhooks},
     state::Core,
 };
 
@@ -91,12 +91,15 @@ pub struct RegisterChecks {
     pub email_taken: bool,
     /// When the host last registered the phone, if ever.
     pub last_registered_at: Option<DateTime<Utc>>,
+    /// Where the host's webhook events go, if it has an enabled endpoint.
+    pub webhook_url: Option<String>,
 }
 
 /// The phone lock, whether the username (the phone) or the email belongs to
-/// a customer, and the host's last registration of the phone: four indexed
-/// lookups as scalar subqueries of one statement, since every statement of
-/// a register is a round trip. Counts, not `EXISTS`, because `COUNT(*)` is
+/// a customer, the host's last registration of the phone and its webhook
+/// endpoint: five indexed lookups as scalar subqueries of one statement,
+/// since every statement of a register is a round trip (and on SQLite one
+/// inside its transaction holds the one writer). Counts, not `EXISTS`, because `COUNT(*)` is
 /// a 64-bit integer on every database, where `EXISTS` is a boolean on one
 /// and an integer on the others.
 pub async fn register_checks(
@@ -140,6 +143,10 @@ pub async fn register_checks(
         .expr_as(scalar(&mut usernames), Alias::new("usernames"))
         .expr_as(scalar(&mut emails), Alias::new("emails"))
         .expr_as(scalar(&mut last), Alias::new("last_registered_at"))
+        .expr_as(
+            scalar(&mut webhooks::enabled_endpoint_url(host_id)),
+            Alias::new("webhook_url"),
+        )
         .to_owned();
     let row = core
         .db
@@ -161,6 +168,9 @@ pub async fn register_checks(
         last_registered_at: row
             .try_get("", "last_registered_at")
             .with_context(|| read("last_registered_at"))?,
+        webhook_url: row
+            .try_get("", "webhook_url")
+            .with_context(|| read("webhook_url"))?,
     })
 }
 

@@ -10,9 +10,9 @@ use entity::{
 };
 use sea_orm::{
     ActiveValue::Set,
-    ColumnTrait, ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait, QueryFilter,
-    QuerySelect,
-    sea_query::{Expr, ExprTrait, OnConflict},
+    ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, EntityTrait, QueryFilter,
+    QuerySelect, TryIntoModel,
+    sea_query::{Expr, ExprTrait, OnConflict, Query},
 };
 use uuid::Uuid;
 
@@ -44,15 +44,36 @@ pub async fn supersede_pending(
     host_id: Uuid,
     phone: &PhoneNumber,
 ) -> CoreResult<Vec<Uuid>> {
-    registration::Entity::update_many()
-        .col_expr(
+    let mut update = Query::update();
+    update
+        .table(registration::Entity)
+        .value(
             registration::Column::Status,
             Expr::value(RegistrationStatus::Superseded),
         )
-        .filter(registration::Column::HostId.eq(host_id))
-        .filter(registration::Column::Phone.eq(phone.as_str()))
-        .filter(registration::Column::Status.eq(RegistrationStatus::Pending))
-        .exec(txn)
+        .and_where(registration::Column::HostId.eq(host_id))
+        .and_where(registration::Column::Phone.eq(phone.as_str()))
+        .and_where(registration::Column::Status.eq(RegistrationStatus::Pending));
+    if txn.get_database_backend() != DbBackend::MySql {
+        // One round trip: the rows this statement replaced.
+        update.returning_col(registration::Column::Id);
+        let rows = txn
+            .query_all(&update)
+            .await
+            .context("Failed to supersede earlier registrations")?;
+        return rows
+            .iter()
+            .map(|row| {
+                Ok(row
+                    .try_get::<Uuid>("", "id")
+                    .context("Failed to read a superseded registration")?)
+            })
+            .collect();
+    }
+    // MySQL has no RETURNING: every superseded registration of the phone,
+    // which includes the ones just replaced (cancelling the messages of
+    // older ones again changes nothing).
+    txn.execute(&update)
         .await
         .context("Failed to supersede earlier registrations")?;
     let superseded = registration::Entity::find()
@@ -98,11 +119,17 @@ pub async fn insert_registration(
         completed_at: Set(None),
         language: Set(applicant.language),
     };
-    let row = registration::Entity::insert(row)
-        .exec_with_returning(txn)
+    // Every column is set here, so the row is known without reading it
+    // back (a second statement on MySQL).
+    let model = row
+        .clone()
+        .try_into_model()
+        .context("Failed to build the registration row")?;
+    registration::Entity::insert(row)
+        .exec_without_returning(txn)
         .await
         .context("Failed to insert registration")?;
-    registration_from_row(row)
+    registration_from_row(model)
 }
 
 /// Stores an SMS code as its keyed hash; the digits are never stored.
@@ -115,7 +142,7 @@ pub async fn insert_code(
     rules: &Rules,
 ) -> CoreResult<IssuedCode> {
     let attempt = i32::try_from(registration.sms.count).context("SMS count out of range")?;
-    let row = sms_token::Entity::insert(sms_token::ActiveModel {
+    let row = sms_token::ActiveModel {
         id: Set(Uuid::now_v7()),
         registration_id: Set(registration.id),
         attempt: Set(attempt),
@@ -124,11 +151,16 @@ pub async fn insert_code(
         created_at: Set(now),
         expires_at: Set(now + rules.token_expiry),
         superseded_at: Set(None),
-    })
-    .exec_with_returning(txn)
-    .await
-    .context("Failed to insert SMS token")?;
-    code_from_row(row)
+    };
+    let model = row
+        .clone()
+        .try_into_model()
+        .context("Failed to build the SMS token row")?;
+    sms_token::Entity::insert(row)
+        .exec_without_returning(txn)
+        .await
+        .context("Failed to insert SMS token")?;
+    code_from_row(model)
 }
 
 pub async fn insert_completion_link(
