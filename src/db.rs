@@ -12,6 +12,10 @@ use crate::metrics::Metrics;
 /// Statements slower than this are logged (without their parameters).
 const SLOW_STATEMENT: Duration = Duration::from_millis(500);
 
+/// A pooled connection to a database server idle at least this long is
+/// pinged before use; see `connect_and_migrate`.
+const PING_IF_IDLE_FOR: Duration = Duration::from_secs(1);
+
 /// Connects and brings the schema up to date. For SQLite the file and its
 /// directory are created, and WAL lets readers proceed during writes.
 /// Statements are counted in `metrics` (the DataLoader tests read them)
@@ -37,6 +41,18 @@ pub async fn connect_and_migrate(
         .max_connections(16)
         .acquire_timeout(Duration::from_secs(10))
         .sqlx_logging(false);
+    // By default every connection taken from the pool is pinged first: one
+    // more round trip for every read outside a transaction and every
+    // transaction. An SQLite connection is a file handle and cannot go
+    // stale, so it is never pinged. A server's connection is pinged only
+    // after a second idle, which is when a restart, a proxy or a firewall
+    // has had time to drop it; a hot one that broke fails its statement,
+    // which answers 503 DATABASE_UNAVAILABLE, and the pool replaces it.
+    if url.starts_with("sqlite:") {
+        options.test_before_acquire(false);
+    } else {
+        options.test_before_acquire_if_idle_for(PING_IF_IDLE_FOR);
+    }
     if galera_sync_wait {
         options.map_sqlx_mysql_pool_opts(|pool| {
             pool.after_connect(|conn, _| Box::pin(sync_wait_on_galera(conn)))
