@@ -56,6 +56,7 @@ async fn take_lease(
     now: DateTime<Utc>,
     interval: Duration,
 ) -> CoreResult<bool> {
+    let _turn = write::turn(core).await;
     job_lease::Entity::insert(job_lease::ActiveModel {
         name: Set(JOB.to_owned()),
         holder: Set(Uuid::nil()),
@@ -91,6 +92,12 @@ pub async fn purge(core: &Core) -> CoreResult<Purged> {
             .await?,
         ..Purged::default()
     };
+    // The rest are single statements, run in this process's writer turn
+    // like every write (`service::write`): on SQLite a write outside it can
+    // slip in while a transaction holding the turn is between its read and
+    // its first write, which then fails with SQLITE_BUSY. Held across them
+    // all, which the retention windows keep short.
+    let _turn = write::turn(core).await;
     // Codes of registrations no longer pending, once expired, can never be
     // used again; the pending one's latest code stays, it names the SMS.
     let closed = Query::select()
