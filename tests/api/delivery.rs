@@ -531,6 +531,34 @@ async fn a_dispatch_pass_claims_and_records_its_batch_together() {
     // the three timeline entries in one insert: 7. One message at a time it
     // was 13 (a claim, a read, a result and a timeline entry each).
     assert_eq!(statements, 7);
+    // Each message is recorded with its own values.
+    let rows = entity::outbox_message::Entity::find()
+        .all(&core.db)
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 3);
+    let sent_ids = memory
+        .messages()
+        .iter()
+        .map(|m| m.id)
+        .collect::<std::collections::HashSet<_>>();
+    for row in &rows {
+        assert_eq!(row.status, entity::states::OutboxStatus::Sent);
+        assert_eq!(row.attempts, 1);
+        assert!(row.lease_token.is_none() && row.lease_until.is_none());
+        assert!(row.body.is_none(), "a sent message keeps no code");
+        assert!(sent_ids.contains(&row.id), "{} was sent", row.id);
+        assert_eq!(
+            row.provider_message_id.as_deref(),
+            Some(row.id.to_string().as_str()),
+            "the id the transport gave for this message"
+        );
+    }
+    let distinct = rows
+        .iter()
+        .map(|r| r.provider_message_id.clone())
+        .collect::<std::collections::HashSet<_>>();
+    assert_eq!(distinct.len(), 3, "each message has its own provider id");
     let attempts = entity::delivery_attempt::Entity::find()
         .all(&core.db)
         .await
