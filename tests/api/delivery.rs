@@ -532,10 +532,7 @@ async fn a_dispatch_pass_claims_and_records_its_batch_together() {
     // was 13 (a claim, a read, a result and a timeline entry each).
     assert_eq!(statements, 7);
     // Each message is recorded with its own values.
-    let rows = entity::outbox_message::Entity::find()
-        .all(&core.db)
-        .await
-        .unwrap();
+    let rows = outbox_message::Entity::find().all(&core.db).await.unwrap();
     assert_eq!(rows.len(), 3);
     let sent_ids = memory
         .messages()
@@ -543,7 +540,7 @@ async fn a_dispatch_pass_claims_and_records_its_batch_together() {
         .map(|m| m.id)
         .collect::<std::collections::HashSet<_>>();
     for row in &rows {
-        assert_eq!(row.status, entity::states::OutboxStatus::Sent);
+        assert_eq!(row.status, OutboxStatus::Sent);
         assert_eq!(row.attempts, 1);
         assert!(row.lease_token.is_none() && row.lease_until.is_none());
         assert!(row.body.is_none(), "a sent message keeps no code");
