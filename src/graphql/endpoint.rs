@@ -124,6 +124,8 @@ async fn run(
     let may_read_schema = shape.introspection_only && core.settings.graphql.introspection;
     let mut gql_request =
         async_graphql::Request::new(params.query).variables(Variables::from_json(params.variables));
+    // Parsed once: the policy read this document, the engine runs it.
+    gql_request.set_parsed_query(document);
     if let Some(name) = params.operation_name {
         gql_request = gql_request.operation_name(name);
     }
