@@ -190,8 +190,10 @@ impl From<anyhow::Error> for CoreError {
 }
 
 /// Whether the database could not serve the statement for now, so that
-/// another instance, or this one a moment later, may: no connection; a
-/// server refusing every statement (SQLSTATE class 08: a Galera node cut
+/// another instance, or this one a moment later, may: no connection, or
+/// one that broke under the statement (pooled connections are pinged only
+/// after a second idle, `db::connect_and_migrate`, so a server that went
+/// away is often first met this way); a server refusing every statement (SQLSTATE class 08: a Galera node cut
 /// off from its cluster's primary component answers 1047, 08S01); or a wait
 /// that ran out (MySQL 1205, lock wait timeout, which is also how a read on
 /// a Galera node fails when it cannot catch up with the cluster under
@@ -206,6 +208,14 @@ fn database_unavailable(error: &DbErr) -> bool {
     else {
         return false;
     };
+    if matches!(
+        &**e,
+        sea_orm::sqlx::Error::Io(_)
+            | sea_orm::sqlx::Error::PoolTimedOut
+            | sea_orm::sqlx::Error::PoolClosed
+    ) {
+        return true;
+    }
     e.as_database_error().is_some_and(|database| {
         database.code().is_some_and(|code| code.starts_with("08"))
             || database
@@ -340,3 +350,38 @@ impl CoreError {
 }
 
 pub type CoreResult<T> = Result<T, CoreError>;
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use anyhow::Context;
+    use sea_orm::{DbErr, RuntimeErr, sqlx};
+
+    use super::CoreError;
+
+    fn failed(error: sqlx::Error) -> CoreError {
+        let failure: Result<(), DbErr> = Err(DbErr::Query(RuntimeErr::SqlxError(Arc::new(error))));
+        failure
+            .context("Failed to run a statement")
+            .unwrap_err()
+            .into()
+    }
+
+    #[test]
+    fn a_connection_that_broke_or_could_not_be_had_is_unavailable_not_internal() {
+        let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        assert!(matches!(
+            failed(sqlx::Error::Io(reset)),
+            CoreError::DatabaseUnavailable(_)
+        ));
+        assert!(matches!(
+            failed(sqlx::Error::PoolTimedOut),
+            CoreError::DatabaseUnavailable(_)
+        ));
+        assert!(matches!(
+            failed(sqlx::Error::RowNotFound),
+            CoreError::Internal(_)
+        ));
+    }
+}
