@@ -30,7 +30,7 @@ use crate::{
     service::{
         hosts::AuthenticatedHost,
         quotas::{self, window},
-        retrying,
+        retrying, write,
     },
     state::Core,
 };
@@ -121,6 +121,10 @@ async fn stored_count(
 /// MySQL in a transaction of its own, which the read needs).
 async fn add(core: &Core, scope: &str, start: DateTime<Utc>, n: u32) -> CoreResult<u32> {
     let n = i32::try_from(n).unwrap_or(i32::MAX);
+    // A write like any other: on SQLite it takes this process's writer turn
+    // (`service::write`), or it could slip in between a transaction's read
+    // and its first write and fail that transaction with BUSY.
+    let _turn = write::turn(core).await;
     let used = if core.db.get_database_backend() == DbBackend::MySql {
         let txn = core
             .db

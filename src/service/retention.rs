@@ -18,7 +18,11 @@ use sea_orm::{
 use uuid::Uuid;
 
 use super::{idempotency, outbox, quotas};
-use crate::{error::CoreResult, service::write, state::Core};
+use crate::{
+    error::CoreResult,
+    service::{retrying, write},
+    state::Core,
+};
 
 const JOB: &str = "retention";
 
@@ -180,52 +184,58 @@ async fn purge_unconfirmed(core: &Core, cutoff: DateTime<Utc>) -> CoreResult<u64
     if ids.is_empty() {
         return Ok(0);
     }
-    let txn = write::begin(core).await?;
-    let messages: Vec<Uuid> = outbox_message::Entity::find()
-        .select_only()
-        .column(outbox_message::Column::Id)
-        .filter(outbox_message::Column::RegistrationId.is_in(ids.clone()))
-        .into_tuple()
-        .all(&*txn)
-        .await
-        .context("Failed to find their messages")?;
-    delete_where(
-        &*txn,
-        delivery_attempt::Entity,
-        delivery_attempt::Column::MessageId,
-        &messages,
-    )
-    .await?;
-    super::webhooks::forget_deliveries(&*txn, &messages).await?;
-    delete_where(
-        &*txn,
-        outbox_message::Entity,
-        outbox_message::Column::RegistrationId,
-        &ids,
-    )
-    .await?;
-    delete_where(
-        &*txn,
-        sms_token::Entity,
-        sms_token::Column::RegistrationId,
-        &ids,
-    )
-    .await?;
-    delete_where(
-        &*txn,
-        completion_link::Entity,
-        completion_link::Column::RegistrationId,
-        &ids,
-    )
-    .await?;
-    let deleted = registration::Entity::delete_many()
-        .filter(registration::Column::Id.is_in(ids))
-        .filter(registration::Column::Status.ne(RegistrationStatus::Completed))
-        .exec(&*txn)
-        .await
-        .context("Failed to delete unconfirmed registrations")?;
-    write::commit(txn).await?;
-    Ok(deleted.rows_affected)
+    // It reads before it writes: on SQLite a write that got in between
+    // (one outside this process's writer turn: another process) fails it
+    // with BUSY, a lost race like any other, run whole again.
+    retrying(core, || async {
+        let txn = write::begin(core).await?;
+        let messages: Vec<Uuid> = outbox_message::Entity::find()
+            .select_only()
+            .column(outbox_message::Column::Id)
+            .filter(outbox_message::Column::RegistrationId.is_in(ids.to_vec()))
+            .into_tuple()
+            .all(&*txn)
+            .await
+            .context("Failed to find their messages")?;
+        delete_where(
+            &*txn,
+            delivery_attempt::Entity,
+            delivery_attempt::Column::MessageId,
+            &messages,
+        )
+        .await?;
+        super::webhooks::forget_deliveries(&*txn, &messages).await?;
+        delete_where(
+            &*txn,
+            outbox_message::Entity,
+            outbox_message::Column::RegistrationId,
+            &ids,
+        )
+        .await?;
+        delete_where(
+            &*txn,
+            sms_token::Entity,
+            sms_token::Column::RegistrationId,
+            &ids,
+        )
+        .await?;
+        delete_where(
+            &*txn,
+            completion_link::Entity,
+            completion_link::Column::RegistrationId,
+            &ids,
+        )
+        .await?;
+        let deleted = registration::Entity::delete_many()
+            .filter(registration::Column::Id.is_in(ids.iter().copied()))
+            .filter(registration::Column::Status.ne(RegistrationStatus::Completed))
+            .exec(&*txn)
+            .await
+            .context("Failed to delete unconfirmed registrations")?;
+        write::commit(txn).await?;
+        Ok(deleted.rows_affected)
+    })
+    .await
 }
 
 async fn delete_where<E: EntityTrait>(
