@@ -33,37 +33,6 @@ use uuid::Uuid;
 
 use crate::{crypto::Keys, domain::PhoneNumber, error::CoreResult, templates::RenderedEmail};
 
-/// Queues an SMS; its recipient's country is kept for the host's send
-/// statistics.
-pub async fn enqueue_sms(
-    keys: &Keys,
-    txn: &DatabaseTransaction,
-    registration_id: Uuid,
-    phone: &PhoneNumber,
-    text: String,
-    now: DateTime<Utc>,
-) -> CoreResult<()> {
-    enqueue_all(
-        keys,
-        txn,
-        vec![NewMessage::sms(registration_id, phone, text)],
-        now,
-    )
-    .await
-}
-
-pub async fn enqueue_email(
-    keys: &Keys,
-    txn: &DatabaseTransaction,
-    registration_id: Uuid,
-    email: &str,
-    message: RenderedEmail,
-    now: DateTime<Utc>,
-) -> CoreResult<()> {
-    let message = NewMessage::email(registration_id, email, message);
-    enqueue_all(keys, txn, vec![message], now).await
-}
-
 /// Queues a signed webhook to a host (`service::webhooks` calls it): the
 /// recipient is the endpoint's URL, the body the JSON payload. Returns the
 /// message's id.
@@ -116,6 +85,15 @@ impl<'a> NewMessage<'a> {
             body: text,
             html_body: None,
         }
+    }
+
+    pub fn channel(&self) -> Channel {
+        self.channel
+    }
+
+    /// Borrowed for as long as the message's recipient, not the message.
+    pub fn recipient(&self) -> &'a str {
+        self.recipient
     }
 
     pub fn email(registration_id: Uuid, email: &'a str, message: RenderedEmail) -> Self {

@@ -71,22 +71,11 @@ pub async fn register(
                 issue_completion_email(core, &txn, &registration, email.as_str(), now).await?,
             );
         }
-        outbox::enqueue_all(&core.keys, &txn, messages, now).await?;
         if let Some(url) = &checks.webhook_url {
             let started = WebhookEvent::registration_started(registration.id, phone.as_str(), now);
             webhooks::enqueue_event_to(&core.keys, &txn, url, host.id, &started, now).await?;
         }
-        let mut sends = vec![QueuedSend {
-            channel: Channel::Sms,
-            recipient: phone.as_str(),
-        }];
-        if let Some(email) = &email {
-            sends.push(QueuedSend {
-                channel: Channel::Email,
-                recipient: email.as_str(),
-            });
-        }
-        count_sends(core, &txn, host, registration.id, &sends, now).await?;
+        queue_and_count(core, &txn, host, registration.id, messages, now).await?;
         write::commit(txn).await?;
         Ok((registration, code))
     })
@@ -130,18 +119,26 @@ async fn issue_sms<'r>(
     Ok((issued, sms))
 }
 
-/// Counts the messages a transaction queues against the send quotas and,
-/// for an SMS, the host's monthly budget; the caller commits right after
-/// (see `quotas::consume` for why last).
-async fn count_sends(
+/// Queues a transaction's messages in one statement and counts them
+/// against the send quotas and, for an SMS, the host's monthly budget; the
+/// caller commits right after (see `quotas::consume` for why last).
+async fn queue_and_count(
     core: &Core,
     txn: &DatabaseTransaction,
     host: &AuthenticatedHost,
     registration_id: Uuid,
-    sends: &[QueuedSend<'_>],
+    messages: Vec<NewMessage<'_>>,
     now: DateTime<Utc>,
 ) -> CoreResult<()> {
-    quotas::consume(core, txn, sends, host.id, now).await?;
+    let sends: Vec<QueuedSend<'_>> = messages
+        .iter()
+        .map(|message| QueuedSend {
+            channel: message.channel(),
+            recipient: message.recipient(),
+        })
+        .collect();
+    outbox::enqueue_all(&core.keys, txn, messages, now).await?;
+    quotas::consume(core, txn, &sends, host.id, now).await?;
     if sends.iter().any(|send| send.channel == Channel::Sms) {
         spend::count_sms(core, txn, host, registration_id, now).await?;
     }
@@ -455,13 +452,8 @@ pub async fn resend_sms(
             now,
         )
         .await?;
-        let (code, message) = issue_sms(core, &txn, host, &registration, now).await?;
-        outbox::enqueue_all(&core.keys, &txn, vec![message], now).await?;
-        let sms = QueuedSend {
-            channel: Channel::Sms,
-            recipient: registration.phone.as_str(),
-        };
-        count_sends(core, &txn, host, registration.id, &[sms], now).await?;
+        let (code, sms) = issue_sms(core, &txn, host, &registration, now).await?;
+        queue_and_count(core, &txn, host, registration.id, vec![sms], now).await?;
         write::commit(txn).await?;
         Ok((registration, code, now))
     })
@@ -497,12 +489,7 @@ pub async fn resend_email(
         )
         .await?;
         let message = issue_completion_email(core, &txn, &registration, &email, now).await?;
-        outbox::enqueue_all(&core.keys, &txn, vec![message], now).await?;
-        let queued = QueuedSend {
-            channel: Channel::Email,
-            recipient: &email,
-        };
-        count_sends(core, &txn, host, registration.id, &[queued], now).await?;
+        queue_and_count(core, &txn, host, registration.id, vec![message], now).await?;
         write::commit(txn).await?;
         Ok((registration, now))
     })
