@@ -9,6 +9,7 @@ pub mod delivery;
 pub mod domain;
 pub mod error;
 pub mod graphql;
+pub mod group_commit;
 pub mod http;
 pub mod metrics;
 pub mod pages;

@@ -102,6 +102,7 @@ pub struct Metrics {
     code_checks: Family<OutcomeLabels, Counter>,
     db_statements: Counter,
     transaction_retries: Counter,
+    register_batch_size: Histogram,
     outbox_depth: Family<ChannelLabels, Gauge>,
     outbox_oldest: Family<ChannelLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     hashes_waiting: Gauge,
@@ -129,6 +130,7 @@ impl Default for Metrics {
             code_checks: Family::default(),
             db_statements: Counter::default(),
             transaction_retries: Counter::default(),
+            register_batch_size: Histogram::new(exponential_buckets(1.0, 2.0, 7)),
             outbox_depth: Family::default(),
             outbox_oldest: Family::default(),
             hashes_waiting: Gauge::default(),
@@ -216,6 +218,11 @@ impl Default for Metrics {
             metrics.pool_connections.clone(),
         );
         registry.register(
+            "register_batch_size",
+            "Registers written in one transaction (group commit).",
+            metrics.register_batch_size.clone(),
+        );
+        registry.register(
             "db_pool_idle_connections",
             "Idle database connections.",
             metrics.pool_idle.clone(),
@@ -287,6 +294,11 @@ impl Metrics {
                 scope,
             })
             .inc();
+    }
+
+    /// One transaction wrote `registers` registers together.
+    pub fn registers_written_together(&self, registers: usize) {
+        self.register_batch_size.observe(registers as f64);
     }
 
     pub fn transaction_retried(&self) {

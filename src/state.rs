@@ -10,6 +10,7 @@ use crate::{
     config::Settings,
     crypto::{Keys, PasswordHashing},
     domain::Rules,
+    group_commit::GroupCommit,
     metrics::Metrics,
     request_counts::RequestLimiter,
     templates::Templates,
@@ -57,6 +58,9 @@ pub struct CoreParts {
     /// commit first checks that its transaction is still open
     /// (`db::commit`).
     pub galera: bool,
+    /// Registers waiting to be written together, one transaction per batch
+    /// (`service::registration::batch`).
+    pub register_batches: Arc<GroupCommit>,
 }
 
 impl Core {
@@ -67,6 +71,7 @@ impl Core {
         let mut parts = (*self.0).clone();
         parts.request_limits = Arc::default();
         parts.tokens = Arc::new(TokenCache::new(self.settings.auth.token_cache_seconds));
+        parts.register_batches = Arc::default();
         Core(Arc::new(parts))
     }
 
@@ -100,6 +105,7 @@ impl Core {
             sqlite_writer: (db.get_database_backend() == DbBackend::Sqlite)
                 .then(|| Arc::new(WriterQueue::default())),
             galera,
+            register_batches: Arc::default(),
             db,
         }))
     }

@@ -2,7 +2,7 @@
 //! them: send quotas against SMS pumping and mail floods (per recipient,
 //! per host and recipient, per host and overall). Request limits per host
 //! use the same windows and table (`service::request_limits`).
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use anyhow::Context;
 use chrono::{DateTime, Duration, TimeZone, Utc};
@@ -28,45 +28,105 @@ pub struct QueuedSend<'a> {
     pub recipient: &'a str,
 }
 
-/// Counts each of `sends` for `host` against every configured quota of its
+/// The sends one transaction queues for one host at `now` (a register's
+/// SMS and email, a resend's one message).
+#[derive(Debug, Clone)]
+pub struct HostSends<'a> {
+    pub host_id: Uuid,
+    pub now: DateTime<Utc>,
+    pub sends: Vec<QueuedSend<'a>>,
+}
+
+/// A send a quota (or the host's monthly SMS budget) refused.
+#[derive(Debug, Clone, Copy)]
+pub struct Refusal {
+    pub channel: Channel,
+    pub scope: QuotaScope,
+    pub host_id: Uuid,
+    pub retry_after_seconds: u64,
+}
+
+impl Refusal {
+    /// The error a request is answered with, counted in the metrics and
+    /// logged. A batch of registers that would be refused as a whole is
+    /// not reported: its registers are written one by one instead, and
+    /// the one actually refused is.
+    pub fn reported(self, core: &Core) -> CoreError {
+        let scope_name = quota_scope_name(self.channel, self.scope);
+        core.metrics.refused_by_quota(self.channel, scope_name);
+        tracing::warn!(channel = self.channel.name(), scope = scope_name, host_id = %self.host_id.simple(), "send refused by quota");
+        CoreError::SendQuotaExceeded {
+            channel: self.channel,
+            scope: self.scope,
+            retry_after_seconds: self.retry_after_seconds,
+        }
+    }
+}
+
+/// Counts every send of `queued` against every configured quota of its
 /// channel, all in one statement. Runs inside the caller's transaction:
-/// when a quota is exceeded the caller rolls back, so neither the counts
-/// nor the messages remain. Callers count last, just before they commit:
-/// the host's and the global counters are rows every register writes, and
-/// a row stays locked until its transaction ends, so the later they are
+/// on a refusal the caller rolls back, so neither the counts nor the
+/// messages remain. Callers count last, just before they commit: the
+/// host's and the global counters are rows every register writes, and a
+/// row stays locked until its transaction ends, so the later they are
 /// written the shorter the registers behind them wait.
-pub async fn consume(
+///
+/// The refusal is the first scope over its limit in this order: the
+/// sends in the order given (SMS before email), each's recipient, host and
+/// recipient, host, everyone. The rows are written (so locked) sorted by
+/// scope and window, the same order in every transaction, so concurrent
+/// transactions cannot deadlock on the rows they share.
+pub async fn count(
     core: &Core,
     txn: &DatabaseTransaction,
-    sends: &[QueuedSend<'_>],
-    host_id: Uuid,
-    now: DateTime<Utc>,
-) -> CoreResult<()> {
-    // Always in this order: the first scope over its limit is the one
-    // reported, and every transaction locks the rows it shares with another
-    // in the same order (recipient, host-recipient, host, global; in the
-    // order of `sends`, SMS before email), so concurrent transactions
-    // cannot deadlock on them.
-    let scopes: Vec<(Channel, QuotaScope, String, Quota)> = sends
-        .iter()
-        .flat_map(|send| scopes_of(core, *send, host_id))
-        .collect();
-    let counters = scopes
-        .iter()
-        .map(|(_, _, scope, quota)| (scope.as_str(), *quota))
-        .collect::<Vec<_>>();
-    if let Some((refused, retry_after_seconds)) = count(txn, &counters, now).await? {
-        let (channel, scope_kind, _, _) = scopes[refused];
-        let scope_name = quota_scope_name(channel, scope_kind);
-        core.metrics.refused_by_quota(channel, scope_name);
-        tracing::warn!(channel = channel.name(), scope = scope_name, host_id = %host_id.simple(), "send refused by quota");
-        return Err(CoreError::SendQuotaExceeded {
-            channel,
-            scope: scope_kind,
-            retry_after_seconds,
-        });
+    queued: &[HostSends<'_>],
+) -> CoreResult<Option<Refusal>> {
+    let mut counters = Vec::new();
+    for batch in queued {
+        for send in &batch.sends {
+            for (channel, scope_kind, scope, quota) in scopes_of(core, *send, batch.host_id) {
+                // A switched-off quota (`limit = 0`) is not counted at all.
+                if quota.limit == 0 {
+                    continue;
+                }
+                let (window_start, window_end) = window(batch.now, quota);
+                let refusal = Refusal {
+                    channel,
+                    scope: scope_kind,
+                    host_id: batch.host_id,
+                    retry_after_seconds: seconds_until(window_end, batch.now),
+                };
+                counters.push((scope, window_start, quota.limit, refusal));
+            }
+        }
     }
-    Ok(())
+    if counters.is_empty() {
+        return Ok(None);
+    }
+    let mut additions: BTreeMap<(&str, DateTime<Utc>), i32> = BTreeMap::new();
+    for (scope, window_start, _, _) in &counters {
+        *additions
+            .entry((scope.as_str(), *window_start))
+            .or_default() += 1;
+    }
+    let additions = additions
+        .into_iter()
+        .map(|((scope, window_start), n)| (scope, window_start, n))
+        .collect::<Vec<_>>();
+    let totals = add_each(txn, &additions).await?;
+    let totals = additions
+        .iter()
+        .zip(totals)
+        .map(|((scope, window_start, _), total)| ((*scope, *window_start), total))
+        .collect::<HashMap<_, _>>();
+    Ok(counters
+        .iter()
+        .find(|(scope, window_start, limit, _)| {
+            totals
+                .get(&(scope.as_str(), *window_start))
+                .is_some_and(|total| u32::try_from(*total).unwrap_or(u32::MAX) > *limit)
+        })
+        .map(|(_, _, _, refusal)| *refusal))
 }
 
 /// The counters one send is counted in, with their quotas.
@@ -128,79 +188,68 @@ fn scopes_of(
     ]
 }
 
-/// Adds one to each scope's counter for its current window, in one
-/// statement whatever the number of scopes (one upsert plus one read on
-/// MySQL); when a count goes past its limit, the position of the first such
-/// scope and the seconds until its window ends. A switched-off quota
-/// (`limit = 0`) is not counted at all. The rows are written in the order
-/// given, which is the order they are locked in.
-async fn count(
-    db: &impl ConnectionTrait,
-    counters: &[(&str, Quota)],
-    now: DateTime<Utc>,
-) -> CoreResult<Option<(usize, u64)>> {
-    let counted = counters
-        .iter()
-        .enumerate()
-        .filter(|(_, (_, quota))| quota.limit > 0)
-        .map(|(position, (scope, quota))| {
-            let (window_start, window_end) = window(now, *quota);
-            (position, *scope, *quota, window_start, window_end)
-        })
-        .collect::<Vec<_>>();
-    if counted.is_empty() {
-        return Ok(None);
-    }
-    let windows = counted
-        .iter()
-        .map(|(_, scope, _, window_start, _)| (*scope, *window_start))
-        .collect::<Vec<_>>();
-    let used = add(db, &windows, 1).await?;
-    for ((position, _, quota, _, window_end), count) in counted.into_iter().zip(used) {
-        if u32::try_from(count).unwrap_or(u32::MAX) > quota.limit {
-            return Ok(Some((position, seconds_until(window_end, now))));
-        }
-    }
-    Ok(None)
-}
-
 /// Adds `n` to each (scope, window start) counter in one statement and
 /// returns their new totals in the order of `windows`, this addition
-/// included: read with
-/// RETURNING in the same statement, or, on MySQL, which has none for
-/// upserts, by a read in the caller's transaction (the rows stay locked
-/// until it ends). Request limits (`service::request_limits`) store their
-/// batched counts with it too.
+/// included. Request limits (`service::request_limits`) store their
+/// batched counts with it.
 pub(crate) async fn add(
     db: &impl ConnectionTrait,
     windows: &[(&str, DateTime<Utc>)],
     n: i32,
 ) -> CoreResult<Vec<i32>> {
+    let additions = windows
+        .iter()
+        .map(|(scope, window_start)| (*scope, *window_start, n))
+        .collect::<Vec<_>>();
+    add_each(db, &additions).await
+}
+
+/// Adds each addition's `n` to its (scope, window start) counter in one
+/// statement, in the order given, and returns the new totals in that
+/// order: read with RETURNING in the same statement, or, on MySQL, which
+/// has none for upserts, by a read in the caller's transaction (the rows
+/// stay locked until it ends). Each counter appears at most once.
+async fn add_each(
+    db: &impl ConnectionTrait,
+    additions: &[(&str, DateTime<Utc>, i32)],
+) -> CoreResult<Vec<i32>> {
+    let backend = db.get_database_backend();
     let mut upsert = Query::insert();
     upsert.into_table(send_quota::Entity).columns([
         send_quota::Column::Scope,
         send_quota::Column::WindowStart,
         send_quota::Column::Used,
     ]);
-    for (scope, window_start) in windows {
+    for (scope, window_start, n) in additions {
         upsert
-            .values([(*scope).into(), (*window_start).into(), n.into()])
+            .values([(*scope).into(), (*window_start).into(), (*n).into()])
             .context("Failed to build a quota count")?;
     }
+    // Each row adds its own `n`: the value it would have inserted.
+    let inserted = if backend == DbBackend::MySql {
+        "VALUES(`used`)"
+    } else {
+        "excluded.used"
+    };
     upsert.on_conflict(
         OnConflict::columns([send_quota::Column::Scope, send_quota::Column::WindowStart])
             .value(
                 send_quota::Column::Used,
-                Expr::col((send_quota::Entity, send_quota::Column::Used)).add(n),
+                Expr::col((send_quota::Entity, send_quota::Column::Used)).add(Expr::cust(inserted)),
             )
             .to_owned(),
     );
-    let rows = if db.get_database_backend() == DbBackend::MySql {
+    let columns = [
+        send_quota::Column::Scope,
+        send_quota::Column::WindowStart,
+        send_quota::Column::Used,
+    ];
+    let rows = if backend == DbBackend::MySql {
         db.execute(&upsert)
             .await
             .context("Failed to count against a quota")?;
         let mut keys = Condition::any();
-        for (scope, window_start) in windows {
+        for (scope, window_start, _) in additions {
             keys = keys.add(
                 Condition::all()
                     .add(send_quota::Column::Scope.eq(*scope))
@@ -208,7 +257,7 @@ pub(crate) async fn add(
             );
         }
         let read = Query::select()
-            .columns([send_quota::Column::Scope, send_quota::Column::Used])
+            .columns(columns)
             .from(send_quota::Entity)
             .cond_where(keys)
             .to_owned();
@@ -216,9 +265,7 @@ pub(crate) async fn add(
             .await
             .context("Failed to read a quota")?
     } else {
-        upsert.returning(
-            Query::returning().columns([send_quota::Column::Scope, send_quota::Column::Used]),
-        );
+        upsert.returning(Query::returning().columns(columns));
         db.query_all(&upsert)
             .await
             .context("Failed to count against a quota")?
@@ -228,20 +275,23 @@ pub(crate) async fn add(
         let scope: String = row
             .try_get("", "scope")
             .context("Failed to read a quota's scope")?;
+        let window_start: DateTime<Utc> = row
+            .try_get("", "window_start")
+            .context("Failed to read a quota's window")?;
         let count: i32 = row
             .try_get("", "used")
             .context("Failed to read a quota count")?;
-        stored.insert(scope, count);
+        stored.insert((scope, window_start), count);
     }
     // The rows were just written in this transaction: one missing means the
     // transaction is no longer there (a Galera node rolled it back for
     // another node's write set and the read ran outside it), so it is run
     // again whole, like any lost race.
-    windows
+    additions
         .iter()
-        .map(|(scope, _)| {
+        .map(|(scope, window_start, _)| {
             stored
-                .get(*scope)
+                .get(&((*scope).to_owned(), *window_start))
                 .copied()
                 .ok_or_else(|| anyhow::Error::new(crate::db::TransactionEndedByCluster).into())
         })

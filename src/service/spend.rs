@@ -2,6 +2,8 @@
 //! as each SMS is queued, a `host.budget_warning` webhook once a month at
 //! 80 %, refusal beyond it; and the host's sends by day, channel, country
 //! and outcome.
+use std::collections::BTreeMap;
+
 use anyhow::Context;
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use entity::{host, host_sms_month, states::Channel};
@@ -13,10 +15,11 @@ use uuid::Uuid;
 
 use crate::{
     domain::{BudgetMonth, MonthlySmsBudget},
-    error::{CoreError, CoreResult, QuotaScope, quota_scope_name},
+    error::{CoreError, CoreResult, QuotaScope},
     service::{
         hosts::{self, AuthenticatedHost},
         outbox::{self, SendCount},
+        quotas::Refusal,
         webhooks::{self, WebhookEvent},
     },
     state::Core,
@@ -41,45 +44,81 @@ impl BudgetStatus {
     }
 }
 
-/// Counts one SMS queued for the host against its monthly budget, in the
-/// caller's transaction (a refusal rolls the count back with the rest).
-/// Beyond the budget: `SEND_QUOTA_EXCEEDED` until the month ends. The SMS
-/// that reaches 80 % queues the month's one `host.budget_warning`. A host
-/// without a budget is not counted: nothing is written.
+/// One SMS a transaction queues: for which host and registration, when.
+#[derive(Debug, Clone, Copy)]
+pub struct QueuedSms<'a> {
+    pub host: &'a AuthenticatedHost,
+    pub registration_id: Uuid,
+    pub now: DateTime<Utc>,
+}
+
+/// Counts SMS queued for hosts against their monthly budgets, in the
+/// caller's transaction (a refusal rolls the counts back with the rest),
+/// one statement per host and month, hosts in id order (the order their
+/// rows are locked in). Beyond a budget: a refusal until the month ends.
+/// The SMS that reaches 80 % queues the month's one `host.budget_warning`.
+/// A host without a budget is not counted: nothing is written.
 pub async fn count_sms(
     core: &Core,
     txn: &DatabaseTransaction,
-    host: &AuthenticatedHost,
-    registration_id: Uuid,
-    now: DateTime<Utc>,
-) -> CoreResult<()> {
-    let Some(budget) = host.monthly_sms_budget else {
-        return Ok(());
-    };
-    let month = BudgetMonth::of(now);
-    let queued = add_one(txn, host.id, month).await?;
-    if !budget.allows(queued) {
-        let scope = quota_scope_name(Channel::Sms, QuotaScope::MonthlyBudget);
-        core.metrics.refused_by_quota(Channel::Sms, scope);
-        tracing::warn!(host = %host.name, month = %month.label(), budget = budget.sms(), "SMS refused: the host's monthly budget is used up");
-        return Err(CoreError::SendQuotaExceeded {
-            channel: Channel::Sms,
-            scope: QuotaScope::MonthlyBudget,
-            retry_after_seconds: month.seconds_left(now),
-        });
+    queued: &[QueuedSms<'_>],
+) -> CoreResult<Option<Refusal>> {
+    let mut months: BTreeMap<(Uuid, String), Vec<QueuedSms<'_>>> = BTreeMap::new();
+    for sms in queued
+        .iter()
+        .filter(|sms| sms.host.monthly_sms_budget.is_some())
+    {
+        let month = BudgetMonth::of(sms.now);
+        months
+            .entry((sms.host.id, month.label()))
+            .or_default()
+            .push(*sms);
     }
-    if budget.warns_at(queued) && mark_warned(txn, host.id, month, now).await? {
-        tracing::warn!(host = %host.name, month = %month.label(), budget = budget.sms(), queued, "host reached the warning share of its monthly SMS budget");
-        let event = WebhookEvent::budget_warning(registration_id, month, budget, queued, now);
-        webhooks::enqueue_event(&core.keys, txn, host.id, &event, now).await?;
+    for smses in months.values() {
+        let Some(last) = smses.last() else { continue };
+        let host = last.host;
+        let Some(budget) = host.monthly_sms_budget else {
+            continue;
+        };
+        let month = BudgetMonth::of(last.now);
+        let added = u32::try_from(smses.len()).context("too many SMS in one transaction")?;
+        let total = add(txn, host.id, month, added).await?;
+        if !budget.allows(total) {
+            return Ok(Some(Refusal {
+                channel: Channel::Sms,
+                scope: QuotaScope::MonthlyBudget,
+                host_id: host.id,
+                retry_after_seconds: month.seconds_left(last.now),
+            }));
+        }
+        // The SMS that reached the warning share, counted one by one.
+        let before = total - added;
+        let reached = smses
+            .iter()
+            .zip(before + 1..)
+            .find(|(_, queued)| budget.warns_at(*queued));
+        if let Some((sms, queued)) = reached
+            && mark_warned(txn, host.id, month, sms.now).await?
+        {
+            tracing::warn!(host = %host.name, month = %month.label(), budget = budget.sms(), queued, "host reached the warning share of its monthly SMS budget");
+            let event =
+                WebhookEvent::budget_warning(sms.registration_id, month, budget, queued, sms.now);
+            webhooks::enqueue_event(&core.keys, txn, host.id, &event, sms.now).await?;
+        }
     }
-    Ok(())
+    Ok(None)
 }
 
-/// Adds one SMS to the host's month and reads the new count, its own
+/// Adds `n` SMS to the host's month and reads the new count, its own
 /// increment included: with RETURNING on PostgreSQL and SQLite; on MySQL,
 /// which has none for upserts, by reading the row the transaction holds.
-async fn add_one(txn: &DatabaseTransaction, host_id: Uuid, month: BudgetMonth) -> CoreResult<u32> {
+async fn add(
+    txn: &DatabaseTransaction,
+    host_id: Uuid,
+    month: BudgetMonth,
+    n: u32,
+) -> CoreResult<u32> {
+    let n = i32::try_from(n).context("SMS count out of range")?;
     let label = month.label();
     let mut upsert = Query::insert()
         .into_table(host_sms_month::Entity)
@@ -88,7 +127,7 @@ async fn add_one(txn: &DatabaseTransaction, host_id: Uuid, month: BudgetMonth) -
             host_sms_month::Column::Month,
             host_sms_month::Column::SmsQueued,
         ])
-        .values([host_id.into(), label.clone().into(), 1.into()])
+        .values([host_id.into(), label.clone().into(), n.into()])
         .context("Failed to build an SMS budget count")?
         .on_conflict(
             OnConflict::columns([
@@ -97,7 +136,7 @@ async fn add_one(txn: &DatabaseTransaction, host_id: Uuid, month: BudgetMonth) -
             ])
             .value(
                 host_sms_month::Column::SmsQueued,
-                Expr::col((host_sms_month::Entity, host_sms_month::Column::SmsQueued)).add(1),
+                Expr::col((host_sms_month::Entity, host_sms_month::Column::SmsQueued)).add(n),
             )
             .to_owned(),
         )

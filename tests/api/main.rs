@@ -8,6 +8,7 @@ mod delivery;
 mod gateways;
 mod graphql;
 mod graphql_http;
+mod group_commit;
 mod hardening;
 mod helpers;
 mod idempotency;

@@ -2,11 +2,12 @@
 //! and the two availability checks. Every transport calls these.
 use anyhow::Context;
 use chrono::{DateTime, Utc};
-use entity::states::Channel;
+use entity::{completion_link, sms_token, states::Channel};
 use sea_orm::DatabaseTransaction;
 use uuid::Uuid;
 
 use super::{
+    batch,
     input::{self, ConfirmInput, Field, RegisterInput, ResendInput},
     queries, store,
     views::{ConfirmedRegistration, EmailAvailability, RegistrationTicket, UsernameAvailability},
@@ -22,8 +23,9 @@ use crate::{
         hosts::AuthenticatedHost,
         is_unique_violation,
         outbox::{self, CancelReason, NewMessage},
-        quotas::{self, QueuedSend},
-        request_limits, retrying, spend,
+        quotas::{self, HostSends, QueuedSend},
+        request_limits, retrying,
+        spend::{self, QueuedSms},
         webhooks::{self, LockReason, WebhookEvent},
         write,
     },
@@ -58,27 +60,15 @@ pub async fn register(
     ensure_register_cooled_down(checks.last_registered_at, now, &core.rules)?;
     let phone = applicant.phone.clone();
     let email = applicant.email.clone();
-    let (registration, code) = retrying(core, || async {
-        let txn = write::begin(core).await?;
-        let superseded = store::supersede_pending(&txn, host.id, &phone).await?;
-        outbox::cancel_pending(&*txn, &superseded, None, CancelReason::Superseded, now).await?;
-        let registration =
-            store::insert_registration(&txn, host.id, applicant.clone(), now).await?;
-        let (code, sms) = issue_sms(core, &txn, host, &registration, now).await?;
-        let mut messages = vec![sms];
-        if let Some(email) = &email {
-            messages.push(
-                issue_completion_email(core, &txn, &registration, email.as_str(), now).await?,
-            );
-        }
-        if let Some(url) = &checks.webhook_url {
-            let started = WebhookEvent::registration_started(registration.id, phone.as_str(), now);
-            webhooks::enqueue_event_to(&core.keys, &txn, url, host.id, &started, now).await?;
-        }
-        queue_and_count(core, &txn, host, registration.id, messages, now).await?;
-        write::commit(txn).await?;
-        Ok((registration, code))
-    })
+    let (registration, code) = batch::write(
+        core,
+        batch::Prepared {
+            host: host.clone(),
+            applicant,
+            webhook_url: checks.webhook_url,
+            now,
+        },
+    )
     .await?;
     core.outbox_signal.notify_one();
     tracing::info!(
@@ -96,18 +86,18 @@ pub async fn register(
     ))
 }
 
-/// Stores a new SMS code and writes the SMS carrying it, with the host's
-/// autofill lines, for the caller to queue with its other messages.
-async fn issue_sms<'r>(
+/// A new SMS code and the SMS carrying it, with the host's autofill lines:
+/// the code's row for the caller to insert, and the message to queue with
+/// its others.
+pub(super) fn new_sms<'r>(
     core: &Core,
-    txn: &DatabaseTransaction,
     host: &AuthenticatedHost,
     registration: &'r Registration,
     now: DateTime<Utc>,
-) -> CoreResult<(IssuedCode, NewMessage<'r>)> {
+) -> CoreResult<(sms_token::ActiveModel, IssuedCode, NewMessage<'r>)> {
     let code = generate_sms_code(core.settings.registration.token_digits);
     let hash = core.keys.token_hash(&code.expose());
-    let issued = store::insert_code(txn, registration, &code, hash, now, &core.rules).await?;
+    let (row, issued) = store::code_row(registration, &code, hash, now, &core.rules)?;
     let text = core.templates.sms(
         registration.language,
         &code.expose(),
@@ -116,53 +106,20 @@ async fn issue_sms<'r>(
         &host.autofill,
     )?;
     let sms = NewMessage::sms(registration.id, &registration.phone, text);
-    Ok((issued, sms))
+    Ok((row, issued, sms))
 }
 
-/// Queues a transaction's messages in one statement and counts them
-/// against the send quotas and, for an SMS, the host's monthly budget; the
-/// caller commits right after (see `quotas::consume` for why last).
-async fn queue_and_count(
+/// A new single-use completion link and the email carrying it: the link's
+/// row for the caller to insert, and the message to queue.
+pub(super) fn new_completion_email<'e>(
     core: &Core,
-    txn: &DatabaseTransaction,
-    host: &AuthenticatedHost,
-    registration_id: Uuid,
-    messages: Vec<NewMessage<'_>>,
-    now: DateTime<Utc>,
-) -> CoreResult<()> {
-    let sends: Vec<QueuedSend<'_>> = messages
-        .iter()
-        .map(|message| QueuedSend {
-            channel: message.channel(),
-            recipient: message.recipient(),
-        })
-        .collect();
-    outbox::enqueue_all(&core.keys, txn, messages, now).await?;
-    quotas::consume(core, txn, &sends, host.id, now).await?;
-    if sends.iter().any(|send| send.channel == Channel::Sms) {
-        spend::count_sms(core, txn, host, registration_id, now).await?;
-    }
-    Ok(())
-}
-
-/// Stores a new single-use completion link and writes the email carrying
-/// it, for the caller to queue.
-async fn issue_completion_email<'e>(
-    core: &Core,
-    txn: &DatabaseTransaction,
     registration: &Registration,
     email: &'e str,
     now: DateTime<Utc>,
-) -> CoreResult<NewMessage<'e>> {
+) -> CoreResult<(completion_link::ActiveModel, NewMessage<'e>)> {
     let link_token = random_token(32);
-    store::insert_completion_link(
-        txn,
-        registration.id,
-        sha256_hex(&link_token),
-        now,
-        &core.rules,
-    )
-    .await?;
+    let row =
+        store::completion_link_row(registration.id, sha256_hex(&link_token), now, &core.rules);
     let link = format!("{}/complete/{link_token}", core.settings.public_base_url());
     let message = core.templates.email(
         registration.language,
@@ -170,7 +127,70 @@ async fn issue_completion_email<'e>(
         &link,
         core.settings.registration.completion_link_expiry_hours,
     )?;
-    Ok(NewMessage::email(registration.id, email, message))
+    Ok((row, NewMessage::email(registration.id, email, message)))
+}
+
+/// The messages one transaction queues for one registration.
+pub(super) struct Queued<'a> {
+    pub host: &'a AuthenticatedHost,
+    pub registration_id: Uuid,
+    pub now: DateTime<Utc>,
+    pub messages: Vec<NewMessage<'a>>,
+}
+
+/// Queues a transaction's messages in one statement and counts them
+/// against the send quotas and, for an SMS, the host's monthly budget; the
+/// caller commits right after (see `quotas::count` for why last). A
+/// refusal of one registration's messages is reported as its error; one of
+/// several registers written together fails the batch without a report,
+/// and they are written one by one (`batch`).
+pub(super) async fn queue_and_count(
+    core: &Core,
+    txn: &DatabaseTransaction,
+    queued: Vec<Queued<'_>>,
+) -> CoreResult<()> {
+    let alone = queued.len() == 1;
+    let latest = queued
+        .iter()
+        .map(|q| q.now)
+        .max()
+        .unwrap_or_else(|| core.clock.now());
+    let mut counted = Vec::with_capacity(queued.len());
+    let mut sms = Vec::with_capacity(queued.len());
+    let mut messages = Vec::with_capacity(queued.len() * 2);
+    for one in queued {
+        let sends: Vec<QueuedSend<'_>> = one
+            .messages
+            .iter()
+            .map(|message| QueuedSend {
+                channel: message.channel(),
+                recipient: message.recipient(),
+            })
+            .collect();
+        if sends.iter().any(|send| send.channel == Channel::Sms) {
+            sms.push(QueuedSms {
+                host: one.host,
+                registration_id: one.registration_id,
+                now: one.now,
+            });
+        }
+        counted.push(HostSends {
+            host_id: one.host.id,
+            now: one.now,
+            sends,
+        });
+        messages.extend(one.messages);
+    }
+    outbox::enqueue_all(&core.keys, txn, messages, latest).await?;
+    let refusal = match quotas::count(core, txn, &counted).await? {
+        Some(refusal) => Some(refusal),
+        None => spend::count_sms(core, txn, &sms).await?,
+    };
+    match refusal {
+        None => Ok(()),
+        Some(refusal) if alone => Err(refusal.reported(core)),
+        Some(_) => Err(anyhow::Error::new(batch::Refused).into()),
+    }
 }
 
 pub async fn confirm(
@@ -452,8 +472,15 @@ pub async fn resend_sms(
             now,
         )
         .await?;
-        let (code, sms) = issue_sms(core, &txn, host, &registration, now).await?;
-        queue_and_count(core, &txn, host, registration.id, vec![sms], now).await?;
+        let (row, code, sms) = new_sms(core, host, &registration, now)?;
+        store::insert_codes(&txn, vec![row]).await?;
+        let queued = Queued {
+            host,
+            registration_id: registration.id,
+            now,
+            messages: vec![sms],
+        };
+        queue_and_count(core, &txn, vec![queued]).await?;
         write::commit(txn).await?;
         Ok((registration, code, now))
     })
@@ -488,8 +515,15 @@ pub async fn resend_email(
             now,
         )
         .await?;
-        let message = issue_completion_email(core, &txn, &registration, &email, now).await?;
-        queue_and_count(core, &txn, host, registration.id, vec![message], now).await?;
+        let (row, message) = new_completion_email(core, &registration, &email, now)?;
+        store::insert_completion_links(&txn, vec![row]).await?;
+        let queued = Queued {
+            host,
+            registration_id: registration.id,
+            now,
+            messages: vec![message],
+        };
+        queue_and_count(core, &txn, vec![queued]).await?;
         write::commit(txn).await?;
         Ok((registration, now))
     })

@@ -1,12 +1,14 @@
 //! The registration lifecycle, split by concern:
 //! - `input`: what transports fill in, parsed into domain values;
 //! - `commands`: the use cases (register, confirm, resend, verify);
+//! - `batch`: registers written together, one transaction a batch;
 //! - `store`: inserts and the conditional updates that hold under races;
 //! - `queries`: reads, including the batch loads behind DataLoaders;
 //! - `rows`: database rows read back as domain types;
 //! - `views`: the plain structs the use cases return.
 //!
 //! The rules themselves live on `domain::Registration`.
+mod batch;
 mod commands;
 pub mod input;
 pub mod queries;

@@ -10,8 +10,8 @@ use entity::{
 };
 use sea_orm::{
     ActiveValue::Set,
-    ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, EntityTrait, QueryFilter,
-    QuerySelect, TryIntoModel,
+    ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, EntityTrait,
+    QueryFilter, QuerySelect, TryIntoModel,
     sea_query::{Expr, ExprTrait, OnConflict, Query},
 };
 use uuid::Uuid;
@@ -34,16 +34,29 @@ pub async fn reload(db: &impl ConnectionTrait, id: Uuid) -> CoreResult<Registrat
     registration_from_row(row)
 }
 
-/// A new registration replaces the host's pending one for the phone.
-/// Writing first takes the write lock at once, so concurrent registers
-/// queue instead of failing on SQLite's read-to-write upgrade. Returns the
-/// host's replaced registrations of the phone, whose queued messages are
+/// A new registration replaces the host's pending one for the phone; for
+/// several registers written together, each (host, phone) of `targets`
+/// (distinct pairs). Writing first takes the write lock at once, so
+/// concurrent registers queue instead of failing on SQLite's read-to-write
+/// upgrade. Returns the replaced registrations, whose queued messages are
 /// now pointless.
 pub async fn supersede_pending(
     txn: &DatabaseTransaction,
-    host_id: Uuid,
-    phone: &PhoneNumber,
+    targets: &[(Uuid, &PhoneNumber)],
 ) -> CoreResult<Vec<Uuid>> {
+    let of_targets = |status: RegistrationStatus| {
+        let mut any = Condition::any();
+        for (host_id, phone) in targets {
+            any = any.add(
+                Condition::all()
+                    .add(registration::Column::HostId.eq(*host_id))
+                    .add(registration::Column::Phone.eq(phone.as_str())),
+            );
+        }
+        Condition::all()
+            .add(registration::Column::Status.eq(status))
+            .add(any)
+    };
     let mut update = Query::update();
     update
         .table(registration::Entity)
@@ -51,9 +64,7 @@ pub async fn supersede_pending(
             registration::Column::Status,
             Expr::value(RegistrationStatus::Superseded),
         )
-        .and_where(registration::Column::HostId.eq(host_id))
-        .and_where(registration::Column::Phone.eq(phone.as_str()))
-        .and_where(registration::Column::Status.eq(RegistrationStatus::Pending));
+        .cond_where(of_targets(RegistrationStatus::Pending));
     if txn.get_database_backend() != DbBackend::MySql {
         // One round trip: the rows this statement replaced.
         update.returning_col(registration::Column::Id);
@@ -70,7 +81,7 @@ pub async fn supersede_pending(
             })
             .collect();
     }
-    // MySQL has no RETURNING: every superseded registration of the phone,
+    // MySQL has no RETURNING: every superseded registration of the phones,
     // which includes the ones just replaced (cancelling the messages of
     // older ones again changes nothing).
     txn.execute(&update)
@@ -79,9 +90,7 @@ pub async fn supersede_pending(
     let superseded = registration::Entity::find()
         .select_only()
         .column(registration::Column::Id)
-        .filter(registration::Column::HostId.eq(host_id))
-        .filter(registration::Column::Phone.eq(phone.as_str()))
-        .filter(registration::Column::Status.eq(RegistrationStatus::Superseded))
+        .filter(of_targets(RegistrationStatus::Superseded))
         .into_tuple()
         .all(txn)
         .await
@@ -89,58 +98,63 @@ pub async fn supersede_pending(
     Ok(superseded)
 }
 
-/// Stores a new pending registration; its first SMS (and email) count as sent.
-pub async fn insert_registration(
+/// Stores new pending registrations, each of its host and time, in one
+/// statement; the first SMS (and email) of each counts as sent.
+pub async fn insert_registrations(
     txn: &DatabaseTransaction,
-    host_id: Uuid,
-    applicant: NewRegistration,
-    now: DateTime<Utc>,
-) -> CoreResult<Registration> {
-    let has_email = applicant.email.is_some();
-    let row = registration::ActiveModel {
-        id: Set(Uuid::now_v7()),
-        host_id: Set(host_id),
-        phone: Set(applicant.phone.as_str().to_owned()),
-        email: Set(applicant.email.map(|e| e.as_str().to_owned())),
-        name: Set(applicant.name.into_inner()),
-        birth_date: Set(applicant.birth_date.into_inner()),
-        birth_place: Set(applicant.birth_place.into_inner()),
-        gender: Set(applicant.gender),
-        country_id: Set(applicant.country.as_str().to_owned()),
-        source_id: Set(applicant.source_id.map(|s| s.into_inner())),
-        account_group_id: Set(applicant.account_group.as_str().to_owned()),
-        status: Set(RegistrationStatus::Pending),
-        failed_attempts: Set(0),
-        sms_sends: Set(1),
-        email_sends: Set(i32::from(has_email)),
-        last_sms_at: Set(Some(now)),
-        last_email_at: Set(has_email.then_some(now)),
-        created_at: Set(now),
-        completed_at: Set(None),
-        language: Set(applicant.language),
-    };
-    // Every column is set here, so the row is known without reading it
-    // back (a second statement on MySQL).
-    let model = row
-        .clone()
-        .try_into_model()
-        .context("Failed to build the registration row")?;
-    registration::Entity::insert(row)
+    applicants: Vec<(Uuid, NewRegistration, DateTime<Utc>)>,
+) -> CoreResult<Vec<Registration>> {
+    let mut rows = Vec::with_capacity(applicants.len());
+    let mut registrations = Vec::with_capacity(applicants.len());
+    for (host_id, applicant, now) in applicants {
+        let has_email = applicant.email.is_some();
+        let row = registration::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            host_id: Set(host_id),
+            phone: Set(applicant.phone.as_str().to_owned()),
+            email: Set(applicant.email.map(|e| e.as_str().to_owned())),
+            name: Set(applicant.name.into_inner()),
+            birth_date: Set(applicant.birth_date.into_inner()),
+            birth_place: Set(applicant.birth_place.into_inner()),
+            gender: Set(applicant.gender),
+            country_id: Set(applicant.country.as_str().to_owned()),
+            source_id: Set(applicant.source_id.map(|s| s.into_inner())),
+            account_group_id: Set(applicant.account_group.as_str().to_owned()),
+            status: Set(RegistrationStatus::Pending),
+            failed_attempts: Set(0),
+            sms_sends: Set(1),
+            email_sends: Set(i32::from(has_email)),
+            last_sms_at: Set(Some(now)),
+            last_email_at: Set(has_email.then_some(now)),
+            created_at: Set(now),
+            completed_at: Set(None),
+            language: Set(applicant.language),
+        };
+        // Every column is set here, so the row is known without reading it
+        // back (a second statement on MySQL).
+        let model = row
+            .clone()
+            .try_into_model()
+            .context("Failed to build the registration row")?;
+        registrations.push(registration_from_row(model)?);
+        rows.push(row);
+    }
+    registration::Entity::insert_many(rows)
         .exec_without_returning(txn)
         .await
-        .context("Failed to insert registration")?;
-    registration_from_row(model)
+        .context("Failed to insert registrations")?;
+    Ok(registrations)
 }
 
-/// Stores an SMS code as its keyed hash; the digits are never stored.
-pub async fn insert_code(
-    txn: &DatabaseTransaction,
+/// The row of a new SMS code, stored as its keyed hash (the digits never
+/// are), for [`insert_codes`].
+pub fn code_row(
     registration: &Registration,
     code: &SmsCode,
     code_hash: String,
     now: DateTime<Utc>,
     rules: &Rules,
-) -> CoreResult<IssuedCode> {
+) -> CoreResult<(sms_token::ActiveModel, IssuedCode)> {
     let attempt = i32::try_from(registration.sms.count).context("SMS count out of range")?;
     let row = sms_token::ActiveModel {
         id: Set(Uuid::now_v7()),
@@ -156,21 +170,32 @@ pub async fn insert_code(
         .clone()
         .try_into_model()
         .context("Failed to build the SMS token row")?;
-    sms_token::Entity::insert(row)
-        .exec_without_returning(txn)
-        .await
-        .context("Failed to insert SMS token")?;
-    code_from_row(model)
+    Ok((row, code_from_row(model)?))
 }
 
-pub async fn insert_completion_link(
+pub async fn insert_codes(
     txn: &DatabaseTransaction,
+    rows: Vec<sms_token::ActiveModel>,
+) -> CoreResult<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    sms_token::Entity::insert_many(rows)
+        .exec_without_returning(txn)
+        .await
+        .context("Failed to insert SMS tokens")?;
+    Ok(())
+}
+
+/// The row of a new single-use completion link, for
+/// [`insert_completion_links`].
+pub fn completion_link_row(
     registration_id: Uuid,
     token_hash: String,
     now: DateTime<Utc>,
     rules: &Rules,
-) -> CoreResult<()> {
-    completion_link::Entity::insert(completion_link::ActiveModel {
+) -> completion_link::ActiveModel {
+    completion_link::ActiveModel {
         id: Set(Uuid::now_v7()),
         registration_id: Set(registration_id),
         token_hash: Set(token_hash),
@@ -178,10 +203,20 @@ pub async fn insert_completion_link(
         expires_at: Set(now + rules.link_expiry),
         used_at: Set(None),
         superseded_at: Set(None),
-    })
-    .exec(txn)
-    .await
-    .context("Failed to insert completion link")?;
+    }
+}
+
+pub async fn insert_completion_links(
+    txn: &DatabaseTransaction,
+    rows: Vec<completion_link::ActiveModel>,
+) -> CoreResult<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    completion_link::Entity::insert_many(rows)
+        .exec_without_returning(txn)
+        .await
+        .context("Failed to insert completion links")?;
     Ok(())
 }
 

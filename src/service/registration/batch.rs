@@ -1,0 +1,237 @@
+//! Group commit for registers. SQLite has one writer at a time, and on
+//! every database a register's transaction is a handful of statements, each
+//! a round trip: writing the registers that arrive together in one
+//! transaction, with one multi-row statement per table, costs little more
+//! than writing one. Each request leaves its prepared register in
+//! `Core::register_batches`; whoever takes the gate next writes every
+//! register waiting (up to [`MOST_PER_BATCH`]) and answers each.
+//!
+//! Every guarantee of a register written alone holds: a batch that any rule
+//! would refuse in part (a quota, a budget, a unique key) is rolled back
+//! whole, and its registers are written again one by one, so exactly the
+//! ones a lone write would refuse are refused, with their own error. Two
+//! registers of one phone by one host are never in one batch: the later
+//! replaces the earlier, so it is written after it.
+use std::collections::HashSet;
+
+use chrono::{DateTime, Utc};
+use tracing::Instrument;
+use uuid::Uuid;
+
+use super::{
+    commands::{Queued, new_completion_email, new_sms, queue_and_count},
+    input::NewRegistration,
+    store,
+};
+use crate::{
+    domain::{IssuedCode, Registration},
+    error::{CoreError, CoreResult},
+    service::{
+        hosts::AuthenticatedHost,
+        outbox::{self, CancelReason},
+        retrying,
+        webhooks::{self, WebhookEvent},
+        write,
+    },
+    state::Core,
+};
+
+/// The most registers one transaction writes. 64 keeps every statement
+/// far below the databases' limits on bound values (the registrations'
+/// insert binds 20 a row).
+const MOST_PER_BATCH: usize = 64;
+
+/// A register that passed every check, ready to be written.
+pub(super) struct Prepared {
+    pub host: AuthenticatedHost,
+    pub applicant: NewRegistration,
+    /// The host's webhook endpoint, for its `registration.started` event.
+    pub webhook_url: Option<String>,
+    pub now: DateTime<Utc>,
+}
+
+type Stored = (Registration, IssuedCode);
+
+/// A batch was refused in part; its registers are written one by one.
+#[derive(Debug, thiserror::Error)]
+#[error("a rule refused one of the registers written together")]
+pub(super) struct Refused;
+
+struct Waiting {
+    prepared: Prepared,
+    answer: tokio::sync::oneshot::Sender<CoreResult<Stored>>,
+}
+
+/// Writes a register with the others waiting, and answers it.
+pub(super) async fn write(core: &Core, prepared: Prepared) -> CoreResult<Stored> {
+    let queue = &core.register_batches;
+    let (answer, mut answered) = tokio::sync::oneshot::channel();
+    let id = queue.leave(Box::new(Waiting { prepared, answer }));
+    // If this request goes away before its register is taken, it is not
+    // written later for nobody.
+    let _withdraw = Withdraw { core, id };
+    loop {
+        let gate = tokio::select! {
+            biased;
+            stored = &mut answered => return stored.map_err(|_| abandoned())?,
+            gate = queue.gate.clone().lock_owned() => gate,
+        };
+        let batch: Vec<Waiting> = queue
+            .take(MOST_PER_BATCH)
+            .into_iter()
+            .filter_map(|item| item.downcast::<Waiting>().ok().map(|waiting| *waiting))
+            .collect();
+        if batch.is_empty() {
+            continue;
+        }
+        let core = core.clone();
+        // A task of its own: a batch once taken is written and every
+        // request in it answered, even if this one goes away meanwhile.
+        let writing = tokio::spawn(
+            async move {
+                write_and_answer(&core, batch).await;
+                drop(gate);
+            }
+            .instrument(tracing::Span::current()),
+        );
+        // A panic drops the answers: the requests see `abandoned`.
+        let _ = writing.await;
+    }
+}
+
+/// Takes a register back from the queue when its request goes away
+/// before it was taken (a no-op once it was).
+struct Withdraw<'c> {
+    core: &'c Core,
+    id: u64,
+}
+
+impl Drop for Withdraw<'_> {
+    fn drop(&mut self) {
+        self.core.register_batches.withdraw(self.id);
+    }
+}
+
+fn abandoned() -> CoreError {
+    anyhow::anyhow!("the register's batch ended without an answer").into()
+}
+
+async fn write_and_answer(core: &Core, batch: Vec<Waiting>) {
+    let mut targets = HashSet::new();
+    let (together, later): (Vec<Waiting>, Vec<Waiting>) = batch.into_iter().partition(|waiting| {
+        let prepared = &waiting.prepared;
+        targets.insert((prepared.host.id, prepared.applicant.phone.clone()))
+    });
+    if together.len() > 1 {
+        let prepared = together.iter().map(|w| &w.prepared).collect::<Vec<_>>();
+        let written = retrying(core, || write_registers(core, &prepared)).await;
+        match written {
+            Ok(stored) => {
+                core.metrics.registers_written_together(stored.len());
+                for (waiting, stored) in together.into_iter().zip(stored) {
+                    let _ = waiting.answer.send(Ok(stored));
+                }
+            }
+            Err(error) => {
+                tracing::debug!(error = %error, registers = together.len(), "batch refused; writing its registers one by one");
+                for waiting in together {
+                    write_alone(core, waiting).await;
+                }
+            }
+        }
+    } else {
+        for waiting in together {
+            write_alone(core, waiting).await;
+        }
+    }
+    for waiting in later {
+        write_alone(core, waiting).await;
+    }
+}
+
+async fn write_alone(core: &Core, waiting: Waiting) {
+    let alone = [&waiting.prepared];
+    let written = retrying(core, || write_registers(core, &alone)).await;
+    core.metrics.registers_written_together(1);
+    let stored = written.and_then(|stored| {
+        stored
+            .into_iter()
+            .next()
+            .ok_or_else(|| anyhow::anyhow!("a register wrote nothing").into())
+    });
+    let _ = waiting.answer.send(stored);
+}
+
+/// One transaction for all of `batch`: the pending registrations of the
+/// same (host, phone) superseded and their messages cancelled, the
+/// registrations, their codes and links, each one's `registration.started`
+/// event, and last, just before the commit, every message queued and
+/// counted (`queue_and_count`). One statement per table, whatever the
+/// number of registers (webhook events apart).
+async fn write_registers(core: &Core, batch: &[&Prepared]) -> CoreResult<Vec<Stored>> {
+    let latest = batch
+        .iter()
+        .map(|p| p.now)
+        .max()
+        .unwrap_or_else(|| core.clock.now());
+    let txn = write::begin(core).await?;
+    let targets = batch
+        .iter()
+        .map(|p| (p.host.id, &p.applicant.phone))
+        .collect::<Vec<(Uuid, _)>>();
+    let superseded = store::supersede_pending(&txn, &targets).await?;
+    outbox::cancel_pending(&*txn, &superseded, None, CancelReason::Superseded, latest).await?;
+    let registrations = store::insert_registrations(
+        &txn,
+        batch
+            .iter()
+            .map(|p| (p.host.id, p.applicant.clone(), p.now))
+            .collect(),
+    )
+    .await?;
+    let mut code_rows = Vec::with_capacity(batch.len());
+    let mut codes = Vec::with_capacity(batch.len());
+    let mut link_rows = Vec::new();
+    let mut queued = Vec::with_capacity(batch.len());
+    for (prepared, registration) in batch.iter().zip(&registrations) {
+        let (row, code, sms) = new_sms(core, &prepared.host, registration, prepared.now)?;
+        code_rows.push(row);
+        codes.push(code);
+        let mut messages = vec![sms];
+        if let Some(email) = &registration.email {
+            let (row, message) =
+                new_completion_email(core, registration, email.as_str(), prepared.now)?;
+            link_rows.push(row);
+            messages.push(message);
+        }
+        queued.push(Queued {
+            host: &prepared.host,
+            registration_id: registration.id,
+            now: prepared.now,
+            messages,
+        });
+    }
+    store::insert_codes(&txn, code_rows).await?;
+    store::insert_completion_links(&txn, link_rows).await?;
+    for (prepared, registration) in batch.iter().zip(&registrations) {
+        if let Some(url) = &prepared.webhook_url {
+            let started = WebhookEvent::registration_started(
+                registration.id,
+                registration.phone.as_str(),
+                prepared.now,
+            );
+            webhooks::enqueue_event_to(
+                &core.keys,
+                &txn,
+                url,
+                prepared.host.id,
+                &started,
+                prepared.now,
+            )
+            .await?;
+        }
+    }
+    queue_and_count(core, &txn, queued).await?;
+    write::commit(txn).await?;
+    Ok(registrations.into_iter().zip(codes).collect())
+}

@@ -1,0 +1,225 @@
+//! Registers that arrive together are written in one transaction (group
+//! commit), with every guarantee of a register written alone. The batch
+//! gate is held while the registers queue, so each test knows exactly which
+//! registers are written together.
+use std::time::Duration;
+
+use customer_registration::{
+    error::CoreError,
+    metrics::Snapshot,
+    service::{
+        hosts::{self, AuthenticatedHost},
+        registration::{self as registrations, Field, RegisterInput},
+    },
+    state::Core,
+};
+use entity::{
+    outbox_message, registration, send_quota,
+    states::{OutboxStatus, RegistrationStatus},
+};
+use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder};
+
+use crate::helpers::{TestApp, spawn_app_with};
+
+fn input(phone: &str) -> RegisterInput {
+    let field = |value: &str| Field::Present(value.to_owned());
+    RegisterInput {
+        phone: field(phone),
+        name: field("Septian Cahyo"),
+        birth_date: field("1990-12-31"),
+        birth_place: field("Jakarta"),
+        email: field(&format!("{}@example.com", phone.trim_start_matches('+'))),
+        gender: Field::Present(true),
+        country_id: field("ID"),
+        source_id: field("01011"),
+        account_group_id: field("01"),
+        language: Field::Absent,
+    }
+}
+
+async fn host(app: &TestApp) -> AuthenticatedHost {
+    hosts::authenticate(&app.core, Some(&format!("Bearer {}", app.token)))
+        .await
+        .unwrap()
+}
+
+/// Starts a register for each phone, in this order, while the batch gate
+/// is held, waits until every one is queued, then lets them be written.
+async fn register_together(app: &TestApp, phones: &[&str]) -> Vec<Result<String, CoreError>> {
+    let host = host(app).await;
+    let gate = app.core.register_batches.gate.clone().lock_owned().await;
+    let mut tasks = Vec::new();
+    for (queued, phone) in phones.iter().enumerate() {
+        let (core, host, input) = (app.core.clone(), host.clone(), input(phone));
+        tasks.push(tokio::spawn(async move {
+            registrations::register(&core, &host, input)
+                .await
+                .map(|ticket| ticket.phone)
+        }));
+        wait_until_waiting(&app.core, queued + 1).await;
+    }
+    drop(gate);
+    let mut answers = Vec::new();
+    for task in tasks {
+        answers.push(task.await.unwrap());
+    }
+    answers
+}
+
+async fn wait_until_waiting(core: &Core, registers: usize) {
+    for _ in 0..500 {
+        if core.register_batches.waiting() == registers {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("{registers} registers never queued");
+}
+
+/// The registers each transaction wrote, as the batch-size histogram has
+/// them: (transactions, registers).
+fn batches(app: &TestApp) -> (u64, u64) {
+    let text = app.core.metrics.render(&Snapshot::default());
+    let read = |name: &str| -> u64 {
+        text.lines()
+            .find_map(|line| line.strip_prefix(name))
+            .map(|value| value.trim().parse::<f64>().unwrap() as u64)
+            .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+    };
+    (
+        read("registration_register_batch_size_count "),
+        read("registration_register_batch_size_sum "),
+    )
+}
+
+async fn used(app: &TestApp, scope_prefix: &str) -> Vec<i32> {
+    send_quota::Entity::find()
+        .filter(send_quota::Column::Scope.starts_with(scope_prefix))
+        .all(&app.core.db)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|row| row.used)
+        .collect()
+}
+
+#[tokio::test]
+async fn registers_queued_together_are_written_in_one_transaction() {
+    let app = spawn_app_with(|_| {}).await;
+    let phones: Vec<String> = (0..12).map(|i| format!("+62812345670{i:02}")).collect();
+    let phones: Vec<&str> = phones.iter().map(String::as_str).collect();
+    let answers = register_together(&app, &phones).await;
+    for (phone, answer) in phones.iter().zip(&answers) {
+        assert_eq!(answer.as_ref().unwrap(), phone);
+    }
+    assert_eq!(batches(&app), (1, 12), "one transaction for all twelve");
+    assert_eq!(
+        registration::Entity::find()
+            .filter(registration::Column::Status.eq(RegistrationStatus::Pending))
+            .count(&app.core.db)
+            .await
+            .unwrap(),
+        12
+    );
+    // Each registration has its SMS and its email, each counted once.
+    assert_eq!(
+        outbox_message::Entity::find()
+            .count(&app.core.db)
+            .await
+            .unwrap(),
+        24
+    );
+    assert_eq!(used(&app, "sms:global").await, vec![12]);
+    assert_eq!(used(&app, "email:host:").await, vec![12]);
+    assert_eq!(used(&app, "sms:recipient:").await, vec![1; 12]);
+}
+
+#[tokio::test]
+async fn a_batch_a_quota_refuses_in_part_refuses_exactly_the_ones_over_it() {
+    let app = spawn_app_with(|s| s.quotas.sms_per_host.limit = 4).await;
+    let phones: Vec<String> = (0..7).map(|i| format!("+62812345671{i:02}")).collect();
+    let phones: Vec<&str> = phones.iter().map(String::as_str).collect();
+    let answers = register_together(&app, &phones).await;
+    // Written one by one after the batch was refused, in the order queued.
+    for answer in &answers[..4] {
+        assert!(answer.is_ok(), "{answer:?}");
+    }
+    for answer in &answers[4..] {
+        assert!(
+            matches!(answer, Err(CoreError::SendQuotaExceeded { .. })),
+            "{answer:?}"
+        );
+    }
+    assert_eq!(batches(&app), (7, 7), "the batch was written one by one");
+    assert_eq!(
+        registration::Entity::find()
+            .count(&app.core.db)
+            .await
+            .unwrap(),
+        4
+    );
+    assert_eq!(used(&app, "sms:host:").await, vec![4]);
+    assert_eq!(used(&app, "email:global").await, vec![4]);
+}
+
+#[tokio::test]
+async fn a_later_register_of_the_same_phone_replaces_the_earlier_one_in_its_batch() {
+    let app = spawn_app_with(|_| {}).await;
+    let first = "+6281234567201";
+    let other = "+6281234567202";
+    let answers = register_together(&app, &[first, other, first]).await;
+    assert!(answers.iter().all(Result::is_ok), "{answers:?}");
+    // The first and the other together, the repeat after them.
+    assert_eq!(batches(&app), (2, 3));
+    let of_phone = registration::Entity::find()
+        .filter(registration::Column::Phone.eq(first))
+        .order_by_asc(registration::Column::Id)
+        .all(&app.core.db)
+        .await
+        .unwrap();
+    let statuses: Vec<_> = of_phone.iter().map(|r| r.status).collect();
+    assert_eq!(
+        statuses,
+        vec![RegistrationStatus::Superseded, RegistrationStatus::Pending]
+    );
+    // The replaced registration's messages are not left to go out: each
+    // was cancelled, or had already gone before its registration was
+    // replaced (the delivery loop runs meanwhile).
+    let replaced = outbox_message::Entity::find()
+        .filter(outbox_message::Column::RegistrationId.eq(of_phone[0].id))
+        .all(&app.core.db)
+        .await
+        .unwrap();
+    assert_eq!(replaced.len(), 2);
+    assert!(
+        replaced
+            .iter()
+            .all(|m| matches!(m.status, OutboxStatus::Cancelled | OutboxStatus::Sent)),
+        "{replaced:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_register_whose_request_went_away_before_its_batch_is_not_written() {
+    let app = spawn_app_with(|_| {}).await;
+    let host = host(&app).await;
+    let gate = app.core.register_batches.gate.clone().lock_owned().await;
+    let (core, input) = (app.core.clone(), input("+6281234567301"));
+    let request = tokio::spawn(async move { registrations::register(&core, &host, input).await });
+    wait_until_waiting(&app.core, 1).await;
+    request.abort();
+    let _ = request.await;
+    assert_eq!(app.core.register_batches.waiting(), 0);
+    drop(gate);
+    // The next register is written alone: nothing else was waiting.
+    let answers = register_together(&app, &["+6281234567302"]).await;
+    assert!(answers[0].is_ok(), "{answers:?}");
+    assert_eq!(batches(&app), (1, 1));
+    assert_eq!(
+        registration::Entity::find()
+            .count(&app.core.db)
+            .await
+            .unwrap(),
+        1
+    );
+}
