@@ -29,10 +29,19 @@ impl GroupCommit {
         id
     }
 
-    /// Up to `most` of the waiting items, oldest first.
+    /// The oldest waiting items: as many as the largest power of two that
+    /// is at most `most` and at most the number waiting. Each batch size
+    /// is a different SQL text of each multi-row statement, and every
+    /// pooled connection keeps the statements it prepared: a few sizes keep
+    /// that cache small.
     pub fn take(&self, most: usize) -> Vec<Item> {
         let mut waiting = self.lock();
-        let count = waiting.len().min(most);
+        let available = waiting.len().min(most);
+        let count = if available == 0 {
+            0
+        } else {
+            1 << available.ilog2()
+        };
         waiting.drain(..count).map(|(_, item)| item).collect()
     }
 
