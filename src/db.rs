@@ -50,6 +50,10 @@ pub async fn connect_and_migrate(
     // which answers 503 DATABASE_UNAVAILABLE, and the pool replaces it.
     if url.starts_with("sqlite:") {
         options.test_before_acquire(false);
+        // Each pooled connection keeps its own page cache (2 MiB by
+        // default), 32 MiB for 16 connections once the database outgrows
+        // them; the pages stay in the kernel's file cache either way.
+        options.map_sqlx_sqlite_opts(|sqlite| sqlite.pragma("cache_size", "-1024"));
     } else {
         options.test_before_acquire_if_idle_for(PING_IF_IDLE_FOR);
     }

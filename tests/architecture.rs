@@ -32,7 +32,14 @@ fn the_core_imports_no_web_stack_and_no_transport() {
     rust_files(&root.join("domain"), &mut files);
     rust_files(&root.join("service"), &mut files);
     rust_files(&root.join("crypto"), &mut files);
-    for bottom in ["error.rs", "state.rs", "templates.rs", "clock.rs", "db.rs"] {
+    for bottom in [
+        "error.rs",
+        "state.rs",
+        "group_commit.rs",
+        "templates.rs",
+        "clock.rs",
+        "db.rs",
+    ] {
         files.push(root.join(bottom));
     }
     assert!(files.len() > 20, "found only {files:?}");
