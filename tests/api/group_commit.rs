@@ -14,12 +14,12 @@ use customer_registration::{
     state::Core,
 };
 use entity::{
-    outbox_message, registration, send_quota,
+    outbox_message, registration,
     states::{OutboxStatus, RegistrationStatus},
 };
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder};
 
-use crate::helpers::{TestApp, spawn_app_with};
+use crate::helpers::{TestApp, quota_counts, spawn_app_with};
 
 fn input(phone: &str) -> RegisterInput {
     let field = |value: &str| Field::Present(value.to_owned());
@@ -92,17 +92,6 @@ fn batches(app: &TestApp) -> (u64, u64) {
     )
 }
 
-async fn used(app: &TestApp, scope_prefix: &str) -> Vec<i32> {
-    send_quota::Entity::find()
-        .filter(send_quota::Column::Scope.starts_with(scope_prefix))
-        .all(&app.core.db)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|row| row.used)
-        .collect()
-}
-
 #[tokio::test]
 async fn registers_queued_together_are_written_in_one_transaction() {
     let app = spawn_app_with(|_| {}).await;
@@ -131,9 +120,9 @@ async fn registers_queued_together_are_written_in_one_transaction() {
             .unwrap(),
         24
     );
-    assert_eq!(used(&app, "sms:global").await, vec![12]);
-    assert_eq!(used(&app, "email:host:").await, vec![12]);
-    assert_eq!(used(&app, "sms:recipient:").await, vec![1; 12]);
+    assert_eq!(quota_counts(&app, "sms:global").await, vec![12]);
+    assert_eq!(quota_counts(&app, "email:host:").await, vec![12]);
+    assert_eq!(quota_counts(&app, "sms:recipient:").await, vec![1; 12]);
 }
 
 #[tokio::test]
@@ -160,8 +149,8 @@ async fn a_batch_a_quota_refuses_in_part_refuses_exactly_the_ones_over_it() {
             .unwrap(),
         5
     );
-    assert_eq!(used(&app, "sms:host:").await, vec![5]);
-    assert_eq!(used(&app, "email:global").await, vec![5]);
+    assert_eq!(quota_counts(&app, "sms:host:").await, vec![5]);
+    assert_eq!(quota_counts(&app, "email:global").await, vec![5]);
 }
 
 #[tokio::test]

@@ -358,3 +358,16 @@ pub fn gql_code(body: &Value) -> &str {
 }
 
 pub const PHONE: &str = "+6281234567890";
+
+/// Each `send_quota` counter whose scope starts with `scope_prefix`.
+pub async fn quota_counts(app: &TestApp, scope_prefix: &str) -> Vec<i32> {
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+    entity::send_quota::Entity::find()
+        .filter(entity::send_quota::Column::Scope.starts_with(scope_prefix))
+        .all(&app.core.db)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|row| row.used)
+        .collect()
+}

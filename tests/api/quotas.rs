@@ -4,13 +4,13 @@ use customer_registration::service::{
     hosts,
     registration::{self as registrations, Field, RegisterInput},
 };
-use entity::{outbox_message, registration, send_quota};
+use entity::{outbox_message, registration};
 use futures::future::join_all;
 use reqwest::{StatusCode, header};
-use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+use sea_orm::{EntityTrait, PaginatorTrait};
 use serde_json::{Value, json};
 
-use crate::helpers::{PHONE, TestApp, assert_error, register_body, spawn_app_with};
+use crate::helpers::{PHONE, TestApp, assert_error, quota_counts, register_body, spawn_app_with};
 
 #[tokio::test]
 async fn sms_per_phone_quota_refuses_and_queues_nothing() {
@@ -216,17 +216,6 @@ async fn register_at_once(app: &TestApp, count: usize) -> (usize, Vec<Value>) {
     (accepted, refused)
 }
 
-async fn used(app: &TestApp, scope_prefix: &str) -> Vec<i32> {
-    send_quota::Entity::find()
-        .filter(send_quota::Column::Scope.starts_with(scope_prefix))
-        .all(&app.core.db)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|row| row.used)
-        .collect()
-}
-
 #[tokio::test]
 async fn concurrent_registers_at_a_host_limit_let_exactly_that_many_through() {
     let app = spawn_app_with(|s| s.quotas.sms_per_host.limit = 5).await;
@@ -246,8 +235,8 @@ async fn concurrent_registers_at_a_host_limit_let_exactly_that_many_through() {
         5
     );
     // The refused registers took their counts back with them.
-    assert_eq!(used(&app, "sms:host:").await, vec![5]);
-    assert_eq!(used(&app, "sms:global").await, vec![5]);
+    assert_eq!(quota_counts(&app, "sms:host:").await, vec![5]);
+    assert_eq!(quota_counts(&app, "sms:global").await, vec![5]);
 }
 
 #[tokio::test]
@@ -271,8 +260,8 @@ async fn concurrent_registers_at_a_global_email_limit_let_exactly_that_many_thro
             .unwrap(),
         4
     );
-    assert_eq!(used(&app, "email:global").await, vec![4]);
-    assert_eq!(used(&app, "sms:global").await, vec![4]);
+    assert_eq!(quota_counts(&app, "email:global").await, vec![4]);
+    assert_eq!(quota_counts(&app, "sms:global").await, vec![4]);
 }
 
 #[tokio::test]
@@ -348,7 +337,7 @@ async fn the_first_scope_over_its_limit_in_order_is_the_one_reported() {
         "sms:host:",
         "sms:global",
     ] {
-        assert_eq!(used(&app, scope).await, vec![1], "{scope}");
+        assert_eq!(quota_counts(&app, scope).await, vec![1], "{scope}");
     }
 }
 
@@ -361,13 +350,13 @@ async fn a_switched_off_quota_is_not_counted() {
     })
     .await;
     app.register(&register_body(PHONE)).await;
-    assert!(used(&app, "sms:recipient:").await.is_empty());
-    assert!(used(&app, "sms:global").await.is_empty());
-    assert!(used(&app, "email:host:").await.is_empty());
-    assert_eq!(used(&app, "sms:host-recipient:").await, vec![1]);
-    assert_eq!(used(&app, "sms:host:").await, vec![1]);
-    assert_eq!(used(&app, "email:recipient:").await, vec![1]);
-    assert_eq!(used(&app, "email:global").await, vec![1]);
+    assert!(quota_counts(&app, "sms:recipient:").await.is_empty());
+    assert!(quota_counts(&app, "sms:global").await.is_empty());
+    assert!(quota_counts(&app, "email:host:").await.is_empty());
+    assert_eq!(quota_counts(&app, "sms:host-recipient:").await, vec![1]);
+    assert_eq!(quota_counts(&app, "sms:host:").await, vec![1]);
+    assert_eq!(quota_counts(&app, "email:recipient:").await, vec![1]);
+    assert_eq!(quota_counts(&app, "email:global").await, vec![1]);
 }
 
 #[tokio::test]
