@@ -19,8 +19,8 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use super::{
-    commands::{Queued, new_completion_email, new_sms, queue_and_count},
     input::NewRegistration,
+    messages::{Queued, new_completion_email, new_sms, queue_and_count},
     store,
 };
 use crate::{
@@ -54,11 +54,6 @@ pub(super) struct Prepared {
 }
 
 type Stored = (Registration, IssuedCode);
-
-/// A batch was refused in part; its registers are written one by one.
-#[derive(Debug, thiserror::Error)]
-#[error("a rule refused one of the registers written together")]
-pub(super) struct Refused;
 
 struct Waiting {
     prepared: Prepared,

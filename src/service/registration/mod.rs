@@ -2,6 +2,7 @@
 //! - `input`: what transports fill in, parsed into domain values;
 //! - `commands`: the use cases (register, confirm, resend, verify);
 //! - `batch`: registers written together, one transaction a batch;
+//! - `messages`: the codes, links and messages those transactions queue;
 //! - `store`: inserts and the conditional updates that hold under races;
 //! - `queries`: reads, including the batch loads behind DataLoaders;
 //! - `rows`: database rows read back as domain types;
@@ -11,6 +12,7 @@
 mod batch;
 mod commands;
 pub mod input;
+mod messages;
 pub mod queries;
 mod rows;
 mod store;
