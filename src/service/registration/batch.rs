@@ -38,10 +38,10 @@ use crate::{
 
 /// The most registers one transaction writes. Each batch size is another
 /// SQL text of every multi-row statement, prepared and kept on each pooled
-/// connection that runs it (sqlx's statement cache): sizes are powers of
-/// two up to 32, six texts a statement. At 64 connections batches of 32
-/// are as fast as up to 64, whose larger statements took peak memory past
-/// 128 MiB.
+/// connection that runs it (sqlx's statement cache), so sizes are powers
+/// of two (`GroupCommit::take`). At 64 connections the mean batch is 32
+/// whether the cap is 32 or 64, and 32 ran no slower with no higher peak
+/// memory (docs/PERFORMANCE.md, session 9) and smaller statements.
 const MOST_PER_BATCH: usize = 32;
 
 /// A register that passed every check, ready to be written.
