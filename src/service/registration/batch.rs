@@ -26,6 +26,7 @@ use super::{
 use crate::{
     domain::{IssuedCode, Registration},
     error::{CoreError, CoreResult},
+    group_commit::GroupCommit,
     service::{
         hosts::AuthenticatedHost,
         outbox::{self, CancelReason},
@@ -67,7 +68,7 @@ pub(super) async fn write(core: &Core, prepared: Prepared) -> CoreResult<Stored>
     let id = queue.leave(Box::new(Waiting { prepared, answer }));
     // If this request goes away before its register is taken, it is not
     // written later for nobody.
-    let _withdraw = Withdraw { core, id };
+    let _withdraw = Withdraw { queue, id };
     loop {
         let gate = tokio::select! {
             biased;
@@ -99,14 +100,14 @@ pub(super) async fn write(core: &Core, prepared: Prepared) -> CoreResult<Stored>
 
 /// Takes a register back from the queue when its request goes away
 /// before it was taken (a no-op once it was).
-struct Withdraw<'c> {
-    core: &'c Core,
+struct Withdraw<'q> {
+    queue: &'q GroupCommit,
     id: u64,
 }
 
 impl Drop for Withdraw<'_> {
     fn drop(&mut self) {
-        self.core.register_batches.withdraw(self.id);
+        self.queue.withdraw(self.id);
     }
 }
 
@@ -120,30 +121,32 @@ async fn write_and_answer(core: &Core, batch: Vec<Waiting>) {
         let prepared = &waiting.prepared;
         targets.insert((prepared.host.id, prepared.applicant.phone.clone()))
     });
-    if together.len() > 1 {
-        let prepared = together.iter().map(|w| &w.prepared).collect::<Vec<_>>();
-        let written = retrying(core, || write_registers(core, &prepared)).await;
-        match written {
-            Ok(stored) => {
-                core.metrics.registers_written_together(stored.len());
-                for (waiting, stored) in together.into_iter().zip(stored) {
-                    let _ = waiting.answer.send(Ok(stored));
-                }
-            }
-            Err(error) => {
-                tracing::debug!(error = %error, registers = together.len(), "batch refused; writing its registers one by one");
-                for waiting in together {
-                    write_alone(core, waiting).await;
-                }
-            }
-        }
+    let left = if together.len() > 1 {
+        write_together(core, together).await
     } else {
-        for waiting in together {
-            write_alone(core, waiting).await;
-        }
-    }
-    for waiting in later {
+        together
+    };
+    for waiting in left.into_iter().chain(later) {
         write_alone(core, waiting).await;
+    }
+}
+
+/// Writes `together` in one transaction and answers each; when that fails
+/// (a rule refused one of them), returns them all to be written alone.
+async fn write_together(core: &Core, together: Vec<Waiting>) -> Vec<Waiting> {
+    let prepared = together.iter().map(|w| &w.prepared).collect::<Vec<_>>();
+    match retrying(core, || write_registers(core, &prepared)).await {
+        Ok(stored) => {
+            core.metrics.registers_written_together(stored.len());
+            for (waiting, stored) in together.into_iter().zip(stored) {
+                let _ = waiting.answer.send(Ok(stored));
+            }
+            Vec::new()
+        }
+        Err(error) => {
+            tracing::debug!(error = %error, registers = together.len(), "batch refused; writing its registers one by one");
+            together
+        }
     }
 }
 
