@@ -17,6 +17,7 @@ mod m20261201_000003_host_webhooks;
 mod m20261201_000004_sms_providers_and_receipts;
 mod m20261201_000005_host_sms_budget;
 mod m20261201_000006_registration_host_phone_index;
+mod m20261202_000001_outbox_pending_index;
 
 pub struct Migrator;
 
@@ -37,6 +38,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000004_sms_providers_and_receipts::Migration),
             Box::new(m20261201_000005_host_sms_budget::Migration),
             Box::new(m20261201_000006_registration_host_phone_index::Migration),
+            Box::new(m20261202_000001_outbox_pending_index::Migration),
         ]
     }
 }

@@ -1,6 +1,6 @@
 //! Registers that arrive together are written in one transaction (group
 //! commit), with every guarantee of a register written alone. The batch
-//! gate is held while the registers queue, so each test knows exactly which
+//! writers are paused while the registers queue, so each test knows exactly which
 //! registers are written together.
 use std::time::Duration;
 
@@ -43,11 +43,11 @@ async fn host(app: &TestApp) -> AuthenticatedHost {
         .unwrap()
 }
 
-/// Starts a register for each phone, in this order, while the batch gate
-/// is held, waits until every one is queued, then lets them be written.
+/// Starts a register for each phone, in this order, while the writers are
+/// paused, waits until every one is queued, then lets them be written.
 async fn register_together(app: &TestApp, phones: &[&str]) -> Vec<Result<String, CoreError>> {
     let host = host(app).await;
-    let gate = app.core.register_batches.gate.clone().lock_owned().await;
+    let paused = app.core.register_batches.pause().await.unwrap();
     let mut tasks = Vec::new();
     for (queued, phone) in phones.iter().enumerate() {
         let (core, host, input) = (app.core.clone(), host.clone(), input(phone));
@@ -58,7 +58,7 @@ async fn register_together(app: &TestApp, phones: &[&str]) -> Vec<Result<String,
         }));
         wait_until_waiting(&app.core, queued + 1).await;
     }
-    drop(gate);
+    drop(paused);
     let mut answers = Vec::new();
     for task in tasks {
         answers.push(task.await.unwrap());
@@ -194,14 +194,14 @@ async fn a_later_register_of_the_same_phone_replaces_the_earlier_one_in_its_batc
 async fn a_register_whose_request_went_away_before_its_batch_is_not_written() {
     let app = spawn_app_with(|_| {}).await;
     let host = host(&app).await;
-    let gate = app.core.register_batches.gate.clone().lock_owned().await;
+    let paused = app.core.register_batches.pause().await.unwrap();
     let (core, input) = (app.core.clone(), input("+6281234567301"));
     let request = tokio::spawn(async move { registrations::register(&core, &host, input).await });
     wait_until_waiting(&app.core, 1).await;
     request.abort();
     let _ = request.await;
     assert_eq!(app.core.register_batches.waiting(), 0);
-    drop(gate);
+    drop(paused);
     // The next register is written alone: nothing else was waiting.
     let answers = register_together(&app, &["+6281234567302"]).await;
     assert!(answers[0].is_ok(), "{answers:?}");

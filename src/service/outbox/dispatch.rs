@@ -100,10 +100,17 @@ fn lease_free(now: DateTime<Utc>) -> Condition {
 
 /// Ids of pending messages due now and not leased, oldest due first.
 pub async fn due(core: &Core, now: DateTime<Utc>, limit: u64) -> CoreResult<Vec<Uuid>> {
+    // The status as a constant in the SQL text, not a bound parameter:
+    // only then do PostgreSQL's reusable plans and SQLite's planner match
+    // the partial index of pending messages (`idx_outbox_pending`).
+    let pending = Expr::cust(format!("'{}'", OutboxStatus::Pending.name()));
     Ok(outbox_message::Entity::find()
         .select_only()
         .column(outbox_message::Column::Id)
-        .filter(outbox_message::Column::Status.eq(OutboxStatus::Pending))
+        .filter(sea_orm::sea_query::ExprTrait::eq(
+            Expr::col(outbox_message::Column::Status),
+            pending,
+        ))
         .filter(outbox_message::Column::NextAttemptAt.lte(now))
         .filter(lease_free(now))
         .order_by_asc(outbox_message::Column::NextAttemptAt)

@@ -3,17 +3,17 @@
 //! a round trip: writing the registers that arrive together in one
 //! transaction, with one multi-row statement per table, costs little more
 //! than writing one. Each request leaves its prepared register in
-//! `Core::register_batches`; whoever takes the gate next writes every
-//! register waiting (up to [`MOST_PER_BATCH`]) and answers each.
+//! `Core::register_batches`; whoever gets a writer's turn next writes the
+//! registers waiting (up to [`MOST_PER_BATCH`]) and answers each. SQLite
+//! writes one batch at a time, other databases a few side by side.
 //!
 //! Every guarantee of a register written alone holds: a batch that any rule
 //! would refuse in part (a quota, a budget, a unique key) is rolled back
 //! whole, and its registers are written again one by one, so exactly the
 //! ones a lone write would refuse are refused, with their own error. Two
-//! registers of one phone by one host are never in one batch: the later
-//! replaces the earlier, so it is written after it.
-use std::collections::HashSet;
-
+//! registers of one phone by one host are never written at once, in one
+//! batch or in two: the later replaces the earlier, so it is written after
+//! it.
 use chrono::{DateTime, Utc};
 use tracing::Instrument;
 use uuid::Uuid;
@@ -24,7 +24,7 @@ use super::{
     store,
 };
 use crate::{
-    domain::{IssuedCode, Registration},
+    domain::{IssuedCode, PhoneNumber, Registration},
     error::{CoreError, CoreResult},
     group_commit::GroupCommit,
     service::{
@@ -65,37 +65,59 @@ struct Waiting {
 pub(super) async fn write(core: &Core, prepared: Prepared) -> CoreResult<Stored> {
     let queue = &core.register_batches;
     let (answer, mut answered) = tokio::sync::oneshot::channel();
-    let id = queue.leave(Box::new(Waiting { prepared, answer }));
+    let key = target_key(prepared.host.id, &prepared.applicant.phone);
+    let id = queue.leave(key, Box::new(Waiting { prepared, answer }));
     // If this request goes away before its register is taken, it is not
     // written later for nobody.
     let _withdraw = Withdraw { queue, id };
     loop {
-        let gate = tokio::select! {
+        let finished = queue.finished();
+        tokio::pin!(finished);
+        finished.as_mut().enable();
+        let writer = tokio::select! {
             biased;
             stored = &mut answered => return stored.map_err(|_| abandoned())?,
-            gate = queue.gate.clone().lock_owned() => gate,
+            writer = queue.writer() => writer.map_err(|_| abandoned())?,
         };
-        let batch: Vec<Waiting> = queue
-            .take(MOST_PER_BATCH)
+        let mut batch = queue.take(MOST_PER_BATCH);
+        if batch.is_empty() {
+            // Taken by another writer, or its phone is being written: wait
+            // for the answer or for a batch to end.
+            drop(writer);
+            tokio::select! {
+                biased;
+                stored = &mut answered => return stored.map_err(|_| abandoned())?,
+                () = finished => continue,
+            }
+        }
+        let taken: Vec<Waiting> = std::mem::take(&mut batch.items)
             .into_iter()
             .filter_map(|item| item.downcast::<Waiting>().ok().map(|waiting| *waiting))
             .collect();
-        if batch.is_empty() {
-            continue;
-        }
         let core = core.clone();
         // A task of its own: a batch once taken is written and every
         // request in it answered, even if this one goes away meanwhile.
         let writing = tokio::spawn(
             async move {
-                write_and_answer(&core, batch).await;
-                drop(gate);
+                write_and_answer(&core, taken).await;
+                // Its phones may be written again, then another batch.
+                drop(batch);
+                drop(writer);
             }
             .instrument(tracing::Span::current()),
         );
         // A panic drops the answers: the requests see `abandoned`.
         let _ = writing.await;
     }
+}
+
+/// Registers of one phone by one host are written one after the other
+/// (`GroupCommit`): the later replaces the earlier.
+fn target_key(host_id: Uuid, phone: &PhoneNumber) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    (host_id, phone.as_str()).hash(&mut hasher);
+    hasher.finish()
 }
 
 /// Takes a register back from the queue when its request goes away
@@ -116,17 +138,12 @@ fn abandoned() -> CoreError {
 }
 
 async fn write_and_answer(core: &Core, batch: Vec<Waiting>) {
-    let mut targets = HashSet::new();
-    let (together, later): (Vec<Waiting>, Vec<Waiting>) = batch.into_iter().partition(|waiting| {
-        let prepared = &waiting.prepared;
-        targets.insert((prepared.host.id, prepared.applicant.phone.clone()))
-    });
-    let left = if together.len() > 1 {
-        write_together(core, together).await
+    let left = if batch.len() > 1 {
+        write_together(core, batch).await
     } else {
-        together
+        batch
     };
-    for waiting in left.into_iter().chain(later) {
+    for waiting in left {
         write_alone(core, waiting).await;
     }
 }

@@ -44,13 +44,21 @@ pub async fn supersede_pending(
     txn: &DatabaseTransaction,
     targets: &[(Uuid, &PhoneNumber)],
 ) -> CoreResult<Vec<Uuid>> {
+    // Per host, its phones in one list: an index lookup of each phone on
+    // (host, phone), whatever the planner's statistics say. An OR of
+    // (host AND phone) pairs was planned as a scan of the host's rows when
+    // they were out of date (docs/PERFORMANCE.md, session 10).
+    let mut by_host: std::collections::BTreeMap<Uuid, Vec<&str>> = Default::default();
+    for (host_id, phone) in targets {
+        by_host.entry(*host_id).or_default().push(phone.as_str());
+    }
     let of_targets = |status: RegistrationStatus| {
         let mut any = Condition::any();
-        for (host_id, phone) in targets {
+        for (host_id, phones) in &by_host {
             any = any.add(
                 Condition::all()
                     .add(registration::Column::HostId.eq(*host_id))
-                    .add(registration::Column::Phone.eq(phone.as_str())),
+                    .add(registration::Column::Phone.is_in(phones.iter().copied())),
             );
         }
         Condition::all()
