@@ -6,9 +6,9 @@
 //! entry (and every dead one not yet vacuumed) instead of one row by its
 //! key; with statistics out of date it was, on every claim and every
 //! recorded send (docs/PERFORMANCE.md, session 10). A partial index on the
-//! time alone, of pending messages only, serves the due query and nothing
-//! else: its condition names the status as a constant, which a statement
-//! that binds the status as a parameter never matches. MySQL has no partial
+//! time alone, of pending messages only, serves the due query: its
+//! condition names the status as a constant, which the reusable (generic)
+//! plan of a statement that binds the status as a parameter cannot match. MySQL has no partial
 //! indexes and keeps the composite one.
 use sea_orm_migration::{prelude::*, sea_orm::DbBackend};
 

@@ -189,21 +189,36 @@ pub async fn phone_locked_until(
 }
 
 pub async fn username_taken(core: &Core, username: &str) -> CoreResult<bool> {
-    let count = customer::Entity::find()
-        .filter(customer::Column::Username.eq(username))
-        .count(&core.db)
+    customer_with(core, customer::Column::Username, username)
         .await
-        .context("Failed to look up customer by username")?;
-    Ok(count > 0)
+        .context("Failed to look up customer by username")
+        .map_err(Into::into)
 }
 
 pub async fn email_taken(core: &Core, email: &str) -> CoreResult<bool> {
-    let count = customer::Entity::find()
-        .filter(customer::Column::Email.eq(email))
-        .count(&core.db)
+    customer_with(core, customer::Column::Email, email)
         .await
-        .context("Failed to look up customer by email")?;
-    Ok(count > 0)
+        .context("Failed to look up customer by email")
+        .map_err(Into::into)
+}
+
+/// Whether a customer has `value` in the uniquely indexed `column`: the
+/// value itself read back from the index (no row, no count over a
+/// subquery of every column, which is what building the lookup cost).
+async fn customer_with(
+    core: &Core,
+    column: customer::Column,
+    value: &str,
+) -> Result<bool, sea_orm::DbErr> {
+    let found: Option<Option<String>> = customer::Entity::find()
+        .select_only()
+        .column(column)
+        .filter(column.eq(value))
+        .limit(1)
+        .into_tuple()
+        .one(&core.db)
+        .await?;
+    Ok(found.is_some())
 }
 
 pub async fn account_group_exists(core: &Core, group: AccountGroupId) -> CoreResult<bool> {
