@@ -230,6 +230,32 @@ async fn claim_migration_lease(db: &DatabaseConnection, holder: &str) -> Result<
     Ok(current.as_deref() == Some(holder))
 }
 
+/// Warns when the PostgreSQL server has autovacuum off. The service's
+/// queries are planned from the tables' statistics, which autovacuum keeps:
+/// on a server without it, tables that grew from empty still look empty to
+/// the planner, which then reads a host's every registration for the
+/// lookup of one phone (docs/PERFORMANCE.md, session 10).
+pub async fn warn_without_autovacuum(db: &DatabaseConnection) {
+    if db.get_database_backend() != DbBackend::Postgres {
+        return;
+    }
+    let setting = db
+        .query_one_raw(sea_orm::Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT current_setting('autovacuum') AS autovacuum",
+        ))
+        .await;
+    if let Ok(Some(row)) = setting
+        && row.try_get::<String>("", "autovacuum").as_deref() == Ok("off")
+    {
+        tracing::warn!(
+            "autovacuum is off on this PostgreSQL server: run VACUUM (ANALYZE) on the \
+             service's database regularly, or queries are planned from statistics of \
+             empty tables"
+        );
+    }
+}
+
 /// Whether this is a node of a MariaDB Galera cluster (`wsrep_on`).
 pub async fn is_galera(db: &DatabaseConnection) -> bool {
     if db.get_database_backend() != DbBackend::MySql {

@@ -163,6 +163,7 @@ pub async fn build_core(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Re
         Some(settings.delivery.templates_dir.as_path()).filter(|p| !p.as_os_str().is_empty());
     let templates = Arc::new(Templates::load(overrides)?);
     let galera = db::is_galera(&db).await;
+    db::warn_without_autovacuum(&db).await;
     let core = Core::new(
         db,
         Arc::new(settings),
