@@ -73,12 +73,30 @@ pub async fn connect_and_migrate(
         }
     });
     if db.get_database_backend() == DbBackend::Sqlite {
-        db.execute_unprepared("PRAGMA journal_mode=WAL;")
-            .await
-            .context("Failed to enable WAL")?;
+        enable_wal(&db).await?;
     }
     migrate_once(&db).await?;
     Ok(db)
+}
+
+/// Switches a SQLite file to write-ahead logging. Instances starting
+/// together on a new file race for it: the switch needs the file to itself,
+/// and while another connection is in the middle of a write SQLite refuses
+/// at once ("database is locked", without waiting out its busy timeout,
+/// since waiting could deadlock). Refused, it tries again for up to 10 s.
+async fn enable_wal(db: &DatabaseConnection) -> anyhow::Result<()> {
+    const TRIES: u32 = 100;
+    let mut tries = 1;
+    loop {
+        match db.execute_unprepared("PRAGMA journal_mode=WAL;").await {
+            Ok(_) => return Ok(()),
+            Err(error) if tries < TRIES && lost_race(&error) => {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(error) => return Err(error).context("Failed to enable WAL"),
+        }
+    }
 }
 
 /// On a Galera cluster a read on one node can miss what another node just
