@@ -47,15 +47,9 @@ struct Waiting {
 /// Items taken to be written together. Their keys stay busy until the
 /// batch is dropped, whatever ends its writing (a panic included).
 pub struct Batch {
-    pub items: Vec<Item>,
+    items: Vec<Item>,
     keys: Vec<u64>,
     queue: Arc<GroupCommit>,
-}
-
-impl Default for GroupCommit {
-    fn default() -> Self {
-        Self::new(1)
-    }
 }
 
 impl GroupCommit {
@@ -178,6 +172,12 @@ impl Batch {
     pub fn is_empty(&self) -> bool {
         self.items.is_empty()
     }
+
+    /// The items, to write; the batch itself is kept until they are
+    /// written, since dropping it frees their keys.
+    pub fn take_items(&mut self) -> Vec<Item> {
+        std::mem::take(&mut self.items)
+    }
 }
 
 impl Drop for Batch {
@@ -191,7 +191,8 @@ mod tests {
     use super::*;
 
     fn taken(mut batch: Batch) -> Vec<u32> {
-        std::mem::take(&mut batch.items)
+        batch
+            .take_items()
             .into_iter()
             .map(|item| *item.downcast::<u32>().unwrap())
             .collect()

@@ -71,9 +71,7 @@ impl Core {
         let mut parts = (*self.0).clone();
         parts.request_limits = Arc::default();
         parts.tokens = Arc::new(TokenCache::new(self.settings.auth.token_cache_seconds));
-        parts.register_batches = Arc::new(GroupCommit::new(register_writers(
-            self.db.get_database_backend(),
-        )));
+        parts.register_batches = register_batches(self.db.get_database_backend());
         Core(Arc::new(parts))
     }
 
@@ -107,15 +105,14 @@ impl Core {
             sqlite_writer: (db.get_database_backend() == DbBackend::Sqlite)
                 .then(|| Arc::new(WriterQueue::default())),
             galera,
-            register_batches: Arc::new(GroupCommit::new(register_writers(
-                db.get_database_backend(),
-            ))),
+            register_batches: register_batches(db.get_database_backend()),
             db,
         }))
     }
 }
 
-/// How many register batches one process writes at once. SQLite has one
+/// The queue of registers waiting to be written together, and how many of
+/// its batches one process writes at once. SQLite has one
 /// writer. PostgreSQL runs transactions side by side: with one batch at a
 /// time, registers waited for the previous batch's round trips and commit
 /// while the database had cores to spare. PostgreSQL, 64 connections, a
@@ -125,12 +122,13 @@ impl Core {
 /// cluster tests ran with; it was not measured beyond them. Batches meet
 /// only at the shared quota counters, which each updates last, just before
 /// its commit.
-fn register_writers(backend: DbBackend) -> u32 {
-    match backend {
+fn register_batches(backend: DbBackend) -> Arc<GroupCommit> {
+    let writers = match backend {
         DbBackend::Sqlite => 1,
         DbBackend::Postgres => 8,
         _ => 4,
-    }
+    };
+    Arc::new(GroupCommit::new(writers))
 }
 
 /// The turns at SQLite's one writer: requests queue at `requests` first, so

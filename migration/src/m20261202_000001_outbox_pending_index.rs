@@ -8,8 +8,8 @@
 //! recorded send (docs/PERFORMANCE.md, session 10). A partial index on the
 //! time alone, of pending messages only, serves the due query: its
 //! condition names the status as a constant, which the reusable (generic)
-//! plan of a statement that binds the status as a parameter cannot match. MySQL has no partial
-//! indexes and keeps the composite one.
+//! plan of a statement that binds the status as a parameter cannot match.
+//! MySQL has no partial indexes and keeps the composite one.
 use sea_orm_migration::{prelude::*, sea_orm::DbBackend};
 
 #[derive(DeriveMigrationName)]

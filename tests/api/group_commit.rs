@@ -1,7 +1,7 @@
 //! Registers that arrive together are written in one transaction (group
 //! commit), with every guarantee of a register written alone. The batch
-//! writers are paused while the registers queue, so each test knows exactly which
-//! registers are written together.
+//! writers are paused while the registers queue, so each test knows
+//! exactly which registers are written together.
 use std::time::Duration;
 
 use customer_registration::{

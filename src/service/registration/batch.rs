@@ -90,7 +90,8 @@ pub(super) async fn write(core: &Core, prepared: Prepared) -> CoreResult<Stored>
                 () = finished => continue,
             }
         }
-        let taken: Vec<Waiting> = std::mem::take(&mut batch.items)
+        let taken: Vec<Waiting> = batch
+            .take_items()
             .into_iter()
             .filter_map(|item| item.downcast::<Waiting>().ok().map(|waiting| *waiting))
             .collect();

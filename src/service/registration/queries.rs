@@ -189,17 +189,15 @@ pub async fn phone_locked_until(
 }
 
 pub async fn username_taken(core: &Core, username: &str) -> CoreResult<bool> {
-    customer_with(core, customer::Column::Username, username)
+    Ok(customer_with(core, customer::Column::Username, username)
         .await
-        .context("Failed to look up customer by username")
-        .map_err(Into::into)
+        .context("Failed to look up customer by username")?)
 }
 
 pub async fn email_taken(core: &Core, email: &str) -> CoreResult<bool> {
-    customer_with(core, customer::Column::Email, email)
+    Ok(customer_with(core, customer::Column::Email, email)
         .await
-        .context("Failed to look up customer by email")
-        .map_err(Into::into)
+        .context("Failed to look up customer by email")?)
 }
 
 /// Whether a customer has `value` in the uniquely indexed `column`: the
