@@ -18,7 +18,7 @@ use crate::{
     crypto::Keys,
     db,
     delivery::{Dispatcher, EmailSender, MemoryOutbox, SmsProviders, WebhookTransport},
-    graphql::{self, AppSchema},
+    graphql::{self, AppSchema, ParsedDocuments},
     http::{self, error::ApiError},
     metrics::Metrics,
     pages, service,
@@ -31,6 +31,7 @@ use crate::{
 pub struct AppState {
     pub core: Core,
     pub schema: AppSchema,
+    pub documents: ParsedDocuments,
 }
 
 pub struct Application {
@@ -140,7 +141,11 @@ pub fn router(core: Core) -> Router {
             HeaderName::from_static(http::REQUEST_ID),
             MakeRequestUuid,
         ))
-        .with_state(AppState { core, schema })
+        .with_state(AppState {
+            core,
+            schema,
+            documents: ParsedDocuments::default(),
+        })
 }
 
 /// The core without the HTTP server: what CLI subcommands need.

@@ -35,7 +35,14 @@ impl PhoneNumber {
                 "is not a valid number in its numbering plan",
             ));
         }
-        Ok(Self(number.format().mode(Mode::E164).to_string()))
+        // E.164 is the country code and the national number, nothing else;
+        // the crate's formatter would also match the country's layout
+        // patterns first, a regex search a verify paid for nothing.
+        Ok(Self(format!(
+            "+{}{}",
+            number.code().value(),
+            number.national()
+        )))
     }
 
     /// A number read back from the database, where only E.164 is stored.
@@ -118,6 +125,27 @@ mod tests {
     fn international_number_ignores_region() {
         let phone = PhoneNumber::parse("+62 812-3456-7890", "US").unwrap();
         assert_eq!(phone.as_str(), "+6281234567890");
+    }
+
+    #[test]
+    fn e164_is_what_the_crate_formats_leading_zeros_included() {
+        // Italian numbers keep the national leading zero after +39.
+        for (input, region) in [
+            ("06 6982 0000", "IT"),
+            ("+39 333 123 4567", "ID"),
+            ("081234567890", "ID"),
+            ("(202) 555-0123", "US"),
+            ("+44 20 7946 0958", "ID"),
+        ] {
+            let ours = PhoneNumber::parse(input, region).unwrap();
+            let number = phonenumber::parse(region.parse().ok(), input).unwrap();
+            let crates = number.format().mode(Mode::E164).to_string();
+            assert_eq!(ours.as_str(), crates, "{input}");
+        }
+        assert_eq!(
+            PhoneNumber::parse("06 6982 0000", "IT").unwrap().as_str(),
+            "+390669820000"
+        );
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! request error without `data` (400 under the new media type), and every
 //! error carries `extensions.code`. The operation policy runs on the parsed
 //! document before anything else; schema reads need no token.
-use async_graphql::{Variables, parser::parse_query};
+use async_graphql::Variables;
 use axum::{
     Extension,
     body::Body,
@@ -15,7 +15,10 @@ use axum::{
 };
 use serde_json::{Map, Value, json};
 
-use super::{AppSchema, error::graphql_error, policy::check_operation_policy, request_loaders};
+use super::{
+    AppSchema, ParsedDocuments, error::graphql_error, policy::check_operation_policy,
+    request_loaders,
+};
 use crate::{
     error::{AuthFailure, CoreError},
     http::{
@@ -79,6 +82,7 @@ impl MediaType {
 pub async fn execute(
     State(core): State<Core>,
     State(schema): State<AppSchema>,
+    State(documents): State<ParsedDocuments>,
     host: Option<Extension<AuthenticatedHost>>,
     unidentified: Option<Extension<Unidentified>>,
     request: Request,
@@ -86,7 +90,17 @@ pub async fn execute(
     let media = MediaType::negotiate(request.headers());
     let host = host.map(|Extension(host)| host);
     let unidentified = unidentified.map(|Extension(u)| u.0);
-    match run(&core, &schema, host, unidentified, media, request).await {
+    match run(
+        &core,
+        &schema,
+        &documents,
+        host,
+        unidentified,
+        media,
+        request,
+    )
+    .await
+    {
         Ok(response) => response,
         Err(error) => refusal(media, &error),
     }
@@ -95,6 +109,7 @@ pub async fn execute(
 async fn run(
     core: &Core,
     schema: &AppSchema,
+    documents: &ParsedDocuments,
     host: Option<AuthenticatedHost>,
     unidentified: Option<AuthFailure>,
     media: MediaType,
@@ -104,7 +119,7 @@ async fn run(
     let body = read_body(request, &()).await?;
     let params = RequestParams::parse(&body)?;
 
-    let document = match parse_query(&params.query) {
+    let document = match documents.parse(&params.query) {
         Ok(document) => document,
         Err(error) => {
             let error = async_graphql::ServerError::from(error);
@@ -221,6 +236,18 @@ impl RequestParams {
 /// variable coercion, the engine's limits) come without a `path` and leave
 /// no `data`: a request error. Every error gets a `code`.
 fn graphql_response(media: MediaType, response: async_graphql::Response) -> Response {
+    if response.errors.is_empty() {
+        // The usual answer, written straight from the engine's value.
+        #[derive(serde::Serialize)]
+        struct Data<'a> {
+            data: &'a async_graphql::Value,
+        }
+        let bytes = serde_json::to_vec(&Data {
+            data: &response.data,
+        })
+        .unwrap_or_default();
+        return with_body(media, StatusCode::OK, bytes);
+    }
     let request_error = response.data == async_graphql::Value::Null
         && !response.errors.is_empty()
         && response.errors.iter().all(|e| e.path.is_empty());
@@ -286,6 +313,10 @@ fn respond(
         body.insert("errors".into(), Value::Array(errors));
     }
     let bytes = serde_json::to_vec(&Value::Object(body)).unwrap_or_default();
+    with_body(media, status, bytes)
+}
+
+fn with_body(media: MediaType, status: StatusCode, bytes: Vec<u8>) -> Response {
     let mut response = Response::new(Body::from(bytes));
     *response.status_mut() = status;
     response.headers_mut().insert(

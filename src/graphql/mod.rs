@@ -1,6 +1,7 @@
 //! The GraphQL face. Resolvers translate to core calls and wrap what the
 //! core returns in GraphQL types; database rows never reach them.
 mod delivery;
+mod documents;
 mod endpoint;
 pub mod error;
 mod inputs;
@@ -17,6 +18,8 @@ use async_graphql::{EmptySubscription, Schema, dataloader::DataLoader};
 use axum::{Router, extract::FromRef, routing::post};
 
 use crate::{config::GraphqlSettings, http, state::Core};
+
+pub use documents::ParsedDocuments;
 
 pub type AppSchema = Schema<query::QueryRoot, mutation::MutationRoot, EmptySubscription>;
 
@@ -44,6 +47,7 @@ where
     S: Clone + Send + Sync + 'static,
     Core: FromRef<S>,
     AppSchema: FromRef<S>,
+    ParsedDocuments: FromRef<S>,
 {
     http::identified(
         Router::new().route("/graphql", post(endpoint::execute)),

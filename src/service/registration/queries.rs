@@ -6,7 +6,8 @@ use anyhow::Context;
 use chrono::{DateTime, Utc};
 use entity::{account_group, customer, phone_guard, registration, sms_token, states};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
+    ColumnTrait, ConnectionTrait, DbBackend, EntityName, EntityTrait, IdenStatic, PaginatorTrait,
+    QueryFilter, QueryOrder, QuerySelect, Statement,
 };
 use uuid::Uuid;
 
@@ -200,23 +201,27 @@ pub async fn email_taken(core: &Core, email: &str) -> CoreResult<bool> {
         .context("Failed to look up customer by email")?)
 }
 
-/// Whether a customer has `value` in the uniquely indexed `column`: the
-/// value itself read back from the index (no row, no count over a
-/// subquery of every column, which is what building the lookup cost).
+/// Whether a customer has `value` in the uniquely indexed `column`: one
+/// row of the index, nothing read from the table. The statement is written
+/// out rather than built: building it through the query builder was about a
+/// tenth of a verify's CPU, for SQL that never changes.
 async fn customer_with(
     core: &Core,
     column: customer::Column,
     value: &str,
 ) -> Result<bool, sea_orm::DbErr> {
-    let found: Option<Option<String>> = customer::Entity::find()
-        .select_only()
-        .column(column)
-        .filter(column.eq(value))
-        .limit(1)
-        .into_tuple()
-        .one(&core.db)
-        .await?;
-    Ok(found.is_some())
+    let backend = core.db.get_database_backend();
+    let placeholder = match backend {
+        DbBackend::Postgres => "$1",
+        _ => "?",
+    };
+    let sql = format!(
+        "SELECT 1 FROM {} WHERE {} = {placeholder} LIMIT 1",
+        customer::Entity.table_name(),
+        column.as_str()
+    );
+    let lookup = Statement::from_sql_and_values(backend, sql, [value.into()]);
+    Ok(core.db.query_one_raw(lookup).await?.is_some())
 }
 
 pub async fn account_group_exists(core: &Core, group: AccountGroupId) -> CoreResult<bool> {
