@@ -155,7 +155,8 @@ async fn a_batch_a_quota_refuses_in_part_refuses_exactly_the_ones_over_it() {
 
 #[tokio::test]
 async fn a_later_register_of_the_same_phone_replaces_the_earlier_one_in_its_batch() {
-    let app = spawn_app_with(|_| {}).await;
+    // Without a cooldown: the later register is allowed and replaces.
+    let app = spawn_app_with(|s| s.registration.register_cooldown_seconds = 0).await;
     let first = "+6281234567201";
     let other = "+6281234567202";
     let answers = register_together(&app, &[first, other, first]).await;
@@ -188,6 +189,43 @@ async fn a_later_register_of_the_same_phone_replaces_the_earlier_one_in_its_batc
             .all(|m| matches!(m.status, OutboxStatus::Cancelled | OutboxStatus::Sent)),
         "{replaced:?}"
     );
+}
+
+#[tokio::test]
+async fn two_registers_of_one_phone_checked_together_the_later_is_refused_by_the_cooldown() {
+    // Both pass the check before either is written; the writing
+    // transaction checks the cooldown again and refuses the later one.
+    let app = spawn_app_with(|_| {}).await;
+    let first = "+6281234567211";
+    let other = "+6281234567212";
+    let answers = register_together(&app, &[first, other, first]).await;
+    assert!(answers[0].is_ok() && answers[1].is_ok(), "{answers:?}");
+    assert!(
+        matches!(
+            answers[2],
+            Err(CoreError::RegisterTooSoon { retry_after_seconds }) if retry_after_seconds > 0
+        ),
+        "{answers:?}"
+    );
+    let of_phone = registration::Entity::find()
+        .filter(registration::Column::Phone.eq(first))
+        .all(&app.core.db)
+        .await
+        .unwrap();
+    assert_eq!(of_phone.len(), 1);
+    assert_eq!(of_phone[0].status, RegistrationStatus::Pending);
+    // Nothing queued for the refused register: the first's SMS and email.
+    let messages = outbox_message::Entity::find()
+        .filter(outbox_message::Column::RegistrationId.eq(of_phone[0].id))
+        .count(&app.core.db)
+        .await
+        .unwrap();
+    assert_eq!(messages, 2);
+    let all_messages = outbox_message::Entity::find()
+        .count(&app.core.db)
+        .await
+        .unwrap();
+    assert_eq!(all_messages, 4, "two registers, an SMS and an email each");
 }
 
 #[tokio::test]

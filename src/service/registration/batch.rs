@@ -24,7 +24,7 @@ use super::{
     store,
 };
 use crate::{
-    domain::{IssuedCode, PhoneNumber, Registration},
+    domain::{IssuedCode, PhoneNumber, Registration, registration::ensure_register_cooled_down},
     error::{CoreError, CoreResult},
     group_commit::GroupCommit,
     service::{
@@ -199,6 +199,21 @@ async fn write_registers(core: &Core, batch: &[&Prepared]) -> CoreResult<Vec<Sto
         .map(|p| (p.host.id, &p.applicant.phone))
         .collect::<Vec<(Uuid, _)>>();
     let superseded = store::supersede_pending(&txn, &targets).await?;
+    if core.rules.register_cooldown > chrono::Duration::zero() {
+        // Checked again here, after the supersede has locked the phones'
+        // pending rows: two registers of one phone that passed the check
+        // together are written one after the other, and the later one is
+        // refused. A refusal fails the batch, whose registers are then
+        // written alone, so only the refused one hears of it.
+        let last = store::last_registered(&txn, &targets).await?;
+        for prepared in batch {
+            let key = (
+                prepared.host.id,
+                prepared.applicant.phone.as_str().to_owned(),
+            );
+            ensure_register_cooled_down(last.get(&key).copied(), prepared.now, &core.rules)?;
+        }
+    }
     outbox::cancel_pending(&*txn, &superseded, None, CancelReason::Superseded, latest).await?;
     let registrations = store::insert_registrations(
         &txn,

@@ -34,6 +34,44 @@ pub async fn reload(db: &impl ConnectionTrait, id: Uuid) -> CoreResult<Registrat
     registration_from_row(row)
 }
 
+/// When each (host, phone) of `targets` last registered, read inside the
+/// writing transaction: a register of the same phone written just before,
+/// by a batch of this instance or by another instance, counts against the
+/// cooldown although it was not there when the register was checked.
+pub async fn last_registered(
+    txn: &DatabaseTransaction,
+    targets: &[(Uuid, &PhoneNumber)],
+) -> CoreResult<std::collections::HashMap<(Uuid, String), DateTime<Utc>>> {
+    let mut by_host: std::collections::BTreeMap<Uuid, Vec<&str>> = Default::default();
+    for (host_id, phone) in targets {
+        by_host.entry(*host_id).or_default().push(phone.as_str());
+    }
+    let mut any = Condition::any();
+    for (host_id, phones) in &by_host {
+        any = any.add(
+            Condition::all()
+                .add(registration::Column::HostId.eq(*host_id))
+                .add(registration::Column::Phone.is_in(phones.iter().copied())),
+        );
+    }
+    let latest: Vec<(Uuid, String, Option<DateTime<Utc>>)> = registration::Entity::find()
+        .select_only()
+        .column(registration::Column::HostId)
+        .column(registration::Column::Phone)
+        .column_as(registration::Column::CreatedAt.max(), "last_at")
+        .filter(any)
+        .group_by(registration::Column::HostId)
+        .group_by(registration::Column::Phone)
+        .into_tuple()
+        .all(txn)
+        .await
+        .context("Failed to read when the phones last registered")?;
+    Ok(latest
+        .into_iter()
+        .filter_map(|(host_id, phone, at)| Some(((host_id, phone), at?)))
+        .collect())
+}
+
 /// A new registration replaces the host's pending one for the phone; for
 /// several registers written together, each (host, phone) of `targets`
 /// (distinct pairs). Writing first takes the write lock at once, so
