@@ -34,6 +34,27 @@ pub async fn reload(db: &impl ConnectionTrait, id: Uuid) -> CoreResult<Registrat
     registration_from_row(row)
 }
 
+/// The registrations of `targets`' (host, phone) pairs: per host, its
+/// phones in one list, an index lookup of each phone on (host, phone)
+/// whatever the planner's statistics say. An OR of (host AND phone) pairs
+/// was planned as a scan of the host's rows when they were out of date
+/// (docs/PERFORMANCE.md, session 10).
+fn of_phones(targets: &[(Uuid, &PhoneNumber)]) -> Condition {
+    let mut by_host: std::collections::BTreeMap<Uuid, Vec<&str>> = Default::default();
+    for (host_id, phone) in targets {
+        by_host.entry(*host_id).or_default().push(phone.as_str());
+    }
+    let mut any = Condition::any();
+    for (host_id, phones) in by_host {
+        any = any.add(
+            Condition::all()
+                .add(registration::Column::HostId.eq(host_id))
+                .add(registration::Column::Phone.is_in(phones)),
+        );
+    }
+    any
+}
+
 /// When each (host, phone) of `targets` last registered, read inside the
 /// writing transaction: a register of the same phone written just before,
 /// by a batch of this instance or by another instance, counts against the
@@ -42,24 +63,12 @@ pub async fn last_registered(
     txn: &DatabaseTransaction,
     targets: &[(Uuid, &PhoneNumber)],
 ) -> CoreResult<std::collections::HashMap<(Uuid, String), DateTime<Utc>>> {
-    let mut by_host: std::collections::BTreeMap<Uuid, Vec<&str>> = Default::default();
-    for (host_id, phone) in targets {
-        by_host.entry(*host_id).or_default().push(phone.as_str());
-    }
-    let mut any = Condition::any();
-    for (host_id, phones) in &by_host {
-        any = any.add(
-            Condition::all()
-                .add(registration::Column::HostId.eq(*host_id))
-                .add(registration::Column::Phone.is_in(phones.iter().copied())),
-        );
-    }
     let latest: Vec<(Uuid, String, Option<DateTime<Utc>>)> = registration::Entity::find()
         .select_only()
         .column(registration::Column::HostId)
         .column(registration::Column::Phone)
         .column_as(registration::Column::CreatedAt.max(), "last_at")
-        .filter(any)
+        .filter(of_phones(targets))
         .group_by(registration::Column::HostId)
         .group_by(registration::Column::Phone)
         .into_tuple()
@@ -82,26 +91,10 @@ pub async fn supersede_pending(
     txn: &DatabaseTransaction,
     targets: &[(Uuid, &PhoneNumber)],
 ) -> CoreResult<Vec<Uuid>> {
-    // Per host, its phones in one list: an index lookup of each phone on
-    // (host, phone), whatever the planner's statistics say. An OR of
-    // (host AND phone) pairs was planned as a scan of the host's rows when
-    // they were out of date (docs/PERFORMANCE.md, session 10).
-    let mut by_host: std::collections::BTreeMap<Uuid, Vec<&str>> = Default::default();
-    for (host_id, phone) in targets {
-        by_host.entry(*host_id).or_default().push(phone.as_str());
-    }
     let of_targets = |status: RegistrationStatus| {
-        let mut any = Condition::any();
-        for (host_id, phones) in &by_host {
-            any = any.add(
-                Condition::all()
-                    .add(registration::Column::HostId.eq(*host_id))
-                    .add(registration::Column::Phone.is_in(phones.iter().copied())),
-            );
-        }
         Condition::all()
             .add(registration::Column::Status.eq(status))
-            .add(any)
+            .add(of_phones(targets))
     };
     let mut update = Query::update();
     update
