@@ -1,10 +1,16 @@
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 
 use anyhow::Context;
 use migration::{Migrator, MigratorTrait};
 use sea_orm::{
-    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr, RuntimeErr,
-    TransactionTrait,
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend,
+    DbErr, RuntimeErr, TransactionTrait,
 };
 
 use crate::metrics::Metrics;
@@ -57,9 +63,25 @@ pub async fn connect_and_migrate(
     } else {
         options.test_before_acquire_if_idle_for(PING_IF_IDLE_FOR);
     }
-    if galera_sync_wait {
-        options.map_sqlx_mysql_pool_opts(|pool| {
-            pool.after_connect(|conn, _| Box::pin(sync_wait_on_galera(conn)))
+    if url.starts_with("mysql:") || url.starts_with("mariadb:") {
+        let galera = Arc::new(AtomicBool::new(false));
+        options.map_sqlx_mysql_pool_opts(move |pool| {
+            let seen = galera.clone();
+            pool.after_connect(move |conn, _| {
+                let seen = seen.clone();
+                Box::pin(async move {
+                    let on_galera = on_galera_node(conn, galera_sync_wait).await?;
+                    seen.fetch_or(on_galera, Ordering::Relaxed);
+                    Ok(())
+                })
+            })
+            .after_release({
+                let galera = galera.clone();
+                move |conn, _| {
+                    let galera = galera.load(Ordering::Relaxed);
+                    Box::pin(async move { autocommit_again(conn, galera).await })
+                }
+            })
         });
     }
     let mut db = Database::connect(options)
@@ -99,23 +121,42 @@ async fn enable_wal(db: &DatabaseConnection) -> anyhow::Result<()> {
     }
 }
 
-/// On a Galera cluster a read on one node can miss what another node just
-/// committed; `wsrep_sync_wait = 1` makes each read wait until this node has
-/// applied everything committed before it, so no rule decides on a stale
-/// read. Servers without wsrep (plain MySQL or MariaDB) are left as they are.
-async fn sync_wait_on_galera(
+/// Readies a new MySQL-family connection. On a Galera node a read can miss
+/// what another node just committed; `wsrep_sync_wait = 1` (the setting
+/// `galera_sync_wait`, on by default) makes each read wait until this node
+/// has applied everything committed before it, so no rule decides on a
+/// stale read. Servers without wsrep (plain MySQL or MariaDB) are left as
+/// they are.
+async fn on_galera_node(
     conn: &mut sea_orm::sqlx::MySqlConnection,
-) -> Result<(), sea_orm::sqlx::Error> {
+    sync_wait: bool,
+) -> Result<bool, sea_orm::sqlx::Error> {
     use sea_orm::sqlx::{Executor, Row};
     let wsrep_on = match conn.fetch_one("SELECT @@wsrep_on").await {
         Ok(row) => row.try_get::<i64, _>(0).unwrap_or(0) == 1,
         // Oracle MySQL has no such variable.
         Err(_) => false,
     };
-    if wsrep_on {
+    if wsrep_on && sync_wait {
         conn.execute("SET SESSION wsrep_sync_wait = 1").await?;
     }
-    Ok(())
+    Ok(wsrep_on)
+}
+
+/// A write transaction on a Galera node turns autocommit off (see
+/// [`begin`]); a connection goes back to the pool with it on again, after
+/// the rollback of a transaction that ended without a commit. It runs in
+/// the pool's own task, after the request has its answer; a pool of a
+/// server that is no Galera node never turns autocommit off.
+async fn autocommit_again(
+    conn: &mut sea_orm::sqlx::MySqlConnection,
+    galera: bool,
+) -> Result<bool, sea_orm::sqlx::Error> {
+    use sea_orm::sqlx::Executor;
+    if galera {
+        conn.execute("SET autocommit = 1").await?;
+    }
+    Ok(true)
 }
 
 /// Brings the schema up to date once, however many instances start at
@@ -299,31 +340,61 @@ pub async fn is_galera(db: &DatabaseConnection) -> bool {
 #[error("the cluster ended the transaction before its commit")]
 pub struct TransactionEndedByCluster;
 
-/// Commits `txn`. On a Galera node it first asks whether the transaction is
-/// still open: a node that rolls back a local transaction for a replicated
-/// one (a brute-force abort) reports it to the next statement, and now and
-/// then, under load, to none that we see; a `COMMIT` after that commits
-/// nothing and still answers OK, so a request would be answered as done
-/// with nothing stored. Measured before this check: 3 such answers (200 or
-/// 500) in 12,000 racing registers across three nodes; none after.
-pub async fn commit(txn: sea_orm::DatabaseTransaction, galera: bool) -> anyhow::Result<()> {
+/// The savepoint a write transaction on a Galera node opens first.
+const GUARD: &str = "cluster_guard";
+
+/// Begins a write transaction. On a Galera node it also turns autocommit
+/// off and opens a savepoint, the guard [`commit`] checks: a node that
+/// rolls back a local transaction for a replicated one (a brute-force
+/// abort) is meant to report it as 1213 to the next statement, and now and
+/// then, under load, reports it to none that we see. With autocommit on,
+/// every statement after that committed on its own: a register's
+/// registration, SMS and quota count were stored while its request was run
+/// again and refused (`REGISTER_TOO_SOON`, seen once in CI, session 12).
+/// With autocommit off they wait in a new transaction, which has no guard,
+/// so the commit rolls it back and the whole transaction is run again.
+/// One round trip more per transaction on a Galera node, none elsewhere.
+pub async fn begin(db: &DatabaseConnection, galera: bool) -> anyhow::Result<DatabaseTransaction> {
+    let txn = db.begin().await.context("Failed to begin transaction")?;
     if galera {
-        let open = txn
-            .query_one_raw(sea_orm::Statement::from_string(
-                DbBackend::MySql,
-                "SELECT CAST(@@in_transaction AS SIGNED) AS open",
-            ))
+        txn.execute_unprepared(&format!("SET autocommit = 0; SAVEPOINT {GUARD}"))
             .await
-            .context("Failed to check that the transaction is still open")?
-            .map(|row| row.try_get::<i64>("", "open"))
-            .transpose()
-            .context("Failed to read whether the transaction is open")?;
-        if open != Some(1) {
+            .context("Failed to open the transaction's guard")?;
+    }
+    Ok(txn)
+}
+
+/// Commits `txn`. On a Galera node it first releases the guard [`begin`]
+/// opened: gone, the transaction it guarded was ended by the cluster
+/// (before the guard: 3 registers in 12,000 racing ones across three nodes
+/// answered 200 with nothing stored, or 500), and what ran since is rolled
+/// back, a lost race to run again whole.
+pub async fn commit(txn: DatabaseTransaction, galera: bool) -> anyhow::Result<()> {
+    if galera
+        && let Err(error) = txn
+            .execute_unprepared(&format!("RELEASE SAVEPOINT {GUARD}"))
+            .await
+    {
+        if savepoint_missing(&error) {
             return Err(TransactionEndedByCluster.into());
         }
+        return Err(error).context("Failed to release the transaction's guard");
     }
     txn.commit().await.context("Failed to commit transaction")?;
     Ok(())
+}
+
+/// MySQL's 1305 (`ER_SP_DOES_NOT_EXIST`): no such savepoint.
+fn savepoint_missing(error: &DbErr) -> bool {
+    use sea_orm::sqlx::mysql::MySqlDatabaseError;
+    const NO_SUCH_SAVEPOINT: u16 = 1305;
+    let (DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e))) = error
+    else {
+        return false;
+    };
+    e.as_database_error()
+        .and_then(|database| database.try_downcast_ref::<MySqlDatabaseError>())
+        .is_some_and(|mysql| mysql.number() == NO_SUCH_SAVEPOINT)
 }
 
 /// Whether the database gave up a statement because it lost a race to a

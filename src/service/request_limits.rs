@@ -22,7 +22,7 @@ use std::time::Duration as StdDuration;
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use entity::send_quota;
-use sea_orm::{ConnectionTrait, DbBackend, EntityTrait, TransactionTrait};
+use sea_orm::{ConnectionTrait, DbBackend, EntityTrait};
 use tokio::sync::watch;
 
 use crate::{
@@ -126,11 +126,7 @@ async fn add(core: &Core, scope: &str, start: DateTime<Utc>, n: u32) -> CoreResu
     // and its first write and fail that transaction with BUSY.
     let _turn = write::turn(core).await;
     let used = if core.db.get_database_backend() == DbBackend::MySql {
-        let txn = core
-            .db
-            .begin()
-            .await
-            .context("Failed to begin transaction")?;
+        let txn = crate::db::begin(&core.db, core.galera).await?;
         let used = quotas::add(&txn, &[(scope, start)], n).await?;
         crate::db::commit(txn, core.galera)
             .await

@@ -10,7 +10,7 @@
 use std::ops::Deref;
 
 use anyhow::Context;
-use sea_orm::{DatabaseTransaction, TransactionTrait};
+use sea_orm::DatabaseTransaction;
 use tokio::sync::OwnedMutexGuard;
 
 use crate::{error::CoreResult, state::Core};
@@ -72,11 +72,7 @@ pub async fn begin_for_delivery(core: &Core) -> CoreResult<WriteTxn> {
 }
 
 async fn begin_in(core: &Core, turn: WriterTurn) -> CoreResult<WriteTxn> {
-    let txn = core
-        .db
-        .begin()
-        .await
-        .context("Failed to begin transaction")?;
+    let txn = crate::db::begin(&core.db, core.galera).await?;
     Ok(WriteTxn {
         txn,
         _turn: turn,

@@ -123,3 +123,58 @@ async fn aliases_cannot_multiply_guesses_in_one_operation() {
         .unwrap();
     assert_eq!(stored.failed_attempts, 0, "nothing ran");
 }
+
+/// A Galera node that rolls a transaction back for another node's write
+/// set does not always tell the client; the statements that follow must
+/// not commit one by one, and the commit must say the transaction is gone.
+/// Simulated on any MySQL-family server with a `ROLLBACK` the transaction
+/// does not see: with autocommit on, the insert after it was stored.
+#[tokio::test]
+async fn on_mysql_a_transaction_ended_unseen_keeps_nothing_that_followed() {
+    use customer_registration::db::{TransactionEndedByCluster, begin, commit};
+    use sea_orm::{ConnectionTrait, Database};
+    let Some(server) = std::env::var("TEST_DATABASE_URL")
+        .ok()
+        .filter(|url| url.starts_with("mysql:"))
+    else {
+        return; // Runs in CI's MySQL and Galera steps.
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let url = crate::helpers::fresh_database(dir.path()).await;
+    assert!(url.starts_with("mysql:"), "{server}");
+    let db = Database::connect(&url).await.unwrap();
+    db.execute_unprepared("CREATE TABLE probe (id INT PRIMARY KEY) ENGINE=InnoDB")
+        .await
+        .unwrap();
+    let stored = |db: sea_orm::DatabaseConnection| async move {
+        let row = db
+            .query_one_raw(sea_orm::Statement::from_string(
+                sea_orm::DbBackend::MySql,
+                "SELECT CAST(COUNT(*) AS SIGNED) AS n FROM probe",
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        (row.try_get::<i64>("", "n").unwrap(), db)
+    };
+
+    let txn = begin(&db, true).await.unwrap();
+    txn.execute_unprepared("INSERT INTO probe VALUES (1)")
+        .await
+        .unwrap();
+    txn.execute_unprepared("ROLLBACK").await.unwrap();
+    txn.execute_unprepared("INSERT INTO probe VALUES (2)")
+        .await
+        .unwrap();
+    let error = commit(txn, true).await.unwrap_err();
+    assert!(error.is::<TransactionEndedByCluster>(), "{error:#}");
+    let (n, db) = stored(db).await;
+    assert_eq!(n, 0, "nothing of the ended transaction, nor after it");
+
+    let txn = begin(&db, true).await.unwrap();
+    txn.execute_unprepared("INSERT INTO probe VALUES (3)")
+        .await
+        .unwrap();
+    commit(txn, true).await.unwrap();
+    assert_eq!(stored(db).await.0, 1, "a transaction left alone commits");
+}
