@@ -399,6 +399,38 @@ async fn three_instances_on_one_database_keep_every_guarantee() {
     budget_from_cli(dir.path(), &database, &["--none"]);
     tokio::time::sleep(Duration::from_millis(1500)).await;
 
+    // One phone registered at the three instances at once, round after
+    // round: one registration stands and the others are told to wait out
+    // the cooldown, whichever instance's transaction commits first.
+    let db = reader(&database).await;
+    for round in 0..10 {
+        let phone = format!("+62812345674{round:02}");
+        let raced = futures::future::join_all((0..3).map(|n| {
+            post(
+                &client,
+                instances[n].url("/b2b/customer/register"),
+                &token,
+                applicant(&phone),
+            )
+        }))
+        .await;
+        assert!(
+            raced
+                .iter()
+                .all(|(status, code)| *status == 200 || code == "REGISTER_TOO_SOON"),
+            "round {round}: {raced:?}"
+        );
+        let stored = entity::registration::Entity::find()
+            .all(&db)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|r| r.phone == phone)
+            .count();
+        let granted = raced.iter().filter(|(status, _)| *status == 200).count();
+        assert_eq!((granted, stored), (1, 1), "round {round}: {raced:?}");
+    }
+
     let mut instances = instances.into_iter();
     let (first, second, third) = (
         instances.next().unwrap(),

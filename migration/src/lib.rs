@@ -18,6 +18,7 @@ mod m20261201_000004_sms_providers_and_receipts;
 mod m20261201_000005_host_sms_budget;
 mod m20261201_000006_registration_host_phone_index;
 mod m20261202_000001_outbox_pending_index;
+mod m20261202_000002_one_pending_registration_per_phone;
 
 pub struct Migrator;
 
@@ -39,6 +40,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000005_host_sms_budget::Migration),
             Box::new(m20261201_000006_registration_host_phone_index::Migration),
             Box::new(m20261202_000001_outbox_pending_index::Migration),
+            Box::new(m20261202_000002_one_pending_registration_per_phone::Migration),
         ]
     }
 }

@@ -29,9 +29,17 @@ pub(crate) fn is_unique_violation(error: &DbErr) -> bool {
     matches!(error.sql_err(), Some(SqlErr::UniqueConstraintViolation(_)))
 }
 
+/// A unique key this transaction needed was taken by a concurrent one
+/// (another instance's register of the same phone: one pending
+/// registration per host and phone). Run again whole, the transaction sees
+/// the other's row and decides on it as on any earlier one.
+#[derive(Debug, thiserror::Error)]
+#[error("a concurrent transaction took a unique key first")]
+pub(crate) struct KeyTakenConcurrently(#[source] pub DbErr);
+
 /// Whether the database gave up a transaction because it lost a race to a
-/// concurrent one (deadlock, serialization failure, SQLite busy): running
-/// the whole transaction again is the answer.
+/// concurrent one (deadlock, serialization failure, SQLite busy, a unique
+/// key taken meanwhile): running the whole transaction again is the answer.
 pub(crate) fn is_lost_race(error: &CoreError) -> bool {
     let CoreError::Internal(error) = error else {
         return false;
@@ -41,6 +49,7 @@ pub(crate) fn is_lost_race(error: &CoreError) -> bool {
             .downcast_ref::<DbErr>()
             .is_some_and(crate::db::lost_race)
             || cause.is::<crate::db::TransactionEndedByCluster>()
+            || cause.is::<KeyTakenConcurrently>()
     })
 }
 

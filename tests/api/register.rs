@@ -315,3 +315,66 @@ async fn account_groups_added_later_are_accepted() {
     assert_eq!(ticket["accountGroupId"], "VIP");
     assert_eq!(ticket["accountGroipId"], "VIP");
 }
+
+/// The database keeps one pending registration per host and phone
+/// (`idx_registration_one_pending`), which is what settles registers of
+/// one phone racing on different instances. Its migration supersedes the
+/// older of pending duplicates written before it. PostgreSQL and SQLite
+/// only: MySQL has no partial index (see the migration).
+#[tokio::test]
+async fn one_pending_registration_per_phone_is_a_key_and_its_migration_settles_duplicates() {
+    use migration::{Migrator, MigratorTrait};
+    use sea_orm::{ActiveModelTrait, IntoActiveModel, Set};
+    let app = spawn_app().await;
+    if app.core.db.get_database_backend() == sea_orm::DbBackend::MySql {
+        return;
+    }
+    app.register(&register_body(PHONE)).await;
+    let db = &app.core.db;
+    let first = registration::Entity::find().one(db).await.unwrap().unwrap();
+    let duplicate = |created: chrono::DateTime<chrono::Utc>| {
+        let mut row = first.clone().into_active_model();
+        row.id = Set(uuid::Uuid::now_v7());
+        row.created_at = Set(created);
+        row.reset_all()
+    };
+
+    let refused = duplicate(first.created_at + Duration::seconds(1))
+        .insert(db)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            refused.sql_err(),
+            Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
+        ),
+        "{refused}"
+    );
+
+    // Written before the key: two newer duplicates, then the migration.
+    Migrator::down(db, Some(1)).await.unwrap();
+    let newest = duplicate(first.created_at + Duration::seconds(2))
+        .insert(db)
+        .await
+        .unwrap();
+    duplicate(first.created_at + Duration::seconds(1))
+        .insert(db)
+        .await
+        .unwrap();
+    Migrator::up(db, None).await.unwrap();
+    let pending: Vec<uuid::Uuid> = registration::Entity::find()
+        .filter(registration::Column::Status.eq(RegistrationStatus::Pending))
+        .all(db)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(pending, vec![newest.id], "only the newest stays pending");
+    let superseded = registration::Entity::find()
+        .filter(registration::Column::Status.eq(RegistrationStatus::Superseded))
+        .all(db)
+        .await
+        .unwrap();
+    assert_eq!(superseded.len(), 2);
+}

@@ -23,6 +23,7 @@ use super::{
 use crate::{
     domain::{IssuedCode, PhoneNumber, Registration, Rules, SmsCode},
     error::CoreResult,
+    service::{KeyTakenConcurrently, is_unique_violation},
 };
 
 pub async fn reload(db: &impl ConnectionTrait, id: Uuid) -> CoreResult<Registration> {
@@ -181,7 +182,17 @@ pub async fn insert_registrations(
     registration::Entity::insert_many(rows)
         .exec_without_returning(txn)
         .await
-        .context("Failed to insert registrations")?;
+        .map_err(|error| {
+            // The one key of a new row that can collide is the phone's one
+            // pending registration (`idx_registration_one_pending`): another
+            // instance wrote it after this transaction superseded the ones
+            // it saw.
+            if is_unique_violation(&error) {
+                anyhow::Error::new(KeyTakenConcurrently(error))
+            } else {
+                anyhow::Error::new(error).context("Failed to insert registrations")
+            }
+        })?;
     Ok(registrations)
 }
 
