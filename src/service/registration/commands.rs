@@ -139,7 +139,7 @@ pub async fn confirm_parsed(
         CodeCheck::Expired => return Err(CoreError::TokenExpired),
         CodeCheck::Wrong => {
             return Err(CoreError::TokenInvalid {
-                attempts_remaining: current.attempts_remaining,
+                attempts_remaining: current.attempts_left.unwrap_or_default(),
             });
         }
     }
@@ -235,11 +235,11 @@ async fn complete_registration(
     Ok((customer_id, now))
 }
 
-/// What a submitted code turned out to be, with the current code's id and
-/// the attempts left after counting.
+/// What a submitted code turned out to be, with the current code's id and,
+/// for a wrong code, the attempts it left.
 struct CheckedCode {
     code_id: Uuid,
-    attempts_remaining: u32,
+    attempts_left: Option<u32>,
 }
 
 /// Compares the submitted code in the transaction that counts it: the
@@ -280,11 +280,21 @@ async fn check_code(
     } else {
         store::give_back_attempt(&txn, registration.id).await?;
     }
-    let counted = store::reload(&*txn, registration.id).await?;
+    // Read after counting, since concurrent guesses count too. Only a wrong
+    // code reports them; any other gave its attempt back.
+    let attempts_left = if check == CodeCheck::Wrong {
+        Some(
+            store::reload(&*txn, registration.id)
+                .await?
+                .attempts_remaining(rules),
+        )
+    } else {
+        None
+    };
     // This wrong code is the one that locked: the host hears of it once.
     let locked = if phone_locked {
         Some(LockReason::PhoneLocked)
-    } else if check == CodeCheck::Wrong && counted.attempts_remaining(rules) == 0 {
+    } else if attempts_left == Some(0) {
         Some(LockReason::AttemptsExhausted)
     } else {
         None
@@ -303,7 +313,7 @@ async fn check_code(
         check,
         CheckedCode {
             code_id: current.id,
-            attempts_remaining: counted.attempts_remaining(rules),
+            attempts_left,
         },
     ))
 }
