@@ -63,7 +63,7 @@ pub async fn connect_and_migrate(
     } else {
         options.test_before_acquire_if_idle_for(PING_IF_IDLE_FOR);
     }
-    if url.starts_with("mysql:") || url.starts_with("mariadb:") {
+    if url.starts_with("mysql:") {
         let galera = Arc::new(AtomicBool::new(false));
         options.map_sqlx_mysql_pool_opts(move |pool| {
             let seen = galera.clone();
