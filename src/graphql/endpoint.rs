@@ -14,6 +14,7 @@ use axum::{
     response::Response,
 };
 use serde_json::{Map, Value, json};
+use tracing::Instrument;
 
 use super::{
     AppSchema, ParsedDocuments, error::graphql_error, policy::check_operation_policy,
@@ -153,7 +154,20 @@ async fn run(
             );
         }
     }
-    let response = schema.execute(request_loaders(core, gql_request)).await;
+    let gql_request = request_loaders(core, gql_request);
+    let response = if shape.writes {
+        // A mutation's transaction must not be dropped half-way when the
+        // client goes away (see `http::run_to_completion`, which lets this
+        // endpoint decide): it runs on a task of its own.
+        let schema = schema.clone();
+        tokio::spawn(
+            async move { schema.execute(gql_request).await }.instrument(tracing::Span::current()),
+        )
+        .await
+        .map_err(|failure| anyhow::anyhow!("mutation task failed: {failure}"))?
+    } else {
+        schema.execute(gql_request).await
+    };
     Ok(graphql_response(media, response))
 }
 

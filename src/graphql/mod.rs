@@ -50,7 +50,7 @@ where
     ParsedDocuments: FromRef<S>,
 {
     http::identified(
-        Router::new().route("/graphql", post(endpoint::execute)),
+        Router::new().route(http::GRAPHQL_PATH, post(endpoint::execute)),
         core,
     )
 }

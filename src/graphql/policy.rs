@@ -24,6 +24,9 @@ pub struct Shape {
     /// Only `__schema`, `__type` and `__typename` at the top: a schema
     /// read, allowed without a token when introspection is on.
     pub introspection_only: bool,
+    /// A mutation: it may write, so it runs to its end even when the
+    /// client goes away. Queries only read.
+    pub writes: bool,
 }
 
 /// The operation `operation_name` selects, if the document has it; the
@@ -51,8 +54,10 @@ pub fn check_operation_policy(
     limits: &GraphqlSettings,
 ) -> Result<Shape, String> {
     let Some(operation) = selected_operation(document, operation_name) else {
+        // The executor refuses it before anything runs.
         return Ok(Shape {
             introspection_only: false,
+            writes: false,
         });
     };
     let mut walk = Walk {
@@ -76,6 +81,7 @@ pub fn check_operation_policy(
             && top_level_fields(document, &operation.node.selection_set.node, 0)
                 .iter()
                 .all(|name| name.starts_with("__")),
+        writes: is_mutation,
     })
 }
 

@@ -20,7 +20,7 @@ use crate::{
     state::Core,
 };
 
-const HEADER: &str = "idempotency-key";
+pub(super) const HEADER: &str = "idempotency-key";
 
 /// The header as the OpenAPI document lists it on each POST operation.
 #[derive(utoipa::IntoParams)]

@@ -116,14 +116,19 @@ pub fn request_span<B>(request: &Request<B>) -> tracing::Span {
 
 pub const REQUEST_ID: &str = "x-request-id";
 
+/// Where GraphQL is served (POST) and GraphiQL shown (GET).
+pub const GRAPHQL_PATH: &str = "/graphql";
+
 /// Runs the request's work (authentication, idempotency, the handler) on a
 /// task of its own, so it reaches its end even when the client goes away.
 /// Dropped half-way, a transaction would keep its row locks until its
 /// connection is used again; a storm of abandoned requests could then hold
 /// every pooled connection waiting on those locks. Reads (GET, HEAD) hold
 /// no locks and run in place, which spares a verify the spawn and a wake-up
-/// across threads. A panic in a handler becomes a 500 instead of a dropped
-/// connection either way.
+/// across threads. So does a GraphQL request without `Idempotency-Key`
+/// (which would write its record): until its document is parsed nothing
+/// writes, and the endpoint runs mutations on a task of their own. A panic
+/// in a handler becomes a 500 instead of a dropped connection either way.
 pub async fn run_to_completion(
     request: axum::extract::Request,
     next: middleware::Next,
@@ -133,7 +138,15 @@ pub async fn run_to_completion(
     let failed = |failure: &dyn std::fmt::Display| {
         ApiError::from(anyhow::anyhow!("request task failed: {failure}")).into_response()
     };
-    if matches!(*request.method(), Method::GET | Method::HEAD) {
+    let reads_until_its_handler_decides = match *request.method() {
+        Method::GET | Method::HEAD => true,
+        Method::POST => {
+            request.uri().path() == GRAPHQL_PATH
+                && !request.headers().contains_key(idempotency::HEADER)
+        }
+        _ => false,
+    };
+    if reads_until_its_handler_decides {
         return match std::panic::AssertUnwindSafe(next.run(request))
             .catch_unwind()
             .await
@@ -163,9 +176,9 @@ pub async fn record_request(
         .to_owned();
     let transport = match (request.method().as_str(), operation.as_str()) {
         (_, path) if path.starts_with("/b2b/") => "rest",
-        ("POST", "/graphql") => "graphql",
+        ("POST", GRAPHQL_PATH) => "graphql",
         (_, path) if path.starts_with("/complete") || path.starts_with("/static") => "page",
-        ("GET", "/graphql") => "page",
+        ("GET", GRAPHQL_PATH) => "page",
         _ => "other",
     };
     let started = std::time::Instant::now();

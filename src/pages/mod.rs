@@ -23,7 +23,10 @@ use self::{
     texts::texts,
 };
 use crate::{
-    http::error::{ApiError, core_status},
+    http::{
+        self,
+        error::{ApiError, core_status},
+    },
     service::completion::{self, CompletionForm},
     state::Core,
 };
@@ -35,7 +38,7 @@ where
     Core: FromRef<S>,
 {
     let graphiql = Router::new()
-        .route("/graphql", get(graphiql_page))
+        .route(http::GRAPHQL_PATH, get(graphiql_page))
         .route("/static/graphiql/{file}", get(graphiql_asset));
     Router::new()
         .route("/complete/{token}", get(show).post(submit))

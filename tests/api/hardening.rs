@@ -442,17 +442,39 @@ async fn a_request_the_client_abandons_still_runs_to_its_end() {
     let app = spawn_app().await;
     app.register(&register_body(PHONE)).await;
     let token = app.sms_token(PHONE, 1).await;
+    abandon_confirm_and_see_it_complete(&app, |request| {
+        request
+            .post(format!("{}/b2b/customer/register/confirm", app.address))
+            .json(&json!({"username": PHONE, "password": md5_upper("pw"), "token": token}))
+    })
+    .await;
+}
+
+/// GraphQL runs queries in place, but a mutation on a task of its own.
+#[tokio::test]
+async fn a_graphql_mutation_the_client_abandons_still_runs_to_its_end() {
+    let app = spawn_app().await;
+    app.register(&register_body(PHONE)).await;
+    let token = app.sms_token(PHONE, 1).await;
+    abandon_confirm_and_see_it_complete(&app, |request| {
+        request.post(format!("{}/graphql", app.address)).json(&json!({
+            "query": "mutation($input: ConfirmRegistrationInput!) { confirmRegistration(input: $input) { id } }",
+            "variables": {"input": {"username": PHONE, "password": md5_upper("pw"), "token": token}},
+        }))
+    })
+    .await;
+}
+
+async fn abandon_confirm_and_see_it_complete(
+    app: &crate::helpers::TestApp,
+    confirm: impl FnOnce(&reqwest::Client) -> reqwest::RequestBuilder,
+) {
     let impatient = reqwest::Client::builder()
         .timeout(StdDuration::from_millis(20))
         .build()
         .unwrap();
     // Hashing alone takes longer than the client waits.
-    let abandoned = impatient
-        .post(format!("{}/b2b/customer/register/confirm", app.address))
-        .bearer_auth(&app.token)
-        .json(&json!({"username": PHONE, "password": md5_upper("pw"), "token": token}))
-        .send()
-        .await;
+    let abandoned = confirm(&impatient).bearer_auth(&app.token).send().await;
     assert!(abandoned.is_err(), "the client gave up first");
     // No transaction was left half-done: the confirm completed.
     eventually("the abandoned confirm to complete", || async {
