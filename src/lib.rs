@@ -1,5 +1,6 @@
 //! Customer registration for an e-money platform: one core of operations
 //! (`service`) behind GraphQL, the legacy REST paths and the CLI.
+pub mod arenas;
 pub mod cli;
 pub mod clock;
 pub mod config;

@@ -1,6 +1,13 @@
 use std::process::ExitCode;
 
-#[tokio::main]
-async fn main() -> ExitCode {
-    customer_registration::cli::run().await
+fn main() -> ExitCode {
+    // Before the runtime starts its threads: this may restart the process.
+    customer_registration::arenas::cap_malloc_arenas();
+    match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime.block_on(customer_registration::cli::run()),
+        Err(error) => {
+            eprintln!("error: could not start the async runtime: {error}");
+            ExitCode::FAILURE
+        }
+    }
 }

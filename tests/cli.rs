@@ -616,3 +616,51 @@ fn sms_providers_are_checked_by_key_and_a_missing_receipt_secret_is_warned_about
         assert!(stderr.contains(expected), "{expected}\n{stderr}");
     }
 }
+
+/// The variable of a running process, read from /proc.
+fn environment_variable(pid: u32, name: &str) -> Option<String> {
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+    environ
+        .split(|byte| *byte == 0)
+        .filter_map(|entry| std::str::from_utf8(entry).ok())
+        .find_map(|entry| entry.strip_prefix(&format!("{name}=")).map(str::to_owned))
+}
+
+/// The service caps glibc's malloc arenas at 2 by restarting itself with
+/// MALLOC_ARENA_MAX set (the same process id), and leaves an operator's
+/// own value alone.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[tokio::test]
+async fn the_service_runs_with_two_malloc_arenas_unless_told_otherwise() {
+    for (given, expected) in [(None, "2"), (Some("6"), "6")] {
+        let cli = Cli::new();
+        let port = free_port();
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_customer-registration"));
+        command
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .env("CR_DATA_DIR", cli.dir.path())
+            .env_remove("DATABASE_URL")
+            .env_remove("MALLOC_ARENA_MAX")
+            .env("RUST_LOG", "info")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        if let Some(value) = given {
+            command.env("MALLOC_ARENA_MAX", value);
+        }
+        let child = command.spawn().unwrap();
+        wait_until_ready(port).await;
+        let pid = child.id().unwrap();
+        assert_eq!(
+            environment_variable(pid, "MALLOC_ARENA_MAX").as_deref(),
+            Some(expected),
+            "given {given:?}"
+        );
+        let (ok, _, log) = terminate(child).await;
+        assert!(ok, "{log}");
+        assert!(
+            log.contains("shutting down"),
+            "the restarted process served: {log}"
+        );
+    }
+}
