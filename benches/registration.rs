@@ -3,14 +3,14 @@
 //! Run: `cargo bench --bench registration` (prints figures; asserts nothing).
 // Tests and benchmarks fail by panicking.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+mod common;
+
 use std::{
     sync::Arc,
     time::{Duration, Instant},
 };
 
-use customer_registration::{
-    clock::SystemClock, config::Settings, service::hosts, startup::Application,
-};
+use customer_registration::{clock::SystemClock, service::hosts, startup::Application};
 use futures::{StreamExt, stream};
 use serde_json::{Value, json};
 
@@ -20,19 +20,8 @@ const CONCURRENCY: usize = 16;
 #[tokio::main]
 async fn main() {
     let dir = tempfile::tempdir().unwrap();
-    let mut settings = Settings {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        data_dir: dir.path().to_owned(),
-        database_url: std::env::var("BENCH_DATABASE_URL").unwrap_or_default(),
-        ..Default::default()
-    };
-    // PostgreSQL and MySQL need configured keys; any fixed ones do here.
-    settings.secrets.token_key = Some("bench-token-key".to_owned().into());
-    settings.secrets.password_pepper = Some("bench-password-pepper".to_owned().into());
-    settings.quotas.sms_per_host.limit = 0;
-    settings.quotas.sms_global.limit = 0;
-    settings.quotas.email_per_host.limit = 0;
-    settings.quotas.email_global.limit = 0;
+    let mut settings = common::settings(dir.path());
+    common::every_quota_out_of_reach(&mut settings);
     let app = Application::build(settings, Arc::new(SystemClock))
         .await
         .unwrap();

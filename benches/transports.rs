@@ -12,6 +12,8 @@
 //! a profiler.
 // Tests and benchmarks fail by panicking.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+mod common;
+
 use std::{
     cell::Cell,
     sync::Arc,
@@ -21,7 +23,6 @@ use std::{
 use axum::{body::Body, http::Request};
 use customer_registration::{
     clock::SystemClock,
-    config::Settings,
     service::hosts,
     startup::{Application, router},
 };
@@ -32,10 +33,10 @@ const ROUNDS: usize = 15;
 /// Clock ticks a second in `/proc/self/stat` (`USER_HZ`, 100 on Linux).
 const TICKS_PER_SECOND: f64 = 100.0;
 
-/// Both faces of one operation: a request for each, given a fresh number.
 /// Builds the request numbered `n` (a fresh phone for register).
 type MakeRequest = dyn Fn(u64) -> Request<Body>;
 
+/// Both faces of one operation: a request for each, given a fresh number.
 struct Operation {
     name: &'static str,
     per_round: usize,
@@ -113,32 +114,8 @@ fn process_cpu() -> Duration {
 #[tokio::main]
 async fn main() {
     let dir = tempfile::tempdir().unwrap();
-    let mut settings = Settings {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        data_dir: dir.path().to_owned(),
-        database_url: std::env::var("BENCH_DATABASE_URL").unwrap_or_default(),
-        ..Default::default()
-    };
-    settings.secrets.token_key = Some("bench-token-key".to_owned().into());
-    settings.secrets.password_pepper = Some("bench-password-pepper".to_owned().into());
-    // The bench measures the faces, not the limits: every quota is still
-    // counted, none is reached.
-    let quotas = &mut settings.quotas;
-    for quota in [
-        &mut quotas.sms_per_phone,
-        &mut quotas.sms_per_host_phone,
-        &mut quotas.sms_per_host,
-        &mut quotas.sms_global,
-        &mut quotas.email_per_address,
-        &mut quotas.email_per_host_address,
-        &mut quotas.email_per_host,
-        &mut quotas.email_global,
-        &mut quotas.register_per_host,
-        &mut quotas.verify_per_host,
-    ] {
-        quota.limit = 1_000_000_000;
-    }
-    settings.registration.register_cooldown_seconds = 0;
+    let mut settings = common::settings(dir.path());
+    common::every_quota_out_of_reach(&mut settings);
     let app = Application::build(settings, Arc::new(SystemClock))
         .await
         .unwrap();
