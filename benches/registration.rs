@@ -5,12 +5,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 mod common;
 
-use std::{
-    sync::Arc,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
-use customer_registration::{clock::SystemClock, service::hosts, startup::Application};
 use futures::{StreamExt, stream};
 use serde_json::{Value, json};
 
@@ -20,20 +16,11 @@ const CONCURRENCY: usize = 16;
 #[tokio::main]
 async fn main() {
     let dir = tempfile::tempdir().unwrap();
-    let mut settings = common::settings(dir.path());
-    common::every_quota_out_of_reach(&mut settings);
-    let app = Application::build(settings, Arc::new(SystemClock))
-        .await
-        .unwrap();
+    let app = common::service(dir.path()).await;
     let address = format!("http://{}", app.local_addr().unwrap());
     let core = app.core.clone();
     tokio::spawn(app.run());
-    let credentials = hosts::create_host(&core, "bench").await.unwrap();
-    let token =
-        hosts::issue_access_token(&core, &credentials.client_id, &credentials.client_secret)
-            .await
-            .unwrap()
-            .access_token;
+    let token = common::access_token(&core).await;
     let client = reqwest::Client::new();
     println!(
         "database: {}",

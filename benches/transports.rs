@@ -16,16 +16,11 @@ mod common;
 
 use std::{
     cell::Cell,
-    sync::Arc,
     time::{Duration, Instant},
 };
 
 use axum::{body::Body, http::Request};
-use customer_registration::{
-    clock::SystemClock,
-    service::hosts,
-    startup::{Application, router},
-};
+use customer_registration::startup::router;
 use http_body_util::BodyExt;
 use tower::ServiceExt;
 
@@ -114,18 +109,9 @@ fn process_cpu() -> Duration {
 #[tokio::main]
 async fn main() {
     let dir = tempfile::tempdir().unwrap();
-    let mut settings = common::settings(dir.path());
-    common::every_quota_out_of_reach(&mut settings);
-    let app = Application::build(settings, Arc::new(SystemClock))
-        .await
-        .unwrap();
+    let app = common::service(dir.path()).await;
     let core = app.core.clone();
-    let credentials = hosts::create_host(&core, "bench").await.unwrap();
-    let token =
-        hosts::issue_access_token(&core, &credentials.client_id, &credentials.client_secret)
-            .await
-            .unwrap()
-            .access_token;
+    let token = common::access_token(&core).await;
     let operation = operation(format!("Bearer {token}"));
     // The delivery loop runs beside the requests, as in the service, unless
     // BENCH_DELIVERY=off: a register's messages are half of its cost.

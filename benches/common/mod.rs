@@ -1,12 +1,32 @@
 //! What the benchmarks share: the service's settings for a run.
-use std::path::Path;
+use std::{path::Path, sync::Arc};
 
-use customer_registration::config::Settings;
+use customer_registration::{
+    clock::SystemClock, config::Settings, service::hosts, startup::Application, state::Core,
+};
+
+/// The service, built (migrated, listening) but not yet running.
+pub async fn service(data_dir: &Path) -> Application {
+    let mut settings = settings(data_dir);
+    every_quota_out_of_reach(&mut settings);
+    Application::build(settings, Arc::new(SystemClock))
+        .await
+        .unwrap()
+}
+
+/// A host named `bench` and an access token of its.
+pub async fn access_token(core: &Core) -> String {
+    let credentials = hosts::create_host(core, "bench").await.unwrap();
+    hosts::issue_access_token(core, &credentials.client_id, &credentials.client_secret)
+        .await
+        .unwrap()
+        .access_token
+}
 
 /// Settings for a service in `data_dir` on an ephemeral port, on SQLite or
 /// on `BENCH_DATABASE_URL`, with fixed keys (PostgreSQL and MySQL need
 /// configured ones; any fixed ones do here).
-pub fn settings(data_dir: &Path) -> Settings {
+fn settings(data_dir: &Path) -> Settings {
     let mut settings = Settings {
         listen: "127.0.0.1:0".parse().unwrap(),
         data_dir: data_dir.to_owned(),
@@ -20,7 +40,7 @@ pub fn settings(data_dir: &Path) -> Settings {
 
 /// The benchmarks measure the service, not its limits: every quota is
 /// still counted, none is reached, and a phone may register again at once.
-pub fn every_quota_out_of_reach(settings: &mut Settings) {
+fn every_quota_out_of_reach(settings: &mut Settings) {
     let quotas = &mut settings.quotas;
     for quota in [
         &mut quotas.sms_per_phone,
