@@ -365,9 +365,10 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// Starts `serve` on the port with the extra arguments, its log piped.
-fn start_service(cli: &Cli, port: u16, extra: &[&str]) -> tokio::process::Child {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_customer-registration"))
+/// `serve` on the port with the extra arguments, its log piped.
+fn service_command(cli: &Cli, port: u16, extra: &[&str]) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_customer-registration"));
+    command
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
         .args(extra)
         .env("CR_DATA_DIR", cli.dir.path())
@@ -375,9 +376,13 @@ fn start_service(cli: &Cli, port: u16, extra: &[&str]) -> tokio::process::Child 
         .env("RUST_LOG", "info")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap()
+        .kill_on_drop(true);
+    command
+}
+
+/// Starts `serve` on the port with the extra arguments, its log piped.
+fn start_service(cli: &Cli, port: u16, extra: &[&str]) -> tokio::process::Child {
+    service_command(cli, port, extra).spawn().unwrap()
 }
 
 async fn wait_until_ready(port: u16) {
@@ -635,16 +640,8 @@ async fn the_service_runs_with_two_malloc_arenas_unless_told_otherwise() {
     for (given, expected) in [(None, "2"), (Some("6"), "6")] {
         let cli = Cli::new();
         let port = free_port();
-        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_customer-registration"));
-        command
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-            .env("CR_DATA_DIR", cli.dir.path())
-            .env_remove("DATABASE_URL")
-            .env_remove("MALLOC_ARENA_MAX")
-            .env("RUST_LOG", "info")
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .kill_on_drop(true);
+        let mut command = service_command(&cli, port, &[]);
+        command.env_remove("MALLOC_ARENA_MAX");
         if let Some(value) = given {
             command.env("MALLOC_ARENA_MAX", value);
         }

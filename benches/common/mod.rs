@@ -1,4 +1,4 @@
-//! What the benchmarks share: the service's settings for a run.
+//! What the benchmarks share: the service as they run it, and a host's token.
 use std::{path::Path, sync::Arc};
 
 use customer_registration::{
