@@ -12,6 +12,7 @@ pub mod error;
 pub mod graphql;
 pub mod group_commit;
 pub mod http;
+pub mod known_groups;
 pub mod metrics;
 pub mod pages;
 pub mod request_counts;

@@ -1,5 +1,5 @@
 //! What every operation needs, built once at start-up.
-use crate::token_cache::TokenCache;
+use crate::{known_groups::KnownAccountGroups, token_cache::TokenCache};
 use std::sync::{Arc, atomic::AtomicI64};
 
 use sea_orm::{DatabaseConnection, DbBackend};
@@ -47,6 +47,8 @@ pub struct CoreParts {
     pub dispatcher_beat: Arc<AtomicI64>,
     /// Access tokens recently found valid.
     pub tokens: Arc<TokenCache>,
+    /// Account groups found in the database (`service::account_groups`).
+    pub account_groups: Arc<KnownAccountGroups>,
     /// This instance's request counts per host, synced with the database.
     pub request_limits: Arc<RequestLimiter>,
     /// On SQLite, whose one writer at a time is enforced by a file lock that
@@ -71,6 +73,7 @@ impl Core {
         let mut parts = (*self.0).clone();
         parts.request_limits = Arc::default();
         parts.tokens = Arc::new(TokenCache::new(self.settings.auth.token_cache_seconds));
+        parts.account_groups = Arc::default();
         parts.register_batches = register_batches(self.db.get_database_backend());
         Core(Arc::new(parts))
     }
@@ -101,6 +104,7 @@ impl Core {
             metrics,
             dispatcher_beat: Arc::new(AtomicI64::new(0)),
             tokens: Arc::new(TokenCache::new(settings_cache_seconds)),
+            account_groups: Arc::default(),
             request_limits: Arc::new(RequestLimiter::default()),
             sqlite_writer: (db.get_database_backend() == DbBackend::Sqlite)
                 .then(|| Arc::new(WriterQueue::default())),

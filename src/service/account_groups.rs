@@ -1,4 +1,6 @@
-//! Account groups a registration can name; managed from the CLI.
+//! Account groups a registration can name; managed from the CLI. Groups
+//! are only ever added: a register trusts a group once found
+//! (`crate::known_groups`).
 use anyhow::Context;
 use entity::account_group;
 use sea_orm::{ActiveValue::Set, EntityTrait, QueryOrder};
@@ -61,4 +63,50 @@ pub async fn list_groups(core: &Core) -> CoreResult<Vec<AccountGroup>> {
             name: g.name,
         })
         .collect())
+}
+
+/// Whether `group` names an account group: from what this instance has
+/// found before, else from the database.
+pub async fn exists(core: &Core, group: &AccountGroupId) -> CoreResult<bool> {
+    if core.account_groups.contains(group.as_str()) {
+        return Ok(true);
+    }
+    let found = account_group::Entity::find_by_id(group.as_str().to_owned())
+        .one(&core.db)
+        .await
+        .context("Failed to look up account group")?
+        .is_some();
+    if found {
+        core.account_groups.remember(group.as_str());
+    }
+    Ok(found)
+}
+
+/// The refusal of a registration whose group is not (or no longer) there.
+pub fn unknown(group: &AccountGroupId) -> FieldError {
+    FieldError::new(
+        "accountGroupId",
+        "unknown_account_group",
+        format!(
+            "accountGroupId {} does not name an account group",
+            group.as_str()
+        ),
+    )
+}
+
+/// A registration naming `group` broke a foreign key on its write. If the
+/// group is gone (deleted by hand after this instance found it), it is
+/// forgotten and the applicant told, as if it had never been found;
+/// otherwise the key was another one and `error` stands.
+pub async fn refused_by_foreign_key(
+    core: &Core,
+    group: &AccountGroupId,
+    error: CoreError,
+) -> CoreError {
+    core.account_groups.forget(group.as_str());
+    match exists(core, group).await {
+        Ok(false) => CoreError::Validation(vec![unknown(group)]),
+        Ok(true) => error,
+        Err(lookup) => lookup,
+    }
 }

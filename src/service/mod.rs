@@ -29,6 +29,18 @@ pub(crate) fn is_unique_violation(error: &DbErr) -> bool {
     matches!(error.sql_err(), Some(SqlErr::UniqueConstraintViolation(_)))
 }
 
+/// Whether a write broke a foreign key: it named a row that is not there.
+pub(crate) fn is_foreign_key_violation(error: &CoreError) -> bool {
+    let CoreError::Internal(error) = error else {
+        return false;
+    };
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<DbErr>()
+            .is_some_and(|e| matches!(e.sql_err(), Some(SqlErr::ForeignKeyConstraintViolation(_))))
+    })
+}
+
 /// A unique key this transaction needed was taken by a concurrent one
 /// (another instance's register of the same phone: one pending
 /// registration per host and phone). Run again whole, the transaction sees

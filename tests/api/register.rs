@@ -1,6 +1,6 @@
 use chrono::Duration;
 use entity::states::RegistrationStatus;
-use entity::{outbox_message, registration, sms_token};
+use entity::{account_group, outbox_message, registration, sms_token};
 use reqwest::StatusCode;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde_json::{Value, json};
@@ -314,6 +314,97 @@ async fn account_groups_added_later_are_accepted() {
     let ticket = app.register(&body).await;
     assert_eq!(ticket["accountGroupId"], "VIP");
     assert_eq!(ticket["accountGroipId"], "VIP");
+}
+
+/// The fields a validation refusal names, with their codes, sorted.
+fn refused_fields(body: &Value) -> Vec<(String, String)> {
+    let mut fields: Vec<(String, String)> = body["details"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["field"].as_str().unwrap().into(),
+                d["code"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    fields.sort();
+    fields
+}
+
+/// A group once found is trusted from memory (groups are only ever added):
+/// the next check does not read it again.
+#[tokio::test]
+async fn an_account_group_once_found_is_not_looked_up_again() {
+    use customer_registration::{domain::AccountGroupId, service::account_groups};
+    let app = spawn_app().await;
+    let group = AccountGroupId::parse("KEPT").unwrap();
+    assert!(!account_groups::exists(&app.core, &group).await.unwrap());
+    account_groups::add_group(&app.core, "KEPT", "Kept")
+        .await
+        .unwrap();
+    // Not found before, found now: a miss is never remembered.
+    assert!(account_groups::exists(&app.core, &group).await.unwrap());
+    account_group::Entity::delete_by_id("KEPT")
+        .exec(&app.core.db)
+        .await
+        .unwrap();
+    assert!(
+        account_groups::exists(&app.core, &group).await.unwrap(),
+        "answered from memory, without reading the table"
+    );
+    assert!(
+        !account_groups::exists(&app.core.another_instance(), &group)
+            .await
+            .unwrap(),
+        "an instance that never found it reads the table"
+    );
+}
+
+/// Should a group the service found be deleted by hand in the database, a
+/// register naming it is refused by the registration's foreign key: with
+/// the same field error as any unknown group, never as a server failure.
+#[tokio::test]
+async fn an_account_group_deleted_by_hand_is_refused_as_unknown() {
+    use customer_registration::service::account_groups;
+    let app = spawn_app().await;
+    account_groups::add_group(&app.core, "GONE", "Deleted by hand")
+        .await
+        .unwrap();
+    // Found, and so remembered, by a register refused for its name.
+    let mut body = register_body(PHONE);
+    body["accountGroupId"] = Value::from("GONE");
+    body["name"] = Value::from("");
+    let refused = app.post("/b2b/customer/register", &body).await;
+    let refused = assert_error(refused, StatusCode::BAD_REQUEST, "VALIDATION_FAILED").await;
+    assert_eq!(
+        refused_fields(&refused),
+        [("name".into(), "required".into())]
+    );
+    account_group::Entity::delete_by_id("GONE")
+        .exec(&app.core.db)
+        .await
+        .unwrap();
+    body["name"] = Value::from("Septian Cahyo");
+    // Trusted from memory, refused by the key; then forgotten and read.
+    for _ in 0..2 {
+        let refused = app.post("/b2b/customer/register", &body).await;
+        let refused = assert_error(refused, StatusCode::BAD_REQUEST, "VALIDATION_FAILED").await;
+        assert_eq!(
+            refused_fields(&refused),
+            [("accountGroupId".into(), "unknown_account_group".into())]
+        );
+    }
+    assert!(
+        registration::Entity::find()
+            .all(&app.core.db)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // The registrations of other groups go on being written.
+    app.register(&register_body(PHONE)).await;
 }
 
 /// The database keeps one pending registration per host and phone

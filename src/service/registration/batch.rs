@@ -28,7 +28,9 @@ use crate::{
     error::{CoreError, CoreResult},
     group_commit::GroupCommit,
     service::{
+        account_groups,
         hosts::AuthenticatedHost,
+        is_foreign_key_violation,
         outbox::{self, CancelReason},
         retrying,
         webhooks::{self, WebhookEvent},
@@ -170,7 +172,15 @@ async fn write_together(core: &Core, together: Vec<Waiting>) -> Vec<Waiting> {
 
 async fn write_alone(core: &Core, waiting: Waiting) {
     let alone = [&waiting.prepared];
-    let written = retrying(core, || write_registers(core, &alone)).await;
+    let written = match retrying(core, || write_registers(core, &alone)).await {
+        // Most likely its account group, which the checks may have
+        // trusted from memory; for any other key the error stands.
+        Err(error) if is_foreign_key_violation(&error) => {
+            let group = &waiting.prepared.applicant.account_group;
+            Err(account_groups::refused_by_foreign_key(core, group, error).await)
+        }
+        written => written,
+    };
     core.metrics.registers_written_together(1);
     let stored = written.and_then(|stored| {
         stored

@@ -19,6 +19,7 @@ use crate::{
     },
     error::{CoreError, CoreResult, LimitedOperation},
     service::{
+        account_groups,
         hosts::AuthenticatedHost,
         is_unique_violation,
         outbox::{self, CancelReason},
@@ -36,8 +37,8 @@ pub async fn register(
 ) -> CoreResult<RegistrationTicket> {
     request_limits::admit(core, host, LimitedOperation::Register).await?;
     let now = core.clock.now();
-    let applicant = input::registration(core, &request, now.date_naive(), |group| {
-        queries::account_group_exists(core, group)
+    let applicant = input::registration(core, &request, now.date_naive(), |group| async move {
+        account_groups::exists(core, &group).await
     })
     .await?;
     let checks = queries::register_checks(

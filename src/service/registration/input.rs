@@ -10,6 +10,7 @@ use crate::{
         PhoneNumber, SmsCode, SourceId, choose_language, parse_language,
     },
     error::{CoreError, CoreResult, FieldError},
+    service::account_groups,
     state::Core,
 };
 
@@ -213,14 +214,7 @@ where
     if let Some(group) = &account_group
         && !group_exists(group.clone()).await?
     {
-        errors.push(FieldError::new(
-            "accountGroupId",
-            "unknown_account_group",
-            format!(
-                "accountGroupId {} does not name an account group",
-                group.as_str()
-            ),
-        ));
+        errors.push(account_groups::unknown(group));
     }
     errors.finish()?;
     let country = checked(country)?;

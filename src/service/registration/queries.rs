@@ -16,7 +16,7 @@ use super::{
     views::CustomerSummary,
 };
 use crate::{
-    domain::{AccountGroupId, IssuedCode, PhoneNumber, Registration},
+    domain::{IssuedCode, PhoneNumber, Registration},
     error::{CoreError, CoreResult},
     service::{account_groups::AccountGroup, hosts::AuthenticatedHost, webhooks},
     state::Core,
@@ -222,14 +222,6 @@ async fn customer_with(
     );
     let lookup = Statement::from_sql_and_values(backend, sql, [value.into()]);
     Ok(core.db.query_one_raw(lookup).await?.is_some())
-}
-
-pub async fn account_group_exists(core: &Core, group: AccountGroupId) -> CoreResult<bool> {
-    Ok(account_group::Entity::find_by_id(group.as_str().to_owned())
-        .one(&core.db)
-        .await
-        .context("Failed to look up account group")?
-        .is_some())
 }
 
 pub async fn find_registration(
