@@ -36,6 +36,7 @@ fn the_core_imports_no_web_stack_and_no_transport() {
         "error.rs",
         "state.rs",
         "group_commit.rs",
+        "known_groups.rs",
         "templates.rs",
         "clock.rs",
         "db.rs",
