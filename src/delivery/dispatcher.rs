@@ -270,7 +270,7 @@ impl Dispatcher {
             }
             Recorded::LeaseLost => {
                 report.lease_lost += 1;
-                tracing::warn!(message = %message.id, channel = channel.name(), "lease expired during the send; another dispatcher owns the message now");
+                tracing::warn!(message = %message.id, channel = channel.name(), "the message was cancelled, or its lease expired and another dispatcher took it over, during the send: its result is not recorded");
             }
             Recorded::Dead => {
                 report.dead += 1;

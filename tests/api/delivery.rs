@@ -570,6 +570,46 @@ async fn a_dispatch_pass_claims_and_records_its_batch_together() {
     );
 }
 
+/// A message cancelled between the two halves of a claim (a resend
+/// replaced its code after the lease was taken, before the leased rows were
+/// read) is left out; the rest of the batch goes out. It used to fail the
+/// whole claim ("pending outbox message has no body"), leaving every other
+/// message of the batch leased, and so unsent, until its lease ran out.
+#[tokio::test]
+async fn a_message_cancelled_while_being_claimed_is_left_out_and_the_rest_go() {
+    use customer_registration::service::outbox::{self, CancelReason};
+    use sea_orm::{ColumnTrait, QueryFilter};
+    let quiet = Quiet::new().await;
+    quiet.register(PHONE).await;
+    quiet.register("+6281234567891").await;
+    let (core, clock) = (&quiet.core, &quiet.clock);
+    let due = outbox::due(core, clock.now(), 10).await.unwrap();
+    assert_eq!(due.len(), 2, "one SMS for each registration");
+    let token = outbox::take_leases(core, &due)
+        .await
+        .unwrap()
+        .expect("both were free to lease");
+    let replaced = entity::registration::Entity::find()
+        .filter(entity::registration::Column::Phone.eq(PHONE))
+        .one(&core.db)
+        .await
+        .unwrap()
+        .unwrap();
+    let cancelled = outbox::cancel_pending(
+        &core.db,
+        &[replaced.id],
+        None,
+        CancelReason::Superseded,
+        clock.now(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(cancelled, 1, "a leased message can still be cancelled");
+    let claimed = outbox::leased(core, &due, token).await.unwrap();
+    assert_eq!(claimed.len(), 1, "only the message still pending");
+    assert_eq!(claimed[0].recipient, "+6281234567891");
+}
+
 /// Two dispatchers, one stalled past its lease: the other takes the message
 /// over and only the holder of the lease records a result.
 #[tokio::test]

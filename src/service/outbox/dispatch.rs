@@ -85,8 +85,8 @@ pub enum Recorded {
     /// Another try is scheduled.
     Retrying,
     Dead,
-    /// The lease had expired and another dispatcher took the message over:
-    /// its outcome, not ours, is recorded.
+    /// During the send the message was cancelled, or its lease expired
+    /// and another dispatcher took it over: its outcome, not ours, stands.
     LeaseLost,
     /// Failed on one SMS provider; queued at once on the next.
     FailedOver,
@@ -136,6 +136,15 @@ pub async fn claim_batch(core: &Core, ids: &[Uuid]) -> CoreResult<Vec<ClaimedMes
 }
 
 async fn claim_batch_once(core: &Core, ids: &[Uuid]) -> CoreResult<Vec<ClaimedMessage>> {
+    match take_leases(core, ids).await? {
+        Some(lease_token) => leased(core, ids, lease_token).await,
+        None => Ok(Vec::new()),
+    }
+}
+
+/// The first half of a claim: leases those of `ids` still pending and not
+/// leased, under one new token; `None` when there were none.
+pub async fn take_leases(core: &Core, ids: &[Uuid]) -> CoreResult<Option<Uuid>> {
     let turn = write::delivery_turn(core).await;
     let now = core.clock.now();
     let lease_token = Uuid::new_v4();
@@ -152,13 +161,23 @@ async fn claim_batch_once(core: &Core, ids: &[Uuid]) -> CoreResult<Vec<ClaimedMe
         .await
         .context("Failed to claim outbox messages")?;
     drop(turn);
-    if claimed.rows_affected == 0 {
-        return Ok(Vec::new());
-    }
+    Ok((claimed.rows_affected > 0).then_some(lease_token))
+}
+
+/// The second half: the messages leased under `lease_token` that are still
+/// pending. A message cancelled since it was leased (a resend replaced its
+/// code, the registration completed) has lost its body with its status and
+/// must not go out: it is left out, and the rest of the batch goes.
+pub async fn leased(
+    core: &Core,
+    ids: &[Uuid],
+    lease_token: Uuid,
+) -> CoreResult<Vec<ClaimedMessage>> {
     // By id first: the primary key finds the rows, the token picks ours.
     let rows = outbox_message::Entity::find()
         .filter(outbox_message::Column::Id.is_in(ids.iter().copied()))
         .filter(outbox_message::Column::LeaseToken.eq(lease_token))
+        .filter(outbox_message::Column::Status.eq(OutboxStatus::Pending))
         .order_by_asc(outbox_message::Column::NextAttemptAt)
         .all(&core.db)
         .await

@@ -12,8 +12,8 @@ mod stats;
 
 pub use cancel::{CancelReason, cancel_expired, cancel_for_host, cancel_pending};
 pub use dispatch::{
-    Carrier, ClaimedMessage, Recorded, SendOutcome, SendResult, backoff, claim_batch, due,
-    record_results,
+    Carrier, ClaimedMessage, Recorded, SendOutcome, SendResult, backoff, claim_batch, due, leased,
+    record_results, take_leases,
 };
 pub use history::{
     Delivery, DeliveryEvent, deliveries_by_registration, list, retry_dead, timelines,
