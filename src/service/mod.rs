@@ -31,14 +31,20 @@ pub(crate) fn is_unique_violation(error: &DbErr) -> bool {
 
 /// Whether a write broke a foreign key: it named a row that is not there.
 pub(crate) fn is_foreign_key_violation(error: &CoreError) -> bool {
-    let CoreError::Internal(error) = error else {
-        return false;
-    };
-    error.chain().any(|cause| {
+    caused_by(error, |cause| {
         cause
             .downcast_ref::<DbErr>()
             .is_some_and(|e| matches!(e.sql_err(), Some(SqlErr::ForeignKeyConstraintViolation(_))))
     })
+}
+
+/// Whether an internal error has a cause (itself included) for which
+/// `test` holds.
+fn caused_by(error: &CoreError, test: impl Fn(&(dyn std::error::Error + 'static)) -> bool) -> bool {
+    match error {
+        CoreError::Internal(error) => error.chain().any(test),
+        _ => false,
+    }
 }
 
 /// A unique key this transaction needed was taken by a concurrent one
@@ -53,10 +59,7 @@ pub(crate) struct KeyTakenConcurrently(#[source] pub DbErr);
 /// concurrent one (deadlock, serialization failure, SQLite busy, a unique
 /// key taken meanwhile): running the whole transaction again is the answer.
 pub(crate) fn is_lost_race(error: &CoreError) -> bool {
-    let CoreError::Internal(error) = error else {
-        return false;
-    };
-    error.chain().any(|cause| {
+    caused_by(error, |cause| {
         cause
             .downcast_ref::<DbErr>()
             .is_some_and(crate::db::lost_race)

@@ -77,18 +77,7 @@ async fn register_reports_every_invalid_field_at_once() {
         )
         .await;
     let body = assert_error(response, StatusCode::BAD_REQUEST, "VALIDATION_FAILED").await;
-    let mut fields: Vec<(String, String)> = body["details"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| {
-            (
-                d["field"].as_str().unwrap().to_owned(),
-                d["code"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect();
-    fields.sort();
+    let fields = refused_fields(&body);
     let expected = [
         ("accountGroupId", "unknown_account_group"),
         ("birthDate", "invalid_date"),

@@ -135,23 +135,18 @@ pub async fn message_dead(
     error: &str,
     now: DateTime<Utc>,
 ) -> CoreResult<()> {
-    if channel == Channel::Webhook {
-        return Ok(());
-    }
-    let Some(registration) = registration_of(txn, message_id).await? else {
-        return Ok(());
-    };
-    let event = WebhookEvent::message_failed(
-        registration.id,
-        &registration.phone,
-        message_id,
-        channel,
-        class,
-        error,
-        now,
-    );
-    enqueue_event(&core.keys, txn, registration.host_id, &event, now).await?;
-    Ok(())
+    tell_host(core, txn, message_id, channel, now, |registration| {
+        WebhookEvent::message_failed(
+            registration.id,
+            &registration.phone,
+            message_id,
+            channel,
+            class,
+            error,
+            now,
+        )
+    })
+    .await
 }
 
 /// For the delivery receipts, in the transaction recording one: the
@@ -163,19 +158,36 @@ pub async fn message_delivered(
     channel: Channel,
     now: DateTime<Utc>,
 ) -> CoreResult<()> {
+    tell_host(core, txn, message_id, channel, now, |registration| {
+        WebhookEvent::message_delivered(
+            registration.id,
+            &registration.phone,
+            message_id,
+            channel,
+            now,
+        )
+    })
+    .await
+}
+
+/// Queues the event `about` makes of a message to a customer for the host
+/// of its registration; nothing for a webhook, or when the registration
+/// is gone.
+async fn tell_host(
+    core: &Core,
+    txn: &DatabaseTransaction,
+    message_id: Uuid,
+    channel: Channel,
+    now: DateTime<Utc>,
+    about: impl FnOnce(&registration::Model) -> WebhookEvent,
+) -> CoreResult<()> {
     if channel == Channel::Webhook {
         return Ok(());
     }
     let Some(registration) = registration_of(txn, message_id).await? else {
         return Ok(());
     };
-    let event = WebhookEvent::message_delivered(
-        registration.id,
-        &registration.phone,
-        message_id,
-        channel,
-        now,
-    );
+    let event = about(&registration);
     enqueue_event(&core.keys, txn, registration.host_id, &event, now).await?;
     Ok(())
 }
