@@ -1,27 +1,34 @@
 //! Writes of the registration lifecycle: inserts and the conditional
 //! `UPDATE`s that keep every counter exact however many requests race.
 //! Each conditional update returns whether it applied; the caller decides
-//! what a lost race means, with [`Registration::lost_race`].
+//! what a lost race means, with [`Registration::lost_race`]. Here the
+//! registrations and the customer; the codes and links in `codes`, the
+//! counts of wrong codes in `attempts`.
+mod attempts;
+mod codes;
+
 use anyhow::Context;
+pub use attempts::{count_phone_failure, give_back_attempt, reset_phone_failures, take_attempt};
 use chrono::{DateTime, Utc};
+pub use codes::{
+    code_row, completion_link_row, consume_code, insert_codes, insert_completion_links,
+    mark_link_used, supersede_codes, supersede_links,
+};
 use entity::{
-    completion_link, customer, phone_guard, registration, sms_token,
+    customer, registration,
     states::{Channel, RegistrationStatus},
 };
 use sea_orm::{
     ActiveValue::Set,
     ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, EntityTrait,
     QueryFilter, QuerySelect, TryIntoModel,
-    sea_query::{Expr, ExprTrait, OnConflict, Query},
+    sea_query::{Expr, ExprTrait, Query},
 };
 use uuid::Uuid;
 
-use super::{
-    input::NewRegistration,
-    rows::{code_from_row, registration_from_row},
-};
+use super::{input::NewRegistration, rows::registration_from_row};
 use crate::{
-    domain::{IssuedCode, PhoneNumber, Registration, Rules, SmsCode},
+    domain::{PhoneNumber, Registration, Rules},
     error::CoreResult,
     service::{KeyTakenConcurrently, is_unique_violation},
 };
@@ -196,128 +203,6 @@ pub async fn insert_registrations(
     Ok(registrations)
 }
 
-/// The row of a new SMS code, stored as its keyed hash (the digits never
-/// are), for [`insert_codes`].
-pub fn code_row(
-    registration: &Registration,
-    code: &SmsCode,
-    code_hash: String,
-    now: DateTime<Utc>,
-    rules: &Rules,
-) -> CoreResult<(sms_token::ActiveModel, IssuedCode)> {
-    let attempt = i32::try_from(registration.sms.count).context("SMS count out of range")?;
-    let row = sms_token::ActiveModel {
-        id: Set(Uuid::now_v7()),
-        registration_id: Set(registration.id),
-        attempt: Set(attempt),
-        prefix: Set(code.prefix().to_owned()),
-        code_hash: Set(code_hash),
-        created_at: Set(now),
-        expires_at: Set(now + rules.token_expiry),
-        superseded_at: Set(None),
-    };
-    let model = row
-        .clone()
-        .try_into_model()
-        .context("Failed to build the SMS token row")?;
-    Ok((row, code_from_row(model)?))
-}
-
-pub async fn insert_codes(
-    txn: &DatabaseTransaction,
-    rows: Vec<sms_token::ActiveModel>,
-) -> CoreResult<()> {
-    if rows.is_empty() {
-        return Ok(());
-    }
-    sms_token::Entity::insert_many(rows)
-        .exec_without_returning(txn)
-        .await
-        .context("Failed to insert SMS tokens")?;
-    Ok(())
-}
-
-/// The row of a new single-use completion link, for
-/// [`insert_completion_links`].
-pub fn completion_link_row(
-    registration_id: Uuid,
-    token_hash: String,
-    now: DateTime<Utc>,
-    rules: &Rules,
-) -> completion_link::ActiveModel {
-    completion_link::ActiveModel {
-        id: Set(Uuid::now_v7()),
-        registration_id: Set(registration_id),
-        token_hash: Set(token_hash),
-        created_at: Set(now),
-        expires_at: Set(now + rules.link_expiry),
-        used_at: Set(None),
-        superseded_at: Set(None),
-    }
-}
-
-pub async fn insert_completion_links(
-    txn: &DatabaseTransaction,
-    rows: Vec<completion_link::ActiveModel>,
-) -> CoreResult<()> {
-    if rows.is_empty() {
-        return Ok(());
-    }
-    completion_link::Entity::insert_many(rows)
-        .exec_without_returning(txn)
-        .await
-        .context("Failed to insert completion links")?;
-    Ok(())
-}
-
-/// A resend makes every earlier code of the registration stale.
-pub async fn supersede_codes(
-    txn: &DatabaseTransaction,
-    registration_id: Uuid,
-    now: DateTime<Utc>,
-) -> CoreResult<()> {
-    sms_token::Entity::update_many()
-        .col_expr(sms_token::Column::SupersededAt, Expr::value(now))
-        .filter(sms_token::Column::RegistrationId.eq(registration_id))
-        .filter(sms_token::Column::SupersededAt.is_null())
-        .exec(txn)
-        .await
-        .context("Failed to supersede SMS tokens")?;
-    Ok(())
-}
-
-/// A new email makes every earlier completion link of the registration stale.
-pub async fn supersede_links(
-    txn: &DatabaseTransaction,
-    registration_id: Uuid,
-    now: DateTime<Utc>,
-) -> CoreResult<()> {
-    completion_link::Entity::update_many()
-        .col_expr(completion_link::Column::SupersededAt, Expr::value(now))
-        .filter(completion_link::Column::RegistrationId.eq(registration_id))
-        .filter(completion_link::Column::SupersededAt.is_null())
-        .exec(txn)
-        .await
-        .context("Failed to supersede completion links")?;
-    Ok(())
-}
-
-/// Uses the code up; false when another request already did.
-pub async fn consume_code(
-    txn: &DatabaseTransaction,
-    code_id: Uuid,
-    now: DateTime<Utc>,
-) -> CoreResult<bool> {
-    let consumed = sms_token::Entity::update_many()
-        .col_expr(sms_token::Column::SupersededAt, Expr::value(now))
-        .filter(sms_token::Column::Id.eq(code_id))
-        .filter(sms_token::Column::SupersededAt.is_null())
-        .exec(txn)
-        .await
-        .context("Failed to consume SMS token")?;
-    Ok(consumed.rows_affected == 1)
-}
-
 /// Completes a pending, unlocked registration; false when it no longer is.
 pub async fn complete(
     txn: &DatabaseTransaction,
@@ -370,117 +255,6 @@ pub async fn insert_customer(
     .exec(txn)
     .await?;
     Ok(id)
-}
-
-pub async fn mark_link_used(
-    txn: &DatabaseTransaction,
-    link_id: Uuid,
-    now: DateTime<Utc>,
-) -> CoreResult<()> {
-    completion_link::Entity::update_many()
-        .col_expr(completion_link::Column::UsedAt, Expr::value(now))
-        .filter(completion_link::Column::Id.eq(link_id))
-        .exec(txn)
-        .await
-        .context("Failed to mark completion link used")?;
-    Ok(())
-}
-
-/// A completed registration clears the phone's run of wrong codes.
-pub async fn reset_phone_failures(
-    txn: &DatabaseTransaction,
-    host_id: Uuid,
-    phone: &PhoneNumber,
-) -> CoreResult<()> {
-    phone_guard::Entity::update_many()
-        .col_expr(phone_guard::Column::ConsecutiveFailures, Expr::value(0))
-        .filter(phone_guard::Column::HostId.eq(host_id))
-        .filter(phone_guard::Column::Phone.eq(phone.as_str()))
-        .exec(txn)
-        .await
-        .context("Failed to reset phone guard")?;
-    Ok(())
-}
-
-/// Takes one attempt at the code if the registration has one left: exactly
-/// `max_wrong_codes` guesses get through however many arrive at once.
-pub async fn take_attempt(
-    txn: &DatabaseTransaction,
-    registration_id: Uuid,
-    rules: &Rules,
-) -> CoreResult<bool> {
-    let counted = registration::Entity::update_many()
-        .col_expr(
-            registration::Column::FailedAttempts,
-            Expr::col(registration::Column::FailedAttempts).add(1),
-        )
-        .filter(registration::Column::Id.eq(registration_id))
-        .filter(registration::Column::Status.eq(RegistrationStatus::Pending))
-        .filter(registration::Column::FailedAttempts.lt(rules.max_wrong_codes))
-        .exec(txn)
-        .await
-        .context("Failed to count wrong code")?;
-    Ok(counted.rows_affected == 1)
-}
-
-/// Gives back the attempt [`take_attempt`] took, in the same
-/// transaction, when the code was not a wrong guess.
-pub async fn give_back_attempt(txn: &DatabaseTransaction, registration_id: Uuid) -> CoreResult<()> {
-    registration::Entity::update_many()
-        .col_expr(
-            registration::Column::FailedAttempts,
-            Expr::col(registration::Column::FailedAttempts).sub(1),
-        )
-        .filter(registration::Column::Id.eq(registration_id))
-        .exec(txn)
-        .await
-        .context("Failed to give back an attempt")?;
-    Ok(())
-}
-
-/// Counts a wrong code against the phone, across registrations, and locks
-/// the number once the run reaches the threshold. True when this locked it.
-pub async fn count_phone_failure(
-    txn: &DatabaseTransaction,
-    host_id: Uuid,
-    phone: &PhoneNumber,
-    now: DateTime<Utc>,
-    rules: &Rules,
-) -> CoreResult<bool> {
-    phone_guard::Entity::insert(phone_guard::ActiveModel {
-        host_id: Set(host_id),
-        phone: Set(phone.as_str().to_owned()),
-        consecutive_failures: Set(1),
-        locked_until: Set(None),
-    })
-    .on_conflict(
-        OnConflict::columns([phone_guard::Column::HostId, phone_guard::Column::Phone])
-            .value(
-                phone_guard::Column::ConsecutiveFailures,
-                Expr::col((
-                    phone_guard::Entity,
-                    phone_guard::Column::ConsecutiveFailures,
-                ))
-                .add(1),
-            )
-            .to_owned(),
-    )
-    .exec_without_returning(txn)
-    .await
-    .context("Failed to count wrong code for phone")?;
-    let locked = phone_guard::Entity::update_many()
-        .col_expr(
-            phone_guard::Column::LockedUntil,
-            Expr::value(now + rules.phone_lock),
-        )
-        .col_expr(phone_guard::Column::ConsecutiveFailures, Expr::value(0))
-        .filter(phone_guard::Column::HostId.eq(host_id))
-        .filter(phone_guard::Column::Phone.eq(phone.as_str()))
-        .filter(phone_guard::Column::ConsecutiveFailures.gte(rules.phone_lock_threshold))
-        .exec(txn)
-        .await
-        .context("Failed to lock phone")?;
-    Ok(locked.rows_affected > 0)
 }
 
 /// Spends one send of the channel if the cap and the cooldown allow it, in
