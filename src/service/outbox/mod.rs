@@ -8,18 +8,19 @@ mod cancel;
 mod dispatch;
 mod history;
 mod receipts;
+mod record;
 mod stats;
 
 pub use cancel::{CancelReason, cancel_expired, cancel_for_host, cancel_pending};
 pub use dispatch::{
-    Carrier, ClaimedMessage, Recorded, SendOutcome, SendResult, backoff, claim_batch, due, leased,
-    record_results, take_leases,
+    Carrier, ClaimedMessage, Recorded, SendResult, claim_batch, due, leased, take_leases,
 };
 pub use history::{
     Delivery, DeliveryEvent, deliveries_by_registration, list, retry_dead, timelines,
     waiting_by_channel,
 };
 pub use receipts::{Receipt, ReceiptApplied, ReceiptStatus, apply_receipt};
+pub use record::{SendOutcome, backoff, record_results};
 pub use stats::{SendCount, sends_by_day, sms_queued_since};
 
 use anyhow::Context;
