@@ -243,18 +243,33 @@ fn openapi_command_prints_the_committed_document() {
 #[test]
 fn bad_configuration_is_reported_by_key() {
     let cli = Cli::new();
-    let output = Command::new(env!("CARGO_BIN_EXE_customer-registration"))
-        .args(["group", "list"])
-        .env("CR_DATA_DIR", cli.dir.path())
-        .env("CR_REGISTRATION__TOKEN_DIGITS", "12")
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        stderr.contains("registration.token_digits must be between 6 and 8"),
-        "{stderr}"
-    );
+    for (key, value, expected) in [
+        (
+            "CR_REGISTRATION__TOKEN_DIGITS",
+            "12",
+            "registration.token_digits must be between 6 and 8",
+        ),
+        (
+            "CR_DELIVERY__BATCH_SIZE",
+            "0",
+            "delivery.batch_size must be between 1 and 500",
+        ),
+        (
+            "CR_DELIVERY__BATCH_SIZE",
+            "501",
+            "delivery.batch_size must be between 1 and 500",
+        ),
+    ] {
+        let output = Command::new(env!("CARGO_BIN_EXE_customer-registration"))
+            .args(["group", "list"])
+            .env("CR_DATA_DIR", cli.dir.path())
+            .env(key, value)
+            .output()
+            .unwrap();
+        assert!(!output.status.success(), "{key}={value}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(expected), "{key}={value}: {stderr}");
+    }
 }
 
 /// Codes under 20 bits need an explicit legacy setting, and `config check`

@@ -17,6 +17,10 @@ pub struct DeliverySettings {
     pub poll_interval_ms: u64,
     /// Tries before a message is dead-lettered.
     pub max_attempts: u32,
+    /// Messages one pass of the delivery loop claims and sends at once:
+    /// every one of them starts at once, so this is also the most
+    /// connections this instance opens to the SMTP relay or an SMS gateway
+    /// at a time. 1 to 500.
     pub batch_size: u64,
     /// `id` or `en`: for registrations that name no language and whose
     /// country has no language of its own here.
@@ -217,6 +221,11 @@ impl DeliverySettings {
         let d = self;
         if d.max_attempts == 0 {
             bail!("delivery.max_attempts must be at least 1");
+        }
+        // 0 would send nothing, ever; the cap keeps a pass's connections
+        // and file-writing threads within reason.
+        if !(1..=500).contains(&d.batch_size) {
+            bail!("delivery.batch_size must be between 1 and 500");
         }
         if d.email.transport == EmailTransportKind::Smtp {
             let smtp = &d.email.smtp;

@@ -21,12 +21,6 @@ use crate::{
     state::Core,
 };
 
-/// Sends in flight at once. Each runs to its transport's timeout at most,
-/// and all of a group are claimed together, so their leases cover one send
-/// each; a bound keeps the threads and memory of the file transports (one
-/// blocking thread per write) and the connections to a gateway in check.
-const SENDS_AT_ONCE: usize = 16;
-
 /// How often this instance asks whether the retention job is due; the job
 /// itself runs once per `retention.interval_minutes` across all instances.
 const RETENTION_CHECK: Duration = Duration::from_secs(60);
@@ -121,32 +115,33 @@ impl Dispatcher {
         }
     }
 
-    /// One pass over the due messages, [`SENDS_AT_ONCE`] at a time: claims
-    /// them together, sends them all at once (each lease covers one send,
-    /// not the batch) and records the results in groups: whatever has
-    /// finished when a result is ready goes into one transaction. On SQLite
-    /// each commit is a turn at the one writer that registers queue for, so
-    /// a group costs two turns, not two per message.
+    /// One pass over up to `delivery.batch_size` due messages: claims them
+    /// together, sends them all at once (each runs to its transport's
+    /// timeout at most, so each lease covers one send, not the batch) and
+    /// records the results in groups: whatever has finished when a result
+    /// is ready goes into one transaction. On SQLite each commit is a turn
+    /// at the one writer that registers queue for, so a pass costs two
+    /// turns or a few, not two per message. Under load each pass waits its
+    /// turn at every step, so the more it sends at once the more it keeps
+    /// up (docs/PERFORMANCE.md, session 17).
     pub async fn dispatch_due(&self) -> CoreResult<DispatchReport> {
         let now = self.core.clock.now();
         let due = outbox::due(&self.core, now, self.core.settings.delivery.batch_size).await?;
         let mut report = DispatchReport::default();
-        for group in due.chunks(SENDS_AT_ONCE) {
-            if *self.stopping.borrow() {
-                break;
+        if due.is_empty() || *self.stopping.borrow() {
+            return Ok(report);
+        }
+        let claimed = outbox::claim_batch(&self.core, &due).await?;
+        let mut sending: FuturesUnordered<_> = claimed
+            .into_iter()
+            .map(|message| self.send(message))
+            .collect();
+        while let Some(first) = sending.next().await {
+            let mut finished = vec![first?];
+            while let Some(Some(more)) = sending.next().now_or_never() {
+                finished.push(more?);
             }
-            let claimed = outbox::claim_batch(&self.core, group).await?;
-            let mut sending: FuturesUnordered<_> = claimed
-                .into_iter()
-                .map(|message| self.send(message))
-                .collect();
-            while let Some(first) = sending.next().await {
-                let mut finished = vec![first?];
-                while let Some(Some(more)) = sending.next().now_or_never() {
-                    finished.push(more?);
-                }
-                self.record(&finished, &mut report).await?;
-            }
+            self.record(&finished, &mut report).await?;
         }
         Ok(report)
     }
