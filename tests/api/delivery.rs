@@ -708,7 +708,7 @@ async fn sends_recorded_together_each_keep_to_their_own_lease() {
         failover_to: None,
         keep_body: false,
     };
-    let outcomes: Vec<SendOutcome> = stalled
+    let outcomes: Vec<SendOutcome<'_>> = stalled
         .iter()
         .zip(&results)
         .enumerate()
