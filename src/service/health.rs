@@ -83,6 +83,31 @@ pub async fn snapshot(core: &Core) -> CoreResult<Snapshot> {
         hashes_waiting: i64::try_from(core.hashing.waiting()).unwrap_or(i64::MAX),
         hashes_running: i64::try_from(core.hashing.in_progress()).unwrap_or(i64::MAX),
         pool_connections: i64::from(connections),
-        pool_idle: i64::try_from(idle).unwrap_or(i64::MAX),
+        pool_idle: idle_connections(connections, idle),
     })
+}
+
+/// sqlx keeps its idle count in an atomic that a release and a take racing
+/// each other can leave below zero for a moment, wrapped to nearly
+/// `usize::MAX`; read then, the gauge showed 9.2e18 idle connections under
+/// load. More idle connections than open ones is that moment: none idle.
+fn idle_connections(open: u32, idle: usize) -> i64 {
+    if idle > open as usize {
+        0
+    } else {
+        i64::try_from(idle).unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::idle_connections;
+
+    #[test]
+    fn a_wrapped_idle_count_reads_as_none_idle() {
+        assert_eq!(idle_connections(16, 3), 3);
+        assert_eq!(idle_connections(16, 16), 16);
+        assert_eq!(idle_connections(16, usize::MAX - 1), 0);
+        assert_eq!(idle_connections(0, 0), 0);
+    }
 }
