@@ -752,14 +752,10 @@ async fn sends_recorded_together_each_keep_to_their_own_lease() {
             row.provider_message_id.as_deref(),
             Some(format!("late-{i}").as_str())
         );
-        let (provider, failures) = if i == 1 {
-            (Some("alpha"), 0)
-        } else {
-            (None, 0)
-        };
+        let provider = (i == 1).then_some("alpha");
         assert_eq!(
             (row.provider.as_deref(), row.provider_failures),
-            (provider, failures)
+            (provider, 0)
         );
     }
     let attempts = entity::delivery_attempt::Entity::find()

@@ -48,46 +48,34 @@ pub async fn record_results(
         .iter()
         .map(|outcome| plan(core, outcome, now))
         .collect();
-    // A result lost to a failed commit would leave the message leased and
-    // sent again after the lease: the recording is run whole again instead.
     // On PostgreSQL and SQLite the sends that went through are recorded in
     // one statement (`record_sent_together`); on the database server each
     // statement is a round trip and most of a message's cost there
     // (docs/PERFORMANCE.md, session 17). MySQL has no UPDATE ... FROM a
     // list of values with RETURNING: one update each.
-    let together: Vec<usize> = if core.db.get_database_backend() == DbBackend::MySql {
-        Vec::new()
-    } else {
-        (0..planned.len())
-            .filter(|&i| planned[i].sent.is_some())
-            .collect()
-    };
-    let together = if together.len() > 1 {
-        together
-    } else {
-        Vec::new()
-    };
+    let sent_together = core.db.get_database_backend() != DbBackend::MySql
+        && planned.iter().filter(|p| p.sent.is_some()).count() > 1;
     // A result lost to a failed commit would leave the message leased and
     // sent again after the lease: the recording is run whole again instead.
     retrying(core, || async {
         let txn = write::begin_for_delivery(core).await?;
         let mut recorded = vec![Recorded::LeaseLost; planned.len()];
         let mut attempts = Vec::with_capacity(planned.len());
-        if !together.is_empty() {
-            let sent = together
+        let stored = if sent_together {
+            let sent = planned
                 .iter()
-                .filter_map(|&i| planned[i].sent.as_ref())
+                .filter_map(|p| p.sent.as_ref())
                 .collect::<Vec<_>>();
-            let stored = record_sent_together(&txn, &sent, now).await?;
-            for &i in &together {
-                if stored.contains(&outcomes[i].message.id) {
-                    recorded[i] = planned[i].recorded;
-                    attempts.push(planned[i].attempt.clone());
-                }
-            }
-        }
+            record_sent_together(&txn, &sent, now).await?
+        } else {
+            HashSet::new()
+        };
         for (i, (planned, outcome)) in planned.iter().zip(outcomes).enumerate() {
-            if together.contains(&i) {
+            if sent_together && planned.sent.is_some() {
+                if stored.contains(&outcome.message.id) {
+                    recorded[i] = planned.recorded;
+                    attempts.push(planned.attempt.clone());
+                }
                 continue;
             }
             let updated = planned
@@ -192,9 +180,9 @@ async fn record_sent_together(
         .value(Column::Body, Option::<String>::None)
         .value(Column::HtmlBody, Option::<String>::None)
         .from(TableRef::ValuesList(values, list.clone()))
-        .and_where(Expr::col((Entity, Column::Id)).equals((list.clone(), Alias::new("column1"))))
+        .and_where(Expr::col((Entity, Column::Id)).eq(listed(1)))
         .and_where(Expr::col((Entity, Column::Status)).eq(OutboxStatus::Pending))
-        .and_where(Expr::col((Entity, Column::LeaseToken)).equals((list, Alias::new("column2"))))
+        .and_where(Expr::col((Entity, Column::LeaseToken)).eq(listed(2)))
         .returning_col(Column::Id);
     let stored = txn
         .query_all(&update)
