@@ -9,7 +9,9 @@
 //! `BENCH_OPERATION=register` measures register with email instead of
 //! verifyUsername (each request a new phone, every quota counted, limits
 //! out of reach). `BENCH_ONLY=graphql` (or `rest`) runs one face only, for
-//! a profiler.
+//! a profiler; `BENCH_ROUNDS` sets the rounds (default 15): under
+//! `valgrind --tool=callgrind` the instructions of one request are the
+//! difference between two round counts over the requests between them.
 // Tests and benchmarks fail by panicking.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 mod common;
@@ -24,7 +26,7 @@ use customer_registration::startup::router;
 use http_body_util::BodyExt;
 use tower::ServiceExt;
 
-const ROUNDS: usize = 15;
+const DEFAULT_ROUNDS: usize = 15;
 /// Clock ticks a second in `/proc/self/stat` (`USER_HZ`, 100 on Linux).
 const TICKS_PER_SECOND: f64 = 100.0;
 
@@ -121,6 +123,9 @@ async fn main() {
     let app = router(core);
 
     let only = std::env::var("BENCH_ONLY").unwrap_or_default();
+    let rounds: usize = std::env::var("BENCH_ROUNDS").map_or(DEFAULT_ROUNDS, |r| {
+        r.parse().expect("BENCH_ROUNDS is a number of rounds")
+    });
     let faces: Vec<(&str, &MakeRequest)> =
         [("rest", &*operation.rest), ("graphql", &*operation.graphql)]
             .into_iter()
@@ -143,7 +148,7 @@ async fn main() {
     }
     let mut wall: Vec<Vec<Duration>> = vec![Vec::new(); faces.len()];
     let mut cpu = vec![Duration::ZERO; faces.len()];
-    for _ in 0..ROUNDS {
+    for _ in 0..rounds {
         for (i, (_, make)) in faces.iter().enumerate() {
             let (started, cpu_before) = (Instant::now(), process_cpu());
             for _ in 0..operation.per_round {
@@ -156,7 +161,7 @@ async fn main() {
         }
     }
     println!(
-        "{} in-process, one at a time, {ROUNDS} rounds of {}:",
+        "{} in-process, one at a time, {rounds} rounds of {}:",
         operation.name, operation.per_round
     );
     let mut medians = Vec::new();
@@ -168,7 +173,7 @@ async fn main() {
             "  {name:<8} {:>7.1} µs a request, median round (fastest {:.1} µs); CPU {:.1} µs a request",
             median.as_secs_f64() * 1e6,
             times[0].as_secs_f64() * 1e6,
-            cpu.as_secs_f64() * 1e6 / (ROUNDS * operation.per_round) as f64
+            cpu.as_secs_f64() * 1e6 / (rounds * operation.per_round) as f64
         );
     }
     if let [rest, graphql] = medians[..] {

@@ -15,7 +15,10 @@ use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde_json::{Value, json};
 
 use crate::{
-    helpers::{PHONE, TestApp, assert_error, eventually, register_body, spawn_app_with},
+    helpers::{
+        PHONE, TestApp, assert_error, eventually, md5_upper, register_body, spawn_app_with,
+        token_in,
+    },
     smtp::{SmtpSink, free_port},
 };
 
@@ -831,4 +834,86 @@ async fn a_hosts_sms_are_ready_for_autofill() {
     .await
     .unwrap_err();
     assert_eq!(too_long.field_errors()[0].code, "sms_too_long");
+}
+
+/// Waking the delivery loop costs it a query for due messages, so a confirm
+/// wakes it only when it queued an event for the host's endpoint: a
+/// completion, or the wrong code that locks the registration.
+#[tokio::test]
+async fn a_confirm_wakes_delivery_only_for_an_event_it_queued() {
+    use customer_registration::{
+        delivery::MemoryOutbox,
+        error::CoreError,
+        service::{
+            registration::{self, ConfirmInput, Field},
+            webhooks,
+        },
+        startup,
+    };
+    use futures::FutureExt;
+    let quiet = Quiet::new().await;
+    let core = &quiet.core;
+    let memory = MemoryOutbox::default();
+    let dispatcher = startup::dispatcher(core, &memory).unwrap();
+    let woken = || core.outbox_signal.notified().now_or_never().is_some();
+    let code_sent_to = |phone: &str| {
+        let sent = memory.messages();
+        token_in(&sent.iter().rfind(|m| m.recipient == phone).unwrap().text)
+    };
+    let confirm = |phone: &str, token: &str| {
+        registration::confirm(
+            core,
+            &quiet.host,
+            ConfirmInput {
+                username: Field::Present(phone.to_owned()),
+                password: Field::Present(md5_upper("secret")),
+                token: Field::Present(token.to_owned()),
+            },
+        )
+    };
+    let wrong = |token: &str| {
+        let last = if token.ends_with('0') { '1' } else { '0' };
+        format!("{}{last}", &token[..token.len() - 1])
+    };
+
+    for (phone, endpoint) in [("+6281234567890", false), ("+6281234567891", true)] {
+        if endpoint {
+            webhooks::set_endpoint(core, "h", "https://hooks.wallet.test/events")
+                .await
+                .unwrap();
+        }
+        quiet.register(phone).await;
+        assert!(woken(), "a register wakes delivery for its SMS");
+        dispatcher.dispatch_due().await.unwrap();
+        let token = code_sent_to(phone);
+        let refused = confirm(phone, &wrong(&token)).await.unwrap_err();
+        assert!(
+            matches!(refused, CoreError::TokenInvalid { .. }),
+            "{refused:?}"
+        );
+        assert!(!woken(), "a wrong code that locks nothing queues nothing");
+        confirm(phone, &token).await.unwrap();
+        assert_eq!(
+            woken(),
+            endpoint,
+            "woken for the completion event only with an endpoint"
+        );
+    }
+
+    // Wrong codes until the registration locks: that one queues an event.
+    let phone = "+6281234567892";
+    quiet.register(phone).await;
+    dispatcher.dispatch_due().await.unwrap();
+    let wrong_code = wrong(&code_sent_to(phone));
+    let _ = woken();
+    loop {
+        match confirm(phone, &wrong_code).await.unwrap_err() {
+            CoreError::TokenInvalid {
+                attempts_remaining: 0,
+            } => break,
+            CoreError::TokenInvalid { .. } => assert!(!woken(), "no event before the lock"),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(woken(), "the locking guess queued registration.locked");
 }

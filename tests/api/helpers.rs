@@ -204,15 +204,7 @@ impl TestApp {
 
     /// The token in the `nth` SMS to the phone.
     pub async fn sms_token(&self, phone: &str, nth: usize) -> String {
-        let text = self.sms_text(phone, nth).await;
-        text.split(|c: char| !c.is_ascii_alphanumeric())
-            .find(|w| {
-                w.len() >= 7
-                    && w[..3].bytes().all(|b| b.is_ascii_uppercase())
-                    && w[3..].bytes().all(|b| b.is_ascii_digit())
-            })
-            .unwrap_or_else(|| panic!("no token in {text:?}"))
-            .to_owned()
+        token_in(&self.sms_text(phone, nth).await)
     }
 
     /// SMS delivered to the phone so far.
@@ -303,6 +295,18 @@ impl TestApp {
 
 /// Polls `check` every 20 ms until it yields a value, for up to 10 s, then
 /// fails naming `what` was awaited. Every wait in the tests goes through it.
+/// The token (three letters, then digits) in an SMS text.
+pub fn token_in(text: &str) -> String {
+    text.split(|c: char| !c.is_ascii_alphanumeric())
+        .find(|w| {
+            w.len() >= 7
+                && w[..3].bytes().all(|b| b.is_ascii_uppercase())
+                && w[3..].bytes().all(|b| b.is_ascii_digit())
+        })
+        .unwrap_or_else(|| panic!("no token in {text:?}"))
+        .to_owned()
+}
+
 pub async fn eventually<T, Fut>(what: impl std::fmt::Display, mut check: impl FnMut() -> Fut) -> T
 where
     Fut: Future<Output = Option<T>>,

@@ -131,8 +131,9 @@ pub async fn confirm_parsed(
     let submitted = core.keys.token_hashes(&code.expose());
     let (check, current) =
         retrying(core, || check_code(core, host, &registration, &submitted)).await?;
-    // A lock may have queued a webhook.
-    core.outbox_signal.notify_one();
+    if current.queued_webhook {
+        core.outbox_signal.notify_one();
+    }
     core.metrics.code_check(check);
     match check {
         CodeCheck::Current => {}
@@ -148,7 +149,7 @@ pub async fn confirm_parsed(
     let password_hash = core.hashing.hash(password).await?;
     // Run whole again if the database gives the transaction up for a lost
     // race; a race the conditional updates detect is explained instead.
-    let (customer_id, now) = retrying(core, || {
+    let completed = retrying(core, || {
         complete_registration(
             core,
             &registration,
@@ -159,14 +160,27 @@ pub async fn confirm_parsed(
         )
     })
     .await?;
-    core.outbox_signal.notify_one();
-    tracing::info!(host = %host.name, registration = %registration.id, customer = %customer_id, "registration completed");
+    // Waking the delivery loop costs it a query for due messages, so only
+    // when the host has an endpoint to hear of the completion.
+    if completed.queued_webhook {
+        core.outbox_signal.notify_one();
+    }
+    tracing::info!(host = %host.name, registration = %registration.id, customer = %completed.customer_id, "registration completed");
     Ok(ConfirmedRegistration {
         id: registration.id,
-        customer_id,
+        customer_id: completed.customer_id,
         username: registration.phone.as_str().to_owned(),
-        completed_at: now,
+        completed_at: completed.at,
     })
+}
+
+/// What the confirming transaction committed.
+struct Completed {
+    customer_id: Uuid,
+    at: DateTime<Utc>,
+    /// The host has an endpoint, so a `registration.completed` event waits
+    /// in the outbox.
+    queued_webhook: bool,
 }
 
 /// The confirming transaction: uses the code up, completes the registration
@@ -178,7 +192,7 @@ async fn complete_registration(
     phone: &PhoneNumber,
     password_hash: &str,
     via: ConfirmedVia,
-) -> CoreResult<(Uuid, DateTime<Utc>)> {
+) -> CoreResult<Completed> {
     let rules = &core.rules;
     let now = core.clock.now();
     let txn = write::begin(core).await?;
@@ -231,9 +245,14 @@ async fn complete_registration(
     .await?;
     let completed =
         WebhookEvent::registration_completed(registration.id, phone.as_str(), customer_id, now);
-    webhooks::enqueue_event(&core.keys, &txn, registration.host_id, &completed, now).await?;
+    let queued =
+        webhooks::enqueue_event(&core.keys, &txn, registration.host_id, &completed, now).await?;
     write::commit(txn).await?;
-    Ok((customer_id, now))
+    Ok(Completed {
+        customer_id,
+        at: now,
+        queued_webhook: queued.is_some(),
+    })
 }
 
 /// What a submitted code turned out to be, with the current code's id and,
@@ -241,6 +260,9 @@ async fn complete_registration(
 struct CheckedCode {
     code_id: Uuid,
     attempts_left: Option<u32>,
+    /// This guess locked the registration or the phone and the host has an
+    /// endpoint, so a `registration.locked` event waits in the outbox.
+    queued_webhook: bool,
 }
 
 /// Compares the submitted code in the transaction that counts it: the
@@ -300,6 +322,7 @@ async fn check_code(
     } else {
         None
     };
+    let mut queued_webhook = false;
     if let Some(reason) = locked {
         let event = WebhookEvent::registration_locked(
             registration.id,
@@ -307,7 +330,10 @@ async fn check_code(
             reason,
             now,
         );
-        webhooks::enqueue_event(&core.keys, &txn, registration.host_id, &event, now).await?;
+        queued_webhook =
+            webhooks::enqueue_event(&core.keys, &txn, registration.host_id, &event, now)
+                .await?
+                .is_some();
     }
     write::commit(txn).await?;
     Ok((
@@ -315,6 +341,7 @@ async fn check_code(
         CheckedCode {
             code_id: current.id,
             attempts_left,
+            queued_webhook,
         },
     ))
 }
