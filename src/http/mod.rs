@@ -86,15 +86,18 @@ pub fn identified<S>(routes: Router<S>, core: &Core) -> Router<S>
 where
     S: Clone + Send + Sync + 'static,
 {
-    routes
-        .layer(middleware::from_fn_with_state(
-            core.clone(),
-            idempotency::replay_or_record,
-        ))
-        .layer(middleware::from_fn_with_state(
-            core.clone(),
-            auth::identify_host,
-        ))
+    // One layer (see `startup::router`); the host is identified first.
+    routes.layer(
+        tower::ServiceBuilder::new()
+            .layer(middleware::from_fn_with_state(
+                core.clone(),
+                auth::identify_host,
+            ))
+            .layer(middleware::from_fn_with_state(
+                core.clone(),
+                idempotency::replay_or_record,
+            )),
+    )
 }
 
 /// Spans carry the route template only: paths can hold a link token
