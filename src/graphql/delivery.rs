@@ -1,10 +1,10 @@
 //! The delivery timeline of a registration's messages.
-use async_graphql::{ComplexObject, Context, Enum, Result, SimpleObject, dataloader::DataLoader};
+use async_graphql::{ComplexObject, Context, Enum, Result, SimpleObject};
 use chrono::{DateTime, Utc};
 use entity::states;
 use uuid::Uuid;
 
-use super::loaders::TimelineLoader;
+use super::loaders::RequestLoaders;
 use crate::service::outbox;
 
 #[derive(Enum, Copy, Clone, Eq, PartialEq)]
@@ -100,7 +100,7 @@ pub struct DeliveryEvent {
 impl Delivery {
     /// Every attempt, oldest first.
     async fn timeline(&self, ctx: &Context<'_>) -> Result<Vec<DeliveryEvent>> {
-        let loader = ctx.data::<DataLoader<TimelineLoader>>()?;
+        let loader = ctx.data::<RequestLoaders>()?.timeline();
         let events = loader.load_one(self.id).await?.unwrap_or_default();
         Ok(events
             .into_iter()

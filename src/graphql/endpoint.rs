@@ -17,8 +17,8 @@ use serde_json::{Map, Value, json};
 use tracing::Instrument;
 
 use super::{
-    AppSchema, ParsedDocuments, error::graphql_error, policy::check_operation_policy,
-    request_loaders,
+    AppSchema, ParsedDocuments, error::graphql_error, loaders::RequestLoaders,
+    policy::check_operation_policy,
 };
 use crate::{
     error::{AuthFailure, CoreError},
@@ -154,7 +154,7 @@ async fn run(
             );
         }
     }
-    let gql_request = request_loaders(core, gql_request);
+    let gql_request = gql_request.data(RequestLoaders::new(core.clone()));
     let response = if shape.writes {
         // A mutation's transaction must not be dropped half-way when the
         // client goes away (see `http::run_to_completion`, which lets this

@@ -14,7 +14,7 @@ mod registration;
 mod spend;
 mod webhooks;
 
-use async_graphql::{EmptySubscription, Schema, dataloader::DataLoader};
+use async_graphql::{EmptySubscription, Schema};
 use axum::{Router, extract::FromRef, routing::post};
 
 use crate::{config::GraphqlSettings, http, state::Core};
@@ -53,19 +53,6 @@ where
         Router::new().route(http::GRAPHQL_PATH, post(endpoint::execute)),
         core,
     )
-}
-
-/// Fresh loaders for one request, so nothing is cached across requests.
-fn request_loaders(core: &Core, request: async_graphql::Request) -> async_graphql::Request {
-    fn batched<L: Send + Sync + 'static>(loader: L) -> DataLoader<L> {
-        DataLoader::new(loader, tokio::spawn)
-    }
-    request
-        .data(batched(loaders::CurrentCodeLoader(core.clone())))
-        .data(batched(loaders::AccountGroupLoader(core.clone())))
-        .data(batched(loaders::CustomerLoader(core.clone())))
-        .data(batched(loaders::DeliveriesLoader(core.clone())))
-        .data(batched(loaders::TimelineLoader(core.clone())))
 }
 
 /// The SDL checked into the repository as `schema.graphql`.

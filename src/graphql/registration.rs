@@ -1,14 +1,11 @@
 //! A host's registrations as GraphQL objects; related data comes through
 //! the request's DataLoaders.
-use async_graphql::{ComplexObject, Context, Enum, Result, SimpleObject, dataloader::DataLoader};
+use async_graphql::{ComplexObject, Context, Enum, Result, SimpleObject};
 use chrono::{DateTime, Utc};
 use entity::states;
 use uuid::Uuid;
 
-use super::{
-    delivery::Delivery,
-    loaders::{AccountGroupLoader, CurrentCodeLoader, CustomerLoader, DeliveriesLoader},
-};
+use super::{delivery::Delivery, loaders::RequestLoaders};
 use crate::domain::{self, Rules};
 
 #[derive(Enum, Copy, Clone, Eq, PartialEq)]
@@ -88,7 +85,7 @@ pub struct Customer {
 #[ComplexObject]
 impl Registration {
     async fn current_token(&self, ctx: &Context<'_>) -> Result<Option<SmsTokenInfo>> {
-        let loader = ctx.data::<DataLoader<CurrentCodeLoader>>()?;
+        let loader = ctx.data::<RequestLoaders>()?.current_code();
         Ok(loader.load_one(self.id).await?.map(|code| SmsTokenInfo {
             prefix: code.prefix,
             attempt: code.attempt,
@@ -98,7 +95,7 @@ impl Registration {
     }
 
     async fn account_group(&self, ctx: &Context<'_>) -> Result<Option<AccountGroup>> {
-        let loader = ctx.data::<DataLoader<AccountGroupLoader>>()?;
+        let loader = ctx.data::<RequestLoaders>()?.account_group();
         Ok(loader
             .load_one(self.account_group_id.clone())
             .await?
@@ -110,13 +107,13 @@ impl Registration {
 
     /// The SMS and emails sent for this registration, oldest first.
     async fn deliveries(&self, ctx: &Context<'_>) -> Result<Vec<Delivery>> {
-        let loader = ctx.data::<DataLoader<DeliveriesLoader>>()?;
+        let loader = ctx.data::<RequestLoaders>()?.deliveries();
         let deliveries = loader.load_one(self.id).await?.unwrap_or_default();
         Ok(deliveries.into_iter().map(Delivery::from).collect())
     }
 
     async fn customer(&self, ctx: &Context<'_>) -> Result<Option<Customer>> {
-        let loader = ctx.data::<DataLoader<CustomerLoader>>()?;
+        let loader = ctx.data::<RequestLoaders>()?.customer();
         Ok(loader.load_one(self.id).await?.map(|c| Customer {
             id: c.id,
             username: c.username,
