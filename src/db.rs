@@ -10,7 +10,7 @@ use anyhow::Context;
 use migration::{Migrator, MigratorTrait};
 use sea_orm::{
     ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend,
-    DbErr, RuntimeErr, TransactionTrait,
+    DbErr, RuntimeErr, Statement, TransactionTrait,
 };
 
 use crate::metrics::Metrics;
@@ -96,9 +96,32 @@ pub async fn connect_and_migrate(
     });
     if db.get_database_backend() == DbBackend::Sqlite {
         enable_wal(&db).await?;
+        if !plans_without_bound_values(&db).await? {
+            tracing::warn!(
+                "this build's SQLite lacks ENABLE_QPSG: statements with `LIMIT ?` are parsed \
+                 and planned again on every execution; build from the repository, whose \
+                 .cargo/config.toml sets LIBSQLITE3_FLAGS"
+            );
+        }
     }
     migrate_once(&db).await?;
     Ok(db)
+}
+
+/// Whether SQLite was built with its query planner stability guarantee
+/// (`.cargo/config.toml`). Without it SQLite plans `LIMIT ?` (every
+/// sea-orm `.one()`) and a partial index's condition from the values bound
+/// when the statement was prepared, and marks the statement to be prepared
+/// again whenever such a value is bound anew: on every execution.
+async fn plans_without_bound_values(db: &DatabaseConnection) -> anyhow::Result<bool> {
+    let found = db
+        .query_one_raw(Statement::from_string(
+            DbBackend::Sqlite,
+            "SELECT 1 AS found FROM pragma_compile_options WHERE compile_options = 'ENABLE_QPSG'",
+        ))
+        .await
+        .context("Failed to read SQLite's compile options")?;
+    Ok(found.is_some())
 }
 
 /// Switches a SQLite file to write-ahead logging. Instances starting
@@ -251,7 +274,7 @@ async fn migrate_under_lease(db: &DatabaseConnection) -> anyhow::Result<()> {
         .await
         .context("Failed to run database migrations");
     let released = db
-        .execute_raw(sea_orm::Statement::from_sql_and_values(
+        .execute_raw(Statement::from_sql_and_values(
             DbBackend::MySql,
             "DELETE FROM migration_lease WHERE id = 1 AND holder = ?",
             [holder.into()],
@@ -266,7 +289,7 @@ async fn migrate_under_lease(db: &DatabaseConnection) -> anyhow::Result<()> {
 /// it. (MySQL evaluates the assignments left to right, so the second still
 /// sees the old expiry.)
 async fn claim_migration_lease(db: &DatabaseConnection, holder: &str) -> Result<bool, DbErr> {
-    db.execute_raw(sea_orm::Statement::from_sql_and_values(
+    db.execute_raw(Statement::from_sql_and_values(
         DbBackend::MySql,
         format!(
             "INSERT INTO migration_lease (id, holder, expires_at) \
@@ -279,7 +302,7 @@ async fn claim_migration_lease(db: &DatabaseConnection, holder: &str) -> Result<
     ))
     .await?;
     let current = db
-        .query_one_raw(sea_orm::Statement::from_string(
+        .query_one_raw(Statement::from_string(
             DbBackend::MySql,
             "SELECT holder FROM migration_lease WHERE id = 1",
         ))
@@ -299,7 +322,7 @@ pub async fn warn_without_autovacuum(db: &DatabaseConnection) {
         return;
     }
     let setting = db
-        .query_one_raw(sea_orm::Statement::from_string(
+        .query_one_raw(Statement::from_string(
             DbBackend::Postgres,
             "SELECT current_setting('autovacuum') AS autovacuum",
         ))
@@ -321,7 +344,7 @@ pub async fn is_galera(db: &DatabaseConnection) -> bool {
         return false;
     }
     let wsrep_on = db
-        .query_one_raw(sea_orm::Statement::from_string(
+        .query_one_raw(Statement::from_string(
             DbBackend::MySql,
             "SELECT CAST(@@wsrep_on AS SIGNED) AS wsrep_on",
         ))
@@ -427,7 +450,7 @@ pub fn lost_race(error: &DbErr) -> bool {
 /// answers pings; every other statement it refuses.
 pub async fn cluster_ready(db: &DatabaseConnection) -> bool {
     let status = db
-        .query_one_raw(sea_orm::Statement::from_string(
+        .query_one_raw(Statement::from_string(
             DbBackend::MySql,
             "SHOW STATUS LIKE 'wsrep_ready'",
         ))
@@ -458,5 +481,13 @@ mod tests {
         )));
         assert!(!lost_race(&DbErr::RecordNotFound("customer 7".to_owned())));
         assert!(!lost_race(&DbErr::Custom("anything".to_owned())));
+    }
+
+    /// `.cargo/config.toml` has the bundled SQLite built with its query
+    /// planner stability guarantee.
+    #[tokio::test]
+    async fn sqlite_is_built_with_the_query_planner_stability_guarantee() {
+        let db = Database::connect("sqlite::memory:").await.unwrap();
+        assert!(plans_without_bound_values(&db).await.unwrap());
     }
 }
