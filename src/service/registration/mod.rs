@@ -1,6 +1,7 @@
 //! The registration lifecycle, split by concern:
 //! - `input`: what transports fill in, parsed into domain values;
-//! - `commands`: the use cases (register, confirm, resend, verify);
+//! - `commands`: the use cases (register, resend, verify);
+//! - `confirm`: the confirmation, by the API and the completion page;
 //! - `batch`: registers written together, one transaction a batch;
 //! - `messages`: the codes, links and messages those transactions queue;
 //! - `store`: inserts and the conditional updates that hold under races;
@@ -11,6 +12,7 @@
 //! The rules themselves live on `domain::Registration`.
 mod batch;
 mod commands;
+mod confirm;
 pub mod input;
 mod messages;
 pub mod queries;
@@ -18,8 +20,6 @@ mod rows;
 mod store;
 pub mod views;
 
-pub use commands::{
-    ConfirmedVia, confirm, confirm_parsed, register, resend_email, resend_sms, verify_email,
-    verify_username,
-};
+pub use commands::{register, resend_email, resend_sms, verify_email, verify_username};
+pub use confirm::{ConfirmedVia, confirm, confirm_parsed};
 pub use input::{ConfirmInput, Field, RegisterInput, ResendInput};
