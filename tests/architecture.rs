@@ -32,6 +32,7 @@ fn the_core_imports_no_web_stack_and_no_transport() {
     rust_files(&root.join("domain"), &mut files);
     rust_files(&root.join("service"), &mut files);
     rust_files(&root.join("crypto"), &mut files);
+    rust_files(&root.join("db"), &mut files);
     for bottom in [
         "error.rs",
         "state.rs",
@@ -39,7 +40,6 @@ fn the_core_imports_no_web_stack_and_no_transport() {
         "known_groups.rs",
         "templates.rs",
         "clock.rs",
-        "db.rs",
     ] {
         files.push(root.join(bottom));
     }
