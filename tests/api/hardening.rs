@@ -78,6 +78,45 @@ async fn confirms_cut_off_mid_hash_stay_within_the_hashing_bound() {
 }
 
 #[tokio::test]
+async fn a_confirm_beyond_the_hashing_queue_is_refused_before_its_code_is_checked() {
+    let app = spawn_app_with(|s| {
+        s.limits.max_concurrent_hashes = 1;
+        s.limits.max_queued_hashes = 0;
+    })
+    .await;
+    app.register(&register_body(PHONE)).await;
+    let token = app.sms_token(PHONE, 1).await;
+    // Another confirm holds the only place in the hashing queue.
+    let held = app.core.hashing.admit().unwrap();
+    for code in [crate::confirm::wrong(&token), token.clone()] {
+        let response = app.confirm(PHONE, "pw", &code).await;
+        assert_eq!(
+            response
+                .headers()
+                .get(header::RETRY_AFTER)
+                .map(|v| v.to_str().unwrap().to_owned()),
+            Some("1".to_owned())
+        );
+        assert_error(response, StatusCode::SERVICE_UNAVAILABLE, "SERVER_BUSY").await;
+    }
+    let row = registration::Entity::find()
+        .one(&app.core.db)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        row.failed_attempts, 0,
+        "a refused confirm checks no code, so the wrong one is not counted"
+    );
+    drop(held);
+    assert_eq!(
+        app.confirm(PHONE, "pw", &token).await.status(),
+        StatusCode::OK,
+        "the code is still good once there is room"
+    );
+}
+
+#[tokio::test]
 async fn a_right_code_after_wrong_ones_gives_its_attempt_back() {
     let app = spawn_app().await;
     app.register(&register_body(PHONE)).await;
