@@ -107,6 +107,8 @@ impl PasswordHashing {
     }
 
     /// Takes a place in the queue and hashes; see [`HashingTicket::hash`].
+    /// The service admits first and hashes later (confirm); tests do both.
+    #[cfg(test)]
     pub async fn hash(&self, md5: &Md5PasswordHex) -> CoreResult<String> {
         self.admit()?.hash(md5).await
     }
@@ -230,15 +232,16 @@ fn hash_with_thread_memory(argon2: &Argon2<'static>, password: &[u8]) -> anyhow:
 }
 
 /// How far below the threads that answer requests the hashing threads
-/// run, in nice steps. A hash holds a core for about 20 ms; at the same priority a
-/// request that needs a fraction of a millisecond (a refusal beyond the
-/// hashing queue, a verify, a register) waited for the scheduler to take a
-/// core from a hash: refusals took up to 6 ms on SQLite and 13 ms on
-/// PostgreSQL with both cores hashing (docs/PERFORMANCE.md, session 19).
-/// Hashing still has every cycle the requests leave; against a request
-/// thread that never sleeps it keeps about a quarter of a core (nice 5 has
-/// a third of the weight of five steps up), so a flood of cheap requests
-/// slows confirms down instead of stopping them.
+/// run, in nice steps. A hash holds a core for about 20 ms; at the same
+/// priority a request that needs a fraction of a millisecond (a refusal
+/// beyond the hashing queue, a verify, a register) waited for the
+/// scheduler to take a core from a hash: with both cores hashing, refusals
+/// had a p99 of 8.6–9.2 ms on SQLite and 7.3–11 ms on PostgreSQL, against
+/// 3.3–5.1 and 5.1–6.9 ms five steps down (docs/PERFORMANCE.md, session
+/// 19). Hashing still has every cycle the requests leave; against a
+/// request thread that never sleeps it keeps about a quarter of a core
+/// (five steps down is about a third of the weight), so a flood of cheap
+/// requests slows confirms down instead of stopping them.
 pub const HASHING_NICE_STEPS: i32 = 5;
 
 /// Lowers the calling thread's priority by [`HASHING_NICE_STEPS`] from the
