@@ -1,14 +1,29 @@
-//! Parsed documents kept by their text. A client sends the same few
-//! operations over and over with other variables; parsing one took a tenth
-//! of a GraphQL verify's CPU, more than validating it. Only the parse is
-//! kept: validation, the operation policy and execution run every time.
+//! Documents kept by their text, with the engine's validation of each
+//! operation that passed. A client sends the same few operations over and
+//! over with other variables. Parsing one took a tenth of a GraphQL
+//! verify's CPU (session 11), the engine's validation a seventh of its
+//! instructions (session 18). Both are done once per text: the parse for
+//! every document, and a validation that passed is reused for the same
+//! operation as long as the variables cannot change its outcome
+//! ([`variables_cannot_fail`]). The operation policy and execution run
+//! every time.
 use std::{
     num::NonZeroUsize,
     sync::{Arc, Mutex, PoisonError},
 };
 
-use async_graphql::parser::{Error as ParseError, parse_query, types::ExecutableDocument};
+use async_graphql::{
+    ServerError, ValidationResult,
+    extensions::{Extension, ExtensionContext, ExtensionFactory, NextValidation},
+    parser::{
+        Error as ParseError, parse_query,
+        types::{BaseType, DocumentOperations, ExecutableDocument, OperationDefinition},
+    },
+};
 use lru::LruCache;
+use serde_json::Value;
+
+use super::policy::selected_operation;
 
 /// Distinct texts kept; the least recently used goes first.
 const CAPACITY: NonZeroUsize = match NonZeroUsize::new(128) {
@@ -16,12 +31,12 @@ const CAPACITY: NonZeroUsize = match NonZeroUsize::new(128) {
     None => NonZeroUsize::MIN,
 };
 
-/// Longer texts are parsed every time, so the cache stays small (at most
-/// `CAPACITY` of these) whatever a client sends.
+/// Longer texts are parsed and validated every time, so the cache stays
+/// small (at most `CAPACITY` of these) whatever a client sends.
 const LONGEST_KEPT: usize = 4 * 1024;
 
 #[derive(Clone)]
-pub struct ParsedDocuments(Arc<Mutex<LruCache<String, Arc<ExecutableDocument>>>>);
+pub struct ParsedDocuments(Arc<Mutex<LruCache<String, Arc<KeptDocument>>>>);
 
 impl Default for ParsedDocuments {
     fn default() -> Self {
@@ -29,12 +44,47 @@ impl Default for ParsedDocuments {
     }
 }
 
+pub struct KeptDocument {
+    document: ExecutableDocument,
+    /// The engine's validations that passed, by the operation name they
+    /// ran with. Only names that select one of the document's operations
+    /// are kept, so there are at most as many as it has operations.
+    passed: Mutex<Vec<(Option<String>, ValidationResult)>>,
+}
+
+impl KeptDocument {
+    fn passed(&self, operation_name: Option<&str>) -> Option<ValidationResult> {
+        self.passed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .find(|(name, _)| name.as_deref() == operation_name)
+            .map(|(_, result)| *result)
+    }
+
+    fn keep_passed(&self, operation_name: Option<String>, result: ValidationResult) {
+        let mut passed = self.passed.lock().unwrap_or_else(PoisonError::into_inner);
+        if !passed.iter().any(|(name, _)| *name == operation_name) {
+            passed.push((operation_name, result));
+        }
+    }
+}
+
+/// A document, and where it is kept if it is.
+pub struct Parsed {
+    pub document: ExecutableDocument,
+    kept: Option<Arc<KeptDocument>>,
+}
+
 impl ParsedDocuments {
     /// The document `text` holds: parsed before, or parsed now and kept.
     /// Texts that fail to parse are not kept.
-    pub fn parse(&self, text: &str) -> Result<ExecutableDocument, ParseError> {
+    pub fn parse(&self, text: &str) -> Result<Parsed, ParseError> {
         if text.len() > LONGEST_KEPT {
-            return parse_query(text);
+            return Ok(Parsed {
+                document: parse_query(text)?,
+                kept: None,
+            });
         }
         // A panic elsewhere cannot leave the map half-updated: it is only
         // read and written whole here.
@@ -44,15 +94,24 @@ impl ParsedDocuments {
             .unwrap_or_else(PoisonError::into_inner)
             .get(text)
             .cloned();
-        if let Some(document) = kept {
-            return Ok(ExecutableDocument::clone(&document));
-        }
-        let document = parse_query(text)?;
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .put(text.to_owned(), Arc::new(document.clone()));
-        Ok(document)
+        let kept = match kept {
+            Some(kept) => kept,
+            None => {
+                let kept = Arc::new(KeptDocument {
+                    document: parse_query(text)?,
+                    passed: Mutex::default(),
+                });
+                self.0
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .put(text.to_owned(), Arc::clone(&kept));
+                kept
+            }
+        };
+        Ok(Parsed {
+            document: kept.document.clone(),
+            kept: Some(kept),
+        })
     }
 
     #[cfg(test)]
@@ -61,16 +120,155 @@ impl ParsedDocuments {
     }
 }
 
+impl Parsed {
+    /// What [`ReuseValidation`] is to do with this request, given to the
+    /// engine as request data; `None` when the engine is to validate it
+    /// and keep nothing (a long text, or a name that selects no
+    /// operation).
+    pub fn validation(
+        &self,
+        operation_name: Option<&str>,
+        variables: &Value,
+    ) -> Option<KnownValidation> {
+        let kept = self.kept.as_ref()?;
+        let operation = engine_selected_operation(&kept.document, operation_name)?;
+        match kept.passed(operation_name) {
+            Some(result) if variables_cannot_fail(operation, variables) => {
+                Some(KnownValidation::Passed(result))
+            }
+            _ => Some(KnownValidation::Keep {
+                document: Arc::clone(kept),
+                operation_name: operation_name.map(str::to_owned),
+            }),
+        }
+    }
+}
+
+/// The operation the engine runs for `operation_name`: as the policy's
+/// choice, except that the engine refuses any name for a document whose
+/// one operation is anonymous (after validating it).
+fn engine_selected_operation<'d>(
+    document: &'d ExecutableDocument,
+    operation_name: Option<&str>,
+) -> Option<&'d OperationDefinition> {
+    if let (DocumentOperations::Single(_), Some(_)) = (&document.operations, operation_name) {
+        return None;
+    }
+    selected_operation(document, operation_name).map(|operation| &operation.node)
+}
+
+/// Whether the engine's validation of this operation with `variables` is
+/// bound to end as it did with any other variables. Everything it checks
+/// is in the document, except the values of the operation's variables,
+/// each against the arguments it fills (and against custom complexities,
+/// which this schema has none of). A `String` or `ID` variable given as a
+/// JSON string passes for every argument a valid document can put it in,
+/// so when every variable is one, nothing is left to find. Any other
+/// type, a list, a missing value or a null is validated again.
+fn variables_cannot_fail(operation: &OperationDefinition, variables: &Value) -> bool {
+    operation.variable_definitions.iter().all(|definition| {
+        let definition = &definition.node;
+        let BaseType::Named(type_name) = &definition.var_type.node.base else {
+            return false;
+        };
+        matches!(type_name.as_str(), "String" | "ID")
+            && matches!(
+                variables.get(definition.name.node.as_str()),
+                Some(Value::String(_))
+            )
+    })
+}
+
+/// Request data for [`ReuseValidation`].
+pub enum KnownValidation {
+    /// The operation passed before and these variables cannot fail it.
+    Passed(ValidationResult),
+    /// Validate, and keep the result if it passes.
+    Keep {
+        document: Arc<KeptDocument>,
+        operation_name: Option<String>,
+    },
+}
+
+/// The engine's validation step, skipped where the request says it passed
+/// before ([`KnownValidation`]). Schema-wide: one extension serves every
+/// request.
+pub struct ReuseValidation(Arc<dyn Extension>);
+
+impl Default for ReuseValidation {
+    fn default() -> Self {
+        Self(Arc::new(ReuseValidationStep))
+    }
+}
+
+impl ExtensionFactory for ReuseValidation {
+    fn create(&self) -> Arc<dyn Extension> {
+        Arc::clone(&self.0)
+    }
+}
+
+struct ReuseValidationStep;
+
+#[async_trait::async_trait]
+impl Extension for ReuseValidationStep {
+    async fn validation(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        next: NextValidation<'_>,
+    ) -> Result<ValidationResult, Vec<ServerError>> {
+        match ctx.data_opt::<KnownValidation>() {
+            Some(KnownValidation::Passed(result)) => Ok(*result),
+            Some(KnownValidation::Keep {
+                document,
+                operation_name,
+            }) => {
+                let result = next.run(ctx).await?;
+                document.keep_passed(operation_name.clone(), result);
+                Ok(result)
+            }
+            None => next.run(ctx).await,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
+
+    const VERIFY: &str = "query($u: String!) { verifyUsername(username: $u) { exists } }";
+
+    fn passed_once(parsed: &Parsed, operation_name: Option<&str>) {
+        let Some(KnownValidation::Keep {
+            document,
+            operation_name,
+        }) = parsed.validation(operation_name, &json!({}))
+        else {
+            panic!("a first validation is kept");
+        };
+        document.keep_passed(
+            operation_name,
+            ValidationResult {
+                cache_control: Default::default(),
+                complexity: 3,
+                depth: 2,
+            },
+        );
+    }
+
+    fn reused(parsed: &Parsed, operation_name: Option<&str>, variables: Value) -> bool {
+        matches!(
+            parsed.validation(operation_name, &variables),
+            Some(KnownValidation::Passed(result)) if result.complexity == 3
+        )
+    }
 
     #[test]
     fn a_kept_document_is_the_one_parsed() {
         let documents = ParsedDocuments::default();
-        let text = "query($u: String!) { verifyUsername(username: $u) { exists } }";
-        let first = documents.parse(text).unwrap();
-        let again = documents.parse(text).unwrap();
+        let first = documents.parse(VERIFY).unwrap().document;
+        let again = documents.parse(VERIFY).unwrap().document;
         assert_eq!(format!("{first:?}"), format!("{again:?}"));
         assert_eq!(documents.len(), 1);
     }
@@ -80,7 +278,8 @@ mod tests {
         let documents = ParsedDocuments::default();
         assert!(documents.parse("query {").is_err());
         let long = format!("{{ {} }}", "__typename ".repeat(LONGEST_KEPT / 10));
-        assert!(documents.parse(&long).is_ok());
+        let parsed = documents.parse(&long).unwrap();
+        assert!(parsed.validation(None, &json!({})).is_none());
         assert_eq!(documents.len(), 0);
     }
 
@@ -91,5 +290,63 @@ mod tests {
             documents.parse(&format!("{{ a{i}: __typename }}")).unwrap();
         }
         assert_eq!(documents.len(), CAPACITY.get());
+    }
+
+    #[test]
+    fn a_passed_validation_is_reused_only_for_string_variables() {
+        let documents = ParsedDocuments::default();
+        assert!(!reused(
+            &documents.parse(VERIFY).unwrap(),
+            None,
+            json!({"u": "+62812"})
+        ));
+        passed_once(&documents.parse(VERIFY).unwrap(), None);
+        let parsed = documents.parse(VERIFY).unwrap();
+        assert!(reused(&parsed, None, json!({"u": "+6281200012345"})));
+        // The engine checks these values against the argument's type.
+        assert!(!reused(&parsed, None, json!({"u": 6281200012345_u64})));
+        assert!(!reused(&parsed, None, json!({"u": null})));
+        assert!(!reused(&parsed, None, json!({"u": ["+62812"]})));
+        assert!(!reused(&parsed, None, json!({})));
+    }
+
+    #[test]
+    fn other_types_of_variable_are_validated_every_time() {
+        let documents = ParsedDocuments::default();
+        for text in [
+            "query($u: [String!]!) { a: __typename }",
+            "query($u: Int!) { a: __typename }",
+            "mutation($i: RegisterInput!) { register(input: $i) { __typename } }",
+        ] {
+            passed_once(&documents.parse(text).unwrap(), None);
+            let parsed = documents.parse(text).unwrap();
+            assert!(
+                !reused(&parsed, None, json!({"u": "1", "i": "1"})),
+                "{text}"
+            );
+        }
+        let no_variables = "{ __typename }";
+        passed_once(&documents.parse(no_variables).unwrap(), None);
+        assert!(reused(
+            &documents.parse(no_variables).unwrap(),
+            None,
+            json!({})
+        ));
+    }
+
+    #[test]
+    fn a_validation_is_kept_for_the_operation_it_ran() {
+        let documents = ParsedDocuments::default();
+        let text = "query A($u: String!) { a: __typename } query B($u: String!) { b: __typename }";
+        passed_once(&documents.parse(text).unwrap(), Some("A"));
+        let parsed = documents.parse(text).unwrap();
+        let variables = json!({"u": "x"});
+        assert!(reused(&parsed, Some("A"), variables.clone()));
+        assert!(!reused(&parsed, Some("B"), variables.clone()));
+        // Names that select nothing keep nothing, so they cannot grow it.
+        assert!(parsed.validation(Some("C"), &variables).is_none());
+        assert!(parsed.validation(None, &variables).is_none());
+        let anonymous = documents.parse(VERIFY).unwrap();
+        assert!(anonymous.validation(Some("A"), &variables).is_none());
     }
 }

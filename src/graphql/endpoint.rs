@@ -120,8 +120,8 @@ async fn run(
     let body = read_body(request, &()).await?;
     let params = RequestParams::parse(&body)?;
 
-    let document = match documents.parse(&params.query) {
-        Ok(document) => document,
+    let parsed = match documents.parse(&params.query) {
+        Ok(parsed) => parsed,
         Err(error) => {
             let error = async_graphql::ServerError::from(error);
             let errors = vec![with_code(
@@ -132,16 +132,20 @@ async fn run(
         }
     };
     let shape = check_operation_policy(
-        &document,
+        &parsed.document,
         params.operation_name.as_deref(),
         &core.settings.graphql,
     )
     .map_err(ApiError::GraphqlPolicy)?;
     let may_read_schema = shape.introspection_only && core.settings.graphql.introspection;
+    let validation = parsed.validation(params.operation_name.as_deref(), &params.variables);
     let mut gql_request =
         async_graphql::Request::new(params.query).variables(Variables::from_json(params.variables));
+    if let Some(validation) = validation {
+        gql_request = gql_request.data(validation);
+    }
     // Parsed once: the policy read this document, the engine runs it.
-    gql_request.set_parsed_query(document);
+    gql_request.set_parsed_query(parsed.document);
     if let Some(name) = params.operation_name {
         gql_request = gql_request.operation_name(name);
     }

@@ -29,7 +29,8 @@ pub fn build_schema(core: Option<Core>, settings: &GraphqlSettings) -> AppSchema
     // graphql-js with every option on.
     let mut builder = Schema::build(query::QueryRoot, mutation::MutationRoot, EmptySubscription)
         .limit_depth(settings.max_depth.max(policy::SCHEMA_READ_DEPTH))
-        .limit_complexity(settings.max_complexity);
+        .limit_complexity(settings.max_complexity)
+        .extension(documents::ReuseValidation::default());
     if !settings.introspection {
         builder = builder.disable_introspection();
     }

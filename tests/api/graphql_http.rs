@@ -79,6 +79,44 @@ async fn documents_that_cannot_run_are_request_errors() {
     }
 }
 
+/// A document's validation that passed is reused (`graphql::documents`),
+/// but never for variables the engine would refuse: after the same
+/// document ran with a string, a number or a null for its `String!`
+/// variable is refused as on a fresh instance, and the string still runs.
+#[tokio::test]
+async fn a_document_that_passed_still_refuses_variables_that_do_not_coerce() {
+    let query = "query Verify($u: String!) { verifyUsername(username: $u) { exists } }";
+    let body = |u: Value| json!({"query": query, "operationName": "Verify", "variables": {"u": u}});
+    let fresh = spawn_app().await;
+    let app = spawn_app().await;
+    for good in ["+6281200012345", "+6281200012346"] {
+        let (status, _, value) =
+            read(send(&app, Some(GRAPHQL_RESPONSE), &body(json!(good))).await).await;
+        assert_eq!(status, StatusCode::OK, "{value}");
+        assert_eq!(value["data"]["verifyUsername"]["exists"], false, "{value}");
+    }
+    for bad in [
+        json!(6281200012345_u64),
+        Value::Null,
+        json!(["+6281200012345"]),
+    ] {
+        let (_, _, expected) =
+            read(send(&fresh, Some(GRAPHQL_RESPONSE), &body(bad.clone())).await).await;
+        let (status, _, value) =
+            read(send(&app, Some(GRAPHQL_RESPONSE), &body(bad.clone())).await).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {value}");
+        assert!(value.get("data").is_none(), "{value}");
+        assert_eq!(
+            value["errors"][0]["extensions"]["code"],
+            "GRAPHQL_VALIDATION_FAILED"
+        );
+        assert_eq!(value, expected, "{bad}");
+    }
+    let (status, _, value) =
+        read(send(&app, Some(GRAPHQL_RESPONSE), &body(json!("+6281200012347"))).await).await;
+    assert_eq!(status, StatusCode::OK, "{value}");
+}
+
 #[tokio::test]
 async fn malformed_request_parameters_are_named() {
     let app = spawn_app().await;
