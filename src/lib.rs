@@ -11,6 +11,7 @@ pub mod domain;
 pub mod error;
 pub mod graphql;
 pub mod group_commit;
+pub mod handover;
 pub mod http;
 pub mod known_groups;
 pub mod metrics;

@@ -451,15 +451,19 @@ async fn file_transports_write_what_a_person_reads() {
 
 /// A core with memory transports and no delivery loop of its own, on a
 /// manual clock, and one host: tests drive dispatch passes themselves.
-struct Quiet {
-    core: customer_registration::state::Core,
+pub(crate) struct Quiet {
+    pub(crate) core: customer_registration::state::Core,
     host: customer_registration::service::hosts::AuthenticatedHost,
-    clock: std::sync::Arc<customer_registration::clock::ManualClock>,
+    pub(crate) clock: std::sync::Arc<customer_registration::clock::ManualClock>,
     _dir: tempfile::TempDir,
 }
 
 impl Quiet {
-    async fn new() -> Self {
+    pub(crate) async fn new() -> Self {
+        Self::with(|_| {}).await
+    }
+
+    pub(crate) async fn with(tweak: impl FnOnce(&mut Settings)) -> Self {
         use customer_registration::{clock::ManualClock, service::hosts, startup};
         let dir = tempfile::tempdir().unwrap();
         let mut settings = Settings {
@@ -470,6 +474,7 @@ impl Quiet {
         settings.delivery.email.transport = EmailTransportKind::Memory;
         settings.delivery.sms.transport = SmsTransportKind::Memory;
         crate::helpers::shared_test_secrets(&mut settings);
+        tweak(&mut settings);
         let clock = std::sync::Arc::new(ManualClock::default());
         let core = startup::build_core(settings, clock.clone()).await.unwrap();
         let credentials = hosts::create_host(&core, "h").await.unwrap();
@@ -489,7 +494,7 @@ impl Quiet {
     }
 
     /// Registers `phone` (no email): one SMS queued.
-    async fn register(&self, phone: &str) {
+    pub(crate) async fn register(&self, phone: &str) {
         use customer_registration::service::registration::{self, Field, RegisterInput};
         let text = |v: &str| Field::Present(v.to_owned());
         registration::register(

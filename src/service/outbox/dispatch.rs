@@ -1,7 +1,9 @@
 //! Claiming due messages with a lease and recording how each send went.
 
+use std::collections::HashMap;
+
 use anyhow::Context;
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 use entity::{
     outbox_message,
     states::{Channel, ErrorClass, OutboxStatus},
@@ -14,29 +16,10 @@ use uuid::Uuid;
 
 use crate::{
     error::CoreResult,
+    handover::HandedOver,
     service::{retrying, write},
     state::Core,
 };
-
-/// How long a claimed message stays reserved for one dispatcher; if that
-/// instance dies mid-send another picks the message up afterwards.
-/// Always longer than a transport may take: the slower transport timeout,
-/// twice, plus a margin for recording the result.
-fn lease(core: &Core) -> Duration {
-    let delivery = &core.settings.delivery;
-    let slowest = delivery
-        .email
-        .smtp
-        .timeout_seconds
-        .max(delivery.sms.timeout_seconds)
-        .max(core.settings.webhooks.timeout_seconds);
-    Duration::seconds(
-        i64::try_from(slowest)
-            .unwrap_or(i64::MAX / 4)
-            .saturating_mul(2)
-            + 30,
-    )
-}
 
 /// A message this instance holds the lease on, ready to send.
 #[derive(Debug, Clone)]
@@ -151,7 +134,7 @@ pub async fn take_leases(core: &Core, ids: &[Uuid]) -> CoreResult<Option<Uuid>> 
     let claimed = outbox_message::Entity::update_many()
         .col_expr(
             outbox_message::Column::LeaseUntil,
-            Expr::value(now + lease(core)),
+            Expr::value(now + core.settings.lease_length()),
         )
         .col_expr(outbox_message::Column::LeaseToken, Expr::value(lease_token))
         .filter(outbox_message::Column::Id.is_in(ids.iter().copied()))
@@ -185,6 +168,55 @@ pub async fn leased(
     rows.into_iter()
         .map(|row| opened(core, row, lease_token))
         .collect()
+}
+
+/// The messages handed over to this instance's delivery loop
+/// (`Handover`) that are still pending under the lease their transaction
+/// took: like [`leased`], a message cancelled since is left out.
+pub async fn handed_over(core: &Core, handed: &[HandedOver]) -> CoreResult<Vec<ClaimedMessage>> {
+    if handed.is_empty() {
+        return Ok(Vec::new());
+    }
+    let tokens: HashMap<Uuid, Uuid> = handed.iter().map(|m| (m.id, m.lease_token)).collect();
+    let rows = outbox_message::Entity::find()
+        .filter(outbox_message::Column::Id.is_in(tokens.keys().copied()))
+        .filter(outbox_message::Column::Status.eq(OutboxStatus::Pending))
+        .order_by_asc(outbox_message::Column::NextAttemptAt)
+        .all(&core.db)
+        .await
+        .context("Failed to load handed-over outbox messages")?;
+    rows.into_iter()
+        .filter_map(|row| {
+            let token = tokens[&row.id];
+            (row.lease_token == Some(token)).then(|| opened(core, row, token))
+        })
+        .collect()
+}
+
+/// Gives up the leases of messages handed over to a delivery loop that
+/// stopped before sending them, so that any instance sends them at once.
+pub async fn release(core: &Core, handed: &[HandedOver]) -> CoreResult<u64> {
+    if handed.is_empty() {
+        return Ok(0);
+    }
+    let turn = write::delivery_turn(core).await;
+    let released = outbox_message::Entity::update_many()
+        .col_expr(
+            outbox_message::Column::LeaseUntil,
+            Expr::value(Option::<DateTime<Utc>>::None),
+        )
+        .col_expr(
+            outbox_message::Column::LeaseToken,
+            Expr::value(Option::<Uuid>::None),
+        )
+        .filter(outbox_message::Column::Id.is_in(handed.iter().map(|m| m.id)))
+        .filter(outbox_message::Column::LeaseToken.is_in(handed.iter().map(|m| m.lease_token)))
+        .filter(outbox_message::Column::Status.eq(OutboxStatus::Pending))
+        .exec(&core.db)
+        .await
+        .context("Failed to release handed-over outbox messages")?;
+    drop(turn);
+    Ok(released.rows_affected)
 }
 
 /// A claimed row with its sealed bodies opened.

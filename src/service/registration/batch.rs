@@ -275,7 +275,8 @@ async fn write_registers(core: &Core, batch: &[&Prepared]) -> CoreResult<Vec<Sto
             .await?;
         }
     }
-    queue_and_count(core, &txn, queued).await?;
+    let handover = queue_and_count(core, &txn, queued).await?;
     write::commit(txn).await?;
+    handover.hand_over();
     Ok(registrations.into_iter().zip(codes).collect())
 }

@@ -143,8 +143,9 @@ pub async fn resend_sms(
             now,
             messages: vec![sms],
         };
-        queue_and_count(core, &txn, vec![queued]).await?;
+        let handover = queue_and_count(core, &txn, vec![queued]).await?;
         write::commit(txn).await?;
+        handover.hand_over();
         Ok((registration, code, now))
     })
     .await?;
@@ -186,8 +187,9 @@ pub async fn resend_email(
             now,
             messages: vec![message],
         };
-        queue_and_count(core, &txn, vec![queued]).await?;
+        let handover = queue_and_count(core, &txn, vec![queued]).await?;
         write::commit(txn).await?;
+        handover.hand_over();
         Ok((registration, now))
     })
     .await?;

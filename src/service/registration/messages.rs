@@ -12,6 +12,7 @@ use crate::{
     crypto::{generate_sms_code, random_token, sha256_hex},
     domain::{IssuedCode, Registration},
     error::CoreResult,
+    handover::Reservation,
     service::{
         hosts::AuthenticatedHost,
         outbox::{self, NewMessage},
@@ -81,15 +82,16 @@ pub(super) struct Queued<'a> {
 
 /// Queues a transaction's messages in one statement and counts them
 /// against the send quotas and, for an SMS, the host's monthly budget; the
-/// caller commits right after (see `quotas::count` for why last). A
+/// caller commits right after (see `quotas::count` for why last) and then
+/// hands the returned reservation's messages to the delivery loop. A
 /// refusal of one registration's messages is reported as its error; one of
 /// several registers written together fails the batch without a report,
 /// and they are written one by one (`batch`).
-pub(super) async fn queue_and_count(
-    core: &Core,
+pub(super) async fn queue_and_count<'c>(
+    core: &'c Core,
     txn: &DatabaseTransaction,
     queued: Vec<Queued<'_>>,
-) -> CoreResult<()> {
+) -> CoreResult<Reservation<'c>> {
     let alone = queued.len() == 1;
     let latest = queued
         .iter()
@@ -122,13 +124,14 @@ pub(super) async fn queue_and_count(
         });
         messages.extend(one.messages);
     }
-    outbox::enqueue_all(&core.keys, txn, messages, latest).await?;
+    let mut handover = core.handover.reserve(messages.len(), latest);
+    outbox::enqueue_all(&core.keys, txn, messages, latest, &mut handover).await?;
     let refusal = match quotas::count(core, txn, &counted).await? {
         Some(refusal) => Some(refusal),
         None => spend::count_sms(core, txn, &sms).await?,
     };
     match refusal {
-        None => Ok(()),
+        None => Ok(handover),
         Some(refusal) if alone => Err(refusal.reported(core)),
         Some(_) => Err(anyhow::Error::new(Refused).into()),
     }
