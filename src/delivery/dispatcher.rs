@@ -173,24 +173,15 @@ impl Dispatcher {
         if handed.is_empty() && due.is_empty() {
             return Ok(report);
         }
-        // Should either read fail, what was handed over waits for the next
-        // pass rather than for its lease to lapse.
-        let claimed = match outbox::claim_batch(&self.core, &due).await {
+        let claimed = match outbox::claim_with_handed(&self.core, &due, &handed).await {
             Ok(claimed) => claimed,
             Err(error) => {
+                // What was handed over waits for the next pass rather
+                // than for its lease to lapse.
                 self.core.handover.put_back(handed);
                 return Err(error);
             }
         };
-        let mut handed_over = match outbox::handed_over(&self.core, &handed).await {
-            Ok(messages) => messages,
-            Err(error) => {
-                self.core.handover.put_back(handed);
-                return Err(error);
-            }
-        };
-        handed_over.extend(claimed);
-        let claimed = handed_over;
         let mut sending: FuturesUnordered<_> = claimed
             .into_iter()
             .map(|message| self.send(message))

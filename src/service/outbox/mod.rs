@@ -13,8 +13,8 @@ mod stats;
 
 pub use cancel::{CancelReason, cancel_expired, cancel_for_host, cancel_pending};
 pub use dispatch::{
-    Carrier, ClaimedMessage, Recorded, SendResult, claim_batch, due, handed_over, leased, release,
-    take_leases,
+    Carrier, ClaimedMessage, Recorded, SendResult, claim_batch, claim_with_handed, due, leased,
+    release, take_leases,
 };
 pub use history::{
     Delivery, DeliveryEvent, deliveries_by_registration, list, retry_dead, timelines,
