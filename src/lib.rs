@@ -11,7 +11,6 @@ pub mod domain;
 pub mod error;
 pub mod graphql;
 pub mod group_commit;
-pub mod handover;
 pub mod http;
 pub mod known_groups;
 pub mod metrics;

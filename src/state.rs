@@ -11,7 +11,6 @@ use crate::{
     crypto::{Keys, PasswordHashing},
     domain::Rules,
     group_commit::GroupCommit,
-    handover::Handover,
     metrics::Metrics,
     request_counts::RequestLimiter,
     templates::Templates,
@@ -64,9 +63,6 @@ pub struct CoreParts {
     /// Registers waiting to be written together, one transaction per batch
     /// (`service::registration::batch`).
     pub register_batches: Arc<GroupCommit>,
-    /// Messages queued already leased to this instance's delivery loop
-    /// (`service::outbox::Handover`).
-    pub handover: Arc<Handover>,
 }
 
 impl Core {
@@ -79,7 +75,6 @@ impl Core {
         parts.tokens = Arc::new(TokenCache::new(self.settings.auth.token_cache_seconds));
         parts.account_groups = Arc::default();
         parts.register_batches = register_batches(self.db.get_database_backend());
-        parts.handover = handover(&self.settings);
         Core(Arc::new(parts))
     }
 
@@ -98,7 +93,6 @@ impl Core {
             settings.limits.max_queued_hashes,
         );
         let settings_cache_seconds = settings.auth.token_cache_seconds;
-        let handover = handover(&settings);
         Self(Arc::new(CoreParts {
             rules: Rules::new(&settings.registration),
             settings,
@@ -116,23 +110,9 @@ impl Core {
                 .then(|| Arc::new(WriterQueue::default())),
             galera,
             register_batches: register_batches(db.get_database_backend()),
-            handover,
             db,
         }))
     }
-}
-
-/// Half a batch: every pass keeps the other half for messages waiting in
-/// the database (`service::outbox::Handover`).
-fn handover(settings: &Settings) -> Arc<Handover> {
-    let capacity = usize::try_from(settings.delivery.batch_size / 2)
-        .unwrap_or(usize::MAX)
-        .max(1);
-    Arc::new(Handover::new(
-        capacity,
-        settings.lease_length(),
-        settings.longest_send(),
-    ))
 }
 
 /// The queue of registers waiting to be written together, and how many of

@@ -38,7 +38,6 @@ fn the_core_imports_no_web_stack_and_no_transport() {
         "state.rs",
         "group_commit.rs",
         "known_groups.rs",
-        "handover.rs",
         "templates.rs",
         "clock.rs",
     ] {

@@ -329,42 +329,7 @@ impl Default for QuotaSettings {
     }
 }
 
-/// Seconds as a duration, the longest one chrono has at most.
-fn seconds(seconds: u64) -> chrono::Duration {
-    i64::try_from(seconds)
-        .ok()
-        .and_then(chrono::Duration::try_seconds)
-        .unwrap_or(chrono::Duration::MAX)
-}
-
 impl Settings {
-    /// The most one send may take: the slowest transport's timeout.
-    pub fn longest_send(&self) -> chrono::Duration {
-        seconds(self.longest_send_seconds())
-    }
-
-    fn longest_send_seconds(&self) -> u64 {
-        let delivery = &self.delivery;
-        delivery
-            .email
-            .smtp
-            .timeout_seconds
-            .max(delivery.sms.timeout_seconds)
-            .max(self.webhooks.timeout_seconds)
-    }
-
-    /// How long a claimed message stays reserved for one dispatcher; if that
-    /// instance dies mid-send another picks the message up afterwards.
-    /// Always longer than a transport may take: the slowest transport's
-    /// timeout, twice, plus a margin for recording the result.
-    pub fn lease_length(&self) -> chrono::Duration {
-        seconds(
-            self.longest_send_seconds()
-                .saturating_mul(2)
-                .saturating_add(30),
-        )
-    }
-
     /// Loads defaults, the TOML file (if given or if `customer-registration.toml`
     /// exists) and the `CR_` environment (nested keys use `__`).
     pub fn load(config_file: Option<&std::path::Path>) -> anyhow::Result<Self> {

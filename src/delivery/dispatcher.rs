@@ -25,10 +25,6 @@ use crate::{
 /// itself runs once per `retention.interval_minutes` across all instances.
 const RETENTION_CHECK: Duration = Duration::from_secs(60);
 
-/// How long a stopping loop waits for transactions that reserved a place in
-/// the handover to commit (or not) before it releases what it holds.
-const HANDOVER_SETTLING: Duration = Duration::from_secs(2);
-
 pub struct Dispatcher {
     core: Core,
     email: EmailSender,
@@ -92,10 +88,8 @@ impl Dispatcher {
         let poll = Duration::from_millis(self.core.settings.delivery.poll_interval_ms);
         let batch = self.core.settings.delivery.batch_size as usize;
         let mut last_retention_check = Instant::now();
-        self.core.handover.open();
         loop {
             if *self.stopping.borrow() {
-                self.release_handover().await;
                 tracing::info!("delivery stopped");
                 return;
             }
@@ -121,34 +115,8 @@ impl Dispatcher {
         }
     }
 
-    /// Stops the handover and gives up the leases of what it still holds,
-    /// so that another instance (or this one, started again) sends those
-    /// messages at once rather than when their leases lapse. Transactions
-    /// committing as it closes hand over what they reserved first; one
-    /// still open after `HANDOVER_SETTLING` leaves its messages to lapse.
-    async fn release_handover(&self) {
-        let handover = &self.core.handover;
-        handover.close();
-        let settling = Instant::now();
-        while !handover.settled() && settling.elapsed() < HANDOVER_SETTLING {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        let left = handover.all();
-        match outbox::release(&self.core, &left).await {
-            Ok(released) if released > 0 => {
-                tracing::info!(messages = released, "handed-over messages released");
-            }
-            Ok(_) => {}
-            Err(error) => {
-                tracing::warn!(error = ?error, "handed-over messages left to their leases");
-            }
-        }
-    }
-
-    /// One pass over up to `delivery.batch_size` messages: those handed
-    /// over by the transactions that queued them (`Handover`, at most half
-    /// a batch) and, for the rest, the due ones in the database, claimed
-    /// together. It sends them all at once (each runs to its transport's
+    /// One pass over up to `delivery.batch_size` due messages: claims them
+    /// together, sends them all at once (each runs to its transport's
     /// timeout at most, so each lease covers one send, not the batch) and
     /// records the results in groups: whatever has finished when a result
     /// is ready goes into one transaction. On SQLite each commit is a turn
@@ -157,31 +125,13 @@ impl Dispatcher {
     /// turn at every step, so the more it sends at once the more it keeps
     /// up (docs/PERFORMANCE.md, session 17).
     pub async fn dispatch_due(&self) -> CoreResult<DispatchReport> {
-        let mut report = DispatchReport::default();
-        if *self.stopping.borrow() {
-            return Ok(report);
-        }
         let now = self.core.clock.now();
-        let batch = usize::try_from(self.core.settings.delivery.batch_size).unwrap_or(usize::MAX);
-        let handed = self.core.handover.take(batch, now);
-        let room = batch - handed.len();
-        let due = if room > 0 {
-            outbox::due(&self.core, now, room as u64).await?
-        } else {
-            Vec::new()
-        };
-        if handed.is_empty() && due.is_empty() {
+        let due = outbox::due(&self.core, now, self.core.settings.delivery.batch_size).await?;
+        let mut report = DispatchReport::default();
+        if due.is_empty() || *self.stopping.borrow() {
             return Ok(report);
         }
-        let claimed = match outbox::claim_with_handed(&self.core, &due, &handed).await {
-            Ok(claimed) => claimed,
-            Err(error) => {
-                // What was handed over waits for the next pass rather
-                // than for its lease to lapse.
-                self.core.handover.put_back(handed);
-                return Err(error);
-            }
-        };
+        let claimed = outbox::claim_batch(&self.core, &due).await?;
         let mut sending: FuturesUnordered<_> = claimed
             .into_iter()
             .map(|message| self.send(message))

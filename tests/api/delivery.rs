@@ -451,19 +451,15 @@ async fn file_transports_write_what_a_person_reads() {
 
 /// A core with memory transports and no delivery loop of its own, on a
 /// manual clock, and one host: tests drive dispatch passes themselves.
-pub(crate) struct Quiet {
-    pub(crate) core: customer_registration::state::Core,
+struct Quiet {
+    core: customer_registration::state::Core,
     host: customer_registration::service::hosts::AuthenticatedHost,
-    pub(crate) clock: std::sync::Arc<customer_registration::clock::ManualClock>,
+    clock: std::sync::Arc<customer_registration::clock::ManualClock>,
     _dir: tempfile::TempDir,
 }
 
 impl Quiet {
-    pub(crate) async fn new() -> Self {
-        Self::with(|_| {}).await
-    }
-
-    pub(crate) async fn with(tweak: impl FnOnce(&mut Settings)) -> Self {
+    async fn new() -> Self {
         use customer_registration::{clock::ManualClock, service::hosts, startup};
         let dir = tempfile::tempdir().unwrap();
         let mut settings = Settings {
@@ -474,7 +470,6 @@ impl Quiet {
         settings.delivery.email.transport = EmailTransportKind::Memory;
         settings.delivery.sms.transport = SmsTransportKind::Memory;
         crate::helpers::shared_test_secrets(&mut settings);
-        tweak(&mut settings);
         let clock = std::sync::Arc::new(ManualClock::default());
         let core = startup::build_core(settings, clock.clone()).await.unwrap();
         let credentials = hosts::create_host(&core, "h").await.unwrap();
@@ -494,7 +489,7 @@ impl Quiet {
     }
 
     /// Registers `phone` (no email): one SMS queued.
-    pub(crate) async fn register(&self, phone: &str) {
+    async fn register(&self, phone: &str) {
         use customer_registration::service::registration::{self, Field, RegisterInput};
         let text = |v: &str| Field::Present(v.to_owned());
         registration::register(

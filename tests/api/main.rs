@@ -9,7 +9,6 @@ mod gateways;
 mod graphql;
 mod graphql_http;
 mod group_commit;
-mod handover;
 mod hardening;
 mod helpers;
 mod idempotency;

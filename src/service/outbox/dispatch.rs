@@ -1,9 +1,7 @@
 //! Claiming due messages with a lease and recording how each send went.
 
-use std::collections::HashMap;
-
 use anyhow::Context;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Duration, Utc};
 use entity::{
     outbox_message,
     states::{Channel, ErrorClass, OutboxStatus},
@@ -16,10 +14,29 @@ use uuid::Uuid;
 
 use crate::{
     error::CoreResult,
-    handover::HandedOver,
     service::{retrying, write},
     state::Core,
 };
+
+/// How long a claimed message stays reserved for one dispatcher; if that
+/// instance dies mid-send another picks the message up afterwards.
+/// Always longer than a transport may take: the slower transport timeout,
+/// twice, plus a margin for recording the result.
+fn lease(core: &Core) -> Duration {
+    let delivery = &core.settings.delivery;
+    let slowest = delivery
+        .email
+        .smtp
+        .timeout_seconds
+        .max(delivery.sms.timeout_seconds)
+        .max(core.settings.webhooks.timeout_seconds);
+    Duration::seconds(
+        i64::try_from(slowest)
+            .unwrap_or(i64::MAX / 4)
+            .saturating_mul(2)
+            + 30,
+    )
+}
 
 /// A message this instance holds the lease on, ready to send.
 #[derive(Debug, Clone)]
@@ -112,32 +129,17 @@ pub async fn due(core: &Core, now: DateTime<Utc>, limit: u64) -> CoreResult<Vec<
 /// one gets each row. One statement for the batch, not one per message,
 /// because on SQLite every commit is a disk flush that registers wait for.
 pub async fn claim_batch(core: &Core, ids: &[Uuid]) -> CoreResult<Vec<ClaimedMessage>> {
-    claim_with_handed(core, ids, &[]).await
-}
-
-/// Claims those of `due` still pending and free, as [`claim_batch`] does,
-/// and reads them back with the messages `handed` over to this instance's
-/// delivery loop (`Handover`), whose leases their transactions took: one
-/// read for both, so a pass costs one statement fewer for what was handed
-/// over, not one more.
-pub async fn claim_with_handed(
-    core: &Core,
-    due: &[Uuid],
-    handed: &[HandedOver],
-) -> CoreResult<Vec<ClaimedMessage>> {
-    if due.is_empty() && handed.is_empty() {
+    if ids.is_empty() {
         return Ok(Vec::new());
     }
-    retrying(core, || async {
-        let mut ours: HashMap<Uuid, Uuid> = handed.iter().map(|m| (m.id, m.lease_token)).collect();
-        if !due.is_empty()
-            && let Some(lease_token) = take_leases(core, due).await?
-        {
-            ours.extend(due.iter().map(|id| (*id, lease_token)));
-        }
-        read_leased(core, &ours).await
-    })
-    .await
+    retrying(core, || claim_batch_once(core, ids)).await
+}
+
+async fn claim_batch_once(core: &Core, ids: &[Uuid]) -> CoreResult<Vec<ClaimedMessage>> {
+    match take_leases(core, ids).await? {
+        Some(lease_token) => leased(core, ids, lease_token).await,
+        None => Ok(Vec::new()),
+    }
 }
 
 /// The first half of a claim: leases those of `ids` still pending and not
@@ -149,7 +151,7 @@ pub async fn take_leases(core: &Core, ids: &[Uuid]) -> CoreResult<Option<Uuid>> 
     let claimed = outbox_message::Entity::update_many()
         .col_expr(
             outbox_message::Column::LeaseUntil,
-            Expr::value(now + core.settings.lease_length()),
+            Expr::value(now + lease(core)),
         )
         .col_expr(outbox_message::Column::LeaseToken, Expr::value(lease_token))
         .filter(outbox_message::Column::Id.is_in(ids.iter().copied()))
@@ -163,66 +165,26 @@ pub async fn take_leases(core: &Core, ids: &[Uuid]) -> CoreResult<Option<Uuid>> 
 }
 
 /// The second half: the messages leased under `lease_token` that are still
-/// pending.
+/// pending. A message cancelled since it was leased (a resend replaced its
+/// code, the registration completed) has lost its body with its status and
+/// must not go out: it is left out, and the rest of the batch goes.
 pub async fn leased(
     core: &Core,
     ids: &[Uuid],
     lease_token: Uuid,
 ) -> CoreResult<Vec<ClaimedMessage>> {
-    let ours = ids.iter().map(|id| (*id, lease_token)).collect();
-    read_leased(core, &ours).await
-}
-
-/// The messages of `ours` (id → the lease token we hold it under) that are
-/// still pending under that lease. A message cancelled since it was leased
-/// (a resend replaced its code, the registration completed) has lost its
-/// body with its status and must not go out: it is left out, and the rest
-/// of the batch goes. One taken over by another instance (its token is not
-/// ours any more) is left out too.
-async fn read_leased(core: &Core, ours: &HashMap<Uuid, Uuid>) -> CoreResult<Vec<ClaimedMessage>> {
-    if ours.is_empty() {
-        return Ok(Vec::new());
-    }
-    // By id: the primary key finds the rows; the tokens pick ours.
+    // By id first: the primary key finds the rows, the token picks ours.
     let rows = outbox_message::Entity::find()
-        .filter(outbox_message::Column::Id.is_in(ours.keys().copied()))
+        .filter(outbox_message::Column::Id.is_in(ids.iter().copied()))
+        .filter(outbox_message::Column::LeaseToken.eq(lease_token))
         .filter(outbox_message::Column::Status.eq(OutboxStatus::Pending))
         .order_by_asc(outbox_message::Column::NextAttemptAt)
         .all(&core.db)
         .await
         .context("Failed to load claimed outbox messages")?;
     rows.into_iter()
-        .filter_map(|row| {
-            let lease_token = *ours.get(&row.id)?;
-            (row.lease_token == Some(lease_token)).then(|| opened(core, row, lease_token))
-        })
+        .map(|row| opened(core, row, lease_token))
         .collect()
-}
-
-/// Gives up the leases of messages handed over to a delivery loop that
-/// stopped before sending them, so that any instance sends them at once.
-pub async fn release(core: &Core, handed: &[HandedOver]) -> CoreResult<u64> {
-    if handed.is_empty() {
-        return Ok(0);
-    }
-    let turn = write::delivery_turn(core).await;
-    let released = outbox_message::Entity::update_many()
-        .col_expr(
-            outbox_message::Column::LeaseUntil,
-            Expr::value(Option::<DateTime<Utc>>::None),
-        )
-        .col_expr(
-            outbox_message::Column::LeaseToken,
-            Expr::value(Option::<Uuid>::None),
-        )
-        .filter(outbox_message::Column::Id.is_in(handed.iter().map(|m| m.id)))
-        .filter(outbox_message::Column::LeaseToken.is_in(handed.iter().map(|m| m.lease_token)))
-        .filter(outbox_message::Column::Status.eq(OutboxStatus::Pending))
-        .exec(&core.db)
-        .await
-        .context("Failed to release handed-over outbox messages")?;
-    drop(turn);
-    Ok(released.rows_affected)
 }
 
 /// A claimed row with its sealed bodies opened.

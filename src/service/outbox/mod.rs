@@ -13,8 +13,7 @@ mod stats;
 
 pub use cancel::{CancelReason, cancel_expired, cancel_for_host, cancel_pending};
 pub use dispatch::{
-    Carrier, ClaimedMessage, Recorded, SendResult, claim_batch, claim_with_handed, due, leased,
-    release, take_leases,
+    Carrier, ClaimedMessage, Recorded, SendResult, claim_batch, due, leased, take_leases,
 };
 pub use history::{
     Delivery, DeliveryEvent, deliveries_by_registration, list, retry_dead, timelines,
@@ -33,10 +32,7 @@ use entity::{
 use sea_orm::{ActiveValue::Set, DatabaseTransaction, EntityTrait};
 use uuid::Uuid;
 
-use crate::{
-    crypto::Keys, domain::PhoneNumber, error::CoreResult, handover::Reservation,
-    templates::RenderedEmail,
-};
+use crate::{crypto::Keys, domain::PhoneNumber, error::CoreResult, templates::RenderedEmail};
 
 /// Queues a signed webhook to a host (`service::webhooks` calls it): the
 /// recipient is the endpoint's URL, the body the JSON payload. Returns the
@@ -58,8 +54,7 @@ pub async fn enqueue_webhook(
         body: payload,
         html_body: None,
     };
-    let id = Uuid::now_v7();
-    let row = queued_row(keys, id, message, now, None);
+    let (id, row) = queued_row(keys, message, now);
     outbox_message::Entity::insert(row)
         .exec_without_returning(txn)
         .await
@@ -121,22 +116,19 @@ impl<'a> NewMessage<'a> {
 }
 
 /// Queues messages in one statement (a register queues its SMS and its
-/// email together); those `handover` has slots for are written leased to
-/// this instance's delivery loop (`handover`).
+/// email together).
 pub async fn enqueue_all(
     keys: &Keys,
     txn: &DatabaseTransaction,
     messages: Vec<NewMessage<'_>>,
     now: DateTime<Utc>,
-    handover: &mut Reservation<'_>,
 ) -> CoreResult<()> {
     if messages.is_empty() {
         return Ok(());
     }
-    let rows = messages.into_iter().map(|message| {
-        let id = Uuid::now_v7();
-        queued_row(keys, id, message, now, handover.lease(id))
-    });
+    let rows = messages
+        .into_iter()
+        .map(|message| queued_row(keys, message, now).1);
     outbox_message::Entity::insert_many(rows)
         .exec_without_returning(txn)
         .await
@@ -144,16 +136,15 @@ pub async fn enqueue_all(
     Ok(())
 }
 
-/// The pending row of a message, free or under `lease` (token, until).
-/// Bodies are sealed (`Keys::seal`): they carry a live code or link.
+/// The pending row of a message, and its new id. Bodies are sealed
+/// (`Keys::seal`): they carry a live code or link.
 fn queued_row(
     keys: &Keys,
-    id: Uuid,
     message: NewMessage<'_>,
     now: DateTime<Utc>,
-    lease: Option<(Uuid, DateTime<Utc>)>,
-) -> outbox_message::ActiveModel {
-    outbox_message::ActiveModel {
+) -> (Uuid, outbox_message::ActiveModel) {
+    let id = Uuid::now_v7();
+    let row = outbox_message::ActiveModel {
         id: Set(id),
         registration_id: Set(message.registration_id),
         channel: Set(message.channel),
@@ -166,15 +157,16 @@ fn queued_row(
         status: Set(OutboxStatus::Pending),
         attempts: Set(0),
         next_attempt_at: Set(now),
-        lease_until: Set(lease.map(|(_, until)| until)),
+        lease_until: Set(None),
         last_error: Set(None),
         last_error_class: Set(None),
-        lease_token: Set(lease.map(|(token, _)| token)),
+        lease_token: Set(None),
         provider_message_id: Set(None),
         created_at: Set(now),
         sent_at: Set(None),
         provider: Set(None),
         provider_failures: Set(0),
         country: Set(message.country),
-    }
+    };
+    (id, row)
 }

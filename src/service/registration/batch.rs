@@ -275,8 +275,7 @@ async fn write_registers(core: &Core, batch: &[&Prepared]) -> CoreResult<Vec<Sto
             .await?;
         }
     }
-    let handover = queue_and_count(core, &txn, queued).await?;
+    queue_and_count(core, &txn, queued).await?;
     write::commit(txn).await?;
-    handover.hand_over();
     Ok(registrations.into_iter().zip(codes).collect())
 }

@@ -143,9 +143,8 @@ pub async fn resend_sms(
             now,
             messages: vec![sms],
         };
-        let handover = queue_and_count(core, &txn, vec![queued]).await?;
+        queue_and_count(core, &txn, vec![queued]).await?;
         write::commit(txn).await?;
-        handover.hand_over();
         Ok((registration, code, now))
     })
     .await?;
@@ -187,9 +186,8 @@ pub async fn resend_email(
             now,
             messages: vec![message],
         };
-        let handover = queue_and_count(core, &txn, vec![queued]).await?;
+        queue_and_count(core, &txn, vec![queued]).await?;
         write::commit(txn).await?;
-        handover.hand_over();
         Ok((registration, now))
     })
     .await?;

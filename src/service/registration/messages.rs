@@ -12,7 +12,6 @@ use crate::{
     crypto::{generate_sms_code, random_token, sha256_hex},
     domain::{IssuedCode, Registration},
     error::CoreResult,
-    handover::Reservation,
     service::{
         hosts::AuthenticatedHost,
         outbox::{self, NewMessage},
@@ -82,16 +81,15 @@ pub(super) struct Queued<'a> {
 
 /// Queues a transaction's messages in one statement and counts them
 /// against the send quotas and, for an SMS, the host's monthly budget; the
-/// caller commits right after (see `quotas::count` for why last) and then
-/// hands the returned reservation's messages to the delivery loop. A
+/// caller commits right after (see `quotas::count` for why last). A
 /// refusal of one registration's messages is reported as its error; one of
 /// several registers written together fails the batch without a report,
 /// and they are written one by one (`batch`).
-pub(super) async fn queue_and_count<'c>(
-    core: &'c Core,
+pub(super) async fn queue_and_count(
+    core: &Core,
     txn: &DatabaseTransaction,
     queued: Vec<Queued<'_>>,
-) -> CoreResult<Reservation<'c>> {
+) -> CoreResult<()> {
     let alone = queued.len() == 1;
     let latest = queued
         .iter()
@@ -124,14 +122,13 @@ pub(super) async fn queue_and_count<'c>(
         });
         messages.extend(one.messages);
     }
-    let mut handover = core.handover.reserve(messages.len(), latest);
-    outbox::enqueue_all(&core.keys, txn, messages, latest, &mut handover).await?;
+    outbox::enqueue_all(&core.keys, txn, messages, latest).await?;
     let refusal = match quotas::count(core, txn, &counted).await? {
         Some(refusal) => Some(refusal),
         None => spend::count_sms(core, txn, &sms).await?,
     };
     match refusal {
-        None => Ok(handover),
+        None => Ok(()),
         Some(refusal) if alone => Err(refusal.reported(core)),
         Some(_) => Err(anyhow::Error::new(Refused).into()),
     }
