@@ -199,3 +199,68 @@ async fn too_many_wrong_codes_for_one_phone_refuse_the_number_for_a_while() {
         StatusCode::OK
     );
 }
+
+/// The phone's run of wrong codes on this host, as stored.
+async fn phone_failures(app: &crate::helpers::TestApp) -> Option<i32> {
+    entity::phone_guard::Entity::find()
+        .one(&app.core.db)
+        .await
+        .unwrap()
+        .map(|guard| guard.consecutive_failures)
+}
+
+#[tokio::test]
+async fn a_confirm_clears_the_run_of_wrong_codes_it_follows() {
+    let app = spawn_app_with(|s| {
+        s.registration.max_wrong_codes = 5;
+        s.registration.phone_lock_threshold = 3;
+    })
+    .await;
+    app.register(&register_body(PHONE)).await;
+    let token = app.sms_token(PHONE, 1).await;
+    for _ in 0..2 {
+        let _ = app.confirm(PHONE, "pw", &wrong(&token)).await;
+    }
+    assert_eq!(phone_failures(&app).await, Some(2));
+    assert_eq!(
+        app.confirm(PHONE, "pw", &token).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(phone_failures(&app).await, Some(0));
+}
+
+/// The phone's lock is read beside the registration; with no registration
+/// to read it beside, it is still told before "not found".
+#[tokio::test]
+async fn a_locked_phone_with_no_registration_is_refused_as_locked() {
+    use sea_orm::ActiveValue::Set;
+    let app = spawn_app().await;
+    let host_id = entity::host::Entity::find()
+        .one(&app.core.db)
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
+    entity::phone_guard::Entity::insert(entity::phone_guard::ActiveModel {
+        host_id: Set(host_id),
+        phone: Set(PHONE.into()),
+        consecutive_failures: Set(3),
+        locked_until: Set(Some(app.core.clock.now() + Duration::minutes(30))),
+    })
+    .exec(&app.core.db)
+    .await
+    .unwrap();
+    let confirm = app.confirm(PHONE, "pw", "ABC123456").await;
+    assert_error(confirm, StatusCode::LOCKED, "PHONE_LOCKED").await;
+    let resend = app
+        .post(
+            "/b2b/customer/resend/registration/sms",
+            &json!({"username": PHONE, "phone": "081234567890"}),
+        )
+        .await;
+    assert_error(resend, StatusCode::LOCKED, "PHONE_LOCKED").await;
+
+    app.clock.advance(Duration::minutes(31));
+    let confirm = app.confirm(PHONE, "pw", "ABC123456").await;
+    assert_error(confirm, StatusCode::NOT_FOUND, "REGISTRATION_NOT_FOUND").await;
+}

@@ -92,11 +92,9 @@ async fn begin_resend(
     let rules = &core.rules;
     let phone = input::resend_target(core, request)?;
     let now = core.clock.now();
-    ensure_phone_not_locked(
-        queries::phone_locked_until(core, host.id, &phone).await?,
-        now,
-    )?;
-    let registration = queries::latest_for_phone(core, host, &phone).await?;
+    let registration = queries::latest_for_phone(core, host, &phone)
+        .await?
+        .unlocked(now)?;
     registration.ensure_open(rules)?;
     if channel == Channel::Email && registration.email.is_none() {
         return Err(CoreError::NoEmailOnRegistration);

@@ -6,14 +6,12 @@ use uuid::Uuid;
 
 use super::{
     input::{self, ConfirmInput},
-    queries, store,
+    queries::{self, LatestForPhone},
+    store,
     views::ConfirmedRegistration,
 };
 use crate::{
-    domain::{
-        CodeCheck, Md5PasswordHex, PhoneNumber, Registration, SmsCode,
-        registration::ensure_phone_not_locked,
-    },
+    domain::{CodeCheck, Md5PasswordHex, PhoneNumber, Registration, SmsCode},
     error::{CoreError, CoreResult},
     service::{
         hosts::AuthenticatedHost,
@@ -69,15 +67,20 @@ pub async fn confirm_parsed(
     // with Retry-After in under 5 ms), and once admitted it is not refused
     // after its code was checked.
     let hashing = core.hashing.admit()?;
-    ensure_phone_not_locked(
-        queries::phone_locked_until(core, host.id, phone).await?,
-        core.clock.now(),
-    )?;
-    let registration = queries::latest_for_phone(core, host, phone).await?;
+    let latest = queries::latest_for_phone(core, host, phone).await?;
+    let registration = latest.unlocked(core.clock.now())?;
     registration.ensure_open(rules)?;
     let submitted = core.keys.token_hashes(&code.expose());
-    let (check, current) =
-        retrying(core, || check_code(core, host, &registration, &submitted)).await?;
+    let (check, current) = retrying(core, || {
+        check_code(
+            core,
+            host,
+            &registration,
+            &submitted,
+            latest.webhook_url.as_deref(),
+        )
+    })
+    .await?;
     if current.queued_webhook {
         core.outbox_signal.notify_one();
     }
@@ -100,6 +103,7 @@ pub async fn confirm_parsed(
         complete_registration(
             core,
             &registration,
+            &latest,
             current.code_id,
             phone,
             &password_hash,
@@ -132,9 +136,11 @@ struct Completed {
 
 /// The confirming transaction: uses the code up, completes the registration
 /// and creates the customer, or says which concurrent change got there first.
+#[allow(clippy::too_many_arguments)]
 async fn complete_registration(
     core: &Core,
     registration: &Registration,
+    latest: &LatestForPhone,
     code_id: Uuid,
     phone: &PhoneNumber,
     password_hash: &str,
@@ -181,7 +187,14 @@ async fn complete_registration(
     if let ConfirmedVia::EmailLink { link_id } = via {
         store::mark_link_used(&txn, link_id, now).await?;
     }
-    store::reset_phone_failures(&txn, registration.host_id, phone).await?;
+    // Only a run of wrong codes seen before is cleared, one statement fewer
+    // for every confirm typed right the first time. A wrong guess on the
+    // same phone in the milliseconds since that read stays counted: it
+    // would only ever matter to a later registration of a phone that is a
+    // customer's username now.
+    if latest.phone_failures > 0 {
+        store::reset_phone_failures(&txn, registration.host_id, phone).await?;
+    }
     outbox::cancel_pending(
         &*txn,
         &[registration.id],
@@ -192,13 +205,15 @@ async fn complete_registration(
     .await?;
     let completed =
         WebhookEvent::registration_completed(registration.id, phone.as_str(), customer_id, now);
-    let queued =
-        webhooks::enqueue_event(&core.keys, &txn, registration.host_id, &completed, now).await?;
+    if let Some(url) = &latest.webhook_url {
+        webhooks::enqueue_event_to(&core.keys, &txn, url, registration.host_id, &completed, now)
+            .await?;
+    }
     write::commit(txn).await?;
     Ok(Completed {
         customer_id,
         at: now,
-        queued_webhook: queued.is_some(),
+        queued_webhook: latest.webhook_url.is_some(),
     })
 }
 
@@ -222,6 +237,7 @@ async fn check_code(
     host: &AuthenticatedHost,
     registration: &Registration,
     submitted: &[String],
+    webhook_url: Option<&str>,
 ) -> CoreResult<(CodeCheck, CheckedCode)> {
     let rules = &core.rules;
     let now = core.clock.now();
@@ -270,17 +286,16 @@ async fn check_code(
         None
     };
     let mut queued_webhook = false;
-    if let Some(reason) = locked {
+    if let (Some(reason), Some(url)) = (locked, webhook_url) {
         let event = WebhookEvent::registration_locked(
             registration.id,
             registration.phone.as_str(),
             reason,
             now,
         );
-        queued_webhook =
-            webhooks::enqueue_event(&core.keys, &txn, registration.host_id, &event, now)
-                .await?
-                .is_some();
+        webhooks::enqueue_event_to(&core.keys, &txn, url, registration.host_id, &event, now)
+            .await?;
+        queued_webhook = true;
     }
     write::commit(txn).await?;
     Ok((

@@ -16,31 +16,21 @@ use super::{
     views::CustomerSummary,
 };
 use crate::{
-    domain::{IssuedCode, PhoneNumber, Registration},
+    domain::{IssuedCode, PhoneNumber, Registration, registration::ensure_phone_not_locked},
     error::{CoreError, CoreResult},
     service::{account_groups::AccountGroup, hosts::AuthenticatedHost, webhooks},
     state::Core,
 };
 
-/// The host's latest registration for the phone that was not replaced, or
-/// `RegistrationNotFound`.
-pub async fn latest_for_phone(
-    core: &Core,
+fn latest_for_phone_query(
     host: &AuthenticatedHost,
     phone: &PhoneNumber,
-) -> CoreResult<Registration> {
-    let latest = registration::Entity::find()
+) -> sea_orm::Select<registration::Entity> {
+    registration::Entity::find()
         .filter(registration::Column::HostId.eq(host.id))
         .filter(registration::Column::Phone.eq(phone.as_str()))
         .filter(registration::Column::Status.ne(states::RegistrationStatus::Superseded))
         .order_by_desc(registration::Column::Id)
-        .one(&core.db)
-        .await
-        .context("Failed to look up registration")?;
-    latest
-        .map(registration_from_row)
-        .transpose()?
-        .ok_or(CoreError::RegistrationNotFound)
 }
 
 pub async fn current_code(
@@ -169,6 +159,103 @@ pub async fn register_checks(
         last_registered_at: row
             .try_get("", "last_registered_at")
             .with_context(|| read("last_registered_at"))?,
+        webhook_url: row
+            .try_get("", "webhook_url")
+            .with_context(|| read("webhook_url"))?,
+    })
+}
+
+/// What confirm and resend read before their transactions.
+#[derive(Debug)]
+pub struct LatestForPhone {
+    /// The host's latest registration for the phone that was not replaced.
+    pub registration: Option<Registration>,
+    /// Until when the phone is refused to the host, if it is.
+    pub phone_locked_until: Option<DateTime<Utc>>,
+    /// Wrong codes in a row counted against the phone, which completing
+    /// clears.
+    pub phone_failures: i32,
+    /// Where the host's webhook events go, if it has an enabled endpoint.
+    pub webhook_url: Option<String>,
+}
+
+impl LatestForPhone {
+    /// The registration, unless the phone is locked (told first) or there
+    /// is none.
+    pub fn unlocked(&self, now: DateTime<Utc>) -> CoreResult<Registration> {
+        ensure_phone_not_locked(self.phone_locked_until, now)?;
+        self.registration
+            .clone()
+            .ok_or(CoreError::RegistrationNotFound)
+    }
+}
+
+/// The host's latest registration for the phone that was not replaced,
+/// with the phone's guard and the host's webhook endpoint as scalar
+/// subqueries beside it: one round trip where a confirm made three (the
+/// guard, the registration and, inside its transaction, the endpoint),
+/// since a confirm's statements are the part of its CPU that is not the
+/// hash (docs/PERFORMANCE.md, session 22). Without a registration there is
+/// no row to carry the guard, which is then read on its own: a locked phone
+/// is refused as locked either way.
+pub async fn latest_for_phone(
+    core: &Core,
+    host: &AuthenticatedHost,
+    phone: &PhoneNumber,
+) -> CoreResult<LatestForPhone> {
+    use sea_orm::{
+        FromQueryResult, QueryTrait,
+        sea_query::{Expr, Query, SelectStatement},
+    };
+    let scalar = |query: &mut SelectStatement| Expr::SubQuery(None, Box::new(query.take().into()));
+    let guard = |column: phone_guard::Column| {
+        Query::select()
+            .column(column)
+            .from(phone_guard::Entity)
+            .and_where(phone_guard::Column::HostId.eq(host.id))
+            .and_where(phone_guard::Column::Phone.eq(phone.as_str()))
+            .to_owned()
+    };
+    let query = latest_for_phone_query(host, phone)
+        .expr_as(
+            scalar(&mut guard(phone_guard::Column::LockedUntil)),
+            "guard_locked_until",
+        )
+        .expr_as(
+            scalar(&mut guard(phone_guard::Column::ConsecutiveFailures)),
+            "guard_failures",
+        )
+        .expr_as(
+            scalar(&mut webhooks::enabled_endpoint_url(host.id)),
+            "webhook_url",
+        )
+        .limit(1);
+    let backend = core.db.get_database_backend();
+    let Some(row) = core
+        .db
+        .query_one_raw(query.build(backend))
+        .await
+        .context("Failed to look up registration")?
+    else {
+        return Ok(LatestForPhone {
+            registration: None,
+            phone_locked_until: phone_locked_until(core, host.id, phone).await?,
+            phone_failures: 0,
+            webhook_url: None,
+        });
+    };
+    let read = |column: &str| format!("Failed to read {column} beside the registration");
+    let registration = registration::Model::from_query_result(&row, "")
+        .context("Failed to read the registration to confirm")?;
+    Ok(LatestForPhone {
+        registration: Some(registration_from_row(registration)?),
+        phone_locked_until: row
+            .try_get("", "guard_locked_until")
+            .with_context(|| read("guard_locked_until"))?,
+        phone_failures: row
+            .try_get::<Option<i32>>("", "guard_failures")
+            .with_context(|| read("guard_failures"))?
+            .unwrap_or(0),
         webhook_url: row
             .try_get("", "webhook_url")
             .with_context(|| read("webhook_url"))?,
