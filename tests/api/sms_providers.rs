@@ -331,6 +331,41 @@ async fn an_undelivered_receipt_resends_the_same_text_through_the_next_provider(
     assert_eq!(texts(&primary).await.len(), 1);
 }
 
+/// A sent SMS keeps its body only while its code is good: the confirm that
+/// used the code erases it, so a late "undelivered" is final and the code
+/// goes out nowhere else.
+#[tokio::test]
+async fn an_undelivered_receipt_after_the_code_was_used_sends_it_nowhere_else() {
+    use sea_orm::EntityTrait;
+    let (app, primary, backup, ticket) = sent_through_primary().await;
+    let code = texts(&primary).await[0]
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned();
+    let confirmed = app.confirm(PHONE, "Secret123!pass", &code).await;
+    assert_eq!(confirmed.status(), StatusCode::OK);
+    let stored = entity::outbox_message::Entity::find()
+        .all(&app.core.db)
+        .await
+        .unwrap();
+    assert!(
+        stored.iter().all(|m| m.body.is_none()),
+        "the used code's SMS keeps no body"
+    );
+
+    let undelivered = json!({"messageId": "p-1", "status": "undelivered"});
+    assert_eq!(
+        post_receipt(&app, "primary", &undelivered, SECRET).await,
+        StatusCode::NO_CONTENT
+    );
+    sms(&app, &ticket["id"], |d| d["status"] == "UNDELIVERED").await;
+    assert!(
+        texts(&backup).await.is_empty(),
+        "nothing went to the backup"
+    );
+}
+
 #[tokio::test]
 async fn twilio_receipts_are_verified_with_the_auth_token_over_the_callback_url() {
     let twilio = MockServer::start().await;

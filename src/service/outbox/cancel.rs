@@ -7,8 +7,8 @@ use entity::{
     states::{AttemptOutcome, Channel, OutboxStatus},
 };
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect,
-    sea_query::Expr,
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter,
+    QuerySelect, sea_query::Expr,
 };
 use uuid::Uuid;
 
@@ -52,30 +52,45 @@ pub async fn cancel_pending(
     if registration_ids.is_empty() {
         return Ok(0);
     }
-    let mut query = outbox_message::Entity::find()
+    let channels = match channel {
+        Some(channel) => vec![channel],
+        None => Channel::TO_CUSTOMER.to_vec(),
+    };
+    // One read finds both what is to be cancelled and what went out with its
+    // body kept: usually neither, and then that read is all a cancel costs
+    // (a confirm, a resend).
+    let found: Vec<(Uuid, OutboxStatus)> = outbox_message::Entity::find()
         .select_only()
         .column(outbox_message::Column::Id)
+        .column(outbox_message::Column::Status)
         .filter(outbox_message::Column::RegistrationId.is_in(registration_ids.iter().copied()))
-        .filter(outbox_message::Column::Status.eq(OutboxStatus::Pending));
-    let mut kept = outbox_message::Entity::update_many()
-        .filter(outbox_message::Column::RegistrationId.is_in(registration_ids.iter().copied()));
-    match channel {
-        Some(channel) => {
-            query = query.filter(outbox_message::Column::Channel.eq(channel));
-            kept = kept.filter(outbox_message::Column::Channel.eq(channel));
-        }
-        None => {
-            query = query.filter(outbox_message::Column::Channel.is_in(Channel::TO_CUSTOMER));
-            kept = kept.filter(outbox_message::Column::Channel.is_in(Channel::TO_CUSTOMER));
-        }
-    }
-    erase_kept_bodies(db, kept).await?;
-    let ids: Vec<Uuid> = query
+        .filter(outbox_message::Column::Channel.is_in(channels))
+        .filter(
+            Condition::any()
+                .add(outbox_message::Column::Status.eq(OutboxStatus::Pending))
+                .add(
+                    Condition::all()
+                        .add(outbox_message::Column::Status.eq(OutboxStatus::Sent))
+                        .add(outbox_message::Column::Body.is_not_null()),
+                ),
+        )
         .into_tuple()
         .all(db)
         .await
         .context("Failed to find queued messages to cancel")?;
-    cancel_messages(db, ids, reason, now).await
+    let (pending, kept): (Vec<_>, Vec<_>) = found
+        .into_iter()
+        .partition(|(_, status)| *status == OutboxStatus::Pending);
+    if !kept.is_empty() {
+        erase_kept_bodies_of(db, kept.into_iter().map(|(id, _)| id).collect()).await?;
+    }
+    cancel_messages(
+        db,
+        pending.into_iter().map(|(id, _)| id).collect(),
+        reason,
+        now,
+    )
+    .await
 }
 
 /// Cancels every queued message of the host's registrations.
@@ -132,6 +147,14 @@ pub async fn cancel_expired(
     Ok(cancelled)
 }
 
+async fn erase_kept_bodies_of(db: &impl ConnectionTrait, ids: Vec<Uuid>) -> CoreResult<()> {
+    erase_kept_bodies(
+        db,
+        outbox_message::Entity::update_many().filter(outbox_message::Column::Id.is_in(ids)),
+    )
+    .await
+}
+
 /// A sent SMS keeps its sealed body while an undelivered receipt may still
 /// move it to another provider. Once its code is replaced, used or expired
 /// that must not happen: erasing the body makes such a receipt final.
@@ -171,6 +194,10 @@ async fn cancel_messages(
             .await
             .context("Failed to cancel a queued message")?;
         if updated.rows_affected == 0 {
+            // A dispatcher sent it since it was read: if it kept the body
+            // for a receipt, the body goes now, as it would have had the
+            // message been sent before the read.
+            erase_kept_bodies_of(db, vec![id]).await?;
             continue;
         }
         delivery_attempt::Entity::insert(delivery_attempt::ActiveModel {
