@@ -235,12 +235,7 @@ async fn a_confirm_clears_the_run_of_wrong_codes_it_follows() {
 async fn a_locked_phone_with_no_registration_is_refused_as_locked() {
     use sea_orm::ActiveValue::Set;
     let app = spawn_app().await;
-    let host_id = entity::host::Entity::find()
-        .one(&app.core.db)
-        .await
-        .unwrap()
-        .unwrap()
-        .id;
+    let host_id = app.host_id().await;
     entity::phone_guard::Entity::insert(entity::phone_guard::ActiveModel {
         host_id: Set(host_id),
         phone: Set(PHONE.into()),

@@ -250,6 +250,16 @@ impl TestApp {
         .await
     }
 
+    /// The id of the host the app was started with (its only one).
+    pub async fn host_id(&self) -> uuid::Uuid {
+        entity::host::Entity::find()
+            .one(&self.core.db)
+            .await
+            .unwrap()
+            .expect("the test app has a host")
+            .id
+    }
+
     pub async fn confirm(&self, username: &str, password: &str, token: &str) -> Response {
         self.post(
             "/b2b/customer/register/confirm",

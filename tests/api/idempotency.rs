@@ -150,12 +150,7 @@ async fn an_abandoned_key_is_taken_over_after_its_lease() {
     let path = "/b2b/customer/register";
     // What the middleware stores when a request starts, for the very body the
     // client will retry with (the fingerprint is over method, URI and body).
-    let host_id = entity::host::Entity::find()
-        .one(&app.core.db)
-        .await
-        .unwrap()
-        .unwrap()
-        .id;
+    let host_id = app.host_id().await;
     let fingerprint = customer_registration::crypto::sha256_hex(&format!(
         "POST {path}\n{}",
         serde_json::to_string(&body).unwrap()

@@ -75,6 +75,15 @@ async fn sent_through_primary() -> (TestApp, MockServer, MockServer, Value) {
     (app, primary, backup, ticket)
 }
 
+/// The code in the first SMS the gateway received (its text's first word).
+async fn first_code(server: &MockServer) -> String {
+    texts(server).await[0]
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
 async fn sms(app: &TestApp, id: &Value, done: impl Fn(&Value) -> bool) -> Value {
     app.wait_for_delivery(id, "SMS", done).await
 }
@@ -313,11 +322,7 @@ async fn an_undelivered_receipt_resends_the_same_text_through_the_next_provider(
         "{timeline:?}"
     );
     // The customer can still use the code it carried.
-    let code = texts(&backup).await[0]
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_owned();
+    let code = first_code(&backup).await;
     let confirmed = app.confirm(PHONE, "Secret123!pass", &code).await;
     assert_eq!(confirmed.status(), StatusCode::OK);
 
@@ -338,11 +343,7 @@ async fn an_undelivered_receipt_resends_the_same_text_through_the_next_provider(
 async fn an_undelivered_receipt_after_the_code_was_used_sends_it_nowhere_else() {
     use sea_orm::EntityTrait;
     let (app, primary, backup, ticket) = sent_through_primary().await;
-    let code = texts(&primary).await[0]
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_owned();
+    let code = first_code(&primary).await;
     let confirmed = app.confirm(PHONE, "Secret123!pass", &code).await;
     assert_eq!(confirmed.status(), StatusCode::OK);
     let stored = entity::outbox_message::Entity::find()
