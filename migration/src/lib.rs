@@ -19,6 +19,7 @@ mod m20261201_000005_host_sms_budget;
 mod m20261201_000006_registration_host_phone_index;
 mod m20261202_000001_outbox_pending_index;
 mod m20261202_000002_one_pending_registration_per_phone;
+mod m20261204_000001_outbox_due_index;
 
 pub struct Migrator;
 
@@ -41,6 +42,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000006_registration_host_phone_index::Migration),
             Box::new(m20261202_000001_outbox_pending_index::Migration),
             Box::new(m20261202_000002_one_pending_registration_per_phone::Migration),
+            Box::new(m20261204_000001_outbox_due_index::Migration),
         ]
     }
 }

@@ -917,3 +917,74 @@ async fn a_confirm_wakes_delivery_only_for_an_event_it_queued() {
     }
     assert!(woken(), "the locking guess queued registration.locked");
 }
+
+/// The partial index of due messages serves the due list, and a statement
+/// that picks messages by id and checks they are still pending goes by the
+/// primary key: through the index it would read every pending entry, and
+/// PostgreSQL's custom plans took that path whenever the statistics said
+/// few messages were pending (docs/PERFORMANCE.md, session 22). The SQL is
+/// that of `outbox::due` and of the claim, with the values written in, as
+/// a custom plan sees them. MySQL has no partial indexes.
+#[tokio::test]
+async fn only_the_due_list_reads_the_index_of_due_messages() {
+    use sea_orm::{ConnectionTrait, DbBackend, Statement};
+    let app = crate::helpers::spawn_app().await;
+    let db = &app.core.db;
+    let backend = db.get_database_backend();
+    let (explain, now) = match backend {
+        DbBackend::Postgres => ("EXPLAIN", "now()"),
+        DbBackend::Sqlite => ("EXPLAIN QUERY PLAN", "'2026-12-04T00:00:00Z'"),
+        _ => return,
+    };
+    if backend == DbBackend::Postgres {
+        // Statistics of an outbox of sent messages and none pending: the
+        // case where that index looked cheapest for everything.
+        app.register(&register_body(PHONE)).await;
+        db.execute_unprepared(
+            "INSERT INTO outbox_message SELECT (jsonb_populate_record(NULL::outbox_message, \
+             to_jsonb(m) || jsonb_build_object('id', gen_random_uuid(), 'status', 'sent'))).* \
+             FROM outbox_message m, generate_series(1, 1000)",
+        )
+        .await
+        .unwrap();
+        db.execute_unprepared("ANALYZE outbox_message")
+            .await
+            .unwrap();
+    }
+    let plan = |sql: String| async move {
+        let rows = db
+            .query_all_raw(Statement::from_string(backend, format!("{explain} {sql}")))
+            .await
+            .unwrap();
+        rows.iter()
+            .map(|row| {
+                let column = if backend == DbBackend::Postgres {
+                    "QUERY PLAN"
+                } else {
+                    "detail"
+                };
+                row.try_get::<String>("", column).unwrap()
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let by_id = plan(format!(
+        "UPDATE outbox_message SET lease_until = {now} \
+         WHERE id IN ('0193a6a0-0000-7000-8000-000000000001', '0193a6a0-0000-7000-8000-000000000002') \
+         AND status = 'pending' AND (lease_until IS NULL OR lease_until < {now})"
+    ))
+    .await;
+    // Whatever the index of due messages is called: none of the outbox's
+    // own indexes, the primary key (or a scan of the empty table) instead.
+    assert!(!by_id.contains("idx_outbox"), "{by_id}");
+    if backend == DbBackend::Sqlite {
+        // PostgreSQL's planner reads an empty table whole; SQLite's, with
+        // no statistics, takes the index the condition allows.
+        let due = plan(format!(
+            "SELECT id FROM outbox_message WHERE status = 'pending' AND next_attempt_at <= {now} \
+             AND (lease_until IS NULL OR lease_until < {now}) ORDER BY next_attempt_at LIMIT 50"
+        ))
+        .await;
+        assert!(due.contains("idx_outbox_due_pending"), "{due}");
+    }
+}

@@ -431,8 +431,9 @@ async fn one_pending_registration_per_phone_is_a_key_and_its_migration_settles_d
         "{refused}"
     );
 
-    // Written before the key: two newer duplicates, then the migration.
-    Migrator::down(db, Some(1)).await.unwrap();
+    // Written before the key: two newer duplicates, then the migration
+    // (down two steps: the key's migration and the one after it).
+    Migrator::down(db, Some(2)).await.unwrap();
     let newest = duplicate(first.created_at + Duration::seconds(2))
         .insert(db)
         .await

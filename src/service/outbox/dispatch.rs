@@ -98,20 +98,32 @@ fn lease_free(now: DateTime<Utc>) -> Condition {
         .add(outbox_message::Column::LeaseUntil.lt(now))
 }
 
-/// Ids of pending messages due now and not leased, oldest due first.
-pub async fn due(core: &Core, now: DateTime<Utc>, limit: u64) -> CoreResult<Vec<Uuid>> {
-    // The status as a constant in the SQL text, not a bound parameter:
-    // only then do PostgreSQL's reusable plans and SQLite's planner match
-    // the partial index of pending messages (`idx_outbox_pending`).
+/// Pending messages, stated so that the partial index of due messages
+/// (`idx_outbox_due_pending`) can serve the query: the status as a constant
+/// in the SQL text, not a bound parameter, and a condition on
+/// `next_attempt_at` (`when`), which only together imply the index's
+/// condition, for PostgreSQL's reusable plans and SQLite's planner alike.
+/// A statement that picks messages by id must not use this: through the
+/// index it would read every pending entry (migration
+/// `m20261204_000001_outbox_due_index`).
+pub(super) fn pending_in_due_index(when: sea_orm::sea_query::SimpleExpr) -> Condition {
     let pending = Expr::cust(format!("'{}'", OutboxStatus::Pending.name()));
-    Ok(outbox_message::Entity::find()
-        .select_only()
-        .column(outbox_message::Column::Id)
-        .filter(sea_orm::sea_query::ExprTrait::eq(
+    Condition::all()
+        .add(sea_orm::sea_query::ExprTrait::eq(
             Expr::col(outbox_message::Column::Status),
             pending,
         ))
-        .filter(outbox_message::Column::NextAttemptAt.lte(now))
+        .add(when)
+}
+
+/// Ids of pending messages due now and not leased, oldest due first.
+pub async fn due(core: &Core, now: DateTime<Utc>, limit: u64) -> CoreResult<Vec<Uuid>> {
+    Ok(outbox_message::Entity::find()
+        .select_only()
+        .column(outbox_message::Column::Id)
+        .filter(pending_in_due_index(
+            outbox_message::Column::NextAttemptAt.lte(now),
+        ))
         .filter(lease_free(now))
         .order_by_asc(outbox_message::Column::NextAttemptAt)
         .limit(limit)

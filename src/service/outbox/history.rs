@@ -221,9 +221,13 @@ pub async fn waiting_by_channel(
 ) -> CoreResult<Vec<(Channel, i64, Option<DateTime<Utc>>)>> {
     let mut waiting = Vec::new();
     for channel in Channel::ALL {
+        // Through the index of due messages: a scrape reads the pending
+        // entries, not the retained history.
         let pending = || {
             outbox_message::Entity::find()
-                .filter(outbox_message::Column::Status.eq(OutboxStatus::Pending))
+                .filter(super::dispatch::pending_in_due_index(
+                    outbox_message::Column::NextAttemptAt.is_not_null(),
+                ))
                 .filter(outbox_message::Column::Channel.eq(channel))
         };
         let count = pending()
