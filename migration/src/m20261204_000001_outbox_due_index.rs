@@ -6,7 +6,7 @@
 //! claim (`UPDATE ... WHERE id IN (...) AND status = $n`) and the read of
 //! what it leased were planned through it whenever the statistics said few
 //! messages were pending, filtering every pending entry by id, the whole
-//! backlog on every pass under load (124–376 entries read a register,
+//! backlog on every pass under load (100–376 entries read a register,
 //! docs/PERFORMANCE.md, session 22). This index adds `next_attempt_at IS
 //! NOT NULL` to its condition, true of every row (the column is NOT NULL):
 //! a planner uses a partial index only for a query whose own conditions
