@@ -8,8 +8,8 @@ use entity::{
     states::{AttemptOutcome, Channel, ErrorClass, OutboxStatus},
 };
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect, sea_query::Expr,
+    ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    sea_query::Expr,
 };
 use uuid::Uuid;
 
@@ -215,32 +215,42 @@ pub async fn timelines(
     Ok(grouped)
 }
 
-/// Per channel: how many messages wait to be sent and since when the oldest.
+/// The statement behind [`waiting_by_channel`]: per channel, the number of
+/// messages waiting and when the oldest was queued, in one pass over the
+/// index of due messages. Counting beside the minimum keeps planners off
+/// the minimum's shortcut, an ordered walk of `idx_outbox_created` from the
+/// oldest message kept, which with statistics taken while a backlog
+/// waited reads the whole retained history on every scrape.
+pub fn waiting_by_channel_query() -> sea_orm::Select<outbox_message::Entity> {
+    outbox_message::Entity::find()
+        .select_only()
+        .column(outbox_message::Column::Channel)
+        .column_as(outbox_message::Column::Id.count(), "waiting")
+        .column_as(outbox_message::Column::CreatedAt.min(), "oldest")
+        .filter(super::dispatch::pending_in_due_index(
+            outbox_message::Column::NextAttemptAt.is_not_null(),
+        ))
+        .group_by(outbox_message::Column::Channel)
+}
+
+/// Per channel: how many messages wait to be sent and since when the oldest
+/// (every channel, those with none waiting at zero).
 pub async fn waiting_by_channel(
     core: &Core,
 ) -> CoreResult<Vec<(Channel, i64, Option<DateTime<Utc>>)>> {
-    let mut waiting = Vec::new();
-    for channel in Channel::ALL {
-        // Through the index of due messages: a scrape reads the pending
-        // entries, not the retained history.
-        let pending = || {
-            outbox_message::Entity::find()
-                .filter(super::dispatch::pending_in_due_index(
-                    outbox_message::Column::NextAttemptAt.is_not_null(),
-                ))
-                .filter(outbox_message::Column::Channel.eq(channel))
-        };
-        let count = pending()
-            .count(&core.db)
-            .await
-            .context("Failed to count waiting messages")?;
-        let oldest = pending()
-            .order_by_asc(outbox_message::Column::CreatedAt)
-            .one(&core.db)
-            .await
-            .context("Failed to find the oldest waiting message")?
-            .map(|m| m.created_at);
-        waiting.push((channel, i64::try_from(count).unwrap_or(i64::MAX), oldest));
-    }
-    Ok(waiting)
+    let found: Vec<(Channel, i64, Option<DateTime<Utc>>)> = waiting_by_channel_query()
+        .into_tuple()
+        .all(&core.db)
+        .await
+        .context("Failed to count waiting messages")?;
+    Ok(Channel::ALL
+        .into_iter()
+        .map(|channel| {
+            found
+                .iter()
+                .find(|(of, _, _)| *of == channel)
+                .copied()
+                .unwrap_or((channel, 0, None))
+        })
+        .collect())
 }
