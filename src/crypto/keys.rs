@@ -17,13 +17,13 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
-use super::{hmac_hex, random_token};
+use super::random_token;
 use crate::{config::Settings, domain::Md5PasswordHex};
 
 pub struct Keys {
     /// The current token key first, then earlier ones that still verify
     /// codes issued before a rotation.
-    token_keys: Vec<SecretString>,
+    token_keys: Vec<TokenKey>,
     /// The current pepper first, with the id stored in each new hash, then
     /// retired ones by id, for hashes made before a rotation.
     peppers: Vec<(u8, SecretString)>,
@@ -80,8 +80,10 @@ impl Keys {
                 )
             }
         };
-        let mut token_keys = vec![token_key];
-        token_keys.extend(secrets.previous_token_keys.iter().cloned());
+        let token_keys = std::iter::once(&token_key)
+            .chain(&secrets.previous_token_keys)
+            .map(TokenKey::new)
+            .collect();
         let mut peppers = vec![(secrets.password_pepper_id, pepper)];
         for (id, retired) in &secrets.retired_password_peppers {
             let id: u8 = id.parse().with_context(|| {
@@ -103,17 +105,14 @@ impl Keys {
     #[cfg(test)]
     pub(crate) fn for_tests(token_key: &str, pepper: &str) -> Self {
         Self {
-            token_keys: vec![token_key.to_owned().into()],
+            token_keys: vec![TokenKey::new(&token_key.to_owned().into())],
             peppers: vec![(1, pepper.to_owned().into())],
         }
     }
 
     /// Keyed hash under the current key: what is stored for a new code.
     pub fn token_hash(&self, value: &str) -> String {
-        hmac_hex(
-            self.token_keys[0].expose_secret().as_bytes(),
-            value.as_bytes(),
-        )
+        hex::encode(self.token_keys[0].keyed_hash(value.as_bytes()))
     }
 
     /// Keyed hashes under every accepted key: a stored hash matching any of
@@ -121,7 +120,7 @@ impl Keys {
     pub fn token_hashes(&self, value: &str) -> Vec<String> {
         self.token_keys
             .iter()
-            .map(|key| hmac_hex(key.expose_secret().as_bytes(), value.as_bytes()))
+            .map(|key| hex::encode(key.keyed_hash(value.as_bytes())))
             .collect()
     }
 
@@ -140,12 +139,15 @@ impl Keys {
     }
 
     pub fn fingerprints(&self) -> [KeyFingerprint; 2] {
-        let print = |key: &SecretString| fingerprint(key);
+        let print = |key: &SecretString| fingerprint_of(&keyed_mac(key));
         [
             KeyFingerprint {
                 name: "token_key",
-                current: print(&self.token_keys[0]),
-                previous: self.token_keys[1..].iter().map(print).collect(),
+                current: self.token_keys[0].fingerprint.clone(),
+                previous: self.token_keys[1..]
+                    .iter()
+                    .map(|key| key.fingerprint.clone())
+                    .collect(),
             },
             KeyFingerprint {
                 name: "password_pepper",
@@ -165,9 +167,9 @@ impl Keys {
     #[allow(clippy::expect_used, reason = "a 32-byte key and an in-memory buffer")]
     pub fn seal(&self, message_id: &[u8], plaintext: &str) -> String {
         let key = &self.token_keys[0];
-        let cipher = XChaCha20Poly1305::new(&body_key(key).into());
         let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
-        let sealed = cipher
+        let sealed = key
+            .body_cipher
             .encrypt(
                 &nonce,
                 Payload {
@@ -180,7 +182,7 @@ impl Keys {
         bytes.extend(sealed);
         format!(
             "{SEALED_V1}.{}.{}",
-            fingerprint(key),
+            key.fingerprint,
             URL_SAFE_NO_PAD.encode(bytes)
         )
     }
@@ -200,7 +202,7 @@ impl Keys {
         let key = self
             .token_keys
             .iter()
-            .find(|key| fingerprint(key) == key_print)
+            .find(|key| key.fingerprint == key_print)
             .with_context(|| {
                 format!("message body sealed under token key {key_print}, which is not configured")
             })?;
@@ -211,7 +213,8 @@ impl Keys {
             bail!("sealed message body is too short");
         }
         let (nonce, ciphertext) = bytes.split_at(24);
-        let plaintext = XChaCha20Poly1305::new(&body_key(key).into())
+        let plaintext = key
+            .body_cipher
             .decrypt(
                 XNonce::from_slice(nonce),
                 Payload {
@@ -228,27 +231,58 @@ const SEALED_V1: &str = "v1";
 
 /// A key for message bodies only, derived from the token key.
 #[allow(clippy::expect_used, reason = "HMAC accepts a key of any length")]
-fn body_key(token_key: &SecretString) -> [u8; 32] {
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(token_key.expose_secret().as_bytes())
-        .expect("HMAC accepts any key length");
-    mac.update(b"customer-registration message body key v1");
-    mac.finalize().into_bytes().into()
+/// A token key with what is derived from it, once, when the keys are
+/// loaded. A register hashes its code and its link under the current key
+/// and seals its two message bodies, and delivery opens them again:
+/// deriving the body key and the fingerprint, and hashing the key's padded
+/// blocks, anew for each was a tenth of a register's instructions
+/// (docs/PERFORMANCE.md, session 24).
+struct TokenKey {
+    /// HMAC-SHA256 under this key, its padded blocks already hashed: each
+    /// keyed hash starts from a copy.
+    mac: Hmac<Sha256>,
+    /// Message bodies' cipher, under the key derived for them.
+    body_cipher: XChaCha20Poly1305,
+    /// The key's public fingerprint, which each body sealed under it names.
+    fingerprint: String,
 }
 
-fn fingerprint(key: &SecretString) -> String {
-    let full = hmac_hex(
-        key.expose_secret().as_bytes(),
-        b"customer-registration key fingerprint",
-    );
-    full[..16].to_owned()
+impl TokenKey {
+    fn new(key: &SecretString) -> Self {
+        let mac = keyed_mac(key);
+        let body_key = keyed_hash(&mac, b"customer-registration message body key v1");
+        Self {
+            body_cipher: XChaCha20Poly1305::new(&body_key.into()),
+            fingerprint: fingerprint_of(&mac),
+            mac,
+        }
+    }
+
+    fn keyed_hash(&self, value: &[u8]) -> [u8; 32] {
+        keyed_hash(&self.mac, value)
+    }
 }
 
 #[allow(clippy::expect_used, reason = "HMAC accepts a key of any length")]
-fn pepper_with(pepper: &SecretString, md5: &Md5PasswordHex) -> [u8; 32] {
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(pepper.expose_secret().as_bytes())
-        .expect("HMAC accepts any key length");
-    mac.update(md5.expose().as_bytes());
+fn keyed_mac(key: &SecretString) -> Hmac<Sha256> {
+    <Hmac<Sha256> as Mac>::new_from_slice(key.expose_secret().as_bytes())
+        .expect("HMAC accepts any key length")
+}
+
+fn keyed_hash(keyed: &Hmac<Sha256>, value: &[u8]) -> [u8; 32] {
+    let mut mac = keyed.clone();
+    mac.update(value);
     mac.finalize().into_bytes().into()
+}
+
+/// The first 16 hex digits of the key's HMAC of a fixed label.
+fn fingerprint_of(keyed: &Hmac<Sha256>) -> String {
+    let full = hex::encode(keyed_hash(keyed, b"customer-registration key fingerprint"));
+    full[..16].to_owned()
+}
+
+fn pepper_with(pepper: &SecretString, md5: &Md5PasswordHex) -> [u8; 32] {
+    keyed_hash(&keyed_mac(pepper), md5.expose().as_bytes())
 }
 
 /// Fresh values for every secret the service needs, as TOML and as
@@ -343,14 +377,48 @@ mod tests {
         let old = Keys::for_tests("old-key", "pepper");
         let sealed = old.seal(b"m", "link");
         let rotated = Keys {
-            token_keys: vec!["new-key".to_owned().into(), "old-key".to_owned().into()],
+            token_keys: ["new-key", "old-key"]
+                .map(|key| TokenKey::new(&key.to_owned().into()))
+                .into(),
             peppers: vec![(1, "pepper".to_owned().into())],
         };
         assert_eq!(rotated.open(b"m", &sealed).unwrap(), "link");
         assert!(
             rotated
                 .seal(b"m", "x")
-                .contains(&fingerprint(&"new-key".to_owned().into()))
+                .contains(&fingerprint_of(&keyed_mac(&"new-key".to_owned().into())))
+        );
+    }
+
+    /// The keyed state is derived once and copied for each hash: every
+    /// hash must still be HMAC-SHA256 of the key and the value (RFC 4231,
+    /// test case 2), whatever was hashed under the key before, and the
+    /// fingerprint the one stored bodies and databases already name.
+    #[test]
+    fn hashes_from_the_kept_keyed_state_are_hmac_sha256() {
+        let keys = Keys::for_tests("Jefe", "pepper");
+        let expected = "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843";
+        for _ in 0..3 {
+            assert_eq!(keys.token_hash("what do ya want for nothing?"), expected);
+        }
+        let rotated = Keys {
+            token_keys: ["Jefe", "old-key"]
+                .map(|key| TokenKey::new(&key.to_owned().into()))
+                .into(),
+            peppers: vec![(1, "pepper".to_owned().into())],
+        };
+        assert_eq!(
+            rotated.token_hashes("what do ya want for nothing?"),
+            [
+                expected,
+                "5cd4ff94969958a20c477cae709c38cd90379689cac4d739885d50d656e5e8ce"
+            ]
+        );
+        let sealed = Keys::for_tests("token-key", "pepper").seal(b"m", "x");
+        assert!(sealed.starts_with("v1.69b425f4d4c5421d."), "{sealed}");
+        assert_eq!(
+            Keys::for_tests("token-key", "pepper").fingerprints()[0].current,
+            "69b425f4d4c5421d"
         );
     }
 

@@ -4,7 +4,6 @@ mod password;
 mod webhook_signing;
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
-use hmac::{Hmac, Mac};
 use rand::{Rng, RngCore, rngs::OsRng};
 use sha2::{Digest, Sha256};
 
@@ -13,13 +12,6 @@ pub use password::PasswordHashing;
 pub use webhook_signing::{generate_webhook_secret, sign_webhook};
 
 use crate::domain::{PREFIX_ALPHABET, SmsCode};
-
-#[allow(clippy::expect_used, reason = "HMAC accepts a key of any length")]
-pub(crate) fn hmac_hex(key: &[u8], value: &[u8]) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC accepts any key length");
-    mac.update(value);
-    hex::encode(mac.finalize().into_bytes())
-}
 
 /// Plain SHA-256, enough for values with 256 bits of entropy (client
 /// secrets, access tokens, link tokens).
