@@ -1,6 +1,6 @@
 use std::fmt;
 
-use phonenumber::{Mode, country};
+use phonenumber::{Mode, country, metadata::DATABASE};
 
 use super::Invalid;
 
@@ -80,10 +80,33 @@ impl PhoneNumber {
             .collect()
     }
 
-    /// The ISO region the number belongs to (`ID` for +62...).
+    /// The ISO region the number belongs to (`ID` for +62...). Most
+    /// country codes belong to one region, which the code alone names;
+    /// parsing the number again, which only codes shared by several
+    /// regions need (+1, +7, +44, ...), three times a register was a
+    /// fiftieth of its instructions (docs/PERFORMANCE.md, session 24).
     pub fn region(&self) -> Option<String> {
+        if let Some(regions) = self.regions_of_country_code()
+            && let [only] = regions.as_slice()
+        {
+            // "001" (international services) is no region.
+            return only
+                .parse::<country::Id>()
+                .ok()
+                .map(|id| id.as_ref().to_owned());
+        }
         let number = phonenumber::parse(None, &self.0).ok()?;
         number.country().id().map(|id| id.as_ref().to_owned())
+    }
+
+    /// The regions of the number's country code: E.164 country codes are
+    /// prefix-free, so the first one to three digits that are one are it.
+    fn regions_of_country_code(&self) -> Option<Vec<&'static str>> {
+        let digits = self.0.strip_prefix('+')?;
+        (1..=3).find_map(|length| {
+            let code: u16 = digits.get(..length)?.parse().ok()?;
+            DATABASE.region(&code)
+        })
     }
 
     /// For logs: keeps the country code and last 4 digits (`+62******7890`).
@@ -162,5 +185,36 @@ mod tests {
         assert_eq!(phone.masked(), "+62*******7890");
         assert_eq!(phone.masked_for_display(), "+62 812-****-7890");
         assert_eq!(phone.region().as_deref(), Some("ID"));
+    }
+
+    /// The region read off the country code is the one the crate derives
+    /// from the whole number, for codes of one region and of several.
+    #[test]
+    fn region_is_the_crates_whatever_the_country_code() {
+        for (e164, region) in [
+            ("+6281234567890", Some("ID")),
+            ("+393331234567", Some("IT")),
+            ("+33612345678", Some("FR")),
+            ("+819012345678", Some("JP")),
+            ("+85291234567", Some("HK")),
+            ("+971501234567", Some("AE")),
+            ("+12025550123", Some("US")),
+            ("+16137827274", Some("CA")),
+            ("+13459492311", Some("KY")),
+            ("+447400123456", Some("GB")),
+            ("+79161234567", Some("RU")),
+            ("+77011234567", Some("KZ")),
+            ("+61406823897", Some("AU")),
+            ("+80012340000", None),
+        ] {
+            let phone = PhoneNumber::from_stored(e164.to_owned());
+            let crates = phonenumber::parse(None, e164)
+                .unwrap()
+                .country()
+                .id()
+                .map(|id| id.as_ref().to_owned());
+            assert_eq!(phone.region(), crates, "{e164}");
+            assert_eq!(phone.region().as_deref(), region, "{e164}");
+        }
     }
 }
