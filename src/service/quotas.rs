@@ -260,7 +260,7 @@ async fn add_each(
             .columns(columns)
             .from(send_quota::Entity)
             .cond_where(keys)
-            .to_owned();
+            .take();
         db.query_all(&read)
             .await
             .context("Failed to read a quota")?
