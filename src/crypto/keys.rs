@@ -229,8 +229,6 @@ impl Keys {
 
 const SEALED_V1: &str = "v1";
 
-/// A key for message bodies only, derived from the token key.
-#[allow(clippy::expect_used, reason = "HMAC accepts a key of any length")]
 /// A token key with what is derived from it, once, when the keys are
 /// loaded. A register hashes its code and its link under the current key
 /// and seals its two message bodies, and delivery opens them again:

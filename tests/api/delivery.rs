@@ -927,47 +927,22 @@ async fn a_confirm_wakes_delivery_only_for_an_event_it_queued() {
 /// a custom plan sees them. MySQL has no partial indexes.
 #[tokio::test]
 async fn only_the_due_list_reads_the_index_of_due_messages() {
-    use sea_orm::{ConnectionTrait, DbBackend, Statement};
+    use sea_orm::{DbBackend, Statement};
     let app = crate::helpers::spawn_app().await;
     let db = &app.core.db;
     let backend = db.get_database_backend();
-    let (explain, now) = match backend {
-        DbBackend::Postgres => ("EXPLAIN", "now()"),
-        DbBackend::Sqlite => ("EXPLAIN QUERY PLAN", "'2026-12-04T00:00:00Z'"),
+    let now = match backend {
+        DbBackend::Postgres => "now()",
+        DbBackend::Sqlite => "'2026-12-04T00:00:00Z'",
         _ => return,
     };
     if backend == DbBackend::Postgres {
         // Statistics of an outbox of sent messages and none pending: the
         // case where that index looked cheapest for everything.
         app.register(&register_body(PHONE)).await;
-        db.execute_unprepared(
-            "INSERT INTO outbox_message SELECT (jsonb_populate_record(NULL::outbox_message, \
-             to_jsonb(m) || jsonb_build_object('id', gen_random_uuid(), 'status', 'sent'))).* \
-             FROM outbox_message m, generate_series(1, 1000)",
-        )
-        .await
-        .unwrap();
-        db.execute_unprepared("ANALYZE outbox_message")
-            .await
-            .unwrap();
+        analyse_outbox_copied(db, "sent").await;
     }
-    let plan = |sql: String| async move {
-        let rows = db
-            .query_all_raw(Statement::from_string(backend, format!("{explain} {sql}")))
-            .await
-            .unwrap();
-        rows.iter()
-            .map(|row| {
-                let column = if backend == DbBackend::Postgres {
-                    "QUERY PLAN"
-                } else {
-                    "detail"
-                };
-                row.try_get::<String>("", column).unwrap()
-            })
-            .collect::<Vec<_>>()
-            .join("\n")
-    };
+    let plan = |sql: String| query_plan(db, Statement::from_string(backend, sql));
     let by_id = plan(format!(
         "UPDATE outbox_message SET lease_until = {now} \
          WHERE id IN ('0193a6a0-0000-7000-8000-000000000001', '0193a6a0-0000-7000-8000-000000000002') \
@@ -1016,15 +991,7 @@ async fn a_scrape_counts_waiting_messages_without_walking_the_history() {
         .exec(db)
         .await
         .unwrap();
-    let metrics = app
-        .client
-        .get(format!("{}/metrics", app.address))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     assert!(
         metrics.contains(r#"registration_outbox_depth{channel="email"} 1"#),
         "{metrics}"
@@ -1049,29 +1016,49 @@ async fn a_scrape_counts_waiting_messages_without_walking_the_history() {
     // Statistics taken while a backlog waited, which has since gone out:
     // an ordered walk of the creation index from the oldest message looks
     // cheap, and reads every message kept.
-    db.execute_unprepared(
-        "INSERT INTO outbox_message SELECT (jsonb_populate_record(NULL::outbox_message, \
-         to_jsonb(m) || jsonb_build_object('id', gen_random_uuid(), 'status', 'pending'))).* \
-         FROM outbox_message m, generate_series(1, 1000)",
+    analyse_outbox_copied(db, "pending").await;
+    db.execute_unprepared("UPDATE outbox_message SET status = 'sent'")
+        .await
+        .unwrap();
+    let plan = query_plan(
+        db,
+        customer_registration::service::outbox::waiting_by_channel_query()
+            .build(DbBackend::Postgres),
     )
+    .await;
+    assert!(!plan.contains("idx_outbox_created"), "{plan}");
+}
+
+/// PostgreSQL: a thousand copies of each outbox message with `status`, and
+/// statistics taken of them, for the plans a skewed outbox gets.
+async fn analyse_outbox_copied(db: &sea_orm::DatabaseConnection, status: &str) {
+    use sea_orm::ConnectionTrait;
+    db.execute_unprepared(&format!(
+        "INSERT INTO outbox_message SELECT (jsonb_populate_record(NULL::outbox_message, \
+         to_jsonb(m) || jsonb_build_object('id', gen_random_uuid(), 'status', '{status}'))).* \
+         FROM outbox_message m, generate_series(1, 1000)"
+    ))
     .await
     .unwrap();
     db.execute_unprepared("ANALYZE outbox_message")
         .await
         .unwrap();
-    db.execute_unprepared("UPDATE outbox_message SET status = 'sent'")
-        .await
-        .unwrap();
-    let mut explain = customer_registration::service::outbox::waiting_by_channel_query()
-        .build(DbBackend::Postgres);
-    explain.sql = format!("EXPLAIN {}", explain.sql);
-    let plan = db
-        .query_all_raw(explain)
+}
+
+/// The plan the database makes for `statement`, one line per step
+/// (PostgreSQL's `EXPLAIN`, SQLite's `EXPLAIN QUERY PLAN`).
+async fn query_plan(db: &sea_orm::DatabaseConnection, mut statement: sea_orm::Statement) -> String {
+    use sea_orm::{ConnectionTrait, DbBackend};
+    let (explain, column) = match statement.db_backend {
+        DbBackend::Postgres => ("EXPLAIN", "QUERY PLAN"),
+        _ => ("EXPLAIN QUERY PLAN", "detail"),
+    };
+    statement.sql = format!("{explain} {}", statement.sql);
+    db.query_all_raw(statement)
         .await
         .unwrap()
         .iter()
-        .map(|row| row.try_get::<String>("", "QUERY PLAN").unwrap())
+        .map(|row| row.try_get::<String>("", column).unwrap())
         .collect::<Vec<_>>()
-        .join("\n");
-    assert!(!plan.contains("idx_outbox_created"), "{plan}");
+        .join("\n")
 }

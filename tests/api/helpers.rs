@@ -153,6 +153,18 @@ impl TestApp {
             .expect("request sent")
     }
 
+    /// The Prometheus text of `/metrics` (no token needed).
+    pub async fn metrics(&self) -> String {
+        self.client
+            .get(format!("{}/metrics", self.address))
+            .send()
+            .await
+            .expect("request sent")
+            .text()
+            .await
+            .expect("metrics read")
+    }
+
     pub async fn graphql(&self, query: &str, variables: Value) -> (StatusCode, Value) {
         self.graphql_as(&self.token, query, variables).await
     }

@@ -280,15 +280,7 @@ async fn a_signed_delivered_receipt_is_final_and_repeats_or_late_ones_change_not
     assert_eq!(outcomes, ["sent", "delivered"]);
     assert!(texts(&backup).await.is_empty());
 
-    let metrics = app
-        .client
-        .get(format!("{}/metrics", app.address))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     assert!(
         metrics.contains(r#"registration_sms_receipts_total{provider="primary",country="ID",status="delivered"} 1"#),
         "{metrics}"
