@@ -16,8 +16,8 @@ use serde_json::{Value, json};
 
 use crate::{
     helpers::{
-        PHONE, TestApp, assert_error, eventually, md5_upper, register_body, spawn_app_with,
-        token_in,
+        PHONE, TestApp, assert_error, eventually, md5_upper, query_plan, register_body,
+        spawn_app_with, token_in,
     },
     smtp::{SmtpSink, free_port},
 };
@@ -1043,22 +1043,4 @@ async fn analyse_outbox_copied(db: &sea_orm::DatabaseConnection, status: &str) {
     db.execute_unprepared("ANALYZE outbox_message")
         .await
         .unwrap();
-}
-
-/// The plan the database makes for `statement`, one line per step
-/// (PostgreSQL's `EXPLAIN`, SQLite's `EXPLAIN QUERY PLAN`).
-async fn query_plan(db: &sea_orm::DatabaseConnection, mut statement: sea_orm::Statement) -> String {
-    use sea_orm::{ConnectionTrait, DbBackend};
-    let (explain, column) = match statement.db_backend {
-        DbBackend::Postgres => ("EXPLAIN", "QUERY PLAN"),
-        _ => ("EXPLAIN QUERY PLAN", "detail"),
-    };
-    statement.sql = format!("{explain} {}", statement.sql);
-    db.query_all_raw(statement)
-        .await
-        .unwrap()
-        .iter()
-        .map(|row| row.try_get::<String>("", column).unwrap())
-        .collect::<Vec<_>>()
-        .join("\n")
 }

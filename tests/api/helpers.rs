@@ -397,3 +397,24 @@ pub async fn quota_counts(app: &TestApp, scope_prefix: &str) -> Vec<i32> {
         .map(|row| row.used)
         .collect()
 }
+
+/// The plan the database makes for `statement`, one line per step
+/// (PostgreSQL's `EXPLAIN`, SQLite's `EXPLAIN QUERY PLAN`).
+pub async fn query_plan(
+    db: &sea_orm::DatabaseConnection,
+    mut statement: sea_orm::Statement,
+) -> String {
+    use sea_orm::{ConnectionTrait, DbBackend};
+    let (explain, column) = match statement.db_backend {
+        DbBackend::Postgres => ("EXPLAIN", "QUERY PLAN"),
+        _ => ("EXPLAIN QUERY PLAN", "detail"),
+    };
+    statement.sql = format!("{explain} {}", statement.sql);
+    db.query_all_raw(statement)
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.try_get::<String>("", column).unwrap())
+        .collect::<Vec<_>>()
+        .join("\n")
+}

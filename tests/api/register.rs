@@ -5,7 +5,7 @@ use reqwest::StatusCode;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde_json::{Value, json};
 
-use crate::helpers::{PHONE, assert_error, register_body, spawn_app, spawn_app_with};
+use crate::helpers::{PHONE, assert_error, query_plan, register_body, spawn_app, spawn_app_with};
 
 #[tokio::test]
 async fn register_returns_the_documented_fields_and_sends_sms_and_email() {
@@ -432,8 +432,14 @@ async fn one_pending_registration_per_phone_is_a_key_and_its_migration_settles_d
     );
 
     // Written before the key: two newer duplicates, then the migration
-    // (down two steps: the key's migration and the one after it).
-    Migrator::down(db, Some(2)).await.unwrap();
+    // (down to before the key's migration, the later ones undone too).
+    let steps = Migrator::migrations()
+        .iter()
+        .rev()
+        .position(|m| m.name() == "m20261202_000002_one_pending_registration_per_phone")
+        .unwrap()
+        + 1;
+    Migrator::down(db, Some(steps as u32)).await.unwrap();
     let newest = duplicate(first.created_at + Duration::seconds(2))
         .insert(db)
         .await
@@ -458,4 +464,80 @@ async fn one_pending_registration_per_phone_is_a_key_and_its_migration_settles_d
         .await
         .unwrap();
     assert_eq!(superseded.len(), 2);
+}
+
+/// A host's registrations are only ever searched by (host, phone): every
+/// index that leads with the host goes on with the phone, and the register
+/// check's "last registration of this phone" is a search of both. While an
+/// index on (host, created) existed, PostgreSQL planned that lookup, and
+/// the superseding update, as a walk of the host's registrations filtered
+/// for the phone whenever its statistics made the two indexes cost the
+/// same (docs/PERFORMANCE.md, session 25).
+#[tokio::test]
+async fn a_hosts_registrations_are_searched_by_phone() {
+    use customer_registration::{domain::PhoneNumber, service::registration::queries};
+    use sea_orm::{ConnectionTrait, DbBackend, Statement, StatementBuilder};
+    let app = spawn_app().await;
+    let db = &app.core.db;
+    let backend = db.get_database_backend();
+    let indexes = match backend {
+        DbBackend::Postgres => {
+            "SELECT indexdef AS definition FROM pg_indexes WHERE tablename = 'registration'"
+        }
+        DbBackend::Sqlite => {
+            "SELECT sql AS definition FROM sqlite_master \
+             WHERE type = 'index' AND tbl_name = 'registration' AND sql IS NOT NULL"
+        }
+        // MySQL: the same migrations, and no partial index to compare.
+        _ => return,
+    };
+    let definitions: Vec<String> = db
+        .query_all_raw(Statement::from_string(backend, indexes))
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| {
+            row.try_get::<String>("", "definition")
+                .unwrap()
+                .replace('"', "")
+        })
+        .collect();
+    let leading_columns = |definition: &str| -> Vec<String> {
+        let on = definition.find(" ON ").unwrap();
+        let open = on + definition[on..].find('(').unwrap();
+        let close = open + definition[open..].find(')').unwrap();
+        definition[open + 1..close]
+            .split(',')
+            .map(|column| column.trim().to_owned())
+            .collect()
+    };
+    let by_host: Vec<Vec<String>> = definitions
+        .iter()
+        .map(|definition| leading_columns(definition))
+        .filter(|columns| columns[0] == "host_id")
+        .collect();
+    assert!(!by_host.is_empty(), "{definitions:#?}");
+    assert!(
+        by_host
+            .iter()
+            .all(|columns| columns.get(1).map(String::as_str) == Some("phone")),
+        "{definitions:#?}"
+    );
+
+    app.register(&register_body(PHONE)).await;
+    let phone = PhoneNumber::parse("+6281299999999", "ID").unwrap();
+    let checks = queries::register_checks_query(app.host_id().await, &phone, None);
+    let plan = query_plan(db, StatementBuilder::build(&checks, &backend)).await;
+    let lines: Vec<&str> = plan.lines().collect();
+    let search = lines
+        .iter()
+        .position(|line| line.contains(" registration"))
+        .unwrap_or_else(|| panic!("no read of registration in\n{plan}"));
+    // PostgreSQL puts the index's condition on the next line, SQLite on the same.
+    let condition = lines[search..=(search + 1).min(lines.len() - 1)].join(" ");
+    assert!(
+        condition.contains("idx_registration_host_phone_created")
+            && (condition.contains("phone = ") || condition.contains("phone=?")),
+        "{plan}"
+    );
 }

@@ -90,15 +90,48 @@ pub struct RegisterChecks {
 /// a customer, the host's last registration of the phone and its webhook
 /// endpoint: five indexed lookups as scalar subqueries of one statement,
 /// since every statement of a register is a round trip (and on SQLite one
-/// inside its transaction holds the one writer). Counts, not `EXISTS`, because `COUNT(*)` is
-/// a 64-bit integer on every database, where `EXISTS` is a boolean on one
-/// and an integer on the others.
+/// inside its transaction holds the one writer).
 pub async fn register_checks(
     core: &Core,
     host_id: Uuid,
     phone: &PhoneNumber,
     email: Option<&str>,
 ) -> CoreResult<RegisterChecks> {
+    let checks = register_checks_query(host_id, phone, email);
+    let row = core
+        .db
+        .query_one(&checks)
+        .await
+        .context("Failed to run the register checks")?
+        .context("the register checks returned no row")?;
+    let read = |column: &str| format!("Failed to read the register check {column}");
+    let usernames: i64 = row
+        .try_get("", "usernames")
+        .with_context(|| read("usernames"))?;
+    let emails: i64 = row.try_get("", "emails").with_context(|| read("emails"))?;
+    Ok(RegisterChecks {
+        phone_locked_until: row
+            .try_get("", "locked_until")
+            .with_context(|| read("locked_until"))?,
+        username_taken: usernames > 0,
+        email_taken: emails > 0,
+        last_registered_at: row
+            .try_get("", "last_registered_at")
+            .with_context(|| read("last_registered_at"))?,
+        webhook_url: row
+            .try_get("", "webhook_url")
+            .with_context(|| read("webhook_url"))?,
+    })
+}
+
+/// The statement of [`register_checks`]. Counts, not `EXISTS`, because
+/// `COUNT(*)` is a 64-bit integer on every database, where `EXISTS` is a
+/// boolean on one and an integer on the others.
+pub fn register_checks_query(
+    host_id: Uuid,
+    phone: &PhoneNumber,
+    email: Option<&str>,
+) -> sea_orm::sea_query::SelectStatement {
     use sea_orm::sea_query::{Alias, Asterisk, Expr, ExprTrait, Order, Query, SelectStatement};
     let scalar = |query: &mut SelectStatement| Expr::SubQuery(None, Box::new(query.take().into()));
     let phone = phone.as_str();
@@ -126,10 +159,13 @@ pub async fn register_checks(
         .from(registration::Entity)
         .and_where(registration::Column::HostId.eq(host_id))
         .and_where(registration::Column::Phone.eq(phone))
-        // Answered from idx_registration_host_phone_created alone.
+        // Answered from idx_registration_host_phone_created alone, the one
+        // index that leads with the host: none lets a planner walk the
+        // host's registrations newest first, filtering for the phone
+        // (migration m20261204_000002).
         .order_by(registration::Column::CreatedAt, Order::Desc)
         .limit(1);
-    let checks = Query::select()
+    Query::select()
         .expr_as(scalar(&mut locked), Alias::new("locked_until"))
         .expr_as(scalar(&mut usernames), Alias::new("usernames"))
         .expr_as(scalar(&mut emails), Alias::new("emails"))
@@ -140,31 +176,7 @@ pub async fn register_checks(
         )
         // Moved out, not cloned: copying the five subqueries and dropping
         // the copy were a fifth of the checks' instructions.
-        .take();
-    let row = core
-        .db
-        .query_one(&checks)
-        .await
-        .context("Failed to run the register checks")?
-        .context("the register checks returned no row")?;
-    let read = |column: &str| format!("Failed to read the register check {column}");
-    let usernames: i64 = row
-        .try_get("", "usernames")
-        .with_context(|| read("usernames"))?;
-    let emails: i64 = row.try_get("", "emails").with_context(|| read("emails"))?;
-    Ok(RegisterChecks {
-        phone_locked_until: row
-            .try_get("", "locked_until")
-            .with_context(|| read("locked_until"))?,
-        username_taken: usernames > 0,
-        email_taken: emails > 0,
-        last_registered_at: row
-            .try_get("", "last_registered_at")
-            .with_context(|| read("last_registered_at"))?,
-        webhook_url: row
-            .try_get("", "webhook_url")
-            .with_context(|| read("webhook_url"))?,
-    })
+        .take()
 }
 
 /// What confirm and resend read before their transactions.
