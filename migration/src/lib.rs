@@ -20,7 +20,7 @@ mod m20261201_000006_registration_host_phone_index;
 mod m20261202_000001_outbox_pending_index;
 mod m20261202_000002_one_pending_registration_per_phone;
 mod m20261204_000001_outbox_due_index;
-mod m20261204_000002_drop_registration_host_index;
+mod m20261204_000002_registration_indexes_by_host_and_phone;
 
 pub struct Migrator;
 
@@ -44,7 +44,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000001_outbox_pending_index::Migration),
             Box::new(m20261202_000002_one_pending_registration_per_phone::Migration),
             Box::new(m20261204_000001_outbox_due_index::Migration),
-            Box::new(m20261204_000002_drop_registration_host_index::Migration),
+            Box::new(m20261204_000002_registration_indexes_by_host_and_phone::Migration),
         ]
     }
 }
