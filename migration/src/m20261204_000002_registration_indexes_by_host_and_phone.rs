@@ -13,6 +13,7 @@
 //! - `idx_registration_phone_status (phone, status)`, from when a phone's
 //!   registrations were looked up across hosts; no statement reads it
 //!   since the phone guard became per host.
+//!
 //! Every register also writes two index entries fewer.
 use sea_orm_migration::prelude::*;
 
