@@ -150,8 +150,8 @@ pub fn router(core: Core) -> Router {
         .layer(middleware)
         .with_state(AppState {
             core,
+            documents: ParsedDocuments::for_schema(&schema.sdl()),
             schema,
-            documents: ParsedDocuments::default(),
         })
 }
 

@@ -2,12 +2,13 @@
 //! operation that passed. A client sends the same few operations over and
 //! over with other variables. Parsing one took a tenth of a GraphQL
 //! verify's CPU (session 11), the engine's validation a seventh of its
-//! instructions (session 18). Both are done once per text: the parse for
-//! every document, and a validation that passed is reused for the same
-//! operation as long as the variables cannot change its outcome
-//! ([`variables_cannot_fail`]). The operation policy and execution run
-//! every time.
+//! instructions (session 18) and a twentieth of a register's (session 25).
+//! Both are done once per text: the parse for every document, and a
+//! validation that passed is reused for the same operation as long as the
+//! variables cannot change its outcome ([`InputShapes::cannot_fail`]). The
+//! operation policy and execution run every time.
 use std::{
+    collections::HashMap,
     num::NonZeroUsize,
     sync::{Arc, Mutex, PoisonError},
 };
@@ -16,8 +17,11 @@ use async_graphql::{
     ServerError, ValidationResult,
     extensions::{Extension, ExtensionContext, ExtensionFactory, NextValidation},
     parser::{
-        Error as ParseError, parse_query,
-        types::{BaseType, DocumentOperations, ExecutableDocument, OperationDefinition},
+        Error as ParseError, parse_query, parse_schema,
+        types::{
+            BaseType, DocumentOperations, ExecutableDocument, OperationDefinition, Type, TypeKind,
+            TypeSystemDefinition,
+        },
     },
 };
 use lru::LruCache;
@@ -36,11 +40,19 @@ const CAPACITY: NonZeroUsize = match NonZeroUsize::new(128) {
 const LONGEST_KEPT: usize = 4 * 1024;
 
 #[derive(Clone)]
-pub struct ParsedDocuments(Arc<Mutex<LruCache<String, Arc<KeptDocument>>>>);
+pub struct ParsedDocuments {
+    kept: Arc<Mutex<LruCache<String, Arc<KeptDocument>>>>,
+    inputs: Arc<InputShapes>,
+}
 
-impl Default for ParsedDocuments {
-    fn default() -> Self {
-        Self(Arc::new(Mutex::new(LruCache::new(CAPACITY))))
+impl ParsedDocuments {
+    /// Documents for the schema whose SDL is `sdl`: its input objects are
+    /// what variables are checked against.
+    pub fn for_schema(sdl: &str) -> Self {
+        Self {
+            kept: Arc::new(Mutex::new(LruCache::new(CAPACITY))),
+            inputs: Arc::new(InputShapes::of_sdl(sdl)),
+        }
     }
 }
 
@@ -74,6 +86,7 @@ impl KeptDocument {
 pub struct Parsed {
     pub document: ExecutableDocument,
     kept: Option<Arc<KeptDocument>>,
+    inputs: Arc<InputShapes>,
 }
 
 impl ParsedDocuments {
@@ -84,12 +97,13 @@ impl ParsedDocuments {
             return Ok(Parsed {
                 document: parse_query(text)?,
                 kept: None,
+                inputs: Arc::clone(&self.inputs),
             });
         }
         // A panic elsewhere cannot leave the map half-updated: it is only
         // read and written whole here.
         let kept = self
-            .0
+            .kept
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .get(text)
@@ -101,7 +115,7 @@ impl ParsedDocuments {
                     document: parse_query(text)?,
                     passed: Mutex::default(),
                 });
-                self.0
+                self.kept
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
                     .put(text.to_owned(), Arc::clone(&kept));
@@ -111,12 +125,16 @@ impl ParsedDocuments {
         Ok(Parsed {
             document: kept.document.clone(),
             kept: Some(kept),
+            inputs: Arc::clone(&self.inputs),
         })
     }
 
     #[cfg(test)]
     fn len(&self) -> usize {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).len()
+        self.kept
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
     }
 }
 
@@ -133,7 +151,7 @@ impl Parsed {
         let kept = self.kept.as_ref()?;
         let operation = engine_selected_operation(&kept.document, operation_name)?;
         match kept.passed(operation_name) {
-            Some(result) if variables_cannot_fail(operation, variables) => {
+            Some(result) if self.inputs.cannot_fail(operation, variables) => {
                 Some(KnownValidation::Passed(result))
             }
             _ => Some(KnownValidation::Keep {
@@ -157,26 +175,122 @@ fn engine_selected_operation<'d>(
     selected_operation(document, operation_name).map(|operation| &operation.node)
 }
 
-/// Whether the engine's validation of this operation with `variables` is
-/// bound to end as it did with any other variables. Everything it checks
-/// is in the document, except the values of the operation's variables,
-/// each against the arguments it fills (and against custom complexities,
-/// which this schema has none of). A `String` or `ID` variable given as a
-/// JSON string passes for every argument a valid document can put it in,
-/// so when every variable is one, nothing is left to find. Any other
-/// type, a list, a missing value or a null is validated again.
-fn variables_cannot_fail(operation: &OperationDefinition, variables: &Value) -> bool {
-    operation.variable_definitions.iter().all(|definition| {
-        let definition = &definition.node;
-        let BaseType::Named(type_name) = &definition.var_type.node.base else {
-            return false;
+/// What the schema's input objects accept for certain: for each, its
+/// fields whose type is `String`, `ID` or `Boolean`, and the others as
+/// unknown. Read from the SDL the schema itself writes, so it is the
+/// engine's own view of them.
+#[derive(Default)]
+struct InputShapes(HashMap<String, Vec<InputField>>);
+
+struct InputField {
+    name: String,
+    kind: FieldKind,
+    /// Null is a value it accepts.
+    nullable: bool,
+    /// It may be left out: nullable, or with a default.
+    optional: bool,
+}
+
+enum FieldKind {
+    /// `String` or `ID`: a JSON string is always one.
+    Text,
+    Boolean,
+    /// Anything else (numbers, enums, lists, other inputs): a value of it
+    /// is left to the engine.
+    Unknown,
+}
+
+impl InputShapes {
+    /// The input objects of `sdl`; none if it does not parse (then every
+    /// variable of an input object is validated every time).
+    fn of_sdl(sdl: &str) -> Self {
+        let Ok(schema) = parse_schema(sdl) else {
+            return Self::default();
         };
-        matches!(type_name.as_str(), "String" | "ID")
-            && matches!(
-                variables.get(definition.name.node.as_str()),
-                Some(Value::String(_))
-            )
-    })
+        let mut shapes = HashMap::new();
+        for definition in schema.definitions {
+            let TypeSystemDefinition::Type(definition) = definition else {
+                continue;
+            };
+            let definition = definition.node;
+            // A directive (`@oneOf`) may add a rule of its own.
+            let TypeKind::InputObject(input) = definition.kind else {
+                continue;
+            };
+            if !definition.directives.is_empty() {
+                continue;
+            }
+            let fields = input
+                .fields
+                .into_iter()
+                .map(|field| {
+                    let field = field.node;
+                    let Type { base, nullable } = field.ty.node;
+                    let kind = match &base {
+                        BaseType::Named(name) if matches!(name.as_str(), "String" | "ID") => {
+                            FieldKind::Text
+                        }
+                        BaseType::Named(name) if name.as_str() == "Boolean" => FieldKind::Boolean,
+                        _ => FieldKind::Unknown,
+                    };
+                    InputField {
+                        name: field.name.node.to_string(),
+                        kind,
+                        nullable,
+                        optional: nullable || field.default_value.is_some(),
+                    }
+                })
+                .collect();
+            shapes.insert(definition.name.node.to_string(), fields);
+        }
+        Self(shapes)
+    }
+
+    /// Whether the engine's validation of this operation with `variables`
+    /// is bound to end as it did with any other variables. Everything it
+    /// checks is in the document, except the values of the operation's
+    /// variables, each against the arguments it fills (and against custom
+    /// complexities, which this schema has none of). A variable passes for
+    /// certain when it is a JSON string for a `String` or `ID`, or, for an
+    /// input object, a JSON object of its fields and nothing else, every
+    /// field that may not be left out there, each a string for a `String`
+    /// or `ID` field, a boolean for a `Boolean` one, or null where null is
+    /// allowed. Anything else (another type, a missing variable, a null, a
+    /// number, a list, an unknown field) is validated again.
+    fn cannot_fail(&self, operation: &OperationDefinition, variables: &Value) -> bool {
+        operation.variable_definitions.iter().all(|definition| {
+            let definition = &definition.node;
+            let BaseType::Named(type_name) = &definition.var_type.node.base else {
+                return false;
+            };
+            let Some(value) = variables.get(definition.name.node.as_str()) else {
+                return false;
+            };
+            match type_name.as_str() {
+                "String" | "ID" => value.is_string(),
+                input => self
+                    .0
+                    .get(input)
+                    .is_some_and(|fields| input_cannot_fail(fields, value)),
+            }
+        })
+    }
+}
+
+fn input_cannot_fail(fields: &[InputField], value: &Value) -> bool {
+    let Value::Object(given) = value else {
+        return false;
+    };
+    let field = |name: &str| fields.iter().find(|field| field.name == name);
+    given.iter().all(|(name, value)| {
+        field(name).is_some_and(|field| match (value, &field.kind) {
+            (Value::Null, _) => field.nullable,
+            (Value::String(_), FieldKind::Text) | (Value::Bool(_), FieldKind::Boolean) => true,
+            _ => false,
+        })
+    }) && fields
+        .iter()
+        .all(|field| field.optional || given.contains_key(&field.name))
 }
 
 /// Request data for [`ReuseValidation`].
@@ -238,6 +352,12 @@ mod tests {
     use super::*;
 
     const VERIFY: &str = "query($u: String!) { verifyUsername(username: $u) { exists } }";
+    const REGISTER: &str = "mutation($i: RegisterInput!) { register(input: $i) { username } }";
+
+    /// Documents of the schema this service serves.
+    fn documents() -> ParsedDocuments {
+        ParsedDocuments::for_schema(&crate::graphql::sdl())
+    }
 
     fn passed_once(parsed: &Parsed, operation_name: Option<&str>) {
         let Some(KnownValidation::Keep {
@@ -266,7 +386,7 @@ mod tests {
 
     #[test]
     fn a_kept_document_is_the_one_parsed() {
-        let documents = ParsedDocuments::default();
+        let documents = documents();
         let first = documents.parse(VERIFY).unwrap().document;
         let again = documents.parse(VERIFY).unwrap().document;
         assert_eq!(format!("{first:?}"), format!("{again:?}"));
@@ -275,7 +395,7 @@ mod tests {
 
     #[test]
     fn failures_and_long_texts_are_not_kept() {
-        let documents = ParsedDocuments::default();
+        let documents = documents();
         assert!(documents.parse("query {").is_err());
         let long = format!("{{ {} }}", "__typename ".repeat(LONGEST_KEPT / 10));
         let parsed = documents.parse(&long).unwrap();
@@ -285,7 +405,7 @@ mod tests {
 
     #[test]
     fn the_cache_holds_at_most_its_capacity() {
-        let documents = ParsedDocuments::default();
+        let documents = documents();
         for i in 0..CAPACITY.get() + 10 {
             documents.parse(&format!("{{ a{i}: __typename }}")).unwrap();
         }
@@ -294,7 +414,7 @@ mod tests {
 
     #[test]
     fn a_passed_validation_is_reused_only_for_string_variables() {
-        let documents = ParsedDocuments::default();
+        let documents = documents();
         assert!(!reused(
             &documents.parse(VERIFY).unwrap(),
             None,
@@ -312,7 +432,7 @@ mod tests {
 
     #[test]
     fn other_types_of_variable_are_validated_every_time() {
-        let documents = ParsedDocuments::default();
+        let documents = documents();
         for text in [
             "query($u: [String!]!) { a: __typename }",
             "query($u: Int!) { a: __typename }",
@@ -336,7 +456,7 @@ mod tests {
 
     #[test]
     fn a_validation_is_kept_for_the_operation_it_ran() {
-        let documents = ParsedDocuments::default();
+        let documents = documents();
         let text = "query A($u: String!) { a: __typename } query B($u: String!) { b: __typename }";
         passed_once(&documents.parse(text).unwrap(), Some("A"));
         let parsed = documents.parse(text).unwrap();
@@ -348,5 +468,90 @@ mod tests {
         assert!(parsed.validation(None, &variables).is_none());
         let anonymous = documents.parse(VERIFY).unwrap();
         assert!(anonymous.validation(Some("A"), &variables).is_none());
+    }
+
+    #[test]
+    fn a_passed_validation_is_reused_for_input_objects_the_engine_must_accept() {
+        let documents = documents();
+        passed_once(&documents.parse(REGISTER).unwrap(), None);
+        let parsed = documents.parse(REGISTER).unwrap();
+        let input = json!({
+            "phone": "081234567890", "name": "Septian", "birthDate": "1990-01-31",
+            "birthPlace": "Jakarta", "gender": true, "countryId": "ID",
+            "accountGroupId": "01", "email": "s@example.com",
+        });
+        let with = |change: &dyn Fn(&mut serde_json::Map<String, Value>)| {
+            let mut input = input.clone();
+            change(input.as_object_mut().unwrap());
+            json!({ "i": input })
+        };
+        assert!(reused(&parsed, None, json!({ "i": input })));
+        // Fields that may be null, given as null or left out.
+        assert!(reused(
+            &parsed,
+            None,
+            with(&|i| {
+                i.insert("email".into(), Value::Null);
+                i.insert("language".into(), Value::Null);
+            })
+        ));
+        assert!(reused(
+            &parsed,
+            None,
+            with(&|i| {
+                i.remove("email");
+            })
+        ));
+        // What the engine checks and may refuse, with its own message.
+        for refused in [
+            with(&|i| {
+                i.insert("gender".into(), json!("true"));
+            }),
+            with(&|i| {
+                i.insert("name".into(), json!(42));
+            }),
+            with(&|i| {
+                i.insert("name".into(), Value::Null);
+            }),
+            with(&|i| {
+                i.remove("birthDate");
+            }),
+            with(&|i| {
+                i.insert("nickname".into(), json!("x"));
+            }),
+            with(&|i| {
+                i.insert("sourceId".into(), json!(["x"]));
+            }),
+            json!({ "i": "not an object" }),
+            json!({ "i": null }),
+            json!({}),
+        ] {
+            assert!(!reused(&parsed, None, refused.clone()), "{refused}");
+        }
+    }
+
+    #[test]
+    fn input_objects_are_read_from_the_schema() {
+        let shapes = InputShapes::of_sdl(&crate::graphql::sdl());
+        let register = &shapes.0["RegisterInput"];
+        let field = |name: &str| register.iter().find(|f| f.name == name).unwrap();
+        assert!(matches!(field("gender").kind, FieldKind::Boolean));
+        assert!(matches!(field("phone").kind, FieldKind::Text));
+        assert!(!field("phone").optional);
+        assert!(field("email").optional && field("email").nullable);
+        assert!(shapes.0.contains_key("ConfirmRegistrationInput"));
+        assert!(shapes.0.contains_key("ResendInput"));
+        // Types it cannot vouch for, and a directive's rule, are left out
+        // or marked unknown.
+        let other = InputShapes::of_sdl(
+            "input A { n: Int!, e: [String!] } input B @oneOf { a: String, b: String }",
+        );
+        assert!(
+            other.0["A"]
+                .iter()
+                .all(|f| matches!(f.kind, FieldKind::Unknown))
+        );
+        assert!(!other.0.contains_key("B"));
+        assert!(InputShapes::of_sdl("not a schema {").0.is_empty());
     }
 }

@@ -47,6 +47,34 @@ async fn the_whole_flow_works_over_graphql() {
     );
 }
 
+/// A document validated once is not validated again while its variables
+/// can only pass (`graphql::documents`); variables the engine would refuse
+/// are refused as on a first request, with the engine's own answer.
+#[tokio::test]
+async fn a_document_validated_before_still_refuses_variables_of_the_wrong_type() {
+    let mut wrong = register_body("081234567891");
+    wrong["gender"] = json!("yes");
+    let mut missing = register_body("081234567892");
+    missing.as_object_mut().unwrap().remove("name");
+    for input in [wrong, missing] {
+        let (status, first) = spawn_app()
+            .await
+            .graphql(REGISTER, json!({ "input": input }))
+            .await;
+        assert!(first["errors"][0]["message"].is_string(), "{first}");
+        assert!(first["data"].is_null(), "{first}");
+
+        let app = spawn_app().await;
+        let (passed, body) = app
+            .graphql(REGISTER, json!({"input": register_body("081234567890")}))
+            .await;
+        assert_eq!(passed, StatusCode::OK, "{body}");
+        assert!(body["errors"].is_null(), "{body}");
+        let (again, body) = app.graphql(REGISTER, json!({ "input": input })).await;
+        assert_eq!((again, body), (status, first));
+    }
+}
+
 #[tokio::test]
 async fn errors_carry_the_same_codes_and_details() {
     let app = spawn_app().await;
