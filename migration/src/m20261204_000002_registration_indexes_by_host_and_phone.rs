@@ -20,13 +20,22 @@ use sea_orm_migration::prelude::*;
 #[derive(DeriveMigrationName)]
 pub struct Migration;
 
+/// The indexes dropped, with their columns (for `down`).
+const DROPPED: [(&str, [Registration; 2]); 2] = [
+    (
+        "idx_registration_host_created",
+        [Registration::HostId, Registration::CreatedAt],
+    ),
+    (
+        "idx_registration_phone_status",
+        [Registration::Phone, Registration::Status],
+    ),
+];
+
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        for name in [
-            "idx_registration_host_created",
-            "idx_registration_phone_status",
-        ] {
+        for (name, _) in DROPPED {
             manager
                 .drop_index(
                     Index::drop()
@@ -40,30 +49,23 @@ impl MigrationTrait for Migration {
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager
-            .create_index(
-                Index::create()
-                    .name("idx_registration_host_created")
-                    .table(Registration::Table)
-                    .col(Registration::HostId)
-                    .col(Registration::CreatedAt)
-                    .to_owned(),
-            )
-            .await?;
-        manager
-            .create_index(
-                Index::create()
-                    .name("idx_registration_phone_status")
-                    .table(Registration::Table)
-                    .col(Registration::Phone)
-                    .col(Registration::Status)
-                    .to_owned(),
-            )
-            .await
+        for (name, [first, second]) in DROPPED {
+            manager
+                .create_index(
+                    Index::create()
+                        .name(name)
+                        .table(Registration::Table)
+                        .col(first)
+                        .col(second)
+                        .to_owned(),
+                )
+                .await?;
+        }
+        Ok(())
     }
 }
 
-#[derive(DeriveIden)]
+#[derive(DeriveIden, Clone, Copy)]
 enum Registration {
     Table,
     HostId,
