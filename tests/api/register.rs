@@ -535,3 +535,92 @@ async fn a_hosts_registrations_are_searched_by_phone() {
         "{plan}"
     );
 }
+
+/// PostgreSQL searches the registrations a batch supersedes, and those
+/// whose last register it reads, by (host, phone) even for a host its
+/// statistics have not seen. Written as `host_id = $ AND phone IN (...)`,
+/// both statements were planned for such a host as a search of the host
+/// alone, filtering every registration it had for the phones, inside the
+/// batch's transaction (docs/PERFORMANCE.md, session 25).
+#[tokio::test]
+async fn a_batch_searches_its_phones_for_a_host_the_statistics_have_not_seen() {
+    use customer_registration::{domain::PhoneNumber, service::registration as batch};
+    use sea_orm::{ConnectionTrait, DbBackend, StatementBuilder};
+    let app = spawn_app().await;
+    let db = &app.core.db;
+    if db.get_database_backend() != DbBackend::Postgres {
+        return;
+    }
+    // Pending registrations of `host` with 2,000 more phones.
+    let copy_pending = |host: uuid::Uuid, prefix: &'static str| async move {
+        db.execute_unprepared(&format!(
+            "INSERT INTO registration SELECT (jsonb_populate_record(NULL::registration, \
+             to_jsonb(r) || jsonb_build_object('id', gen_random_uuid(), \
+             'phone', '{prefix}' || (1000000 + n), 'status', 'pending'))).* \
+             FROM registration r, generate_series(1, 2000) n \
+             WHERE r.host_id = '{host}' LIMIT 2000"
+        ))
+        .await
+        .unwrap();
+    };
+    app.register(&register_body(PHONE)).await;
+    copy_pending(app.host_id().await, "+628121").await;
+    db.execute_unprepared("ANALYZE registration").await.unwrap();
+    // A host that began registering after the statistics were taken.
+    let token = app.new_host_token("newcomer").await;
+    let ticket: Value = app
+        .post_as(
+            &token,
+            "/b2b/customer/register",
+            &register_body("081299990000"),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let newcomer: uuid::Uuid = registration::Entity::find_by_id(
+        ticket["id"]
+            .as_str()
+            .unwrap()
+            .parse::<uuid::Uuid>()
+            .unwrap(),
+    )
+    .one(db)
+    .await
+    .unwrap()
+    .unwrap()
+    .host_id;
+    copy_pending(newcomer, "+628122").await;
+
+    let phones = [
+        PhoneNumber::parse("+6281299990001", "ID").unwrap(),
+        PhoneNumber::parse("+6281299990002", "ID").unwrap(),
+    ];
+    let targets: Vec<(uuid::Uuid, &PhoneNumber)> =
+        phones.iter().map(|phone| (newcomer, phone)).collect();
+    let backend = DbBackend::Postgres;
+    for plan in [
+        query_plan(
+            db,
+            StatementBuilder::build(&batch::supersede_pending_query(backend, &targets), &backend),
+        )
+        .await,
+        query_plan(
+            db,
+            StatementBuilder::build(&batch::last_registered_query(backend, &targets), &backend),
+        )
+        .await,
+    ] {
+        let reads: Vec<&str> = plan
+            .lines()
+            .filter(|line| line.contains("Index Cond") || line.contains("Seq Scan on registration"))
+            .collect();
+        assert!(!reads.is_empty(), "{plan}");
+        assert!(
+            reads
+                .iter()
+                .all(|line| line.contains("Index Cond") && line.contains("phone")),
+            "{plan}"
+        );
+    }
+}

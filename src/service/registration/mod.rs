@@ -23,3 +23,5 @@ pub mod views;
 pub use commands::{register, resend_email, resend_sms, verify_email, verify_username};
 pub use confirm::{ConfirmedVia, confirm, confirm_parsed};
 pub use input::{ConfirmInput, Field, RegisterInput, ResendInput};
+/// The batch's statements, for tests that read their plans.
+pub use store::{last_registered_query, supersede_pending_query};

@@ -22,7 +22,10 @@ use sea_orm::{
     ActiveValue::Set,
     ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, EntityTrait,
     QueryFilter, QuerySelect, TryIntoModel,
-    sea_query::{Expr, ExprTrait, Query},
+    sea_query::{
+        Alias, DynIden, Expr, ExprTrait, IntoIden, Query, SelectStatement, SimpleExpr, TableRef,
+        UpdateStatement, ValueTuple,
+    },
 };
 use uuid::Uuid;
 
@@ -43,10 +46,10 @@ pub async fn reload(db: &impl ConnectionTrait, id: Uuid) -> CoreResult<Registrat
 }
 
 /// The registrations of `targets`' (host, phone) pairs: per host, its
-/// phones in one list, an index lookup of each phone on (host, phone)
-/// whatever the planner's statistics say. An OR of (host AND phone) pairs
-/// was planned as a scan of the host's rows when they were out of date
-/// (docs/PERFORMANCE.md, session 10).
+/// phones in one list. An OR of (host AND phone) pairs was planned as a
+/// scan of the host's rows when statistics were out of date
+/// (docs/PERFORMANCE.md, session 10). SQLite and MySQL look each phone up
+/// on (host, phone); PostgreSQL joins [`pairs_list`] instead.
 fn of_phones(targets: &[(Uuid, &PhoneNumber)]) -> Condition {
     let mut by_host: std::collections::BTreeMap<Uuid, Vec<&str>> = Default::default();
     for (host_id, phone) in targets {
@@ -63,6 +66,31 @@ fn of_phones(targets: &[(Uuid, &PhoneNumber)]) -> Condition {
     any
 }
 
+/// `targets` as a list of values, `(host_id, phone)` rows named
+/// `column1` and `column2`, for PostgreSQL to join the registrations to.
+/// With `host_id = $ AND phone IN (...)` it may search the host alone and
+/// filter its rows for the phones: it costs both the same whenever its
+/// statistics think the host has a row or two, which they do of every
+/// host that began registering after they were taken, and of every host
+/// in a table analysed while empty (session 25). A join to a list of
+/// values leaves it no host to search by: each pair is looked up on
+/// (host, phone), and the alternative, reading the whole table, is costed
+/// by the table's real size.
+fn pairs_list(targets: &[(Uuid, &PhoneNumber)]) -> (TableRef, DynIden) {
+    let rows = targets
+        .iter()
+        .map(|(host_id, phone)| ValueTuple::Two((*host_id).into(), phone.as_str().into()))
+        .collect();
+    let name = Alias::new("pairs").into_iden();
+    (TableRef::ValuesList(rows, name.clone()), name)
+}
+
+/// The registration's `column` equals the pair list's `column{n}`.
+fn paired(list: &DynIden, column: registration::Column, n: usize) -> SimpleExpr {
+    Expr::col((registration::Entity, column))
+        .eq(Expr::col((list.clone(), Alias::new(format!("column{n}")))))
+}
+
 /// When each (host, phone) of `targets` last registered, read inside the
 /// writing transaction: a register of the same phone written just before,
 /// by a batch of this instance or by another instance, counts against the
@@ -71,22 +99,55 @@ pub async fn last_registered(
     txn: &DatabaseTransaction,
     targets: &[(Uuid, &PhoneNumber)],
 ) -> CoreResult<std::collections::HashMap<(Uuid, String), DateTime<Utc>>> {
-    let latest: Vec<(Uuid, String, Option<DateTime<Utc>>)> = registration::Entity::find()
-        .select_only()
-        .column(registration::Column::HostId)
-        .column(registration::Column::Phone)
-        .column_as(registration::Column::CreatedAt.max(), "last_at")
-        .filter(of_phones(targets))
-        .group_by(registration::Column::HostId)
-        .group_by(registration::Column::Phone)
-        .into_tuple()
-        .all(txn)
+    let latest = txn
+        .query_all(&last_registered_query(txn.get_database_backend(), targets))
         .await
         .context("Failed to read when the phones last registered")?;
-    Ok(latest
-        .into_iter()
-        .filter_map(|(host_id, phone, at)| Some(((host_id, phone), at?)))
-        .collect())
+    let read = |row: &sea_orm::QueryResult| -> anyhow::Result<_> {
+        Ok((
+            row.try_get::<Uuid>("", "host_id")?,
+            row.try_get::<String>("", "phone")?,
+            row.try_get::<Option<DateTime<Utc>>>("", "last_at")?,
+        ))
+    };
+    let mut last = std::collections::HashMap::new();
+    for row in &latest {
+        let (host_id, phone, at) =
+            read(row).context("Failed to read when a phone last registered")?;
+        if let Some(at) = at {
+            last.insert((host_id, phone), at);
+        }
+    }
+    Ok(last)
+}
+
+/// The statement of [`last_registered`] on `backend`.
+pub fn last_registered_query(
+    backend: DbBackend,
+    targets: &[(Uuid, &PhoneNumber)],
+) -> SelectStatement {
+    use registration::{Column, Entity};
+    let mut select = Query::select();
+    select
+        .column((Entity, Column::HostId))
+        .column((Entity, Column::Phone))
+        .expr_as(
+            Expr::col((Entity, Column::CreatedAt)).max(),
+            Alias::new("last_at"),
+        )
+        .from(Entity)
+        .group_by_col((Entity, Column::HostId))
+        .group_by_col((Entity, Column::Phone));
+    if backend == DbBackend::Postgres {
+        let (list, name) = pairs_list(targets);
+        select
+            .from(list)
+            .and_where(paired(&name, Column::HostId, 1))
+            .and_where(paired(&name, Column::Phone, 2));
+    } else {
+        select.cond_where(of_phones(targets));
+    }
+    select.take()
 }
 
 /// A new registration replaces the host's pending one for the phone; for
@@ -99,22 +160,10 @@ pub async fn supersede_pending(
     txn: &DatabaseTransaction,
     targets: &[(Uuid, &PhoneNumber)],
 ) -> CoreResult<Vec<Uuid>> {
-    let of_targets = |status: RegistrationStatus| {
-        Condition::all()
-            .add(registration::Column::Status.eq(status))
-            .add(of_phones(targets))
-    };
-    let mut update = Query::update();
-    update
-        .table(registration::Entity)
-        .value(
-            registration::Column::Status,
-            Expr::value(RegistrationStatus::Superseded),
-        )
-        .cond_where(of_targets(RegistrationStatus::Pending));
-    if txn.get_database_backend() != DbBackend::MySql {
+    let backend = txn.get_database_backend();
+    let update = supersede_pending_query(backend, targets);
+    if backend != DbBackend::MySql {
         // One round trip: the rows this statement replaced.
-        update.returning_col(registration::Column::Id);
         let rows = txn
             .query_all(&update)
             .await
@@ -137,12 +186,45 @@ pub async fn supersede_pending(
     let superseded = registration::Entity::find()
         .select_only()
         .column(registration::Column::Id)
-        .filter(of_targets(RegistrationStatus::Superseded))
+        .filter(registration::Column::Status.eq(RegistrationStatus::Superseded))
+        .filter(of_phones(targets))
         .into_tuple()
         .all(txn)
         .await
         .context("Failed to list superseded registrations")?;
     Ok(superseded)
+}
+
+/// The statement of [`supersede_pending`] on `backend`.
+pub fn supersede_pending_query(
+    backend: DbBackend,
+    targets: &[(Uuid, &PhoneNumber)],
+) -> UpdateStatement {
+    use registration::{Column, Entity};
+    let mut update = Query::update();
+    update
+        .table(Entity)
+        .value(Column::Status, Expr::value(RegistrationStatus::Superseded))
+        .and_where(Expr::col((Entity, Column::Status)).eq(RegistrationStatus::Pending));
+    match backend {
+        DbBackend::Postgres => {
+            let (list, name) = pairs_list(targets);
+            update
+                .from(list)
+                .and_where(paired(&name, Column::HostId, 1))
+                .and_where(paired(&name, Column::Phone, 2))
+                .returning(Query::returning().column((Entity, Column::Id)));
+        }
+        DbBackend::MySql => {
+            update.cond_where(of_phones(targets));
+        }
+        _ => {
+            update
+                .cond_where(of_phones(targets))
+                .returning_col(Column::Id);
+        }
+    }
+    update.take()
 }
 
 /// Stores new pending registrations, each of its host and time, in one
