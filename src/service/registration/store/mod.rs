@@ -23,8 +23,8 @@ use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, EntityTrait,
     QueryFilter, QuerySelect, TryIntoModel,
     sea_query::{
-        Alias, DynIden, Expr, ExprTrait, IntoIden, Query, SelectStatement, SimpleExpr, TableRef,
-        UpdateStatement, ValueTuple,
+        Alias, Expr, ExprTrait, IntoIden, Query, SelectStatement, TableRef, UpdateStatement,
+        ValueTuple,
     },
 };
 use uuid::Uuid;
@@ -66,29 +66,31 @@ fn of_phones(targets: &[(Uuid, &PhoneNumber)]) -> Condition {
     any
 }
 
-/// `targets` as a list of values, `(host_id, phone)` rows named
-/// `column1` and `column2`, for PostgreSQL to join the registrations to.
-/// With `host_id = $ AND phone IN (...)` it may search the host alone and
-/// filter its rows for the phones: it costs both the same whenever its
-/// statistics think the host has a row or two, which they do of every
-/// host that began registering after they were taken, and of every host
-/// in a table analysed while empty (session 25). A join to a list of
-/// values leaves it no host to search by: each pair is looked up on
-/// (host, phone), and the alternative, reading the whole table, is costed
-/// by the table's real size.
-fn pairs_list(targets: &[(Uuid, &PhoneNumber)]) -> (TableRef, DynIden) {
+/// `targets` as a list of values for PostgreSQL to join the registrations
+/// to, with the condition that joins them (a registration is one of the
+/// pairs). With `host_id = $ AND phone IN (...)` it may search the host
+/// alone and filter its rows for the phones: it costs both the same
+/// whenever its statistics think the host has a row or two, which they do
+/// of every host that began registering after they were taken, and of
+/// every host in a table analysed while empty (session 25). A join to a
+/// list of values leaves it no host to search by: each pair is looked up
+/// on (host, phone), and the alternative, reading the whole table, is
+/// costed by the table's real size.
+fn pairs_list(targets: &[(Uuid, &PhoneNumber)]) -> (TableRef, Condition) {
     let rows = targets
         .iter()
         .map(|(host_id, phone)| ValueTuple::Two((*host_id).into(), phone.as_str().into()))
         .collect();
-    let name = Alias::new("pairs").into_iden();
-    (TableRef::ValuesList(rows, name.clone()), name)
-}
-
-/// The registration's `column` equals the pair list's `column{n}`.
-fn paired(list: &DynIden, column: registration::Column, n: usize) -> SimpleExpr {
-    Expr::col((registration::Entity, column))
-        .eq(Expr::col((list.clone(), Alias::new(format!("column{n}")))))
+    let list = Alias::new("pairs").into_iden();
+    // A list of values names its columns column1, column2, ...
+    let paired = |column: registration::Column, n: usize| {
+        Expr::col((registration::Entity, column))
+            .eq(Expr::col((list.clone(), Alias::new(format!("column{n}")))))
+    };
+    let one_of_them = Condition::all()
+        .add(paired(registration::Column::HostId, 1))
+        .add(paired(registration::Column::Phone, 2));
+    (TableRef::ValuesList(rows, list), one_of_them)
 }
 
 /// When each (host, phone) of `targets` last registered, read inside the
@@ -103,17 +105,11 @@ pub async fn last_registered(
         .query_all(&last_registered_query(txn.get_database_backend(), targets))
         .await
         .context("Failed to read when the phones last registered")?;
-    let read = |row: &sea_orm::QueryResult| -> anyhow::Result<_> {
-        Ok((
-            row.try_get::<Uuid>("", "host_id")?,
-            row.try_get::<String>("", "phone")?,
-            row.try_get::<Option<DateTime<Utc>>>("", "last_at")?,
-        ))
-    };
     let mut last = std::collections::HashMap::new();
     for row in &latest {
-        let (host_id, phone, at) =
-            read(row).context("Failed to read when a phone last registered")?;
+        let (host_id, phone, at): (Uuid, String, Option<DateTime<Utc>>) = row
+            .try_get_many_by_index()
+            .context("Failed to read when a phone last registered")?;
         if let Some(at) = at {
             last.insert((host_id, phone), at);
         }
@@ -121,7 +117,7 @@ pub async fn last_registered(
     Ok(last)
 }
 
-/// The statement of [`last_registered`] on `backend`.
+/// The statement of `last_registered` on `backend`.
 pub fn last_registered_query(
     backend: DbBackend,
     targets: &[(Uuid, &PhoneNumber)],
@@ -139,11 +135,8 @@ pub fn last_registered_query(
         .group_by_col((Entity, Column::HostId))
         .group_by_col((Entity, Column::Phone));
     if backend == DbBackend::Postgres {
-        let (list, name) = pairs_list(targets);
-        select
-            .from(list)
-            .and_where(paired(&name, Column::HostId, 1))
-            .and_where(paired(&name, Column::Phone, 2));
+        let (list, one_of_them) = pairs_list(targets);
+        select.from(list).cond_where(one_of_them);
     } else {
         select.cond_where(of_phones(targets));
     }
@@ -195,7 +188,7 @@ pub async fn supersede_pending(
     Ok(superseded)
 }
 
-/// The statement of [`supersede_pending`] on `backend`.
+/// The statement of `supersede_pending` on `backend`.
 pub fn supersede_pending_query(
     backend: DbBackend,
     targets: &[(Uuid, &PhoneNumber)],
@@ -206,23 +199,15 @@ pub fn supersede_pending_query(
         .table(Entity)
         .value(Column::Status, Expr::value(RegistrationStatus::Superseded))
         .and_where(Expr::col((Entity, Column::Status)).eq(RegistrationStatus::Pending));
-    match backend {
-        DbBackend::Postgres => {
-            let (list, name) = pairs_list(targets);
-            update
-                .from(list)
-                .and_where(paired(&name, Column::HostId, 1))
-                .and_where(paired(&name, Column::Phone, 2))
-                .returning(Query::returning().column((Entity, Column::Id)));
-        }
-        DbBackend::MySql => {
-            update.cond_where(of_phones(targets));
-        }
-        _ => {
-            update
-                .cond_where(of_phones(targets))
-                .returning_col(Column::Id);
-        }
+    if backend == DbBackend::Postgres {
+        let (list, one_of_them) = pairs_list(targets);
+        update.from(list).cond_where(one_of_them);
+    } else {
+        update.cond_where(of_phones(targets));
+    }
+    // MySQL has no RETURNING (see `supersede_pending`).
+    if backend != DbBackend::MySql {
+        update.returning_col(Column::Id);
     }
     update.take()
 }
