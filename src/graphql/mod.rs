@@ -4,6 +4,7 @@ mod delivery;
 mod documents;
 mod endpoint;
 pub mod error;
+mod input_shapes;
 mod inputs;
 mod loaders;
 mod mutation;
