@@ -476,7 +476,7 @@ async fn one_pending_registration_per_phone_is_a_key_and_its_migration_settles_d
 #[tokio::test]
 async fn a_hosts_registrations_are_searched_by_phone() {
     use customer_registration::{domain::PhoneNumber, service::registration::queries};
-    use sea_orm::{ConnectionTrait, DbBackend, Statement, StatementBuilder};
+    use sea_orm::{ConnectionTrait, DbBackend, Statement};
     let app = spawn_app().await;
     let db = &app.core.db;
     let backend = db.get_database_backend();
@@ -521,7 +521,7 @@ async fn a_hosts_registrations_are_searched_by_phone() {
     app.register(&register_body(PHONE)).await;
     let phone = PhoneNumber::parse("+6281299999999", "ID").unwrap();
     let checks = queries::register_checks_query(app.host_id().await, &phone, None);
-    let plan = query_plan(db, StatementBuilder::build(&checks, &backend)).await;
+    let plan = query_plan(db, backend.build(&checks)).await;
     let lines: Vec<&str> = plan.lines().collect();
     let search = lines
         .iter()
@@ -545,7 +545,7 @@ async fn a_hosts_registrations_are_searched_by_phone() {
 #[tokio::test]
 async fn a_batch_searches_its_phones_for_a_host_the_statistics_have_not_seen() {
     use customer_registration::{domain::PhoneNumber, service::registration as batch};
-    use sea_orm::{ConnectionTrait, DbBackend, StatementBuilder};
+    use sea_orm::{ConnectionTrait, DbBackend};
     let app = spawn_app().await;
     let db = &app.core.db;
     if db.get_database_backend() != DbBackend::Postgres {
@@ -568,28 +568,21 @@ async fn a_batch_searches_its_phones_for_a_host_the_statistics_have_not_seen() {
     db.execute_unprepared("ANALYZE registration").await.unwrap();
     // A host that began registering after the statistics were taken.
     let token = app.new_host_token("newcomer").await;
-    let ticket: Value = app
+    let registered = app
         .post_as(
             &token,
             "/b2b/customer/register",
             &register_body("081299990000"),
         )
+        .await;
+    assert_eq!(registered.status(), StatusCode::OK);
+    let newcomer = entity::host::Entity::find()
+        .filter(entity::host::Column::Name.eq("newcomer"))
+        .one(db)
         .await
-        .json()
-        .await
-        .unwrap();
-    let newcomer: uuid::Uuid = registration::Entity::find_by_id(
-        ticket["id"]
-            .as_str()
-            .unwrap()
-            .parse::<uuid::Uuid>()
-            .unwrap(),
-    )
-    .one(db)
-    .await
-    .unwrap()
-    .unwrap()
-    .host_id;
+        .unwrap()
+        .unwrap()
+        .id;
     copy_pending(newcomer, "+628122").await;
 
     let phones = [
@@ -602,12 +595,12 @@ async fn a_batch_searches_its_phones_for_a_host_the_statistics_have_not_seen() {
     for plan in [
         query_plan(
             db,
-            StatementBuilder::build(&batch::supersede_pending_query(backend, &targets), &backend),
+            backend.build(&batch::supersede_pending_query(backend, &targets)),
         )
         .await,
         query_plan(
             db,
-            StatementBuilder::build(&batch::last_registered_query(backend, &targets), &backend),
+            backend.build(&batch::last_registered_query(backend, &targets)),
         )
         .await,
     ] {
