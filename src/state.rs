@@ -9,6 +9,7 @@ use crate::{
     clock::Clock,
     config::Settings,
     crypto::{Keys, PasswordHashing},
+    db::Lookups,
     domain::Rules,
     group_commit::GroupCommit,
     metrics::Metrics,
@@ -33,6 +34,9 @@ impl std::ops::Deref for Core {
 #[derive(Clone)]
 pub struct CoreParts {
     pub db: DatabaseConnection,
+    /// Where verify's lookups run: on SQLite connections of their own,
+    /// returned without sqlx's ping (`db::lookups`); elsewhere `db`.
+    pub lookups: Lookups,
     pub settings: Arc<Settings>,
     /// The registration lifecycle's thresholds, from `settings`.
     pub rules: Rules,
@@ -101,7 +105,7 @@ impl Core {
             hashing,
             outbox_signal: Arc::new(Notify::new()),
             templates,
-            metrics,
+            metrics: metrics.clone(),
             dispatcher_beat: Arc::new(AtomicI64::new(0)),
             tokens: Arc::new(TokenCache::new(settings_cache_seconds)),
             account_groups: Arc::default(),
@@ -110,6 +114,7 @@ impl Core {
                 .then(|| Arc::new(WriterQueue::default())),
             galera,
             register_batches: register_batches(db.get_database_backend()),
+            lookups: Lookups::new(&db, metrics.clone()),
             db,
         }))
     }

@@ -14,8 +14,10 @@ use sea_orm::{
 
 use crate::metrics::Metrics;
 
+mod lookups;
 mod migrations;
 
+pub use lookups::Lookups;
 use migrations::migrate_once;
 pub use migrations::migrations_applied;
 
@@ -91,13 +93,7 @@ pub async fn connect_and_migrate(
     let mut db = Database::connect(options)
         .await
         .context("Failed to connect to the database")?;
-    db.set_metric_callback(move |info| {
-        metrics.db_statement();
-        tracing::trace!(sql = %info.statement.sql, "database statement");
-        if info.elapsed > SLOW_STATEMENT {
-            tracing::warn!(elapsed_ms = info.elapsed.as_millis() as u64, sql = %info.statement.sql, "slow database statement");
-        }
-    });
+    db.set_metric_callback(move |info| statement_ran(&metrics, &info.statement.sql, info.elapsed));
     if db.get_database_backend() == DbBackend::Sqlite {
         enable_wal(&db).await?;
         if !plans_without_bound_values(&db).await? {
@@ -110,6 +106,20 @@ pub async fn connect_and_migrate(
     }
     migrate_once(&db).await?;
     Ok(db)
+}
+
+/// Counts a statement and logs it (its SQL at `trace`, without
+/// parameters at `warn` when slow), wherever it ran.
+fn statement_ran(metrics: &Metrics, sql: &str, elapsed: Duration) {
+    metrics.db_statement();
+    tracing::trace!(sql = %sql, "database statement");
+    if elapsed > SLOW_STATEMENT {
+        tracing::warn!(
+            elapsed_ms = elapsed.as_millis() as u64,
+            sql = %sql,
+            "slow database statement"
+        );
+    }
 }
 
 /// Whether SQLite was built with its query planner stability guarantee

@@ -322,7 +322,7 @@ async fn customer_with(
         column.as_str()
     );
     let lookup = Statement::from_sql_and_values(backend, sql, [value.into()]);
-    Ok(core.db.query_one_raw(lookup).await?.is_some())
+    Ok(core.lookups.query_one(lookup).await?.is_some())
 }
 
 pub async fn find_registration(
