@@ -1,5 +1,6 @@
-//! Single statements outside any transaction (verify's lookups), on
-//! connections that go back to their pool without a round trip.
+//! Single statements outside any transaction (verify's lookup, register's
+//! checks), on connections that go back to their pool without a round
+//! trip.
 //!
 //! sqlx's pool pings every connection as it takes it back, in a task of
 //! its own: on SQLite a no-op command sent to the connection's worker
@@ -122,5 +123,44 @@ impl managed::Manager for SqliteLookupConnections {
         _metrics: &managed::Metrics,
     ) -> RecycleResult<sqlx::Error> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sea_orm::ConnectionTrait;
+
+    use super::*;
+
+    /// A lookup on SQLite reads what was committed after its connection
+    /// last answered, and is counted like any statement.
+    #[tokio::test]
+    async fn sqlite_lookups_read_the_latest_commit_and_are_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!(
+            "sqlite://{}?mode=rwc",
+            dir.path().join("lookups.db").display()
+        );
+        let metrics = Arc::new(Metrics::default());
+        let db = sea_orm::Database::connect(&url).await.unwrap();
+        db.execute_unprepared("PRAGMA journal_mode=WAL; CREATE TABLE t (v TEXT PRIMARY KEY)")
+            .await
+            .unwrap();
+        let lookups = Lookups::new(&db, metrics.clone());
+        assert!(matches!(lookups, Lookups::Sqlite { .. }));
+        let find = || {
+            Statement::from_sql_and_values(
+                DbBackend::Sqlite,
+                "SELECT v FROM t WHERE v = ?",
+                ["a".into()],
+            )
+        };
+        assert!(lookups.query_one(find()).await.unwrap().is_none());
+        db.execute_unprepared("INSERT INTO t (v) VALUES ('a')")
+            .await
+            .unwrap();
+        let row = lookups.query_one(find()).await.unwrap().unwrap();
+        assert_eq!(row.try_get::<String>("", "v").unwrap(), "a");
+        assert_eq!(metrics.db_statements(), 2);
     }
 }

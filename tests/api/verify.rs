@@ -96,7 +96,8 @@ async fn a_verify_sees_a_customer_completed_after_its_connection_last_looked() {
     // them has answered by the time the customer is completed.
     let answers = futures::future::join_all((0..8).map(|_| verify())).await;
     assert!(answers.iter().all(|a| a == &json!(false)), "{answers:?}");
-    assert_eq!(app.core.metrics.db_statements() - before, 8);
+    // At least: the delivery loop may count its own meanwhile.
+    assert!(app.core.metrics.db_statements() - before >= 8);
 
     app.register(&register_body(PHONE)).await;
     let token = app.sms_token(PHONE, 1).await;

@@ -99,8 +99,8 @@ pub async fn register_checks(
 ) -> CoreResult<RegisterChecks> {
     let checks = register_checks_query(host_id, phone, email);
     let row = core
-        .db
-        .query_one(&checks)
+        .lookups
+        .query_one(core.db.get_database_backend().build(&checks))
         .await
         .context("Failed to run the register checks")?
         .context("the register checks returned no row")?;
