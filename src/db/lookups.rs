@@ -50,6 +50,10 @@ pub enum Lookups {
 }
 
 impl Lookups {
+    #[allow(
+        clippy::expect_used,
+        reason = "building fails only for timeouts set without a runtime"
+    )]
     pub fn new(db: &DatabaseConnection, metrics: Arc<Metrics>) -> Self {
         if db.get_database_backend() != DbBackend::Sqlite {
             return Lookups::Pool(db.clone());
