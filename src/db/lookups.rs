@@ -33,8 +33,11 @@ use sea_query_sqlx::SqlxValues;
 use crate::metrics::Metrics;
 
 /// Connections kept for lookups on SQLite. Readers do not wait for each
-/// other or for the writer in WAL mode; on two cores more than four in
-/// flight at once only queue for a core.
+/// other or for the writer in WAL mode, and a lookup holds its connection
+/// for one indexed read: 2, 4 and 8 ran alike (REST verify at 64
+/// connections, two rounds each: 25,500–30,300/s; docs/PERFORMANCE.md,
+/// session 26). Each connection is a worker thread and up to 1 MiB of page
+/// cache.
 const SQLITE_LOOKUP_CONNECTIONS: usize = 4;
 
 /// Where single-statement reads run.
