@@ -106,7 +106,8 @@ impl Core {
             hashing,
             outbox_signal: Arc::new(Notify::new()),
             templates,
-            metrics: metrics.clone(),
+            lookups: Lookups::new(&db, metrics.clone()),
+            metrics,
             dispatcher_beat: Arc::new(AtomicI64::new(0)),
             tokens: Arc::new(TokenCache::new(settings_cache_seconds)),
             account_groups: Arc::default(),
@@ -115,7 +116,6 @@ impl Core {
                 .then(|| Arc::new(WriterQueue::default())),
             galera,
             register_batches: register_batches(db.get_database_backend()),
-            lookups: Lookups::new(&db, metrics.clone()),
             db,
         }))
     }

@@ -83,7 +83,7 @@ impl Lookups {
             } => (connections, metrics),
         };
         let mut connection = connections.get().await.map_err(|error| match error {
-            PoolError::Backend(error) => connection_error(error),
+            PoolError::Backend(error) => DbErr::Conn(RuntimeErr::SqlxError(Arc::new(error))),
             other => DbErr::Conn(RuntimeErr::Internal(other.to_string())),
         })?;
         let Statement { sql, values, .. } = statement;
@@ -104,10 +104,6 @@ impl Lookups {
             }
         }
     }
-}
-
-fn connection_error(error: sqlx::Error) -> DbErr {
-    DbErr::Conn(RuntimeErr::SqlxError(Arc::new(error)))
 }
 
 /// Opens SQLite connections with the main pool's options (the file, its
