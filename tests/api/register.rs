@@ -519,8 +519,20 @@ async fn a_hosts_registrations_are_searched_by_phone() {
     );
 
     app.register(&register_body(PHONE)).await;
-    let phone = PhoneNumber::parse("+6281299999999", "ID").unwrap();
-    let checks = queries::register_checks_query(app.host_id().await, &phone, None);
+    let phones = [
+        PhoneNumber::parse("+6281299999999", "ID").unwrap(),
+        PhoneNumber::parse("+6281299999998", "ID").unwrap(),
+    ];
+    let host_id = app.host_id().await;
+    let applicants: Vec<queries::Applicant<'_>> = phones
+        .iter()
+        .map(|phone| queries::Applicant {
+            host_id,
+            phone,
+            email: None,
+        })
+        .collect();
+    let checks = queries::register_checks_query(&applicants);
     let plan = query_plan(db, backend.build(&checks)).await;
     let lines: Vec<&str> = plan.lines().collect();
     let search = lines

@@ -7,7 +7,11 @@
 //! registers waiting (up to [`MOST_PER_BATCH`]) and answers each. SQLite
 //! writes one batch at a time, other databases a few side by side.
 //!
-//! Every guarantee of a register written alone holds: a batch that any rule
+//! A batch's transaction first reads what each register is checked against
+//! (the phone's lock, the username and email, the cooldown, the host's
+//! webhook endpoint: `queries::register_checks`, one statement for all) and
+//! answers the registers those refuse; it writes the others. Every
+//! guarantee of a register written alone holds: a batch that any later rule
 //! would refuse in part (a quota, a budget, a unique key) is rolled back
 //! whole, and its registers are written again one by one, so exactly the
 //! ones a lone write would refuse are refused, with their own error. Two
@@ -21,6 +25,7 @@ use uuid::Uuid;
 use super::{
     input::NewRegistration,
     messages::{Queued, new_completion_email, new_sms, queue_and_count},
+    queries::{self, Applicant},
     store,
 };
 use crate::{
@@ -51,12 +56,14 @@ const MOST_PER_BATCH: usize = 32;
 pub(super) struct Prepared {
     pub host: AuthenticatedHost,
     pub applicant: NewRegistration,
-    /// The host's webhook endpoint, for its `registration.started` event.
-    pub webhook_url: Option<String>,
     pub now: DateTime<Utc>,
 }
 
 type Stored = (Registration, IssuedCode);
+
+/// What a batch's transaction answers each of its registers, in order:
+/// written, or refused by its checks.
+type Answers = Vec<CoreResult<Stored>>;
 
 struct Waiting {
     prepared: Prepared,
@@ -156,10 +163,15 @@ async fn write_and_answer(core: &Core, batch: Vec<Waiting>) {
 async fn write_together(core: &Core, together: Vec<Waiting>) -> Vec<Waiting> {
     let prepared = together.iter().map(|w| &w.prepared).collect::<Vec<_>>();
     match retrying(core, || write_registers(core, &prepared)).await {
-        Ok(stored) => {
-            core.metrics.registers_written_together(stored.len());
-            for (waiting, stored) in together.into_iter().zip(stored) {
-                let _ = waiting.answer.send(Ok(stored));
+        Ok(answers) => {
+            // A transaction that wrote nothing (its checks refused every
+            // register) is not a batch.
+            let written = answers.iter().filter(|a| a.is_ok()).count();
+            if written > 0 {
+                core.metrics.registers_written_together(written);
+            }
+            for (waiting, answer) in together.into_iter().zip(answers) {
+                let _ = waiting.answer.send(answer);
             }
             Vec::new()
         }
@@ -181,29 +193,79 @@ async fn write_alone(core: &Core, waiting: Waiting) {
         }
         written => written,
     };
-    core.metrics.registers_written_together(1);
-    let stored = written.and_then(|stored| {
-        stored
+    let answer = written.and_then(|answers| {
+        answers
             .into_iter()
             .next()
             .ok_or_else(|| anyhow::anyhow!("a register wrote nothing").into())
+            .and_then(|answer| answer)
     });
-    let _ = waiting.answer.send(stored);
+    if answer.is_ok() {
+        core.metrics.registers_written_together(1);
+    }
+    let _ = waiting.answer.send(answer);
 }
 
-/// One transaction for all of `batch`: the pending registrations of the
-/// same (host, phone) superseded and their messages cancelled, the
+/// One transaction for all of `batch`: the checks of every register, read
+/// in one statement, and for those they admit, the pending registrations
+/// of the same (host, phone) superseded and their messages cancelled, the
 /// registrations, their codes and links, each one's `registration.started`
 /// event, and last, just before the commit, every message queued and
 /// counted (`queue_and_count`). One statement per table, whatever the
 /// number of registers (webhook events apart).
-async fn write_registers(core: &Core, batch: &[&Prepared]) -> CoreResult<Vec<Stored>> {
+async fn write_registers(core: &Core, batch: &[&Prepared]) -> CoreResult<Answers> {
+    let txn = write::begin(core).await?;
+    let applicants = batch
+        .iter()
+        .map(|p| Applicant {
+            host_id: p.host.id,
+            phone: &p.applicant.phone,
+            email: p.applicant.email.as_ref().map(|e| e.as_str()),
+        })
+        .collect::<Vec<_>>();
+    let checks = queries::register_checks(&*txn, &applicants).await?;
+    let mut answers: Vec<Option<CoreResult<Stored>>> = Vec::with_capacity(batch.len());
+    let mut admitted = Vec::with_capacity(batch.len());
+    for (prepared, checks) in batch.iter().zip(checks) {
+        match checks.admit(prepared.now, &core.rules) {
+            Ok(()) => {
+                answers.push(None);
+                admitted.push((*prepared, checks.webhook_url));
+            }
+            Err(refusal) => answers.push(Some(Err(refusal))),
+        }
+    }
+    let mut written = if admitted.is_empty() {
+        write::rollback(txn).await?;
+        Vec::new()
+    } else {
+        write_admitted(core, txn, &admitted).await?
+    }
+    .into_iter();
+    Ok(answers
+        .into_iter()
+        .map(|answer| match answer {
+            Some(refused) => refused,
+            None => written
+                .next()
+                .ok_or_else(|| anyhow::anyhow!("an admitted register was not written").into()),
+        })
+        .collect())
+}
+
+/// The writes of [`write_registers`] for the registers its checks admitted,
+/// each with its host's webhook endpoint; commits `txn`.
+async fn write_admitted(
+    core: &Core,
+    txn: write::WriteTxn,
+    admitted: &[(&Prepared, Option<String>)],
+) -> CoreResult<Vec<Stored>> {
+    let batch = admitted.iter().map(|(p, _)| *p).collect::<Vec<_>>();
     let latest = batch
         .iter()
         .map(|p| p.now)
         .max()
         .unwrap_or_else(|| core.clock.now());
-    let txn = write::begin(core).await?;
     let targets = batch
         .iter()
         .map(|p| (p.host.id, &p.applicant.phone))
@@ -211,12 +273,13 @@ async fn write_registers(core: &Core, batch: &[&Prepared]) -> CoreResult<Vec<Sto
     let superseded = store::supersede_pending(&txn, &targets).await?;
     if core.rules.register_cooldown > chrono::Duration::zero() {
         // Checked again here, after the supersede has locked the phones'
-        // pending rows: two registers of one phone that passed the check
-        // together are written one after the other, and the later one is
-        // refused. A refusal fails the batch, whose registers are then
-        // written alone, so only the refused one hears of it.
+        // pending rows: two registers of one phone that passed the checks
+        // side by side (two batch writers, two instances) are written one
+        // after the other, and the later one is refused. A refusal fails
+        // the batch, whose registers are then written alone, so only the
+        // refused one hears of it.
         let last = store::last_registered(&txn, &targets).await?;
-        for prepared in batch {
+        for prepared in &batch {
             let key = (
                 prepared.host.id,
                 prepared.applicant.phone.as_str().to_owned(),
@@ -257,8 +320,8 @@ async fn write_registers(core: &Core, batch: &[&Prepared]) -> CoreResult<Vec<Sto
     }
     store::insert_codes(&txn, code_rows).await?;
     store::insert_completion_links(&txn, link_rows).await?;
-    for (prepared, registration) in batch.iter().zip(&registrations) {
-        if let Some(url) = &prepared.webhook_url {
+    for ((prepared, webhook_url), registration) in admitted.iter().zip(&registrations) {
+        if let Some(url) = webhook_url {
             let started = WebhookEvent::registration_started(
                 registration.id,
                 registration.phone.as_str(),

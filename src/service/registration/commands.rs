@@ -13,10 +13,7 @@ use super::{
     views::{EmailAvailability, RegistrationTicket, UsernameAvailability},
 };
 use crate::{
-    domain::{
-        Registration,
-        registration::{ensure_phone_not_locked, ensure_register_cooled_down},
-    },
+    domain::Registration,
     error::{CoreError, CoreResult, LimitedOperation},
     service::{
         account_groups,
@@ -38,21 +35,6 @@ pub async fn register(
         account_groups::exists(core, &group).await
     })
     .await?;
-    let checks = queries::register_checks(
-        core,
-        host.id,
-        &applicant.phone,
-        applicant.email.as_ref().map(|e| e.as_str()),
-    )
-    .await?;
-    ensure_phone_not_locked(checks.phone_locked_until, now)?;
-    if checks.username_taken {
-        return Err(CoreError::UsernameTaken);
-    }
-    if checks.email_taken {
-        return Err(CoreError::EmailTaken);
-    }
-    ensure_register_cooled_down(checks.last_registered_at, now, &core.rules)?;
     let phone = applicant.phone.clone();
     let email = applicant.email.clone();
     let (registration, code) = batch::write(
@@ -60,7 +42,6 @@ pub async fn register(
         batch::Prepared {
             host: host.clone(),
             applicant,
-            webhook_url: checks.webhook_url,
             now,
         },
     )

@@ -16,7 +16,10 @@ use super::{
     views::CustomerSummary,
 };
 use crate::{
-    domain::{IssuedCode, PhoneNumber, Registration, registration::ensure_phone_not_locked},
+    domain::{
+        IssuedCode, PhoneNumber, Registration, Rules,
+        registration::{ensure_phone_not_locked, ensure_register_cooled_down},
+    },
     error::{CoreError, CoreResult},
     service::{account_groups::AccountGroup, hosts::AuthenticatedHost, webhooks},
     state::Core,
@@ -73,7 +76,11 @@ pub async fn is_earlier_code(
     Ok(matches > 0)
 }
 
-/// What register checks before its transaction, read in one round trip.
+/// What a register is checked against, read for all the registers of a
+/// batch at the start of its transaction (`batch`): one statement for the
+/// batch, where a statement a register before it was written was a round
+/// trip of its own (and on PostgreSQL a fifth of its database time,
+/// docs/PERFORMANCE.md, session 27).
 #[derive(Debug)]
 pub struct RegisterChecks {
     /// Until when the phone is refused to the host, if it is.
@@ -86,96 +93,169 @@ pub struct RegisterChecks {
     pub webhook_url: Option<String>,
 }
 
-/// The phone lock, whether the username (the phone) or the email belongs to
-/// a customer, the host's last registration of the phone and its webhook
-/// endpoint: five indexed lookups as scalar subqueries of one statement,
-/// since every statement of a register is a round trip (and on SQLite one
-/// inside its transaction holds the one writer).
-pub async fn register_checks(
-    core: &Core,
-    host_id: Uuid,
-    phone: &PhoneNumber,
-    email: Option<&str>,
-) -> CoreResult<RegisterChecks> {
-    let checks = register_checks_query(host_id, phone, email);
-    let row = core
-        .lookups
-        .query_one(core.db.get_database_backend().build(&checks))
-        .await
-        .context("Failed to run the register checks")?
-        .context("the register checks returned no row")?;
-    let read = |column: &str| format!("Failed to read the register check {column}");
-    let usernames: i64 = row
-        .try_get("", "usernames")
-        .with_context(|| read("usernames"))?;
-    let emails: i64 = row.try_get("", "emails").with_context(|| read("emails"))?;
-    Ok(RegisterChecks {
-        phone_locked_until: row
-            .try_get("", "locked_until")
-            .with_context(|| read("locked_until"))?,
-        username_taken: usernames > 0,
-        email_taken: emails > 0,
-        last_registered_at: row
-            .try_get("", "last_registered_at")
-            .with_context(|| read("last_registered_at"))?,
-        webhook_url: row
-            .try_get("", "webhook_url")
-            .with_context(|| read("webhook_url"))?,
-    })
+impl RegisterChecks {
+    /// Whether the register may be written, and if not the one refusal a
+    /// lone register is told, in this order: the phone's lock, the
+    /// username, the email, the cooldown.
+    pub fn admit(&self, now: DateTime<Utc>, rules: &Rules) -> CoreResult<()> {
+        ensure_phone_not_locked(self.phone_locked_until, now)?;
+        if self.username_taken {
+            return Err(CoreError::UsernameTaken);
+        }
+        if self.email_taken {
+            return Err(CoreError::EmailTaken);
+        }
+        ensure_register_cooled_down(self.last_registered_at, now, rules)
+    }
 }
 
-/// The statement of [`register_checks`]. Counts, not `EXISTS`, because
-/// `COUNT(*)` is a 64-bit integer on every database, where `EXISTS` is a
-/// boolean on one and an integer on the others.
-pub fn register_checks_query(
-    host_id: Uuid,
-    phone: &PhoneNumber,
-    email: Option<&str>,
-) -> sea_orm::sea_query::SelectStatement {
-    use sea_orm::sea_query::{Alias, Asterisk, Expr, ExprTrait, Order, Query, SelectStatement};
+/// One register as the checks read it.
+#[derive(Debug, Clone, Copy)]
+pub struct Applicant<'a> {
+    pub host_id: Uuid,
+    pub phone: &'a PhoneNumber,
+    pub email: Option<&'a str>,
+}
+
+/// The checks of each of `applicants`, in their order, read in `txn`.
+pub async fn register_checks(
+    txn: &impl ConnectionTrait,
+    applicants: &[Applicant<'_>],
+) -> CoreResult<Vec<RegisterChecks>> {
+    let rows = txn
+        .query_all(&register_checks_query(applicants))
+        .await
+        .context("Failed to run the register checks")?;
+    let mut checks: Vec<Option<RegisterChecks>> = applicants.iter().map(|_| None).collect();
+    let read = |column: &str| format!("Failed to read the register check {column}");
+    for row in &rows {
+        let i: i32 = row.try_get("", "i").with_context(|| read("i"))?;
+        let usernames: i64 = row
+            .try_get("", "usernames")
+            .with_context(|| read("usernames"))?;
+        let emails: i64 = row.try_get("", "emails").with_context(|| read("emails"))?;
+        let slot = usize::try_from(i)
+            .ok()
+            .and_then(|i| checks.get_mut(i))
+            .with_context(|| format!("the register checks returned an unknown applicant {i}"))?;
+        *slot = Some(RegisterChecks {
+            phone_locked_until: row
+                .try_get("", "locked_until")
+                .with_context(|| read("locked_until"))?,
+            username_taken: usernames > 0,
+            email_taken: emails > 0,
+            last_registered_at: row
+                .try_get("", "last_registered_at")
+                .with_context(|| read("last_registered_at"))?,
+            webhook_url: row
+                .try_get("", "webhook_url")
+                .with_context(|| read("webhook_url"))?,
+        });
+    }
+    Ok(checks
+        .into_iter()
+        .enumerate()
+        .map(|(i, found)| found.with_context(|| format!("no register checks for applicant {i}")))
+        .collect::<anyhow::Result<_>>()?)
+}
+
+/// The statement of [`register_checks`]: the applicants as a derived table
+/// of bound values (`SELECT ? AS i, ... UNION ALL SELECT ?, ...`, which
+/// every supported database reads; a `VALUES` list names its columns
+/// differently on each) and, for each, five indexed lookups as correlated
+/// scalar subqueries. Counts, not `EXISTS`, because `COUNT(*)` is a 64-bit
+/// integer on every database, where `EXISTS` is a boolean on one and an
+/// integer on the others.
+pub fn register_checks_query(applicants: &[Applicant<'_>]) -> sea_orm::sea_query::SelectStatement {
+    use sea_orm::sea_query::{
+        Alias, Asterisk, Expr, ExprTrait, Order, Query, SelectStatement, UnionType,
+    };
     let scalar = |query: &mut SelectStatement| Expr::SubQuery(None, Box::new(query.take().into()));
-    let phone = phone.as_str();
+    let applicant = Alias::new("applicant");
+    let of_applicant = |column: &str| Expr::col((applicant.clone(), Alias::new(column)));
+    let mut listed: Option<SelectStatement> = None;
+    for (i, one) in applicants.iter().enumerate() {
+        let mut row = Query::select();
+        row.expr_as(
+            Expr::val(i32::try_from(i).unwrap_or(i32::MAX)),
+            Alias::new("i"),
+        )
+        .expr_as(Expr::val(one.host_id), Alias::new("host_id"))
+        .expr_as(Expr::val(one.phone.as_str()), Alias::new("phone"))
+        .expr_as(Expr::val(one.email.map(str::to_owned)), Alias::new("email"));
+        match &mut listed {
+            None => listed = Some(row),
+            Some(first) => {
+                first.union(UnionType::All, row);
+            }
+        }
+    }
+    let listed = listed.unwrap_or_else(|| {
+        // No applicant: a list that yields no row.
+        Query::select()
+            .expr_as(Expr::val(0), Alias::new("i"))
+            .expr_as(Expr::val(Uuid::nil()), Alias::new("host_id"))
+            .expr_as(Expr::val(""), Alias::new("phone"))
+            .expr_as(Expr::val(Option::<String>::None), Alias::new("email"))
+            .and_where(Expr::val(1).eq(0))
+            .take()
+    });
     let mut locked = Query::select();
     locked
         .column(phone_guard::Column::LockedUntil)
         .from(phone_guard::Entity)
-        .and_where(phone_guard::Column::HostId.eq(host_id))
-        .and_where(phone_guard::Column::Phone.eq(phone));
+        .and_where(
+            Expr::col((phone_guard::Entity, phone_guard::Column::HostId))
+                .eq(of_applicant("host_id")),
+        )
+        .and_where(
+            Expr::col((phone_guard::Entity, phone_guard::Column::Phone)).eq(of_applicant("phone")),
+        );
     let mut usernames = Query::select();
     usernames
         .expr(Expr::col(Asterisk).count())
         .from(customer::Entity)
-        .and_where(customer::Column::Username.eq(phone));
+        .and_where(
+            Expr::col((customer::Entity, customer::Column::Username)).eq(of_applicant("phone")),
+        );
     let mut emails = Query::select();
     emails
         .expr(Expr::col(Asterisk).count())
-        .from(customer::Entity);
-    match email {
-        Some(email) => emails.and_where(customer::Column::Email.eq(email)),
-        None => emails.and_where(Expr::val(1).eq(0)),
-    };
+        .from(customer::Entity)
+        .and_where(
+            Expr::col((customer::Entity, customer::Column::Email)).eq(of_applicant("email")),
+        );
     let mut last = Query::select();
-    last.column(registration::Column::CreatedAt)
+    last.column((registration::Entity, registration::Column::CreatedAt))
         .from(registration::Entity)
-        .and_where(registration::Column::HostId.eq(host_id))
-        .and_where(registration::Column::Phone.eq(phone))
+        .and_where(
+            Expr::col((registration::Entity, registration::Column::HostId))
+                .eq(of_applicant("host_id")),
+        )
+        .and_where(
+            Expr::col((registration::Entity, registration::Column::Phone))
+                .eq(of_applicant("phone")),
+        )
         // Answered from idx_registration_host_phone_created alone, the one
         // index that leads with the host: none lets a planner walk the
         // host's registrations newest first, filtering for the phone
         // (migration m20261204_000002).
-        .order_by(registration::Column::CreatedAt, Order::Desc)
+        .order_by(
+            (registration::Entity, registration::Column::CreatedAt),
+            Order::Desc,
+        )
         .limit(1);
+    let mut webhook = webhooks::enabled_endpoint_url_of(of_applicant("host_id"));
     Query::select()
+        .expr(of_applicant("i"))
         .expr_as(scalar(&mut locked), Alias::new("locked_until"))
         .expr_as(scalar(&mut usernames), Alias::new("usernames"))
         .expr_as(scalar(&mut emails), Alias::new("emails"))
         .expr_as(scalar(&mut last), Alias::new("last_registered_at"))
-        .expr_as(
-            scalar(&mut webhooks::enabled_endpoint_url(host_id)),
-            Alias::new("webhook_url"),
-        )
-        // Moved out, not cloned: copying the five subqueries and dropping
-        // the copy were a fifth of the checks' instructions.
+        .expr_as(scalar(&mut webhook), Alias::new("webhook_url"))
+        .from_subquery(listed, applicant)
+        // Moved out, not cloned: copying the subqueries and dropping the
+        // copies were a fifth of the checks' instructions.
         .take()
 }
 

@@ -49,8 +49,8 @@ pub async fn enqueue_event(
 }
 
 /// Queues the event for the host's endpoint at `url`, which the caller
-/// read with [`enabled_endpoint_url`] before its transaction (register
-/// does, in its pre-checks, to keep the lookup out of the write).
+/// read with [`enabled_endpoint_url`] together with other things (register
+/// in its checks, confirm and resend before their transactions).
 pub async fn enqueue_event_to(
     keys: &Keys,
     txn: &DatabaseTransaction,
@@ -104,11 +104,28 @@ async fn record_delivery(
 /// The URL of the host's enabled endpoint, as a query returning at most one
 /// row, for a caller that reads it together with other things.
 pub fn enabled_endpoint_url(host_id: Uuid) -> sea_orm::sea_query::SelectStatement {
+    enabled_endpoint_url_of(sea_orm::sea_query::Expr::val(host_id))
+}
+
+/// [`enabled_endpoint_url`] of the host `host_id` names, a value or a
+/// column of an enclosing query.
+pub fn enabled_endpoint_url_of(
+    host_id: impl Into<sea_orm::sea_query::Expr>,
+) -> sea_orm::sea_query::SelectStatement {
+    use sea_orm::sea_query::{Expr, ExprTrait};
     sea_orm::sea_query::Query::select()
-        .column(webhook_endpoint::Column::Url)
+        .column((webhook_endpoint::Entity, webhook_endpoint::Column::Url))
         .from(webhook_endpoint::Entity)
-        .and_where(webhook_endpoint::Column::HostId.eq(host_id))
-        .and_where(webhook_endpoint::Column::DisabledAt.is_null())
+        .and_where(
+            Expr::col((webhook_endpoint::Entity, webhook_endpoint::Column::HostId)).eq(host_id),
+        )
+        .and_where(
+            Expr::col((
+                webhook_endpoint::Entity,
+                webhook_endpoint::Column::DisabledAt,
+            ))
+            .is_null(),
+        )
         .to_owned()
 }
 
