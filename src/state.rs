@@ -34,7 +34,7 @@ impl std::ops::Deref for Core {
 #[derive(Clone)]
 pub struct CoreParts {
     pub db: DatabaseConnection,
-    /// Where verify's lookup and register's checks run: on SQLite
+    /// Where verify's lookup runs: on SQLite
     /// connections of their own, returned without sqlx's ping
     /// (`db::lookups`); elsewhere `db`.
     pub lookups: Lookups,

@@ -1,6 +1,5 @@
-//! Single statements outside any transaction (verify's lookup, register's
-//! checks), on connections that go back to their pool without a round
-//! trip.
+//! Single statements outside any transaction (verify's lookup), on
+//! connections that go back to their pool without a round trip.
 //!
 //! sqlx's pool pings every connection as it takes it back, in a task of
 //! its own: on SQLite a no-op command sent to the connection's worker
