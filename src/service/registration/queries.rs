@@ -78,9 +78,8 @@ pub async fn is_earlier_code(
 
 /// What a register is checked against, read for all the registers of a
 /// batch at the start of its transaction (`batch`): one statement for the
-/// batch, where a statement a register before it was written was a round
-/// trip of its own (and on PostgreSQL a fifth of its database time,
-/// docs/PERFORMANCE.md, session 27).
+/// batch, where each register used to read its own before it was queued,
+/// a round trip and a commit of its own (docs/PERFORMANCE.md, session 27).
 #[derive(Debug)]
 pub struct RegisterChecks {
     /// Until when the phone is refused to the host, if it is.
