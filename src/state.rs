@@ -34,9 +34,8 @@ impl std::ops::Deref for Core {
 #[derive(Clone)]
 pub struct CoreParts {
     pub db: DatabaseConnection,
-    /// Where verify's lookup runs: on SQLite
-    /// connections of their own, returned without sqlx's ping
-    /// (`db::lookups`); elsewhere `db`.
+    /// Where verify's lookup runs: on SQLite connections of their own,
+    /// returned without sqlx's ping (`db::lookups`); elsewhere `db`.
     pub lookups: Lookups,
     pub settings: Arc<Settings>,
     /// The registration lifecycle's thresholds, from `settings`.

@@ -475,7 +475,7 @@ async fn one_pending_registration_per_phone_is_a_key_and_its_migration_settles_d
 /// same (docs/PERFORMANCE.md, session 25).
 #[tokio::test]
 async fn a_hosts_registrations_are_searched_by_phone() {
-    use customer_registration::{domain::PhoneNumber, service::registration::queries};
+    use customer_registration::{domain::PhoneNumber, service::registration::checks};
     use sea_orm::{ConnectionTrait, DbBackend, Statement};
     let app = spawn_app().await;
     let db = &app.core.db;
@@ -524,15 +524,15 @@ async fn a_hosts_registrations_are_searched_by_phone() {
         PhoneNumber::parse("+6281299999998", "ID").unwrap(),
     ];
     let host_id = app.host_id().await;
-    let applicants: Vec<queries::Applicant<'_>> = phones
+    let applicants: Vec<checks::Applicant<'_>> = phones
         .iter()
-        .map(|phone| queries::Applicant {
+        .map(|phone| checks::Applicant {
             host_id,
             phone,
             email: None,
         })
         .collect();
-    let checks = queries::register_checks_query(&applicants);
+    let checks = checks::register_checks_query(&applicants);
     let plan = query_plan(db, backend.build(&checks)).await;
     let lines: Vec<&str> = plan.lines().collect();
     let search = lines

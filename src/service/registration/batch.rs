@@ -9,7 +9,7 @@
 //!
 //! A batch's transaction first reads what each register is checked against
 //! (the phone's lock, the username and email, the cooldown, the host's
-//! webhook endpoint: `queries::register_checks`, one statement for all) and
+//! webhook endpoint: `checks::register_checks`, one statement for all) and
 //! answers the registers those refuse; it writes the others. Every
 //! guarantee of a register written alone holds: a batch that any later rule
 //! would refuse in part (a quota, a budget, a unique key) is rolled back
@@ -23,9 +23,9 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use super::{
+    checks::{self, Applicant},
     input::NewRegistration,
     messages::{Queued, new_completion_email, new_sms, queue_and_count},
-    queries::{self, Applicant},
     store,
 };
 use crate::{
@@ -223,7 +223,7 @@ async fn write_registers(core: &Core, batch: &[&Prepared]) -> CoreResult<Answers
             email: p.applicant.email.as_ref().map(|e| e.as_str()),
         })
         .collect::<Vec<_>>();
-    let checks = queries::register_checks(&*txn, &applicants).await?;
+    let checks = checks::register_checks(&*txn, &applicants).await?;
     let mut answers: Vec<Option<CoreResult<Stored>>> = Vec::with_capacity(batch.len());
     let mut admitted = Vec::with_capacity(batch.len());
     for (prepared, checks) in batch.iter().zip(checks) {

@@ -3,6 +3,7 @@
 //! - `commands`: the use cases (register, resend, verify);
 //! - `confirm`: the confirmation, by the API and the completion page;
 //! - `batch`: registers written together, one transaction a batch;
+//! - `checks`: what a batch checks each of its registers against;
 //! - `messages`: the codes, links and messages those transactions queue;
 //! - `store`: inserts and the conditional updates that hold under races;
 //! - `queries`: reads, including the batch loads behind DataLoaders;
@@ -11,6 +12,7 @@
 //!
 //! The rules themselves live on `domain::Registration`.
 mod batch;
+pub mod checks;
 mod commands;
 mod confirm;
 pub mod input;

@@ -101,15 +101,10 @@ async fn record_delivery(
     Ok(())
 }
 
-/// The URL of the host's enabled endpoint, as a query returning at most one
-/// row, for a caller that reads it together with other things.
-pub fn enabled_endpoint_url(host_id: Uuid) -> sea_orm::sea_query::SelectStatement {
-    enabled_endpoint_url_of(sea_orm::sea_query::Expr::val(host_id))
-}
-
-/// [`enabled_endpoint_url`] of the host `host_id` names, a value or a
-/// column of an enclosing query.
-pub fn enabled_endpoint_url_of(
+/// The URL of the enabled endpoint of the host `host_id` names (a value, or
+/// a column of an enclosing query), as a query returning at most one row,
+/// for a caller that reads it together with other things.
+pub fn enabled_endpoint_url(
     host_id: impl Into<sea_orm::sea_query::Expr>,
 ) -> sea_orm::sea_query::SelectStatement {
     use sea_orm::sea_query::{Expr, ExprTrait};
