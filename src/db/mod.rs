@@ -16,6 +16,7 @@ use crate::metrics::Metrics;
 
 mod lookups;
 mod migrations;
+pub mod together;
 
 pub use lookups::Lookups;
 use migrations::migrate_once;

@@ -8,8 +8,8 @@ use anyhow::Context;
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use entity::send_quota;
 use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait,
-    sea_query::{Expr, ExprTrait, OnConflict, Query},
+    ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait,
+    sea_query::{Expr, ExprTrait, InsertStatement, OnConflict, Query},
 };
 use uuid::Uuid;
 
@@ -17,7 +17,9 @@ use entity::states::Channel;
 
 use crate::{
     config::Quota,
+    db::together,
     error::{CoreError, CoreResult, QuotaScope, quota_scope_name},
+    service::write::{self, WriteTxn},
     state::Core,
 };
 
@@ -78,7 +80,7 @@ impl Refusal {
 /// transactions cannot deadlock on the rows they share.
 pub async fn count(
     core: &Core,
-    txn: &DatabaseTransaction,
+    txn: &WriteTxn,
     queued: &[HostSends<'_>],
 ) -> CoreResult<Option<Refusal>> {
     let mut counters = Vec::new();
@@ -101,6 +103,7 @@ pub async fn count(
         }
     }
     if counters.is_empty() {
+        write::send_held(txn).await?;
         return Ok(None);
     }
     let mut additions: BTreeMap<(&str, DateTime<Utc>), i32> = BTreeMap::new();
@@ -113,7 +116,7 @@ pub async fn count(
         .into_iter()
         .map(|((scope, window_start), n)| (scope, window_start, n))
         .collect::<Vec<_>>();
-    let totals = add_each(txn, &additions).await?;
+    let totals = add_each(&**txn, &additions, txn.take_held()).await?;
     let totals = additions
         .iter()
         .zip(totals)
@@ -201,17 +204,20 @@ pub(crate) async fn add(
         .iter()
         .map(|(scope, window_start)| (*scope, *window_start, n))
         .collect::<Vec<_>>();
-    add_each(db, &additions).await
+    add_each(db, &additions, Vec::new()).await
 }
 
 /// Adds each addition's `n` to its (scope, window start) counter in one
 /// statement, in the order given, and returns the new totals in that
 /// order: read with RETURNING in the same statement, or, on MySQL, which
 /// has none for upserts, by a read in the caller's transaction (the rows
-/// stay locked until it ends). Each counter appears at most once.
+/// stay locked until it ends). Each counter appears at most once. The
+/// inserts `ahead` go first, with the statement on PostgreSQL
+/// (`db::together`).
 async fn add_each(
     db: &impl ConnectionTrait,
     additions: &[(&str, DateTime<Utc>, i32)],
+    mut ahead: Vec<InsertStatement>,
 ) -> CoreResult<Vec<i32>> {
     let backend = db.get_database_backend();
     let mut upsert = Query::insert();
@@ -244,10 +250,10 @@ async fn add_each(
         send_quota::Column::WindowStart,
         send_quota::Column::Used,
     ];
+    let refused = |error| write::new_rows_refused(error, "Failed to count against a quota");
     let rows = if backend == DbBackend::MySql {
-        db.execute(&upsert)
-            .await
-            .context("Failed to count against a quota")?;
+        ahead.push(upsert);
+        together::execute_all(db, ahead).await.map_err(refused)?;
         let mut keys = Condition::any();
         for (scope, window_start, _) in additions {
             keys = keys.add(
@@ -266,9 +272,9 @@ async fn add_each(
             .context("Failed to read a quota")?
     } else {
         upsert.returning(Query::returning().columns(columns));
-        db.query_all(&upsert)
+        together::query_after(db, ahead, upsert)
             .await
-            .context("Failed to count against a quota")?
+            .map_err(refused)?
     };
     let mut stored = HashMap::with_capacity(rows.len());
     for row in rows {

@@ -10,10 +10,14 @@
 use std::ops::Deref;
 
 use anyhow::Context;
-use sea_orm::DatabaseTransaction;
+use sea_orm::{DatabaseTransaction, DbErr, sea_query::InsertStatement};
 use tokio::sync::OwnedMutexGuard;
 
-use crate::{error::CoreResult, state::Core};
+use super::{KeyTakenConcurrently, is_unique_violation};
+use crate::{
+    error::{CoreError, CoreResult},
+    state::Core,
+};
 
 /// This process's turn to write on SQLite, held until dropped; empty on
 /// other databases. For a single statement outside a transaction.
@@ -47,11 +51,39 @@ pub async fn delivery_turn(core: &Core) -> WriterTurn {
     }
 }
 
-/// A write transaction holding the writer turn until it ends.
+/// A write transaction holding the writer turn until it ends, and the
+/// inserts held to go with its next statement that asks for them
+/// ([`WriteTxn::hold`]).
 pub struct WriteTxn {
     txn: DatabaseTransaction,
     _turn: WriterTurn,
     galera: bool,
+    held: std::sync::Mutex<Vec<InsertStatement>>,
+}
+
+impl WriteTxn {
+    /// Holds an insert whose rows this transaction does not read back, to
+    /// be sent with the next statement that takes the held ones
+    /// ([`WriteTxn::take_held`], `db::together`), at the latest just
+    /// before the commit: on PostgreSQL in that statement's round trip.
+    /// A statement that does not take them runs before them: it must not
+    /// need their rows.
+    pub fn hold(&self, insert: InsertStatement) {
+        self.held_inserts().push(insert);
+    }
+
+    /// The inserts held so far, for the caller to send (`db::together`).
+    pub fn take_held(&self) -> Vec<InsertStatement> {
+        std::mem::take(&mut *self.held_inserts())
+    }
+
+    fn held_inserts(&self) -> std::sync::MutexGuard<'_, Vec<InsertStatement>> {
+        // Held and taken only between a transaction's awaits, never across
+        // one: a panic cannot leave the list half written.
+        self.held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
 
 impl Deref for WriteTxn {
@@ -77,13 +109,35 @@ async fn begin_in(core: &Core, turn: WriterTurn) -> CoreResult<WriteTxn> {
         txn,
         _turn: turn,
         galera: core.galera,
+        held: std::sync::Mutex::default(),
     })
 }
 
-/// Commits through `db::commit`, which on a Galera node first checks that
-/// the cluster has not ended the transaction.
+/// Sends the inserts still held, then commits through `db::commit`, which
+/// on a Galera node first checks that the cluster has not ended the
+/// transaction.
 pub async fn commit(txn: WriteTxn) -> CoreResult<()> {
+    send_held(&txn).await?;
     Ok(crate::db::commit(txn.txn, txn.galera).await?)
+}
+
+/// Sends the inserts `txn` holds, in one statement on PostgreSQL.
+pub async fn send_held(txn: &WriteTxn) -> CoreResult<()> {
+    crate::db::together::execute_all(&txn.txn, txn.take_held())
+        .await
+        .map_err(|error| new_rows_refused(error, "Failed to write the transaction's new rows"))
+}
+
+/// The error of a statement that carried held inserts, or `context`.
+/// Held inserts are new rows: a unique key of theirs already there was
+/// written by a concurrent transaction (another instance's pending
+/// registration of the same phone), a lost race to run again whole.
+pub fn new_rows_refused(error: DbErr, context: &'static str) -> CoreError {
+    if is_unique_violation(&error) {
+        anyhow::Error::new(KeyTakenConcurrently(error)).into()
+    } else {
+        anyhow::Error::new(error).context(context).into()
+    }
 }
 
 pub async fn rollback(txn: WriteTxn) -> CoreResult<()> {

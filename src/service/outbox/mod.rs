@@ -23,28 +23,29 @@ pub use receipts::{Receipt, ReceiptApplied, ReceiptStatus, apply_receipt};
 pub use record::{SendOutcome, backoff, record_results};
 pub use stats::{SendCount, sends_by_day, sms_queued_since};
 
-use anyhow::Context;
 use chrono::{DateTime, Utc};
 use entity::{
     outbox_message,
     states::{Channel, OutboxStatus},
 };
-use sea_orm::{ActiveValue::Set, DatabaseTransaction, EntityTrait};
+use sea_orm::{ActiveValue::Set, EntityTrait, QueryTrait, sea_query::InsertStatement};
 use uuid::Uuid;
 
-use crate::{crypto::Keys, domain::PhoneNumber, error::CoreResult, templates::RenderedEmail};
+use crate::{
+    crypto::Keys, domain::PhoneNumber, service::write::WriteTxn, templates::RenderedEmail,
+};
 
-/// Queues a signed webhook to a host (`service::webhooks` calls it): the
-/// recipient is the endpoint's URL, the body the JSON payload. Returns the
+/// The insert queueing a signed webhook to a host (`service::webhooks`
+/// builds it), for the caller's transaction to send or hold: the
+/// recipient is the endpoint's URL, the body the JSON payload. With the
 /// message's id.
-pub async fn enqueue_webhook(
+pub fn webhook_insert(
     keys: &Keys,
-    txn: &DatabaseTransaction,
     registration_id: Uuid,
     url: &str,
     payload: String,
     now: DateTime<Utc>,
-) -> CoreResult<Uuid> {
+) -> (Uuid, InsertStatement) {
     let message = NewMessage {
         registration_id,
         channel: Channel::Webhook,
@@ -55,11 +56,7 @@ pub async fn enqueue_webhook(
         html_body: None,
     };
     let (id, row) = queued_row(keys, message, now);
-    outbox_message::Entity::insert(row)
-        .exec_without_returning(txn)
-        .await
-        .context("Failed to queue webhook")?;
-    Ok(id)
+    (id, outbox_message::Entity::insert(row).into_query())
 }
 
 /// A message to a customer, before it is queued.
@@ -115,25 +112,17 @@ impl<'a> NewMessage<'a> {
     }
 }
 
-/// Queues messages in one statement (a register queues its SMS and its
-/// email together).
-pub async fn enqueue_all(
-    keys: &Keys,
-    txn: &DatabaseTransaction,
-    messages: Vec<NewMessage<'_>>,
-    now: DateTime<Utc>,
-) -> CoreResult<()> {
+/// Queues messages in one insert (a register queues its SMS and its email
+/// together), held in `txn` to go with its next statement
+/// (`WriteTxn::hold`).
+pub fn enqueue_all(keys: &Keys, txn: &WriteTxn, messages: Vec<NewMessage<'_>>, now: DateTime<Utc>) {
     if messages.is_empty() {
-        return Ok(());
+        return;
     }
     let rows = messages
         .into_iter()
         .map(|message| queued_row(keys, message, now).1);
-    outbox_message::Entity::insert_many(rows)
-        .exec_without_returning(txn)
-        .await
-        .context("Failed to queue messages")?;
-    Ok(())
+    txn.hold(outbox_message::Entity::insert_many(rows).into_query());
 }
 
 /// The pending row of a message, and its new id. Bodies are sealed

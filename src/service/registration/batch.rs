@@ -212,7 +212,9 @@ async fn write_alone(core: &Core, waiting: Waiting) {
 /// registrations, their codes and links, each one's `registration.started`
 /// event, and last, just before the commit, every message queued and
 /// counted (`queue_and_count`). One statement per table, whatever the
-/// number of registers (webhook events apart).
+/// number of registers (webhook events apart); the inserts are held
+/// (`WriteTxn::hold`) and go with the count, on PostgreSQL in its round
+/// trip.
 async fn write_registers(core: &Core, batch: &[&Prepared]) -> CoreResult<Answers> {
     let txn = write::begin(core).await?;
     let applicants = batch
@@ -294,8 +296,7 @@ async fn write_admitted(
             .iter()
             .map(|p| (p.host.id, p.applicant.clone(), p.now))
             .collect(),
-    )
-    .await?;
+    )?;
     let mut code_rows = Vec::with_capacity(batch.len());
     let mut codes = Vec::with_capacity(batch.len());
     let mut link_rows = Vec::new();
@@ -318,8 +319,8 @@ async fn write_admitted(
             messages,
         });
     }
-    store::insert_codes(&txn, code_rows).await?;
-    store::insert_completion_links(&txn, link_rows).await?;
+    store::insert_codes(&txn, code_rows);
+    store::insert_completion_links(&txn, link_rows);
     for ((prepared, webhook_url), registration) in admitted.iter().zip(&registrations) {
         if let Some(url) = webhook_url {
             let started = WebhookEvent::registration_started(
@@ -327,15 +328,14 @@ async fn write_admitted(
                 registration.phone.as_str(),
                 prepared.now,
             );
-            webhooks::enqueue_event_to(
+            webhooks::hold_event_to(
                 &core.keys,
                 &txn,
                 url,
                 prepared.host.id,
                 &started,
                 prepared.now,
-            )
-            .await?;
+            );
         }
     }
     queue_and_count(core, &txn, queued).await?;

@@ -115,7 +115,7 @@ pub async fn resend_sms(
         )
         .await?;
         let (row, code, sms) = new_sms(core, host, &registration, now)?;
-        store::insert_codes(&txn, vec![row]).await?;
+        store::insert_codes(&txn, vec![row]);
         let queued = Queued {
             host,
             registration_id: registration.id,
@@ -158,7 +158,7 @@ pub async fn resend_email(
         )
         .await?;
         let (row, message) = new_completion_email(core, &registration, &email, now)?;
-        store::insert_completion_links(&txn, vec![row]).await?;
+        store::insert_completion_links(&txn, vec![row]);
         let queued = Queued {
             host,
             registration_id: registration.id,

@@ -4,7 +4,6 @@
 //! resends use these.
 use chrono::{DateTime, Utc};
 use entity::{completion_link, sms_token, states::Channel};
-use sea_orm::DatabaseTransaction;
 use uuid::Uuid;
 
 use super::store;
@@ -17,6 +16,7 @@ use crate::{
         outbox::{self, NewMessage},
         quotas::{self, HostSends, QueuedSend},
         spend::{self, QueuedSms},
+        write::WriteTxn,
     },
     state::Core,
 };
@@ -87,7 +87,7 @@ pub(super) struct Queued<'a> {
 /// and they are written one by one (`batch`).
 pub(super) async fn queue_and_count(
     core: &Core,
-    txn: &DatabaseTransaction,
+    txn: &WriteTxn,
     queued: Vec<Queued<'_>>,
 ) -> CoreResult<()> {
     let alone = queued.len() == 1;
@@ -122,7 +122,10 @@ pub(super) async fn queue_and_count(
         });
         messages.extend(one.messages);
     }
-    outbox::enqueue_all(&core.keys, txn, messages, latest).await?;
+    // The messages' insert goes with the count, and with it every insert
+    // the transaction holds (`WriteTxn::hold`): on PostgreSQL one round
+    // trip for a register batch's rows.
+    outbox::enqueue_all(&core.keys, txn, messages, latest);
     let refusal = match quotas::count(core, txn, &counted).await? {
         Some(refusal) => Some(refusal),
         None => spend::count_sms(core, txn, &sms).await?,

@@ -10,7 +10,7 @@ use entity::{
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use uuid::Uuid;
 
-use super::{enabled_endpoint, record_delivery};
+use super::{delivery_insert, enabled_endpoint};
 use crate::{
     error::{CoreError, CoreResult},
     service::{hosts::AuthenticatedHost, outbox, write},
@@ -117,26 +117,24 @@ pub async fn replay(
             "the host has no enabled webhook endpoint to replay to",
         ));
     };
-    let message_id = outbox::enqueue_webhook(
+    // Both sent with the commit (`WriteTxn::hold`).
+    let (message_id, message) = outbox::webhook_insert(
         &core.keys,
-        &txn,
         registration_id,
         &endpoint.url,
         payload.clone(),
         now,
-    )
-    .await?;
-    record_delivery(
+    );
+    txn.hold(message);
+    txn.hold(delivery_insert(
         &core.keys,
-        &txn,
         message_id,
         host.id,
         &original.webhook_id,
         &original.event_type,
         &payload,
         now,
-    )
-    .await?;
+    ));
     write::commit(txn).await?;
     core.outbox_signal.notify_one();
     tracing::info!(host = %host.name, delivery = %id, replay = %message_id, "webhook replay queued");

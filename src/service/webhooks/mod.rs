@@ -19,7 +19,7 @@ use entity::{
 };
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter,
-    QuerySelect,
+    QuerySelect, QueryTrait, sea_query::InsertStatement,
 };
 use secrecy::SecretString;
 use uuid::Uuid;
@@ -28,7 +28,13 @@ pub use deliveries::{WebhookDeliveryView, forget_deliveries, list_deliveries, re
 pub use endpoints::{NewEndpoint, disable_endpoint, set_endpoint};
 pub use events::{EventType, LockReason, WebhookEvent};
 
-use crate::{crypto::Keys, error::CoreResult, service::outbox, state::Core};
+use crate::{
+    crypto::Keys,
+    db::together,
+    error::CoreResult,
+    service::{outbox, write::WriteTxn},
+    state::Core,
+};
 
 /// Queues the event for the host's endpoint, in the caller's transaction;
 /// nothing when the host has no enabled endpoint. Returns the delivery's id.
@@ -49,8 +55,9 @@ pub async fn enqueue_event(
 }
 
 /// Queues the event for the host's endpoint at `url`, which the caller
-/// read with [`enabled_endpoint_url`] together with other things (register
-/// in its checks, confirm and resend before their transactions).
+/// read with [`enabled_endpoint_url`] together with other things (confirm
+/// and resend before their transactions): its two inserts in one
+/// statement on PostgreSQL (`db::together`).
 pub async fn enqueue_event_to(
     keys: &Keys,
     txn: &DatabaseTransaction,
@@ -59,34 +66,65 @@ pub async fn enqueue_event_to(
     event: &WebhookEvent,
     now: DateTime<Utc>,
 ) -> CoreResult<Uuid> {
+    let (id, inserts) = event_inserts(keys, url, host_id, event, now);
+    together::execute_all(txn, inserts.into())
+        .await
+        .context("Failed to queue a webhook event")?;
+    Ok(id)
+}
+
+/// Holds the event for the host's endpoint at `url` in `txn`, to go with
+/// its next statement (`WriteTxn::hold`): register reads the URL in its
+/// checks.
+pub fn hold_event_to(
+    keys: &Keys,
+    txn: &WriteTxn,
+    url: &str,
+    host_id: Uuid,
+    event: &WebhookEvent,
+    now: DateTime<Utc>,
+) -> Uuid {
+    let (id, inserts) = event_inserts(keys, url, host_id, event, now);
+    for insert in inserts {
+        txn.hold(insert);
+    }
+    id
+}
+
+/// The inserts of an event: its message in the outbox, then its delivery
+/// record. With the message's id.
+fn event_inserts(
+    keys: &Keys,
+    url: &str,
+    host_id: Uuid,
+    event: &WebhookEvent,
+    now: DateTime<Utc>,
+) -> (Uuid, [InsertStatement; 2]) {
     let payload = event.payload();
-    let id = outbox::enqueue_webhook(keys, txn, event.registration_id, url, payload.clone(), now)
-        .await?;
-    record_delivery(
+    let (id, message) =
+        outbox::webhook_insert(keys, event.registration_id, url, payload.clone(), now);
+    let delivery = delivery_insert(
         keys,
-        txn,
         id,
         host_id,
         &format!("msg_{}", id.simple()),
         event.kind.name(),
         &payload,
         now,
-    )
-    .await?;
-    Ok(id)
+    );
+    (id, [message, delivery])
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn record_delivery(
+/// The insert recording a webhook's delivery, beside its message.
+fn delivery_insert(
     keys: &Keys,
-    txn: &DatabaseTransaction,
     message_id: Uuid,
     host_id: Uuid,
     webhook_id: &str,
     event_type: &str,
     payload: &str,
     now: DateTime<Utc>,
-) -> CoreResult<()> {
+) -> InsertStatement {
     webhook_delivery::Entity::insert(webhook_delivery::ActiveModel {
         message_id: Set(message_id),
         host_id: Set(host_id),
@@ -95,10 +133,7 @@ async fn record_delivery(
         payload: Set(keys.seal(message_id.as_bytes(), payload)),
         created_at: Set(now),
     })
-    .exec(txn)
-    .await
-    .context("Failed to record a webhook delivery")?;
-    Ok(())
+    .into_query()
 }
 
 /// The URL of the enabled endpoint of the host `host_id` names (a value, or

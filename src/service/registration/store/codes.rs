@@ -4,8 +4,8 @@ use anyhow::Context;
 use chrono::{DateTime, Utc};
 use entity::{completion_link, sms_token};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, TryIntoModel,
-    sea_query::Expr,
+    ActiveValue::Set, ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, QueryTrait,
+    TryIntoModel, sea_query::Expr,
 };
 use uuid::Uuid;
 
@@ -13,6 +13,7 @@ use super::super::rows::code_from_row;
 use crate::{
     domain::{IssuedCode, Registration, Rules, SmsCode},
     error::CoreResult,
+    service::write::WriteTxn,
 };
 
 /// The row of a new SMS code, stored as its keyed hash (the digits never
@@ -42,18 +43,11 @@ pub fn code_row(
     Ok((row, code_from_row(model)?))
 }
 
-pub async fn insert_codes(
-    txn: &DatabaseTransaction,
-    rows: Vec<sms_token::ActiveModel>,
-) -> CoreResult<()> {
-    if rows.is_empty() {
-        return Ok(());
+/// Holds the codes' insert in `txn` (`WriteTxn::hold`).
+pub fn insert_codes(txn: &WriteTxn, rows: Vec<sms_token::ActiveModel>) {
+    if !rows.is_empty() {
+        txn.hold(sms_token::Entity::insert_many(rows).into_query());
     }
-    sms_token::Entity::insert_many(rows)
-        .exec_without_returning(txn)
-        .await
-        .context("Failed to insert SMS tokens")?;
-    Ok(())
 }
 
 /// The row of a new single-use completion link, for
@@ -75,18 +69,11 @@ pub fn completion_link_row(
     }
 }
 
-pub async fn insert_completion_links(
-    txn: &DatabaseTransaction,
-    rows: Vec<completion_link::ActiveModel>,
-) -> CoreResult<()> {
-    if rows.is_empty() {
-        return Ok(());
+/// Holds the links' insert in `txn` (`WriteTxn::hold`).
+pub fn insert_completion_links(txn: &WriteTxn, rows: Vec<completion_link::ActiveModel>) {
+    if !rows.is_empty() {
+        txn.hold(completion_link::Entity::insert_many(rows).into_query());
     }
-    completion_link::Entity::insert_many(rows)
-        .exec_without_returning(txn)
-        .await
-        .context("Failed to insert completion links")?;
-    Ok(())
 }
 
 /// A resend makes every earlier code of the registration stale.

@@ -21,7 +21,7 @@ use entity::{
 use sea_orm::{
     ActiveValue::Set,
     ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, EntityTrait,
-    QueryFilter, QuerySelect, TryIntoModel,
+    QueryFilter, QuerySelect, QueryTrait, TryIntoModel,
     sea_query::{
         Alias, Expr, ExprTrait, IntoIden, Query, SelectStatement, TableRef, UpdateStatement,
         ValueTuple,
@@ -33,7 +33,7 @@ use super::{input::NewRegistration, rows::registration_from_row};
 use crate::{
     domain::{PhoneNumber, Registration, Rules},
     error::CoreResult,
-    service::{KeyTakenConcurrently, is_unique_violation},
+    service::write::WriteTxn,
 };
 
 pub async fn reload(db: &impl ConnectionTrait, id: Uuid) -> CoreResult<Registration> {
@@ -212,10 +212,14 @@ pub fn supersede_pending_query(
     update.take()
 }
 
-/// Stores new pending registrations, each of its host and time, in one
-/// statement; the first SMS (and email) of each counts as sent.
-pub async fn insert_registrations(
-    txn: &DatabaseTransaction,
+/// Holds new pending registrations, each of its host and time, in one
+/// insert in `txn` (`WriteTxn::hold`); the first SMS (and email) of each
+/// counts as sent. The one key of a new row that can collide is the
+/// phone's one pending registration (`idx_registration_one_pending`):
+/// another instance wrote it after this transaction superseded the ones
+/// it saw, a lost race (`write::new_rows_refused`).
+pub fn insert_registrations(
+    txn: &WriteTxn,
     applicants: Vec<(Uuid, NewRegistration, DateTime<Utc>)>,
 ) -> CoreResult<Vec<Registration>> {
     let mut rows = Vec::with_capacity(applicants.len());
@@ -253,20 +257,7 @@ pub async fn insert_registrations(
         registrations.push(registration_from_row(model)?);
         rows.push(row);
     }
-    registration::Entity::insert_many(rows)
-        .exec_without_returning(txn)
-        .await
-        .map_err(|error| {
-            // The one key of a new row that can collide is the phone's one
-            // pending registration (`idx_registration_one_pending`): another
-            // instance wrote it after this transaction superseded the ones
-            // it saw.
-            if is_unique_violation(&error) {
-                anyhow::Error::new(KeyTakenConcurrently(error))
-            } else {
-                anyhow::Error::new(error).context("Failed to insert registrations")
-            }
-        })?;
+    txn.hold(registration::Entity::insert_many(rows).into_query());
     Ok(registrations)
 }
 
