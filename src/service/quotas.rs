@@ -71,7 +71,9 @@ impl Refusal {
 /// messages remain. Callers count last, just before they commit: the
 /// host's and the global counters are rows every register writes, and a
 /// row stays locked until its transaction ends, so the later they are
-/// written the shorter the registers behind them wait.
+/// written the shorter the registers behind them wait. The inserts `txn`
+/// holds go with the count (`WriteTxn::hold`; on PostgreSQL in its round
+/// trip), or alone when no quota is on.
 ///
 /// The refusal is the first scope over its limit in this order: the
 /// sends in the order given (SMS before email), each's recipient, host and

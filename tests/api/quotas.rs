@@ -359,6 +359,50 @@ async fn a_switched_off_quota_is_not_counted() {
     assert_eq!(quota_counts(&app, "email:global").await, vec![1]);
 }
 
+/// With no send quota on there is no count for the held inserts to go
+/// with (`WriteTxn::hold`): they are sent on their own, and every row a
+/// register and a resend write is there.
+#[tokio::test]
+async fn with_every_send_quota_off_registers_and_resends_write_everything() {
+    let app = spawn_app_with(|s| {
+        let q = &mut s.quotas;
+        for quota in [
+            &mut q.sms_per_phone,
+            &mut q.sms_per_host_phone,
+            &mut q.sms_per_host,
+            &mut q.sms_global,
+            &mut q.email_per_address,
+            &mut q.email_per_host_address,
+            &mut q.email_per_host,
+            &mut q.email_global,
+        ] {
+            quota.limit = 0;
+        }
+        s.registration.resend_cooldown_seconds = 0;
+    })
+    .await;
+    app.register(&register_body(PHONE)).await;
+    let first = app.sms_token(PHONE, 1).await;
+    let response = app
+        .post(
+            "/b2b/customer/resend/registration/sms",
+            &json!({"username": PHONE, "phone": "081234567890"}),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    // Two SMS, each with its own code, and the completion email with its
+    // link, all delivered; the resent code is the one that works.
+    let resent = app.sms_token(PHONE, 2).await;
+    assert_ne!(resent, first);
+    let link = app.completion_link_path().await;
+    assert_eq!(app.get(&link).await.status(), StatusCode::OK);
+    for scope in ["sms:", "email:"] {
+        assert!(quota_counts(&app, scope).await.is_empty(), "{scope}");
+    }
+    let confirmed = app.confirm(PHONE, "secret", &resent).await;
+    assert_eq!(confirmed.status(), StatusCode::OK);
+}
+
 #[tokio::test]
 async fn a_register_with_email_takes_few_statements() {
     let app = spawn_app_with(|s| {
