@@ -38,19 +38,10 @@ pub async fn execute_all(
     db: &impl ConnectionTrait,
     mut inserts: Vec<InsertStatement>,
 ) -> Result<(), DbErr> {
-    let Some(last) = inserts.pop() else {
-        return Ok(());
-    };
-    if inserts.is_empty() {
-        db.execute(&last).await?;
-    } else if db.get_database_backend() == DbBackend::Postgres {
-        db.execute(&with_ahead(inserts, last)).await?;
-    } else {
-        for insert in inserts.iter().chain([&last]) {
-            db.execute(insert).await?;
-        }
+    match inserts.pop() {
+        Some(last) => query_after(db, inserts, last).await.map(drop),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// `WITH ahead_1 AS (INSERT ...), ... <statement>`.

@@ -156,20 +156,16 @@ pub fn register_checks_query(applicants: &[Applicant<'_>]) -> sea_orm::sea_query
         .and_where(
             Expr::col((phone_guard::Entity, phone_guard::Column::Phone)).eq(of_applicant("phone")),
         );
-    let mut usernames = Query::select();
-    usernames
-        .expr(Expr::col(Asterisk).count())
-        .from(customer::Entity)
-        .and_where(
-            Expr::col((customer::Entity, customer::Column::Username)).eq(of_applicant("phone")),
-        );
-    let mut emails = Query::select();
-    emails
-        .expr(Expr::col(Asterisk).count())
-        .from(customer::Entity)
-        .and_where(
-            Expr::col((customer::Entity, customer::Column::Email)).eq(of_applicant("email")),
-        );
+    // Customers whose `column` holds the applicant's `field`.
+    let customers_with = |column: customer::Column, field: &str| {
+        Query::select()
+            .expr(Expr::col(Asterisk).count())
+            .from(customer::Entity)
+            .and_where(Expr::col((customer::Entity, column)).eq(of_applicant(field)))
+            .take()
+    };
+    let mut usernames = customers_with(customer::Column::Username, "phone");
+    let mut emails = customers_with(customer::Column::Email, "email");
     let mut last = Query::select();
     last.column((registration::Entity, registration::Column::CreatedAt))
         .from(registration::Entity)
