@@ -1,6 +1,5 @@
 //! Customer registration for an e-money platform: one core of operations
 //! (`service`) behind GraphQL, the legacy REST paths and the CLI.
-pub mod arenas;
 pub mod cli;
 pub mod clock;
 pub mod config;
@@ -13,6 +12,7 @@ pub mod graphql;
 pub mod group_commit;
 pub mod http;
 pub mod known_groups;
+pub mod malloc;
 pub mod metrics;
 pub mod pages;
 pub mod request_counts;

@@ -2,7 +2,7 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     // Before the runtime starts its threads: this may restart the process.
-    customer_registration::arenas::cap_malloc_arenas();
+    customer_registration::malloc::settle_malloc();
     match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime.block_on(customer_registration::cli::run()),
         Err(error) => {

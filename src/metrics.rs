@@ -86,6 +86,8 @@ pub struct Snapshot {
     pub outbox: Vec<(Channel, i64, f64)>,
     pub hashes_waiting: i64,
     pub hashes_running: i64,
+    /// Bytes of Argon2 memory the hashing threads hold now.
+    pub hash_memory_bytes: i64,
     pub pool_connections: i64,
     pub pool_idle: i64,
 }
@@ -107,6 +109,7 @@ pub struct Metrics {
     outbox_oldest: Family<ChannelLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     hashes_waiting: Gauge,
     hashes_running: Gauge,
+    hash_memory_bytes: Gauge,
     pool_connections: Gauge,
     pool_idle: Gauge,
 }
@@ -135,6 +138,7 @@ impl Default for Metrics {
             outbox_oldest: Family::default(),
             hashes_waiting: Gauge::default(),
             hashes_running: Gauge::default(),
+            hash_memory_bytes: Gauge::default(),
             pool_connections: Gauge::default(),
             pool_idle: Gauge::default(),
         };
@@ -211,6 +215,11 @@ impl Default for Metrics {
             "password_hashes_running",
             "Password hashes being computed, including those whose request was abandoned.",
             metrics.hashes_running.clone(),
+        );
+        registry.register(
+            "password_hash_memory_bytes",
+            "Argon2 memory the password-hashing threads hold; given back after an idle second.",
+            metrics.hash_memory_bytes.clone(),
         );
         registry.register(
             "db_pool_connections",
@@ -337,6 +346,7 @@ impl Metrics {
         }
         self.hashes_waiting.set(snapshot.hashes_waiting);
         self.hashes_running.set(snapshot.hashes_running);
+        self.hash_memory_bytes.set(snapshot.hash_memory_bytes);
         self.pool_connections.set(snapshot.pool_connections);
         self.pool_idle.set(snapshot.pool_idle);
         let mut text = String::new();

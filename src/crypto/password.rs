@@ -1,7 +1,10 @@
 //! Password hashing: Argon2id over the peppered MD5 the clients send.
-use std::sync::{
-    Arc,
-    atomic::{AtomicUsize, Ordering},
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
 };
 
 use anyhow::Context;
@@ -17,6 +20,11 @@ use crate::{
     error::{CoreError, CoreResult},
 };
 
+/// Argon2's memory cost, in KiB (one block each): OWASP's minimum.
+const ARGON2_KIB: u32 = 19 * 1024;
+/// One hashing thread's Argon2 area.
+const ARGON2_AREA_BYTES: usize = ARGON2_KIB as usize * 1024;
+
 /// Argon2id with OWASP's minimum parameters (19 MiB, 2 passes, 1 lane),
 /// computed on the blocking pool behind a bounded queue: beyond
 /// `max_queued` waiting requests the caller gets `ServerBusy` at once
@@ -26,34 +34,55 @@ use crate::{
 /// is finished, not when the request is: a client that gives up mid-hash
 /// cannot start more hashes than `max_concurrent`, however many requests it
 /// cancels. The jobs run on `max_concurrent` threads of their own, each
-/// reusing one Argon2 memory area: spread over tokio's blocking threads,
-/// with the memory allocated and freed per hash, the allocator kept it
-/// (254 MiB resident after 2,000 abandoned confirms, release build; now
-/// 145 MiB, of which about 90 MiB are the abandoned requests themselves).
+/// reusing one Argon2 memory area while it has work and giving it back
+/// after [`IDLE_BEFORE_RELEASE`] without: spread over tokio's blocking
+/// threads, with the memory allocated and freed per hash, the allocator
+/// kept it (254 MiB resident after 2,000 abandoned confirms, release build;
+/// then 145 MiB, of which about 90 MiB are the abandoned requests
+/// themselves).
 #[derive(Clone)]
 pub struct PasswordHashing {
     keys: Arc<Keys>,
-    jobs: std::sync::mpsc::Sender<Job>,
+    jobs: flume::Sender<Job>,
     running: Arc<Semaphore>,
     waiting: Arc<Semaphore>,
     max_concurrent: usize,
     max_queued: usize,
     hashing_now: Arc<AtomicUsize>,
     most_at_once: Arc<AtomicUsize>,
+    areas_held: Arc<AtomicUsize>,
 }
 
 impl PasswordHashing {
     pub fn new(keys: Arc<Keys>, max_concurrent: usize, max_queued: usize) -> Self {
+        Self::releasing_after(keys, max_concurrent, max_queued, IDLE_BEFORE_RELEASE)
+    }
+
+    /// [`Self::new`] with the idle spell after which a hashing thread gives
+    /// its Argon2 area back.
+    fn releasing_after(
+        keys: Arc<Keys>,
+        max_concurrent: usize,
+        max_queued: usize,
+        idle: Duration,
+    ) -> Self {
+        let areas_held = Arc::new(AtomicUsize::new(0));
         Self {
             keys,
-            jobs: start_workers(max_concurrent),
+            jobs: start_workers(max_concurrent, idle, Arc::clone(&areas_held)),
             running: Arc::new(Semaphore::new(max_concurrent)),
             waiting: Arc::new(Semaphore::new(max_concurrent + max_queued)),
             max_concurrent,
             max_queued,
             hashing_now: Arc::default(),
             most_at_once: Arc::default(),
+            areas_held,
         }
+    }
+
+    /// Bytes of Argon2 memory the hashing threads hold now.
+    pub fn memory_held(&self) -> usize {
+        self.areas_held.load(Ordering::Relaxed) * ARGON2_AREA_BYTES
     }
 
     /// Hashes being computed now, on behalf of live or abandoned requests.
@@ -79,7 +108,7 @@ impl PasswordHashing {
     )]
     fn argon2(pepper_id: u8) -> Argon2<'static> {
         let params = ParamsBuilder::new()
-            .m_cost(19 * 1024)
+            .m_cost(ARGON2_KIB)
             .t_cost(2)
             .p_cost(1)
             .keyid(KeyId::new(&[pepper_id]).expect("one byte is a valid key id"))
@@ -154,8 +183,11 @@ impl HashingTicket<'_> {
     /// so a new pepper can be introduced without breaking older hashes.
     pub async fn hash(self, md5: &Md5PasswordHex) -> CoreResult<String> {
         let (pepper_id, peppered) = self.hashing.keys.pepper_current(md5);
-        self.run(move || hash_with_thread_memory(&PasswordHashing::argon2(pepper_id), &peppered))
-            .await
+        let areas_held = Arc::clone(&self.hashing.areas_held);
+        self.run(move || {
+            hash_with_thread_memory(&PasswordHashing::argon2(pepper_id), &peppered, &areas_held)
+        })
+        .await
     }
 
     async fn run<T: Send + 'static>(
@@ -196,17 +228,42 @@ impl HashingTicket<'_> {
 type Job = Box<dyn FnOnce() + Send>;
 
 thread_local! {
-    /// Each hashing thread's Argon2 memory (19 MiB), allocated once and
-    /// reused: allocating and freeing it per hash lets the allocator keep
-    /// more and more of it (glibc raises its mmap threshold after the first
-    /// free), so resident memory grew past the hashing bound.
+    /// Each hashing thread's Argon2 memory (19 MiB), allocated at its first
+    /// hash and reused until the thread idles: allocating and freeing it
+    /// per hash let glibc keep more and more of it (it raises its mmap
+    /// threshold after the first free), so resident memory grew past the
+    /// hashing bound; kept for good, the areas stayed resident under every
+    /// later load (38 MiB on two threads). See [`IDLE_BEFORE_RELEASE`].
     static ARGON2_MEMORY: std::cell::RefCell<Vec<argon2::Block>> =
         const { std::cell::RefCell::new(Vec::new()) };
 }
 
+/// How long a hashing thread waits without a job before it gives its
+/// Argon2 area back. A fresh area costs the next hash about 10 ms more
+/// (mapping and zeroing 19 MiB: 24 → 34 ms on this machine): paid only
+/// when hashing is far from busy, since a thread that hashes at least once
+/// a second keeps its area. glibc gives the area back to the system because
+/// its mmap threshold is fixed below the area's size (`crate::malloc`).
+pub const IDLE_BEFORE_RELEASE: Duration = Duration::from_secs(1);
+
+/// Frees this thread's Argon2 area, if it holds one.
+fn release_thread_memory(areas_held: &AtomicUsize) {
+    ARGON2_MEMORY.with(|memory| {
+        let mut memory = memory.borrow_mut();
+        if !memory.is_empty() {
+            *memory = Vec::new();
+            areas_held.fetch_sub(1, Ordering::Relaxed);
+        }
+    });
+}
+
 /// What `hash_password` does, with the thread's own memory blocks; the
 /// PHC string is the same, so `verify_password` reads it.
-fn hash_with_thread_memory(argon2: &Argon2<'static>, password: &[u8]) -> anyhow::Result<String> {
+fn hash_with_thread_memory(
+    argon2: &Argon2<'static>,
+    password: &[u8],
+    areas_held: &AtomicUsize,
+) -> anyhow::Result<String> {
     use argon2::password_hash::{Output, ParamsString, SaltString};
     let failed = |e: argon2::password_hash::Error| anyhow::anyhow!("Failed to hash password: {e}");
     let salt = SaltString::generate(&mut OsRng);
@@ -216,6 +273,9 @@ fn hash_with_thread_memory(argon2: &Argon2<'static>, password: &[u8]) -> anyhow:
     let mut output = vec![0u8; params.output_len().unwrap_or(Params::DEFAULT_OUTPUT_LEN)];
     ARGON2_MEMORY.with(|memory| {
         let mut memory = memory.borrow_mut();
+        if memory.is_empty() {
+            areas_held.fetch_add(1, Ordering::Relaxed);
+        }
         memory.resize(params.block_count(), argon2::Block::default());
         argon2
             .hash_password_into_with_memory(password, salt_bytes, &mut output, &mut memory[..])
@@ -260,26 +320,29 @@ fn yield_to_requests() {
 #[cfg(not(target_os = "linux"))]
 fn yield_to_requests() {}
 
-/// `count` threads taking hashing jobs from one queue; they end when every
+/// `count` threads taking hashing jobs from one queue; each gives its
+/// Argon2 area back after `idle` without a job, and they end when every
 /// sender (every clone of `PasswordHashing`) is gone.
-fn start_workers(count: usize) -> std::sync::mpsc::Sender<Job> {
-    let (jobs, queue) = std::sync::mpsc::channel::<Job>();
-    let queue = Arc::new(std::sync::Mutex::new(queue));
+fn start_workers(count: usize, idle: Duration, areas_held: Arc<AtomicUsize>) -> flume::Sender<Job> {
+    let (jobs, queue) = flume::unbounded::<Job>();
     for n in 0..count.max(1) {
-        let queue = Arc::clone(&queue);
+        let queue = queue.clone();
+        let areas_held = Arc::clone(&areas_held);
         let worker = std::thread::Builder::new()
             .name(format!("password-hash-{n}"))
             .spawn(move || {
                 yield_to_requests();
                 loop {
-                    // The lock is held only while waiting for the next job.
-                    let next = match queue.lock() {
-                        Ok(queue) => queue.recv(),
-                        Err(_) => return,
-                    };
-                    match next {
+                    match queue.recv_timeout(idle) {
                         Ok(job) => job(),
-                        Err(_) => return,
+                        Err(flume::RecvTimeoutError::Timeout) => {
+                            release_thread_memory(&areas_held);
+                            match queue.recv() {
+                                Ok(job) => job(),
+                                Err(flume::RecvError::Disconnected) => return,
+                            }
+                        }
+                        Err(flume::RecvTimeoutError::Disconnected) => return,
                     }
                 }
             });
@@ -314,6 +377,31 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_hashing_thread_gives_its_area_back_after_an_idle_spell() {
+        let idle = Duration::from_millis(300);
+        let hashing = PasswordHashing::releasing_after(keys(), 1, 1, idle);
+        let md5 = Md5PasswordHex::parse(&"E".repeat(32)).unwrap();
+        assert_eq!(hashing.memory_held(), 0, "no area before the first hash");
+        // Hashes closer together than the idle spell keep the area.
+        for _ in 0..3 {
+            hashing.hash(&md5).await.unwrap();
+            assert_eq!(hashing.memory_held(), ARGON2_AREA_BYTES);
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while hashing.memory_held() != 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the area was never given back"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // The next hash takes a fresh area and makes a hash that verifies.
+        let phc = hashing.hash(&md5).await.unwrap();
+        assert_eq!(hashing.memory_held(), ARGON2_AREA_BYTES);
+        assert!(hashing.verify(&md5, phc).await.unwrap());
+    }
+
+    #[tokio::test]
     async fn an_admitted_request_keeps_its_place_until_it_hashes_or_drops_it() {
         let hashing = PasswordHashing::new(keys(), 1, 1);
         let md5 = Md5PasswordHex::parse(&"D".repeat(32)).unwrap();
@@ -345,7 +433,7 @@ mod tests {
             let hashing = hashing.clone();
             let md5 = md5.clone();
             tokio::spawn(async move {
-                tokio::time::timeout(std::time::Duration::from_millis(2), hashing.hash(&md5)).await
+                tokio::time::timeout(Duration::from_millis(2), hashing.hash(&md5)).await
             })
         });
         let outcomes = futures::future::join_all(cut_off).await;
@@ -360,7 +448,7 @@ mod tests {
             if hashing.in_progress() == 0 {
                 break;
             }
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
         assert_eq!(hashing.in_progress(), 0, "abandoned hashes finish");
         let next = hashing.hash(&md5).await;

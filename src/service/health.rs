@@ -82,6 +82,7 @@ pub async fn snapshot(core: &Core) -> CoreResult<Snapshot> {
         outbox,
         hashes_waiting: i64::try_from(core.hashing.waiting()).unwrap_or(i64::MAX),
         hashes_running: i64::try_from(core.hashing.in_progress()).unwrap_or(i64::MAX),
+        hash_memory_bytes: i64::try_from(core.hashing.memory_held()).unwrap_or(i64::MAX),
         pool_connections: i64::from(connections),
         pool_idle: idle_connections(connections, idle),
     })

@@ -400,6 +400,7 @@ async fn metrics_count_requests_deliveries_and_code_checks() {
         r#"registration_code_checks_total{outcome="wrong"} 1"#,
         r#"registration_outbox_depth{channel="sms"} 0"#,
         "registration_password_hashes_waiting 0",
+        "registration_password_hash_memory_bytes ",
         "registration_db_pool_connections ",
     ] {
         assert!(
