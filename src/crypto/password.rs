@@ -333,17 +333,20 @@ fn start_workers(count: usize, idle: Duration, areas_held: Arc<AtomicUsize>) -> 
             .spawn(move || {
                 yield_to_requests();
                 loop {
-                    match queue.recv_timeout(idle) {
-                        Ok(job) => job(),
+                    let job = match queue.recv_timeout(idle) {
+                        Ok(job) => job,
                         Err(flume::RecvTimeoutError::Timeout) => {
+                            // Idle: give the area back, then wait as long
+                            // as it takes.
                             release_thread_memory(&areas_held);
                             match queue.recv() {
-                                Ok(job) => job(),
+                                Ok(job) => job,
                                 Err(flume::RecvError::Disconnected) => return,
                             }
                         }
                         Err(flume::RecvTimeoutError::Disconnected) => return,
-                    }
+                    };
+                    job();
                 }
             });
         if let Err(error) = worker {
