@@ -9,7 +9,7 @@
 //! at the same throughput (`docs/PERFORMANCE.md`, sessions 14 and 15).
 //!
 //! The password-hashing threads give their 19 MiB Argon2 areas back after
-//! an idle spell (`crypto/password.rs`). glibc maps a block that big apart
+//! an idle spell (`crypto/password/threads.rs`). glibc maps a block that big apart
 //! and unmaps it when freed, but only the first time: that free raises its
 //! threshold to the block's size, so the next area comes from an arena's
 //! heap and stays resident after its free. A fixed threshold stops that
@@ -37,8 +37,8 @@ pub const SETTINGS: [(&str, &str); 2] = [
 pub fn settle_malloc() {
     use std::os::unix::process::CommandExt;
 
-    let unset: Vec<_> = SETTINGS
-        .iter()
+    let unset: Vec<(&str, &str)> = SETTINGS
+        .into_iter()
         .filter(|(variable, _)| std::env::var_os(variable).is_none())
         .collect();
     if unset.is_empty() {
@@ -52,10 +52,7 @@ pub fn settle_malloc() {
     if let Some(name) = arguments.next() {
         command.arg0(name);
     }
-    let error = command
-        .args(arguments)
-        .envs(unset.iter().copied().copied())
-        .exec();
+    let error = command.args(arguments).envs(unset).exec();
     eprintln!(
         "warning: could not restart with glibc's malloc settled ({error}); \
          running with glibc's defaults"
