@@ -6,7 +6,7 @@ use std::{
 };
 
 use entity::states::{AttemptOutcome, Channel};
-use futures::{FutureExt, StreamExt, stream::FuturesUnordered};
+use futures::{StreamExt, stream::FuturesUnordered};
 use tokio::sync::watch;
 use uuid::Uuid;
 
@@ -118,12 +118,19 @@ impl Dispatcher {
     /// One pass over up to `delivery.batch_size` due messages: claims them
     /// together, sends them all at once (each runs to its transport's
     /// timeout at most, so each lease covers one send, not the batch) and
-    /// records the results in groups: whatever has finished when a result
-    /// is ready goes into one transaction. On SQLite each commit is a turn
-    /// at the one writer that registers queue for, so a pass costs two
-    /// turns or a few, not two per message. Under load each pass waits its
-    /// turn at every step, so the more it sends at once the more it keeps
-    /// up (docs/PERFORMANCE.md, session 17).
+    /// records the results in groups: whatever has finished while the
+    /// previous group was being recorded goes into one transaction. On
+    /// SQLite each commit is a turn at the one writer that registers queue
+    /// for, so a pass costs two turns or a few, not two per message. Under
+    /// load each pass waits its turn at every step, so the more it sends at
+    /// once the more it keeps up (docs/PERFORMANCE.md, session 17).
+    ///
+    /// The sends go on while a group is recorded. A send left unpolled
+    /// meanwhile could be queued for a pooled connection (a webhook's
+    /// endpoint is read at each attempt), and the pool hands connections to
+    /// its waiters in order: the recording would wait behind sends that
+    /// wait for it, until the pool's time-out failed the pass (session 30,
+    /// with four pooled connections on SQLite).
     pub async fn dispatch_due(&self) -> CoreResult<DispatchReport> {
         let now = self.core.clock.now();
         let due = outbox::due(&self.core, now, self.core.settings.delivery.batch_size).await?;
@@ -132,17 +139,31 @@ impl Dispatcher {
             return Ok(report);
         }
         let claimed = outbox::claim_batch(&self.core, &due).await?;
-        let mut sending: FuturesUnordered<_> = claimed
-            .into_iter()
-            .map(|message| self.send(message))
-            .collect();
-        while let Some(first) = sending.next().await {
-            let mut finished = vec![first?];
-            while let Some(Some(more)) = sending.next().now_or_never() {
-                finished.push(more?);
+        let (finished_tx, mut finished_rx) = tokio::sync::mpsc::unbounded_channel();
+        let sends = async move {
+            let mut sending: FuturesUnordered<_> = claimed
+                .into_iter()
+                .map(|message| self.send(message))
+                .collect();
+            while let Some(finished) = sending.next().await {
+                // The recording ends only on an error, which ends the pass.
+                if finished_tx.send(finished?).is_err() {
+                    break;
+                }
             }
-            self.record(&finished, &mut report).await?;
-        }
+            CoreResult::Ok(())
+        };
+        let records = async {
+            while let Some(first) = finished_rx.recv().await {
+                let mut finished = vec![first];
+                while let Ok(more) = finished_rx.try_recv() {
+                    finished.push(more);
+                }
+                self.record(&finished, &mut report).await?;
+            }
+            CoreResult::Ok(())
+        };
+        futures::try_join!(sends, records)?;
         Ok(report)
     }
 
