@@ -29,6 +29,19 @@ const SLOW_STATEMENT: Duration = Duration::from_millis(500);
 /// pinged before use; see `connect_and_migrate`.
 const PING_IF_IDLE_FOR: Duration = Duration::from_secs(1);
 
+/// Pooled connections to a database server.
+const SERVER_POOL_CONNECTIONS: u32 = 16;
+
+/// Pooled connections to an SQLite file, beside the lookups' own
+/// (`lookups::SQLITE_LOOKUP_CONNECTIONS`). Its writes take turns in the
+/// process (`service::write`), so one pooled connection at a time writes and
+/// the rest serve the few reads that are not lookups. Each connection keeps
+/// its own page cache and up to 100 prepared statements, among them a
+/// register batch's inserts in every batch size it has met (a 32-row insert
+/// is tens of KiB prepared): with 16, an instance grew 20 to 25 MiB more
+/// through `bench/run`, at the same rates (docs/PERFORMANCE.md, session 30).
+const SQLITE_POOL_CONNECTIONS: u32 = 4;
+
 /// Connects and brings the schema up to date. For SQLite the file and its
 /// directory are created, and WAL lets readers proceed during writes.
 /// Statements are counted in `metrics` (the DataLoader tests read them)
@@ -49,9 +62,14 @@ pub async fn connect_and_migrate(
             })?;
         }
     }
+    let sqlite = url.starts_with("sqlite:");
     let mut options = ConnectOptions::new(url.to_owned());
     options
-        .max_connections(16)
+        .max_connections(if sqlite {
+            SQLITE_POOL_CONNECTIONS
+        } else {
+            SERVER_POOL_CONNECTIONS
+        })
         .acquire_timeout(Duration::from_secs(10))
         .sqlx_logging(false);
     // By default every connection taken from the pool is pinged first: one
@@ -61,11 +79,11 @@ pub async fn connect_and_migrate(
     // after a second idle, which is when a restart, a proxy or a firewall
     // has had time to drop it; a hot one that broke fails its statement,
     // which answers 503 DATABASE_UNAVAILABLE, and the pool replaces it.
-    if url.starts_with("sqlite:") {
+    if sqlite {
         options.test_before_acquire(false);
-        // Each pooled connection keeps its own page cache (2 MiB by
-        // default), 32 MiB for 16 connections once the database outgrows
-        // them; the pages stay in the kernel's file cache either way.
+        // Each connection keeps its own page cache (2 MiB by default) once
+        // the database outgrows it; the pages stay in the kernel's file
+        // cache either way.
         options.map_sqlx_sqlite_opts(|sqlite| sqlite.pragma("cache_size", "-1024"));
     } else {
         options.test_before_acquire_if_idle_for(PING_IF_IDLE_FOR);

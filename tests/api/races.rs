@@ -178,3 +178,91 @@ async fn on_mysql_a_transaction_ended_unseen_keeps_nothing_that_followed() {
     commit(txn, true).await.unwrap();
     assert_eq!(stored(db).await.0, 1, "a transaction left alone commits");
 }
+
+/// On SQLite the pool has fewer connections (4) than a busy instance has
+/// requests in flight: writes wait for their turn in the process, and no
+/// request may hold one connection while waiting for another. Registers,
+/// resends, confirms and verifies, sixteen of each at once over both
+/// transports, are all answered, and each did what it says.
+#[tokio::test]
+async fn more_requests_in_flight_than_pooled_connections_are_all_answered() {
+    let app = &spawn_app().await;
+    let phone = |i: usize| format!("+62812345{i:05}");
+    let earlier = (0..16).map(|i| async move { app.register(&register_body(&phone(i))).await });
+    join_all(earlier).await;
+    let mut tokens = Vec::new();
+    for i in 0..16 {
+        tokens.push(app.sms_token(&phone(i), 1).await);
+    }
+    // Past the resend cooldown.
+    app.clock.advance(chrono::Duration::seconds(60));
+
+    let registers = (16..32).map(|i| async move {
+        let input = json!({"input": {
+            "phone": phone(i), "name": "Septian Cahyo", "birthDate": "1990-12-31",
+            "birthPlace": "Jakarta", "email": format!("{i}@example.com"), "gender": true,
+            "countryId": "ID", "sourceId": "01011", "accountGroupId": "01"
+        }});
+        let (_, body) = app
+            .graphql(
+                "mutation($input: RegisterInput!) { register(input: $input) { id } }",
+                input,
+            )
+            .await;
+        body
+    });
+    let confirms = (0..8).map(|i| {
+        let token = tokens[i].clone();
+        async move { app.confirm(&phone(i), "pw", &token).await.status() }
+    });
+    let resends = (8..16).map(|i| async move {
+        app.post(
+            "/b2b/customer/resend/registration/email",
+            &json!({"username": phone(i), "phone": phone(i)}),
+        )
+        .await
+        .status()
+    });
+    let verifies = (0..16).map(|i| async move {
+        let response = app
+            .get(&format!(
+                "/b2b/customer/auth/verifyUsername?username=%2B{}",
+                &phone(i + 8)[1..]
+            ))
+            .await;
+        (response.status(), response.json::<Value>().await.unwrap())
+    });
+    let (registers, confirms, resends, verifies) = futures::join!(
+        join_all(registers),
+        join_all(confirms),
+        join_all(resends),
+        join_all(verifies)
+    );
+
+    for body in &registers {
+        assert!(body["errors"].is_null(), "{body}");
+        assert!(body["data"]["register"]["id"].is_string(), "{body}");
+    }
+    assert_eq!(confirms, vec![StatusCode::OK; 8]);
+    assert_eq!(resends, vec![StatusCode::OK; 8]);
+    assert!(
+        verifies.iter().all(|(status, _)| *status == StatusCode::OK),
+        "{verifies:?}"
+    );
+    assert_eq!(
+        customer::Entity::find()
+            .all(&app.core.db)
+            .await
+            .unwrap()
+            .len(),
+        8
+    );
+    assert_eq!(
+        registration::Entity::find()
+            .all(&app.core.db)
+            .await
+            .unwrap()
+            .len(),
+        32
+    );
+}

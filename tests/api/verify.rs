@@ -129,7 +129,7 @@ async fn on_sqlite_a_verify_answers_while_every_pooled_connection_is_taken() {
     {
         taken.push(connection);
     }
-    assert_eq!(taken.len(), 16);
+    assert_eq!(taken.len(), pool.options().get_max_connections() as usize);
     let response = tokio::time::timeout(
         std::time::Duration::from_secs(3),
         app.get("/b2b/customer/auth/verifyUsername?username=081234567890"),
