@@ -6,7 +6,7 @@ use std::{
 };
 
 use entity::states::{AttemptOutcome, Channel};
-use futures::{StreamExt, stream::FuturesUnordered};
+use futures::{FutureExt, StreamExt, future::join_all, stream::FuturesUnordered};
 use tokio::sync::watch;
 use uuid::Uuid;
 
@@ -20,6 +20,10 @@ use crate::{
     },
     state::Core,
 };
+
+/// A webhook message's endpoint as read for this attempt (`None` inside
+/// when it must not go out); `None` for other channels.
+type WebhookTarget = Option<Option<webhooks::WebhookSend>>;
 
 /// How often this instance asks whether the retention job is due; the job
 /// itself runs once per `retention.interval_minutes` across all instances.
@@ -118,19 +122,19 @@ impl Dispatcher {
     /// One pass over up to `delivery.batch_size` due messages: claims them
     /// together, sends them all at once (each runs to its transport's
     /// timeout at most, so each lease covers one send, not the batch) and
-    /// records the results in groups: whatever has finished while the
-    /// previous group was being recorded goes into one transaction. On
-    /// SQLite each commit is a turn at the one writer that registers queue
-    /// for, so a pass costs two turns or a few, not two per message. Under
-    /// load each pass waits its turn at every step, so the more it sends at
-    /// once the more it keeps up (docs/PERFORMANCE.md, session 17).
+    /// records the results in groups: whatever has finished when a result
+    /// is ready goes into one transaction. On SQLite each commit is a turn
+    /// at the one writer that registers queue for, so a pass costs two
+    /// turns or a few, not two per message. Under load each pass waits its
+    /// turn at every step, so the more it sends at once the more it keeps
+    /// up (docs/PERFORMANCE.md, session 17).
     ///
-    /// The sends go on while a group is recorded. A send left unpolled
-    /// meanwhile could be queued for a pooled connection (a webhook's
-    /// endpoint is read at each attempt), and the pool hands connections to
-    /// its waiters in order: the recording would wait behind sends that
-    /// wait for it, until the pool's time-out failed the pass (session 30,
-    /// with four pooled connections on SQLite).
+    /// The sends touch no database: a webhook's endpoint is read for the
+    /// pass before any send starts. While a group is recorded the other
+    /// sends are not polled, and a send queued for a pooled connection
+    /// would keep its place in the pool's queue, ahead of the recording
+    /// that waits for it, until the pool's time-out failed the pass
+    /// (session 30, with four pooled connections on SQLite).
     pub async fn dispatch_due(&self) -> CoreResult<DispatchReport> {
         let now = self.core.clock.now();
         let due = outbox::due(&self.core, now, self.core.settings.delivery.batch_size).await?;
@@ -139,57 +143,57 @@ impl Dispatcher {
             return Ok(report);
         }
         let claimed = outbox::claim_batch(&self.core, &due).await?;
-        let (finished_tx, mut finished_rx) = tokio::sync::mpsc::unbounded_channel();
-        let sends = async move {
-            let mut sending: FuturesUnordered<_> = claimed
-                .into_iter()
-                .map(|message| self.send(message))
-                .collect();
-            while let Some(finished) = sending.next().await {
-                // The recording ends only on an error, which ends the pass.
-                if finished_tx.send(finished?).is_err() {
-                    break;
-                }
+        let targets = join_all(claimed.iter().map(|message| self.webhook_target(message)))
+            .await
+            .into_iter()
+            .collect::<CoreResult<Vec<_>>>()?;
+        let mut sending: FuturesUnordered<_> = claimed
+            .into_iter()
+            .zip(targets)
+            .map(|(message, target)| self.send(message, target))
+            .collect();
+        while let Some(first) = sending.next().await {
+            let mut finished = vec![first?];
+            while let Some(Some(more)) = sending.next().now_or_never() {
+                finished.push(more?);
             }
-            CoreResult::Ok(())
-        };
-        let records = async {
-            while let Some(first) = finished_rx.recv().await {
-                let mut finished = vec![first];
-                while let Ok(more) = finished_rx.try_recv() {
-                    finished.push(more);
-                }
-                self.record(&finished, &mut report).await?;
-            }
-            CoreResult::Ok(())
-        };
-        futures::try_join!(sends, records)?;
+            self.record(&finished, &mut report).await?;
+        }
         Ok(report)
     }
 
-    /// The endpoint, id and secret are looked up at each attempt: a host
-    /// that replaced its endpoint or secret gets pending events at the new
-    /// one; one that disabled it gets none (the message dies).
+    /// Where a webhook message goes, read at each attempt: a host that
+    /// replaced its endpoint or secret gets pending events at the new one;
+    /// one that disabled it gets none (the message dies). `None` for other
+    /// channels.
+    async fn webhook_target(&self, message: &ClaimedMessage) -> CoreResult<WebhookTarget> {
+        if message.channel != Channel::Webhook {
+            return Ok(None);
+        }
+        Ok(Some(webhooks::prepare_send(&self.core, message.id).await?))
+    }
+
     async fn send_webhook(
         &self,
         message: &ClaimedMessage,
-    ) -> CoreResult<Result<String, SendError>> {
+        target: WebhookTarget,
+    ) -> Result<String, SendError> {
         let Some(transport) = &self.webhook else {
-            return Ok(Err(SendError::Permanent(
+            return Err(SendError::Permanent(
                 "webhooks are not configured on this dispatcher".into(),
-            )));
+            ));
         };
-        let Some(target) = webhooks::prepare_send(&self.core, message.id).await? else {
-            return Ok(Err(SendError::Permanent(
+        let Some(Some(target)) = target else {
+            return Err(SendError::Permanent(
                 "the host's webhook endpoint or the host is disabled".into(),
-            )));
+            ));
         };
         let timestamp = self.core.clock.now().timestamp();
-        Ok(transport.send(&target, &message.body, timestamp).await)
+        transport.send(&target, &message.body, timestamp).await
     }
 
     /// Sends one claimed message through its channel's transport.
-    async fn send(&self, message: ClaimedMessage) -> CoreResult<Finished> {
+    async fn send(&self, message: ClaimedMessage, target: WebhookTarget) -> CoreResult<Finished> {
         let outgoing = OutgoingMessage {
             id: message.id,
             recipient: &message.recipient,
@@ -204,7 +208,7 @@ impl Dispatcher {
         let (result, carrier) = match channel {
             Channel::Email => (self.email.send(&outgoing).await, None),
             Channel::Sms => self.send_sms(&message, &outgoing, country.as_deref()).await,
-            Channel::Webhook => (self.send_webhook(&message).await?, None),
+            Channel::Webhook => (self.send_webhook(&message, target).await, None),
         };
         let result = match result {
             Ok(provider_message_id) => SendResult::Sent {
