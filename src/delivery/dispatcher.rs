@@ -16,14 +16,11 @@ use crate::{
     error::CoreResult,
     service::{
         outbox::{self, Carrier, ClaimedMessage, Recorded, SendOutcome, SendResult},
-        retention, webhooks,
+        retention,
+        webhooks::{self, WebhookSend},
     },
     state::Core,
 };
-
-/// A webhook message's endpoint as read for this attempt (`None` inside
-/// when it must not go out); `None` for other channels.
-type WebhookTarget = Option<Option<webhooks::WebhookSend>>;
 
 /// How often this instance asks whether the retention job is due; the job
 /// itself runs once per `retention.interval_minutes` across all instances.
@@ -165,25 +162,25 @@ impl Dispatcher {
     /// Where a webhook message goes, read at each attempt: a host that
     /// replaced its endpoint or secret gets pending events at the new one;
     /// one that disabled it gets none (the message dies). `None` for other
-    /// channels.
-    async fn webhook_target(&self, message: &ClaimedMessage) -> CoreResult<WebhookTarget> {
+    /// channels, and for a webhook that must not go out.
+    async fn webhook_target(&self, message: &ClaimedMessage) -> CoreResult<Option<WebhookSend>> {
         if message.channel != Channel::Webhook {
             return Ok(None);
         }
-        Ok(Some(webhooks::prepare_send(&self.core, message.id).await?))
+        webhooks::prepare_send(&self.core, message.id).await
     }
 
     async fn send_webhook(
         &self,
         message: &ClaimedMessage,
-        target: WebhookTarget,
+        target: Option<WebhookSend>,
     ) -> Result<String, SendError> {
         let Some(transport) = &self.webhook else {
             return Err(SendError::Permanent(
                 "webhooks are not configured on this dispatcher".into(),
             ));
         };
-        let Some(Some(target)) = target else {
+        let Some(target) = target else {
             return Err(SendError::Permanent(
                 "the host's webhook endpoint or the host is disabled".into(),
             ));
@@ -193,7 +190,11 @@ impl Dispatcher {
     }
 
     /// Sends one claimed message through its channel's transport.
-    async fn send(&self, message: ClaimedMessage, target: WebhookTarget) -> CoreResult<Finished> {
+    async fn send(
+        &self,
+        message: ClaimedMessage,
+        target: Option<WebhookSend>,
+    ) -> CoreResult<Finished> {
         let outgoing = OutgoingMessage {
             id: message.id,
             recipient: &message.recipient,
