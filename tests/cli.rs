@@ -373,11 +373,15 @@ fn global_flags_work_on_either_side_of_the_subcommand() {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    let [port] = free_ports();
+    port
+}
+
+/// Ports free now and distinct: each listener is held until all are bound.
+fn free_ports<const N: usize>() -> [u16; N] {
+    let listeners: [_; N] =
+        std::array::from_fn(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap());
+    listeners.map(|listener| listener.local_addr().unwrap().port())
 }
 
 /// `serve` on the port with the extra arguments, its log piped.
@@ -400,9 +404,17 @@ fn start_service(cli: &Cli, port: u16, extra: &[&str]) -> tokio::process::Child 
     service_command(cli, port, extra).spawn().unwrap()
 }
 
-async fn wait_until_ready(port: u16) {
+/// Waits up to 30 s for the service to answer `/readyz`. If it exits
+/// first, or never answers, the test fails with what it printed, which is
+/// otherwise read only when it is terminated.
+async fn wait_until_ready(child: &mut tokio::process::Child, port: u16) {
     let client = reqwest::Client::new();
-    for _ in 0..300 {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::time::Instant::now() < deadline {
+        if let Some(status) = child.try_wait().unwrap() {
+            let (out, log) = printed(child).await;
+            panic!("the service on port {port} exited before it was ready ({status}):\n{out}{log}");
+        }
         if let Ok(response) = client
             .get(format!("http://127.0.0.1:{port}/readyz"))
             .send()
@@ -413,7 +425,22 @@ async fn wait_until_ready(port: u16) {
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    panic!("the service on port {port} never became ready");
+    child.start_kill().unwrap();
+    let (out, log) = printed(child).await;
+    panic!("the service on port {port} was not ready within 30 s:\n{out}{log}");
+}
+
+/// What a child that has exited, or been killed, printed (stdout, stderr).
+async fn printed(child: &mut tokio::process::Child) -> (String, String) {
+    use tokio::io::AsyncReadExt;
+    let (mut out, mut log) = (String::new(), String::new());
+    if let Some(mut stdout) = child.stdout.take() {
+        stdout.read_to_string(&mut out).await.unwrap();
+    }
+    if let Some(mut stderr) = child.stderr.take() {
+        stderr.read_to_string(&mut log).await.unwrap();
+    }
+    (out, log)
 }
 
 /// Sends SIGTERM and returns what the process printed (stdout, stderr).
@@ -437,8 +464,8 @@ async fn terminate(child: tokio::process::Child) -> (bool, String, String) {
 async fn sigterm_stops_the_service_cleanly() {
     let cli = Cli::new();
     let port = free_port();
-    let child = start_service(&cli, port, &[]);
-    wait_until_ready(port).await;
+    let mut child = start_service(&cli, port, &[]);
+    wait_until_ready(&mut child, port).await;
     let (ok, _, log) = terminate(child).await;
     assert!(ok, "{log}");
     assert!(log.contains("shutting down"), "{log}");
@@ -454,11 +481,11 @@ async fn sigterm_stops_the_service_cleanly() {
 #[tokio::test]
 async fn bootstrap_host_writes_credentials_to_a_private_file_once() {
     let cli = Cli::new();
-    let (first, second) = (free_port(), free_port());
-    let a = start_service(&cli, first, &["--bootstrap-host", "acme"]);
-    let b = start_service(&cli, second, &["--bootstrap-host", "acme"]);
-    wait_until_ready(first).await;
-    wait_until_ready(second).await;
+    let [first, second] = free_ports();
+    let mut a = start_service(&cli, first, &["--bootstrap-host", "acme"]);
+    let mut b = start_service(&cli, second, &["--bootstrap-host", "acme"]);
+    wait_until_ready(&mut a, first).await;
+    wait_until_ready(&mut b, second).await;
     let (_, out_a, log_a) = terminate(a).await;
     let (_, out_b, log_b) = terminate(b).await;
     let path = cli.dir.path().join("host-acme.credentials");
@@ -667,8 +694,8 @@ async fn the_service_settles_malloc_unless_told_otherwise() {
         let mut command = service_command(&cli, port, &[]);
         command.env_remove(ARENAS).env_remove(THRESHOLD);
         command.envs(given.iter().copied());
-        let child = command.spawn().unwrap();
-        wait_until_ready(port).await;
+        let mut child = command.spawn().unwrap();
+        wait_until_ready(&mut child, port).await;
         let pid = child.id().unwrap();
         for (variable, value) in expected {
             assert_eq!(
@@ -712,8 +739,8 @@ async fn the_hashing_threads_give_their_memory_back_after_idling() {
     for (variable, _) in customer_registration::malloc::SETTINGS {
         command.env_remove(variable);
     }
-    let child = command.spawn().unwrap();
-    wait_until_ready(port).await;
+    let mut child = command.spawn().unwrap();
+    wait_until_ready(&mut child, port).await;
     let pid = child.id().unwrap();
     let credentials =
         std::fs::read_to_string(cli.dir.path().join("host-memory.credentials")).unwrap();
