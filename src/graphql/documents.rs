@@ -23,7 +23,7 @@ use async_graphql::{
 use lru::LruCache;
 use serde_json::Value;
 
-use super::{input_shapes::InputShapes, policy::selected_operation};
+use super::{direct::DirectQuery, input_shapes::InputShapes, policy::selected_operation};
 
 /// Distinct texts kept; the least recently used goes first.
 const CAPACITY: NonZeroUsize = match NonZeroUsize::new(128) {
@@ -57,32 +57,54 @@ pub struct KeptDocument {
     /// The engine's validations that passed, by the operation name they
     /// ran with. Only names that select one of the document's operations
     /// are kept, so there are at most as many as it has operations.
-    passed: Mutex<Vec<(Option<String>, ValidationResult)>>,
+    passed: Mutex<Vec<PassedOperation>>,
+}
+
+struct PassedOperation {
+    name: Option<String>,
+    validation: ValidationResult,
+    /// How to answer it without the engine, where that can be done.
+    direct: Option<Arc<DirectQuery>>,
 }
 
 impl KeptDocument {
-    fn passed(&self, operation_name: Option<&str>) -> Option<ValidationResult> {
+    fn passed<T>(
+        &self,
+        operation_name: Option<&str>,
+        read: impl FnOnce(&PassedOperation) -> T,
+    ) -> Option<T> {
         self.passed
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .iter()
-            .find(|(name, _)| name.as_deref() == operation_name)
-            .map(|(_, result)| *result)
+            .find(|passed| passed.name.as_deref() == operation_name)
+            .map(read)
     }
 
-    fn keep_passed(&self, operation_name: Option<String>, result: ValidationResult) {
+    fn keep_passed(&self, operation_name: Option<String>, validation: ValidationResult) {
+        let direct = engine_selected_operation(&self.document, operation_name.as_deref())
+            .and_then(DirectQuery::of)
+            .map(Arc::new);
         let mut passed = self.passed.lock().unwrap_or_else(PoisonError::into_inner);
-        if !passed.iter().any(|(name, _)| *name == operation_name) {
-            passed.push((operation_name, result));
+        if !passed.iter().any(|passed| passed.name == operation_name) {
+            passed.push(PassedOperation {
+                name: operation_name,
+                validation,
+                direct,
+            });
         }
     }
 }
 
-/// A document, and where it is kept if it is.
+/// A document, kept or parsed for this request only.
 pub struct Parsed {
-    pub document: ExecutableDocument,
-    kept: Option<Arc<KeptDocument>>,
+    source: Source,
     inputs: Arc<InputShapes>,
+}
+
+enum Source {
+    Kept(Arc<KeptDocument>),
+    Once(ExecutableDocument),
 }
 
 impl ParsedDocuments {
@@ -91,8 +113,7 @@ impl ParsedDocuments {
     pub fn parse(&self, text: &str) -> Result<Parsed, ParseError> {
         if text.len() > LONGEST_KEPT {
             return Ok(Parsed {
-                document: parse_query(text)?,
-                kept: None,
+                source: Source::Once(parse_query(text)?),
                 inputs: Arc::clone(&self.inputs),
             });
         }
@@ -119,8 +140,7 @@ impl ParsedDocuments {
             }
         };
         Ok(Parsed {
-            document: kept.document.clone(),
-            kept: Some(kept),
+            source: Source::Kept(kept),
             inputs: Arc::clone(&self.inputs),
         })
     }
@@ -135,6 +155,28 @@ impl ParsedDocuments {
 }
 
 impl Parsed {
+    pub fn document(&self) -> &ExecutableDocument {
+        match &self.source {
+            Source::Kept(kept) => &kept.document,
+            Source::Once(document) => document,
+        }
+    }
+
+    /// The document for the engine, which takes it by value.
+    pub fn into_document(self) -> ExecutableDocument {
+        match self.source {
+            Source::Kept(kept) => kept.document.clone(),
+            Source::Once(document) => document,
+        }
+    }
+
+    fn kept(&self) -> Option<&Arc<KeptDocument>> {
+        match &self.source {
+            Source::Kept(kept) => Some(kept),
+            Source::Once(_) => None,
+        }
+    }
+
     /// What [`ReuseValidation`] is to do with this request, given to the
     /// engine as request data; `None` when the engine is to validate it
     /// and keep nothing (a long text, or a name that selects no
@@ -144,9 +186,9 @@ impl Parsed {
         operation_name: Option<&str>,
         variables: &Value,
     ) -> Option<KnownValidation> {
-        let kept = self.kept.as_ref()?;
+        let kept = self.kept()?;
         let operation = engine_selected_operation(&kept.document, operation_name)?;
-        match kept.passed(operation_name) {
+        match kept.passed(operation_name, |passed| passed.validation) {
             Some(result) if self.inputs.cannot_fail(operation, variables) => {
                 Some(KnownValidation::Passed(result))
             }
@@ -155,6 +197,21 @@ impl Parsed {
                 operation_name: operation_name.map(str::to_owned),
             }),
         }
+    }
+
+    /// The operation's direct form ([`DirectQuery`]), when the engine's
+    /// validation of it passed before and these variables cannot fail it.
+    pub fn direct(
+        &self,
+        operation_name: Option<&str>,
+        variables: &Value,
+    ) -> Option<Arc<DirectQuery>> {
+        let kept = self.kept()?;
+        let direct = kept.passed(operation_name, |passed| passed.direct.clone())??;
+        let operation = engine_selected_operation(&kept.document, operation_name)?;
+        self.inputs
+            .cannot_fail(operation, variables)
+            .then_some(direct)
     }
 }
 
@@ -265,8 +322,8 @@ mod tests {
     #[test]
     fn a_kept_document_is_the_one_parsed() {
         let documents = documents();
-        let first = documents.parse(VERIFY).unwrap().document;
-        let again = documents.parse(VERIFY).unwrap().document;
+        let first = documents.parse(VERIFY).unwrap().into_document();
+        let again = documents.parse(VERIFY).unwrap().into_document();
         assert_eq!(format!("{first:?}"), format!("{again:?}"));
         assert_eq!(documents.len(), 1);
     }
@@ -306,6 +363,39 @@ mod tests {
         assert!(!reused(&parsed, None, json!({"u": null})));
         assert!(!reused(&parsed, None, json!({"u": ["+62812"]})));
         assert!(!reused(&parsed, None, json!({})));
+    }
+
+    #[test]
+    fn an_availability_query_goes_direct_once_it_passed_and_while_it_cannot_fail() {
+        let documents = documents();
+        let string = json!({"u": "+6281200012345"});
+        assert!(
+            documents
+                .parse(VERIFY)
+                .unwrap()
+                .direct(None, &string)
+                .is_none()
+        );
+        passed_once(&documents.parse(VERIFY).unwrap(), None);
+        let parsed = documents.parse(VERIFY).unwrap();
+        assert!(parsed.direct(None, &string).is_some());
+        assert!(
+            parsed
+                .direct(None, &json!({"u": 6281200012345_u64}))
+                .is_none()
+        );
+        assert!(parsed.direct(None, &json!({})).is_none());
+        // A name the engine refuses for an anonymous operation.
+        assert!(parsed.direct(Some("V"), &string).is_none());
+        passed_once(&documents.parse(REGISTER).unwrap(), None);
+        let register = json!({"i": {"phone": "081234567890"}});
+        assert!(
+            documents
+                .parse(REGISTER)
+                .unwrap()
+                .direct(None, &register)
+                .is_none()
+        );
     }
 
     #[test]

@@ -132,31 +132,42 @@ async fn run(
         }
     };
     let shape = check_operation_policy(
-        &parsed.document,
+        parsed.document(),
         params.operation_name.as_deref(),
         &core.settings.graphql,
     )
     .map_err(ApiError::GraphqlPolicy)?;
     let may_read_schema = shape.introspection_only && core.settings.graphql.introspection;
-    let validation = parsed.validation(params.operation_name.as_deref(), &params.variables);
+    let host = match (host, unidentified) {
+        (Some(host), _) => Some(host),
+        (None, _) if may_read_schema => None,
+        (None, failure) => {
+            return Err(
+                CoreError::Unauthenticated(failure.unwrap_or(AuthFailure::MissingToken)).into(),
+            );
+        }
+    };
+    let operation_name = params.operation_name.as_deref();
+    if let Some(host) = &host
+        && let Some(direct) = parsed.direct(operation_name, &params.variables)
+        && let Some(argument) = direct.argument(&params.variables)
+    {
+        let response = direct.run(core, host, argument).await;
+        return Ok(graphql_response(media, response));
+    }
+    let validation = parsed.validation(operation_name, &params.variables);
     let mut gql_request =
         async_graphql::Request::new(params.query).variables(Variables::from_json(params.variables));
     if let Some(validation) = validation {
         gql_request = gql_request.data(validation);
     }
     // Parsed once: the policy read this document, the engine runs it.
-    gql_request.set_parsed_query(parsed.document);
+    gql_request.set_parsed_query(parsed.into_document());
     if let Some(name) = params.operation_name {
         gql_request = gql_request.operation_name(name);
     }
-    match (host, unidentified) {
-        (Some(host), _) => gql_request = gql_request.data(host),
-        (None, _) if may_read_schema => {}
-        (None, failure) => {
-            return Err(
-                CoreError::Unauthenticated(failure.unwrap_or(AuthFailure::MissingToken)).into(),
-            );
-        }
+    if let Some(host) = host {
+        gql_request = gql_request.data(host);
     }
     let gql_request = gql_request.data(RequestLoaders::new(core.clone()));
     let response = if shape.writes {

@@ -1,6 +1,7 @@
 //! The GraphQL face. Resolvers translate to core calls and wrap what the
 //! core returns in GraphQL types; database rows never reach them.
 mod delivery;
+mod direct;
 mod documents;
 mod endpoint;
 pub mod error;

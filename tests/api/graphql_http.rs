@@ -5,7 +5,7 @@ use reqwest::{Response, StatusCode, header};
 use sea_orm::{EntityTrait, PaginatorTrait};
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, spawn_app, spawn_app_with};
+use crate::helpers::{PHONE, TestApp, register_body, spawn_app, spawn_app_with};
 
 const GRAPHQL_RESPONSE: &str = "application/graphql-response+json";
 
@@ -115,6 +115,60 @@ async fn a_document_that_passed_still_refuses_variables_that_do_not_coerce() {
     let (status, _, value) =
         read(send(&app, Some(GRAPHQL_RESPONSE), &body(json!("+6281200012347"))).await).await;
     assert_eq!(status, StatusCode::OK, "{value}");
+}
+
+/// The first request of a document runs in the engine, which validates
+/// it; later ones of an availability query are answered without it
+/// (`graphql::direct`). Both answer alike to the byte, with status and
+/// media type, found or not, for good and refused input.
+#[tokio::test]
+async fn an_availability_query_answers_as_the_engine_once_its_document_is_known() {
+    let app = spawn_app().await;
+    let mut customer = register_body(PHONE);
+    customer["email"] = json!("taken@example.com");
+    app.register(&customer).await;
+    let code = app.sms_token(PHONE, 1).await;
+    let confirmed = app.confirm(PHONE, "secret password", &code).await;
+    assert_eq!(confirmed.status(), StatusCode::OK);
+
+    let username = "query($u: String!) { verifyUsername(username: $u) { username exists } }";
+    let aliased = "query Check($u: String!) { taken: verifyUsername(username: $u) { __typename yes: exists username } }";
+    let email = "query($e: String!) { verifyEmail(email: $e) { exists email } }";
+    let two = "query A($e: String!) { verifyEmail(email: $e) { exists } } query B { verifyEmail(email: \"Taken@Example.com\") { email exists __typename } }";
+    let cases = [
+        json!({"query": username, "variables": {"u": PHONE}}),
+        json!({"query": username, "variables": {"u": "0812-3456-7899"}}),
+        json!({"query": username, "variables": {"u": "hello"}}),
+        json!({"query": username, "variables": {"u": ""}}),
+        json!({"query": aliased, "operationName": "Check", "variables": {"u": PHONE}}),
+        json!({"query": aliased, "operationName": "Check", "variables": {"u": "12"}}),
+        json!({"query": email, "variables": {"e": " Taken@Example.com"}}),
+        json!({"query": email, "variables": {"e": "free@example.com"}}),
+        json!({"query": email, "variables": {"e": "nope"}}),
+        json!({"query": two, "operationName": "A", "variables": {"e": "taken@example.com"}}),
+        json!({"query": two, "operationName": "B"}),
+    ];
+    let (mut texts, mut found) = (0, 0);
+    for case in cases {
+        for accept in [GRAPHQL_RESPONSE, "application/json"] {
+            let answer = |response: Response| async move {
+                let status = response.status();
+                let media = response.headers()[header::CONTENT_TYPE].clone();
+                (status, media, response.text().await.unwrap())
+            };
+            // A fresh text each time, so the first request is the engine's.
+            texts += 1;
+            let mut first_sight = case.clone();
+            first_sight["query"] = json!(format!("{} # {texts}", case["query"].as_str().unwrap()));
+            let engine = answer(send(&app, Some(accept), &first_sight).await).await;
+            let direct = answer(send(&app, Some(accept), &first_sight).await).await;
+            assert_eq!(direct, engine, "{case} ({accept})");
+            let again = answer(send(&app, Some(accept), &first_sight).await).await;
+            assert_eq!(again, engine, "{case} ({accept}), a third time");
+            found += usize::from(engine.2.contains("true"));
+        }
+    }
+    assert_eq!(found, 10, "the registered username and email were found");
 }
 
 #[tokio::test]
