@@ -919,6 +919,32 @@ async fn a_confirm_wakes_delivery_only_for_an_event_it_queued() {
     assert!(woken(), "the locking guess queued registration.locked");
 }
 
+/// On PostgreSQL the outbox's pages keep room for the claim's new row
+/// versions, so a claim adds no index entry (migration
+/// `m20261205_000001_outbox_room_for_leases`; measured in
+/// docs/PERFORMANCE.md, session 31). Other databases have no such setting.
+#[tokio::test]
+async fn the_outbox_leaves_room_in_its_pages_for_leases_on_postgres() {
+    use sea_orm::{ConnectionTrait, DbBackend, Statement};
+    let app = crate::helpers::spawn_app().await;
+    let db = &app.core.db;
+    if db.get_database_backend() != DbBackend::Postgres {
+        return;
+    }
+    let options = db
+        .query_one_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT array_to_string(reloptions, ',') AS options FROM pg_class \
+             WHERE oid = 'outbox_message'::regclass",
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get::<String>("", "options")
+        .unwrap();
+    assert_eq!(options, "fillfactor=70");
+}
+
 /// The partial index of due messages serves the due list, and a statement
 /// that picks messages by id and checks they are still pending goes by the
 /// primary key: through the index it would read every pending entry, and
