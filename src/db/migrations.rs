@@ -9,19 +9,21 @@ use super::lost_race;
 
 /// Brings the schema up to date once, however many instances start at
 /// once. SQLite runs each migration in its own transaction; one that loses
-/// to another process is simply tried again. PostgreSQL holds an advisory
-/// lock in a transaction while the migrations run on other connections.
-/// The MySQL family takes a lease row instead (see [`migrate_under_lease`]).
+/// to another process is tried again (see [`SQLITE_RACE_FOR`]). PostgreSQL
+/// holds an advisory lock in a transaction while the migrations run on
+/// other connections. The MySQL family takes a lease row instead (see
+/// [`migrate_under_lease`]).
 pub(super) async fn migrate_once(db: &DatabaseConnection) -> anyhow::Result<()> {
     match db.get_database_backend() {
         DbBackend::Sqlite => {
-            let mut attempt = 1;
+            let give_up = std::time::Instant::now() + SQLITE_RACE_FOR;
+            let mut attempt: u64 = 1;
             loop {
                 match Migrator::up(db, None).await {
                     Ok(()) => return Ok(()),
-                    Err(error) if attempt < 10 => {
+                    Err(error) if std::time::Instant::now() < give_up => {
                         tracing::debug!(error = %error, attempt, "migration raced another process; trying again");
-                        tokio::time::sleep(Duration::from_millis(50 * attempt)).await;
+                        tokio::time::sleep(Duration::from_millis((50 * attempt).min(500))).await;
                         attempt += 1;
                     }
                     Err(error) => {
@@ -34,6 +36,17 @@ pub(super) async fn migrate_once(db: &DatabaseConnection) -> anyhow::Result<()> 
         _ => migrate_under_lease(db).await,
     }
 }
+
+/// How long an instance keeps trying SQLite's migrations while another
+/// process runs them. A loser does not wait for the winner: SQLite refuses
+/// it at once, or it finds a table that the winner created after it read
+/// what was applied, so any error is tried again until this has passed.
+/// It is the winner's whole run that the loser waits out, a disk flush per
+/// migration. Until session 31 it gave up after ten tries in about two
+/// seconds and exited, which would explain one CI run where one of two
+/// instances started together on a new file never became ready (not
+/// reproduced here: `tests/cli.rs` now shows such an instance's log).
+const SQLITE_RACE_FOR: Duration = Duration::from_secs(30);
 
 async fn migrate_under_advisory_lock(db: &DatabaseConnection) -> anyhow::Result<()> {
     // Any fixed number; it names the lock among this database's advisory locks.
