@@ -68,17 +68,16 @@ struct PassedOperation {
 }
 
 impl KeptDocument {
-    fn passed<T>(
+    fn passed(
         &self,
         operation_name: Option<&str>,
-        read: impl FnOnce(&PassedOperation) -> T,
-    ) -> Option<T> {
+    ) -> Option<(ValidationResult, Option<Arc<DirectQuery>>)> {
         self.passed
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .iter()
             .find(|passed| passed.name.as_deref() == operation_name)
-            .map(read)
+            .map(|passed| (passed.validation, passed.direct.clone()))
     }
 
     fn keep_passed(&self, operation_name: Option<String>, validation: ValidationResult) {
@@ -188,30 +187,15 @@ impl Parsed {
     ) -> Option<KnownValidation> {
         let kept = self.kept()?;
         let operation = engine_selected_operation(&kept.document, operation_name)?;
-        match kept.passed(operation_name, |passed| passed.validation) {
-            Some(result) if self.inputs.cannot_fail(operation, variables) => {
-                Some(KnownValidation::Passed(result))
+        match kept.passed(operation_name) {
+            Some((result, direct)) if self.inputs.cannot_fail(operation, variables) => {
+                Some(KnownValidation::Passed(result, direct))
             }
             _ => Some(KnownValidation::Keep {
                 document: Arc::clone(kept),
                 operation_name: operation_name.map(str::to_owned),
             }),
         }
-    }
-
-    /// The operation's direct form ([`DirectQuery`]), when the engine's
-    /// validation of it passed before and these variables cannot fail it.
-    pub fn direct(
-        &self,
-        operation_name: Option<&str>,
-        variables: &Value,
-    ) -> Option<Arc<DirectQuery>> {
-        let kept = self.kept()?;
-        let direct = kept.passed(operation_name, |passed| passed.direct.clone())??;
-        let operation = engine_selected_operation(&kept.document, operation_name)?;
-        self.inputs
-            .cannot_fail(operation, variables)
-            .then_some(direct)
     }
 }
 
@@ -230,13 +214,26 @@ fn engine_selected_operation<'d>(
 
 /// Request data for [`ReuseValidation`].
 pub enum KnownValidation {
-    /// The operation passed before and these variables cannot fail it.
-    Passed(ValidationResult),
+    /// The operation passed before and these variables cannot fail it;
+    /// with its direct form if it has one.
+    Passed(ValidationResult, Option<Arc<DirectQuery>>),
     /// Validate, and keep the result if it passes.
     Keep {
         document: Arc<KeptDocument>,
         operation_name: Option<String>,
     },
+}
+
+impl KnownValidation {
+    /// How to answer without the engine ([`DirectQuery`]), when the
+    /// operation passed before, these variables cannot fail it, and it
+    /// has a direct form.
+    pub fn direct(&self) -> Option<&Arc<DirectQuery>> {
+        match self {
+            KnownValidation::Passed(_, direct) => direct.as_ref(),
+            KnownValidation::Keep { .. } => None,
+        }
+    }
 }
 
 /// The engine's validation step, skipped where the request says it passed
@@ -266,7 +263,7 @@ impl Extension for ReuseValidationStep {
         next: NextValidation<'_>,
     ) -> Result<ValidationResult, Vec<ServerError>> {
         match ctx.data_opt::<KnownValidation>() {
-            Some(KnownValidation::Passed(result)) => Ok(*result),
+            Some(KnownValidation::Passed(result, _)) => Ok(*result),
             Some(KnownValidation::Keep {
                 document,
                 operation_name,
@@ -315,7 +312,7 @@ mod tests {
     fn reused(parsed: &Parsed, operation_name: Option<&str>, variables: Value) -> bool {
         matches!(
             parsed.validation(operation_name, &variables),
-            Some(KnownValidation::Passed(result)) if result.complexity == 3
+            Some(KnownValidation::Passed(result, _)) if result.complexity == 3
         )
     }
 
@@ -368,34 +365,27 @@ mod tests {
     #[test]
     fn an_availability_query_goes_direct_once_it_passed_and_while_it_cannot_fail() {
         let documents = documents();
+        let direct = |parsed: &Parsed, operation_name: Option<&str>, variables: Value| {
+            parsed
+                .validation(operation_name, &variables)
+                .is_some_and(|validation| validation.direct().is_some())
+        };
         let string = json!({"u": "+6281200012345"});
-        assert!(
-            documents
-                .parse(VERIFY)
-                .unwrap()
-                .direct(None, &string)
-                .is_none()
-        );
+        assert!(!direct(
+            &documents.parse(VERIFY).unwrap(),
+            None,
+            string.clone()
+        ));
         passed_once(&documents.parse(VERIFY).unwrap(), None);
         let parsed = documents.parse(VERIFY).unwrap();
-        assert!(parsed.direct(None, &string).is_some());
-        assert!(
-            parsed
-                .direct(None, &json!({"u": 6281200012345_u64}))
-                .is_none()
-        );
-        assert!(parsed.direct(None, &json!({})).is_none());
+        assert!(direct(&parsed, None, string.clone()));
+        assert!(!direct(&parsed, None, json!({"u": 6281200012345_u64})));
+        assert!(!direct(&parsed, None, json!({})));
         // A name the engine refuses for an anonymous operation.
-        assert!(parsed.direct(Some("V"), &string).is_none());
+        assert!(!direct(&parsed, Some("V"), string));
         passed_once(&documents.parse(REGISTER).unwrap(), None);
         let register = json!({"i": {"phone": "081234567890"}});
-        assert!(
-            documents
-                .parse(REGISTER)
-                .unwrap()
-                .direct(None, &register)
-                .is_none()
-        );
+        assert!(!direct(&documents.parse(REGISTER).unwrap(), None, register));
     }
 
     #[test]

@@ -17,8 +17,8 @@ use serde_json::{Map, Value, json};
 use tracing::Instrument;
 
 use super::{
-    AppSchema, ParsedDocuments, error::graphql_error, loaders::RequestLoaders,
-    policy::check_operation_policy,
+    AppSchema, ParsedDocuments, documents::KnownValidation, error::graphql_error,
+    loaders::RequestLoaders, policy::check_operation_policy,
 };
 use crate::{
     error::{AuthFailure, CoreError},
@@ -147,15 +147,14 @@ async fn run(
             );
         }
     };
-    let operation_name = params.operation_name.as_deref();
+    let validation = parsed.validation(params.operation_name.as_deref(), &params.variables);
     if let Some(host) = &host
-        && let Some(direct) = parsed.direct(operation_name, &params.variables)
+        && let Some(direct) = validation.as_ref().and_then(KnownValidation::direct)
         && let Some(argument) = direct.argument(&params.variables)
     {
         let response = direct.run(core, host, argument).await;
         return Ok(graphql_response(media, response));
     }
-    let validation = parsed.validation(operation_name, &params.variables);
     let mut gql_request =
         async_graphql::Request::new(params.query).variables(Variables::from_json(params.variables));
     if let Some(validation) = validation {
