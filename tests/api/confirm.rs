@@ -259,3 +259,44 @@ async fn a_locked_phone_with_no_registration_is_refused_as_locked() {
     let confirm = app.confirm(PHONE, "pw", "ABC123456").await;
     assert_error(confirm, StatusCode::NOT_FOUND, "REGISTRATION_NOT_FOUND").await;
 }
+
+/// A code typed right spends no attempt, so it is read without the
+/// transaction that counts guesses: the registration with the phone's
+/// guard, the current code, then the confirming transaction's four
+/// statements (use the code, complete, insert the customer, cancel what
+/// waits to be sent). With the guess's transaction around it (take an
+/// attempt, read the code, give the attempt back) it was 8.
+#[tokio::test]
+async fn a_confirm_typed_right_takes_no_attempt_and_six_statements() {
+    let app = spawn_app_with(|s| s.delivery.poll_interval_ms = 3_600_000).await;
+    let phones = ["+6281234567890", "+6281234567891", "+6281234567892"];
+    for phone in phones {
+        app.register(&register_body(phone)).await;
+    }
+    // Whatever background tasks run meanwhile only adds: the fewest over
+    // three confirms is a confirm's own.
+    let mut statements = u64::MAX;
+    for phone in phones {
+        let token = app.sms_token(phone, 1).await;
+        app.outbox_drained().await;
+        let before = app.core.metrics.db_statements();
+        let response = app.confirm(phone, "s3cret!", &token).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        statements = statements.min(app.core.metrics.db_statements() - before);
+    }
+    assert_eq!(statements, 6);
+    let registrations = registration::Entity::find()
+        .all(&app.core.db)
+        .await
+        .unwrap();
+    assert_eq!(registrations.len(), 3);
+    assert!(registrations.iter().all(|r| r.failed_attempts == 0));
+    assert_eq!(
+        customer::Entity::find()
+            .all(&app.core.db)
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
+}

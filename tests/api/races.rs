@@ -252,3 +252,41 @@ async fn more_requests_in_flight_than_pooled_connections_are_all_answered() {
     assert_eq!(customer::Entity::find().count(db).await.unwrap(), 8);
     assert_eq!(registration::Entity::find().count(db).await.unwrap(), 32);
 }
+
+/// A code typed right is read without counting an attempt, and the
+/// confirming transaction completes only a registration that still has
+/// attempts left: raced by enough wrong guesses to lock it, the right code
+/// either completes it (and the guesses after find it completed) or finds
+/// it locked, never both.
+#[tokio::test]
+async fn a_right_code_racing_the_guesses_that_lock_completes_or_is_locked() {
+    for _ in 0..3 {
+        let app = spawn_app().await;
+        app.register(&register_body(PHONE)).await;
+        let token = app.sms_token(PHONE, 1).await;
+        let bad = wrong(&token);
+        let guesses = (0..6).map(|_| async { app.confirm(PHONE, "pw", &bad).await.status() });
+        let (right, guesses) = futures::join!(
+            async { app.confirm(PHONE, "pw", &token).await.status() },
+            join_all(guesses)
+        );
+        let stored = registration::Entity::find()
+            .one(&app.core.db)
+            .await
+            .unwrap()
+            .unwrap();
+        let customers = customer::Entity::find().count(&app.core.db).await.unwrap();
+        assert!(stored.failed_attempts <= 5, "{stored:?}");
+        match right {
+            StatusCode::OK => {
+                assert_eq!(customers, 1);
+                assert_eq!(stored.status, entity::states::RegistrationStatus::Completed);
+            }
+            StatusCode::LOCKED => {
+                assert_eq!(customers, 0);
+                assert_eq!(stored.failed_attempts, 5);
+            }
+            other => panic!("the right code answered {other} beside {guesses:?}"),
+        }
+    }
+}

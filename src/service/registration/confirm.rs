@@ -1,6 +1,6 @@
-//! Confirming a registration: the code checked in the transaction that
-//! counts the attempt, then the password hashed and the customer created.
-//! The API and the completion page both end here.
+//! Confirming a registration: the code checked (a guess in the
+//! transaction that counts the attempt), then the password hashed and the
+//! customer created. The API and the completion page both end here.
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
@@ -71,16 +71,28 @@ pub async fn confirm_parsed(
     let registration = latest.unlocked(core.clock.now())?;
     registration.ensure_open(rules)?;
     let submitted = core.keys.token_hashes(&code.expose());
-    let (check, current) = retrying(core, || {
-        check_code(
-            core,
-            host,
-            &registration,
-            &submitted,
-            latest.webhook_url.as_deref(),
-        )
-    })
-    .await?;
+    let (check, current) = match typed_current_code(core, &registration, &submitted).await? {
+        Some(code_id) => (
+            CodeCheck::Current,
+            CheckedCode {
+                code_id,
+                attempts_left: None,
+                queued_webhook: false,
+            },
+        ),
+        None => {
+            retrying(core, || {
+                check_code(
+                    core,
+                    host,
+                    &registration,
+                    &submitted,
+                    latest.webhook_url.as_deref(),
+                )
+            })
+            .await?
+        }
+    };
     if current.queued_webhook {
         core.outbox_signal.notify_one();
     }
@@ -217,6 +229,26 @@ async fn complete_registration(
     })
 }
 
+/// The current code's id when the submitted code is that code and it has
+/// not expired. A code typed right spends no attempt (`check_code` takes
+/// one and gives it back), so it is read without the transaction that
+/// counts guesses: one read where that transaction was four statements and
+/// a commit (docs/PERFORMANCE.md, session 32). The guarantees stay with the
+/// confirming transaction, whose conditional updates use the code up only
+/// if it is still current and unused and complete the registration only
+/// if it is still pending with attempts left: a resend or a run of wrong
+/// guesses in between wins, and is told (`Registration::lost_race`). Any
+/// other code goes through `check_code`.
+async fn typed_current_code(
+    core: &Core,
+    registration: &Registration,
+    submitted: &[String],
+) -> CoreResult<Option<Uuid>> {
+    let current = queries::current_code(&core.db, registration.id).await?;
+    let typed_right = current.matches(submitted) && current.is_live(core.clock.now());
+    Ok(typed_right.then_some(current.id))
+}
+
 /// What a submitted code turned out to be, with the current code's id and,
 /// for a wrong code, the attempts it left.
 struct CheckedCode {
@@ -227,7 +259,8 @@ struct CheckedCode {
     queued_webhook: bool,
 }
 
-/// Compares the submitted code in the transaction that counts it: the
+/// Compares a submitted code that is not the current one typed right (see
+/// [`typed_current_code`]) in the transaction that counts it: the
 /// attempt is taken first (refused once none remain), and given back only
 /// when the code was not a wrong guess. If anything fails before the commit
 /// nothing is counted and nothing about the code was revealed; once the
