@@ -232,13 +232,13 @@ async fn complete_registration(
 /// The current code's id when the submitted code is that code and it has
 /// not expired. A code typed right spends no attempt (`check_code` takes
 /// one and gives it back), so it is read without the transaction that
-/// counts guesses: one read where that transaction was four statements and
-/// a commit (docs/PERFORMANCE.md, session 32). The guarantees stay with the
-/// confirming transaction, whose conditional updates use the code up only
-/// if it is still current and unused and complete the registration only
-/// if it is still pending with attempts left: a resend or a run of wrong
-/// guesses in between wins, and is told (`Registration::lost_race`). Any
-/// other code goes through `check_code`.
+/// counts guesses: one read where that transaction was three statements
+/// between a begin and a commit (docs/PERFORMANCE.md, session 32). The
+/// guarantees stay with the confirming transaction, whose conditional
+/// updates use the code up only if it is still current and unused and
+/// complete the registration only if it is still pending with attempts
+/// left: a resend or a run of wrong guesses in between wins, and is told
+/// (`Registration::lost_race`). Any other code goes through `check_code`.
 async fn typed_current_code(
     core: &Core,
     registration: &Registration,
