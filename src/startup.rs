@@ -94,9 +94,10 @@ impl Application {
             served
         };
         let work = async {
-            let (served, (), ()) = tokio::join!(
+            let (served, (), (), ()) = tokio::join!(
                 serve,
                 self.dispatcher.run(stopping.clone()),
+                service::checkpoints::until_stopped(self.core.clone(), stopping.clone()),
                 service::request_limits::sync_until_stopped(self.core.clone(), stopping)
             );
             served

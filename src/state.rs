@@ -1,6 +1,9 @@
 //! What every operation needs, built once at start-up.
 use crate::{known_groups::KnownAccountGroups, token_cache::TokenCache};
-use std::sync::{Arc, atomic::AtomicI64};
+use std::sync::{
+    Arc,
+    atomic::{AtomicI64, AtomicU64},
+};
 
 use sea_orm::{DatabaseConnection, DbBackend};
 use tokio::sync::{Mutex, Notify};
@@ -144,8 +147,11 @@ fn register_batches(backend: DbBackend) -> Arc<GroupCommit> {
 /// at most one of them waits at `writer` at a time; the delivery loop goes
 /// straight to `writer` and so waits for one request's write at most, not
 /// for every queued one. Both locks are fair (first come, first served).
+/// `turns` counts the turns taken, so the checkpointer knows whether
+/// anything may have been written since it last looked.
 #[derive(Debug, Default)]
 pub struct WriterQueue {
     pub requests: Arc<Mutex<()>>,
     pub writer: Arc<Mutex<()>>,
+    pub turns: AtomicU64,
 }

@@ -42,6 +42,15 @@ const SERVER_POOL_CONNECTIONS: u32 = 16;
 /// through `bench/run`, at the same rates (docs/PERFORMANCE.md, session 30).
 const SQLITE_POOL_CONNECTIONS: u32 = 4;
 
+/// The write-ahead log's length, in pages, past which SQLite checkpoints
+/// in the commit that took it there, inside the one writer's turn (1,000
+/// by default: every other register batch at 64 connections). The
+/// serving process's checkpointer (`service::checkpoints`) starts the log
+/// over long before this; the limit only bounds it where that does not
+/// run (the CLI, another program on the file) or falls behind: 16,000
+/// pages of 4 KiB, 64 MiB.
+const SQLITE_CHECKPOINT_IN_COMMIT_PAGES: u32 = 16_000;
+
 /// Connects and brings the schema up to date. For SQLite the file and its
 /// directory are created, and WAL lets readers proceed during writes.
 /// Statements are counted in `metrics` (the DataLoader tests read them)
@@ -84,7 +93,12 @@ pub async fn connect_and_migrate(
         // Each connection keeps its own page cache (2 MiB by default) once
         // the database outgrows it; the pages stay in the kernel's file
         // cache either way.
-        options.map_sqlx_sqlite_opts(|sqlite| sqlite.pragma("cache_size", "-1024"));
+        options.map_sqlx_sqlite_opts(|sqlite| {
+            sqlite.pragma("cache_size", "-1024").pragma(
+                "wal_autocheckpoint",
+                SQLITE_CHECKPOINT_IN_COMMIT_PAGES.to_string(),
+            )
+        });
     } else {
         options.test_before_acquire_if_idle_for(PING_IF_IDLE_FOR);
     }
@@ -155,6 +169,30 @@ async fn plans_without_bound_values(db: &DatabaseConnection) -> anyhow::Result<b
         .await
         .context("Failed to read SQLite's compile options")?;
     Ok(found.is_some())
+}
+
+/// SQLite's passive checkpoint (`service::checkpoints`): copies what the
+/// log holds that no reader still needs, without waiting for writers, and
+/// returns the log's length in pages (0 when the file is not in WAL mode,
+/// or the database not SQLite). It runs on the pool beneath sea-orm, so it
+/// is not counted among the statements (`Metrics::db_statement`): those
+/// are the requests' and the delivery's, which tests and
+/// `bench/work-per-request` count, and SQLite's own checkpoints inside
+/// commits never were.
+pub async fn sqlite_passive_checkpoint(db: &DatabaseConnection) -> anyhow::Result<i64> {
+    use sea_orm::sqlx::Row;
+    if db.get_database_backend() != DbBackend::Sqlite {
+        return Ok(0);
+    }
+    let row = sea_orm::sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+        .fetch_one(db.get_sqlite_connection_pool())
+        .await
+        .context("Failed to checkpoint SQLite's log")?;
+    // The row is (busy, pages in the log, pages copied); -1 without WAL.
+    let log_pages: i64 = row
+        .try_get(1)
+        .context("Failed to read SQLite's checkpoint")?;
+    Ok(log_pages.max(0))
 }
 
 /// Switches a SQLite file to write-ahead logging. Instances starting

@@ -2,6 +2,7 @@
 //! the CLI, the completion page and the delivery loop call these and
 //! nothing below them.
 pub mod account_groups;
+pub mod checkpoints;
 pub mod completion;
 pub mod health;
 pub mod hosts;

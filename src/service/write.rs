@@ -7,7 +7,7 @@
 //! requests (`delivery_turn`): behind 64 queued registers each of its
 //! writes waited for all of them, and it fell behind the messages they
 //! queued. Elsewhere the turn is a no-op.
-use std::ops::Deref;
+use std::{ops::Deref, sync::atomic::Ordering};
 
 use anyhow::Context;
 use sea_orm::{DatabaseTransaction, DbErr, sea_query::InsertStatement};
@@ -34,20 +34,24 @@ pub async fn turn(core: &Core) -> WriterTurn {
     };
     let request = queue.requests.clone().lock_owned().await;
     let writer = queue.writer.clone().lock_owned().await;
+    queue.turns.fetch_add(1, Ordering::Relaxed);
     WriterTurn {
         _request: Some(request),
         _writer: Some(writer),
     }
 }
 
-/// The delivery loop's turn: behind at most one request's write.
+/// The delivery loop's turn (and the checkpointer's,
+/// `service::checkpoints`): behind at most one request's write.
 pub async fn delivery_turn(core: &Core) -> WriterTurn {
     let Some(queue) = &core.sqlite_writer else {
         return WriterTurn::default();
     };
+    let writer = queue.writer.clone().lock_owned().await;
+    queue.turns.fetch_add(1, Ordering::Relaxed);
     WriterTurn {
         _request: None,
-        _writer: Some(queue.writer.clone().lock_owned().await),
+        _writer: Some(writer),
     }
 }
 

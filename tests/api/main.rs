@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 mod auth;
 mod browser;
+mod checkpoints;
 mod confirm;
 mod delivery;
 mod gateways;
