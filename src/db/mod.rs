@@ -173,26 +173,38 @@ async fn plans_without_bound_values(db: &DatabaseConnection) -> anyhow::Result<b
 
 /// SQLite's passive checkpoint (`service::checkpoints`): copies what the
 /// log holds that no reader still needs, without waiting for writers, and
-/// returns the log's length in pages (0 when the file is not in WAL mode,
-/// or the database not SQLite). It runs on the pool beneath sea-orm, so it
+/// returns the log's length and how much of it is copied, in pages (both
+/// 0 when the file is not in WAL mode, or the database not SQLite). It runs on the pool beneath sea-orm, so it
 /// is not counted among the statements (`Metrics::db_statement`): those
 /// are the requests' and the delivery's, which tests and
 /// `bench/work-per-request` count, and SQLite's own checkpoints inside
 /// commits never were.
-pub async fn sqlite_passive_checkpoint(db: &DatabaseConnection) -> anyhow::Result<i64> {
+pub async fn sqlite_passive_checkpoint(db: &DatabaseConnection) -> anyhow::Result<LogPages> {
     use sea_orm::sqlx::Row;
     if db.get_database_backend() != DbBackend::Sqlite {
-        return Ok(0);
+        return Ok(LogPages::default());
     }
     let row = sea_orm::sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
         .fetch_one(db.get_sqlite_connection_pool())
         .await
         .context("Failed to checkpoint SQLite's log")?;
     // The row is (busy, pages in the log, pages copied); -1 without WAL.
-    let log_pages: i64 = row
-        .try_get(1)
-        .context("Failed to read SQLite's checkpoint")?;
-    Ok(log_pages.max(0))
+    let read = |column| {
+        row.try_get::<i64, _>(column)
+            .map(|pages| pages.max(0))
+            .context("Failed to read SQLite's checkpoint")
+    };
+    Ok(LogPages {
+        written: read(1)?,
+        copied: read(2)?,
+    })
+}
+
+/// SQLite's log after a checkpoint, in pages.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct LogPages {
+    pub written: i64,
+    pub copied: i64,
 }
 
 /// Switches a SQLite file to write-ahead logging. Instances starting

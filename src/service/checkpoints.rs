@@ -13,10 +13,11 @@
 //! Here every [`PASS_INTERVAL`] in which something was written, a passive
 //! checkpoint copies the log beside the writer: it waits for no writer and
 //! no writer waits for it, and on this 2-core machine it runs on the core
-//! the writer leaves idle. Once the log is [`START_OVER_AT_PAGES`] long, a
-//! second pass takes the writer's turn (ahead of queued requests, as the
-//! delivery loop does) to copy the few pages committed during the first,
-//! so the next write starts the log over. A pass that fails is logged and
+//! the writer leaves idle. Once the log is [`START_OVER_AT_PAGES`] long
+//! and copied nearly to its end, a second pass takes the writer's turn
+//! (ahead of queued requests, as the delivery loop does) to copy what is
+//! left, mostly the pages committed during the first, so the next write
+//! starts the log over. A pass that fails is logged and
 //! the next one tries again; SQLite's own checkpoint in the commit bounds
 //! the log meanwhile.
 use std::time::Duration;
@@ -32,6 +33,14 @@ pub const PASS_INTERVAL: Duration = Duration::from_millis(50);
 /// to finish the copy, so the log starts over (2,000 pages of 4 KiB, 8
 /// MiB; about three register batches at 64 connections).
 pub const START_OVER_AT_PAGES: i64 = 2_000;
+
+/// The most pages a pass leaves to copy in the writer's turn, besides
+/// those committed during the pass: a reader's snapshot can keep a
+/// passive checkpoint from copying the log's last pages (under load it
+/// rarely copies all of it: finishing only logs copied to their end gave
+/// back the whole gain), and a copy of thousands of pages in the turn
+/// would hold every write up as SQLite's own checkpoint did.
+pub const LEFT_FOR_THE_TURN_AT_MOST: i64 = 1_000;
 
 /// Copies SQLite's log beside its writer until `stopping`; returns at once
 /// on other databases.
@@ -59,10 +68,13 @@ pub async fn until_stopped(core: Core, mut stopping: watch::Receiver<bool>) {
 }
 
 /// One pass: the log copied beside the writer, and, when it is long
-/// enough to start over, finished in the writer's turn.
+/// enough to start over and readers held back at most
+/// [`LEFT_FOR_THE_TURN_AT_MOST`] pages of it, finished in the writer's
+/// turn. A log held back further waits for the next pass rather than
+/// make the writer wait for a long copy.
 pub async fn copy_log(core: &Core) -> anyhow::Result<()> {
-    let log_pages = db::sqlite_passive_checkpoint(&core.db).await?;
-    if log_pages >= START_OVER_AT_PAGES {
+    let log = db::sqlite_passive_checkpoint(&core.db).await?;
+    if log.written >= START_OVER_AT_PAGES && log.written - log.copied <= LEFT_FOR_THE_TURN_AT_MOST {
         let _turn = write::delivery_turn(core).await;
         db::sqlite_passive_checkpoint(&core.db).await?;
     }
