@@ -174,11 +174,11 @@ async fn plans_without_bound_values(db: &DatabaseConnection) -> anyhow::Result<b
 /// SQLite's passive checkpoint (`service::checkpoints`): copies what the
 /// log holds that no reader still needs, without waiting for writers, and
 /// returns the log's length and how much of it is copied, in pages (both
-/// 0 when the file is not in WAL mode, or the database not SQLite). It runs on the pool beneath sea-orm, so it
-/// is not counted among the statements (`Metrics::db_statement`): those
-/// are the requests' and the delivery's, which tests and
-/// `bench/work-per-request` count, and SQLite's own checkpoints inside
-/// commits never were.
+/// 0 when the file is not in WAL mode, or the database not SQLite). It
+/// runs on the pool beneath sea-orm, so it is not counted among the
+/// statements (`Metrics::db_statement`): those are the requests' and the
+/// delivery's, which tests and `bench/work-per-request` count, and
+/// SQLite's own checkpoints inside commits never were.
 pub async fn sqlite_passive_checkpoint(db: &DatabaseConnection) -> anyhow::Result<LogPages> {
     use sea_orm::sqlx::Row;
     if db.get_database_backend() != DbBackend::Sqlite {

@@ -17,9 +17,9 @@
 //! and copied nearly to its end, a second pass takes the writer's turn
 //! (ahead of queued requests, as the delivery loop does) to copy what is
 //! left, mostly the pages committed during the first, so the next write
-//! starts the log over. A pass that fails is logged and
-//! the next one tries again; SQLite's own checkpoint in the commit bounds
-//! the log meanwhile.
+//! starts the log over. A pass that fails is logged and the next one
+//! tries again; SQLite's own checkpoint in the commit bounds the log
+//! meanwhile.
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -61,8 +61,9 @@ pub async fn until_stopped(core: Core, mut stopping: watch::Receiver<bool>) {
         if turns_seen.replace(turns) == Some(turns) {
             continue;
         }
+        // SQLite's own checkpoint in a commit bounds the log meanwhile.
         if let Err(error) = copy_log(&core).await {
-            tracing::warn!(error = %format!("{error:#}"), "SQLite checkpoint failed; SQLite checkpoints in a commit meanwhile");
+            tracing::warn!(error = %format!("{error:#}"), "SQLite checkpoint failed");
         }
     }
 }

@@ -232,10 +232,11 @@ async fn complete_registration(
 /// The current code's id when the submitted code is that code and it is
 /// live (neither superseded nor expired: stricter than
 /// `IssuedCode::check`'s `Current`, so an edge case takes the full path
-/// below rather than this shortcut). A code typed right spends no attempt (`check_code` takes
-/// one and gives it back), so it is read without the transaction that
-/// counts guesses: one read where that transaction was three statements
-/// between a begin and a commit (docs/PERFORMANCE.md, session 32). The
+/// below rather than this shortcut). A code typed right spends no
+/// attempt (`check_code` takes one and gives it back), so it is read
+/// without the transaction that counts guesses: one read where that
+/// transaction was three statements between a begin and a commit
+/// (docs/PERFORMANCE.md, session 32). The
 /// guarantees stay with the confirming transaction, whose conditional
 /// updates use the code up only if it is still current and unused and
 /// complete the registration only if it is still pending with attempts
