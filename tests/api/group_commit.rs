@@ -257,9 +257,11 @@ async fn a_later_register_of_the_same_phone_replaces_the_earlier_one_in_its_batc
 async fn two_registers_of_one_phone_checked_together_the_later_is_refused_by_the_cooldown() {
     // Written one batch after the other (same phone): the later batch's
     // checks see the earlier register and refuse the repeat. Two batch
-    // writers side by side (PostgreSQL, MySQL, several instances) would
-    // both pass the checks; the cooldown is checked again after the
-    // supersede has locked the phone's pending row, for that case.
+    // writers side by side (several instances) would both pass the checks;
+    // for that case the later insert is refused by the key of one pending
+    // registration per phone and its transaction runs again, or on MySQL
+    // the cooldown is checked again after the supersede has locked the
+    // phone's index range (`tests/instances.rs` races three instances).
     let app = spawn_app_with(|_| {}).await;
     let first = "+6281234567211";
     let other = "+6281234567212";

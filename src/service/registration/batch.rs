@@ -19,6 +19,7 @@
 //! batch or in two: the later replaces the earlier, so it is written after
 //! it.
 use chrono::{DateTime, Utc};
+use sea_orm::{ConnectionTrait, DbBackend};
 use tracing::Instrument;
 use uuid::Uuid;
 
@@ -232,7 +233,11 @@ async fn write_registers(core: &Core, batch: &[&Prepared]) -> CoreResult<Answers
         match checks.admit(prepared.now, &core.rules) {
             Ok(()) => {
                 answers.push(None);
-                admitted.push((*prepared, checks.webhook_url));
+                admitted.push(Admitted {
+                    prepared,
+                    replaces_pending: checks.replaces_pending,
+                    webhook_url: checks.webhook_url,
+                });
             }
             Err(refusal) => answers.push(Some(Err(refusal))),
         }
@@ -255,25 +260,56 @@ async fn write_registers(core: &Core, batch: &[&Prepared]) -> CoreResult<Answers
         .collect())
 }
 
-/// The writes of [`write_registers`] for the registers its checks admitted,
-/// each with its host's webhook endpoint; commits `txn`.
+/// A register its checks admitted, with what they found that its writes
+/// depend on.
+struct Admitted<'a> {
+    prepared: &'a Prepared,
+    replaces_pending: bool,
+    /// Where the host's webhook events go, if anywhere.
+    webhook_url: Option<String>,
+}
+
+/// Whether the database refuses a second pending registration of a host
+/// and phone (`idx_registration_one_pending`, PostgreSQL and SQLite). There
+/// a register whose checks saw no pending registration of its phone needs
+/// neither the supersede nor the cooldown checked again under it: should
+/// another transaction write one meanwhile, this one's insert is refused,
+/// a lost race, and the transaction runs again whole, its checks then
+/// seeing it (`write::new_rows_refused`). MySQL has no such key; the
+/// supersede's lock of the phone's index range, taken even when no row
+/// matches, is what orders two registers of one phone there (migration
+/// m20261202_000002), so it always runs.
+fn one_pending_per_phone_is_a_key(txn: &write::WriteTxn) -> bool {
+    txn.get_database_backend() != DbBackend::MySql
+}
+
+/// The writes of [`write_registers`] for the registers its checks
+/// admitted; commits `txn`.
 async fn write_admitted(
     core: &Core,
     txn: write::WriteTxn,
-    admitted: &[(&Prepared, Option<String>)],
+    admitted: &[Admitted<'_>],
 ) -> CoreResult<Vec<Stored>> {
-    let batch = admitted.iter().map(|(p, _)| *p).collect::<Vec<_>>();
+    let batch = admitted.iter().map(|a| a.prepared).collect::<Vec<_>>();
     let latest = batch
         .iter()
         .map(|p| p.now)
         .max()
         .unwrap_or_else(|| core.clock.now());
-    let targets = batch
+    let superseding = admitted
         .iter()
-        .map(|p| (p.host.id, &p.applicant.phone))
+        .filter(|a| a.replaces_pending || !one_pending_per_phone_is_a_key(&txn))
+        .collect::<Vec<_>>();
+    let targets = superseding
+        .iter()
+        .map(|a| (a.prepared.host.id, &a.prepared.applicant.phone))
         .collect::<Vec<(Uuid, _)>>();
-    let superseded = store::supersede_pending(&txn, &targets).await?;
-    if core.rules.register_cooldown > chrono::Duration::zero() {
+    let superseded = if targets.is_empty() {
+        Vec::new()
+    } else {
+        store::supersede_pending(&txn, &targets).await?
+    };
+    if !targets.is_empty() && core.rules.register_cooldown > chrono::Duration::zero() {
         // Checked again here, after the supersede has locked the phones'
         // pending rows: two registers of one phone that passed the checks
         // side by side (two batch writers, two instances) are written one
@@ -281,7 +317,7 @@ async fn write_admitted(
         // the batch, whose registers are then written alone, so only the
         // refused one hears of it.
         let last = store::last_registered(&txn, &targets).await?;
-        for prepared in &batch {
+        for prepared in superseding.iter().map(|a| a.prepared) {
             let key = (
                 prepared.host.id,
                 prepared.applicant.phone.as_str().to_owned(),
@@ -321,21 +357,15 @@ async fn write_admitted(
     }
     store::insert_codes(&txn, code_rows);
     store::insert_completion_links(&txn, link_rows);
-    for ((prepared, webhook_url), registration) in admitted.iter().zip(&registrations) {
-        if let Some(url) = webhook_url {
+    for (one, registration) in admitted.iter().zip(&registrations) {
+        if let Some(url) = &one.webhook_url {
+            let now = one.prepared.now;
             let started = WebhookEvent::registration_started(
                 registration.id,
                 registration.phone.as_str(),
-                prepared.now,
+                now,
             );
-            webhooks::hold_event_to(
-                &core.keys,
-                &txn,
-                url,
-                prepared.host.id,
-                &started,
-                prepared.now,
-            );
+            webhooks::hold_event_to(&core.keys, &txn, url, one.prepared.host.id, &started, now);
         }
     }
     queue_and_count(core, &txn, queued).await?;

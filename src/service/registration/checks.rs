@@ -1,11 +1,12 @@
 //! What a register is checked against before it is written: the phone's
 //! lock, whether its username (the phone) or email belongs to a customer,
-//! the register cooldown and the host's webhook endpoint, read for all the
+//! the register cooldown, whether the host has a pending registration of
+//! the phone to replace, and the host's webhook endpoint, read for all the
 //! registers of a batch in one statement at the start of its transaction
 //! (`batch`), and the order a refusal is told in.
 use anyhow::Context;
 use chrono::{DateTime, Utc};
-use entity::{customer, phone_guard, registration};
+use entity::{customer, phone_guard, registration, states::RegistrationStatus};
 use sea_orm::ConnectionTrait;
 use uuid::Uuid;
 
@@ -29,6 +30,9 @@ pub struct RegisterChecks {
     pub email_taken: bool,
     /// When the host last registered the phone, if ever.
     pub last_registered_at: Option<DateTime<Utc>>,
+    /// Whether the host has a pending registration of the phone, which
+    /// the new one replaces (`store::supersede_pending`).
+    pub replaces_pending: bool,
     /// Where the host's webhook events go, if it has an enabled endpoint.
     pub webhook_url: Option<String>,
 }
@@ -74,6 +78,9 @@ pub async fn register_checks(
             .try_get("", "usernames")
             .with_context(|| read("usernames"))?;
         let emails: i64 = row.try_get("", "emails").with_context(|| read("emails"))?;
+        let pending: i64 = row
+            .try_get("", "pending")
+            .with_context(|| read("pending"))?;
         let slot = usize::try_from(i)
             .ok()
             .and_then(|i| checks.get_mut(i))
@@ -87,6 +94,7 @@ pub async fn register_checks(
             last_registered_at: row
                 .try_get("", "last_registered_at")
                 .with_context(|| read("last_registered_at"))?,
+            replaces_pending: pending > 0,
             webhook_url: row
                 .try_get("", "webhook_url")
                 .with_context(|| read("webhook_url"))?,
@@ -102,7 +110,7 @@ pub async fn register_checks(
 /// The statement of [`register_checks`]: the applicants as a derived table
 /// of bound values (`SELECT ? AS i, ... UNION ALL SELECT ?, ...`, which
 /// every supported database reads; a `VALUES` list names its columns
-/// differently on each) and, for each, five indexed lookups as correlated
+/// differently on each) and, for each, six indexed lookups as correlated
 /// scalar subqueries. Counts, not `EXISTS`, because `COUNT(*)` is a 64-bit
 /// integer on every database, where `EXISTS` is a boolean on one and an
 /// integer on the others.
@@ -186,6 +194,22 @@ pub fn register_checks_query(applicants: &[Applicant<'_>]) -> sea_orm::sea_query
             Order::Desc,
         )
         .limit(1);
+    let mut pending = Query::select();
+    pending
+        .expr(Expr::col(Asterisk).count())
+        .from(registration::Entity)
+        .and_where(
+            Expr::col((registration::Entity, registration::Column::HostId))
+                .eq(of_applicant("host_id")),
+        )
+        .and_where(
+            Expr::col((registration::Entity, registration::Column::Phone))
+                .eq(of_applicant("phone")),
+        )
+        .and_where(
+            Expr::col((registration::Entity, registration::Column::Status))
+                .eq(RegistrationStatus::Pending),
+        );
     let mut webhook = webhooks::enabled_endpoint_url(of_applicant("host_id"));
     Query::select()
         .expr(of_applicant("i"))
@@ -193,6 +217,7 @@ pub fn register_checks_query(applicants: &[Applicant<'_>]) -> sea_orm::sea_query
         .expr_as(scalar(&mut usernames), Alias::new("usernames"))
         .expr_as(scalar(&mut emails), Alias::new("emails"))
         .expr_as(scalar(&mut last), Alias::new("last_registered_at"))
+        .expr_as(scalar(&mut pending), Alias::new("pending"))
         .expr_as(scalar(&mut webhook), Alias::new("webhook_url"))
         .from_subquery(listed, applicant)
         // Moved out, not cloned: copying the subqueries and dropping the
