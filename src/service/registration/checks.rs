@@ -174,42 +174,35 @@ pub fn register_checks_query(applicants: &[Applicant<'_>]) -> sea_orm::sea_query
     };
     let mut usernames = customers_with(customer::Column::Username, "phone");
     let mut emails = customers_with(customer::Column::Email, "email");
-    let mut last = Query::select();
+    // The host's registrations of the applicant's phone, answered from
+    // idx_registration_host_phone_created alone, the one index that leads
+    // with the host: none lets a planner walk the host's registrations
+    // newest first, filtering for the phone (migration m20261204_000002).
+    let registrations_of_phone = || {
+        Query::select()
+            .from(registration::Entity)
+            .and_where(
+                Expr::col((registration::Entity, registration::Column::HostId))
+                    .eq(of_applicant("host_id")),
+            )
+            .and_where(
+                Expr::col((registration::Entity, registration::Column::Phone))
+                    .eq(of_applicant("phone")),
+            )
+            .take()
+    };
+    let mut last = registrations_of_phone();
     last.column((registration::Entity, registration::Column::CreatedAt))
-        .from(registration::Entity)
-        .and_where(
-            Expr::col((registration::Entity, registration::Column::HostId))
-                .eq(of_applicant("host_id")),
-        )
-        .and_where(
-            Expr::col((registration::Entity, registration::Column::Phone))
-                .eq(of_applicant("phone")),
-        )
-        // Answered from idx_registration_host_phone_created alone, the one
-        // index that leads with the host: none lets a planner walk the
-        // host's registrations newest first, filtering for the phone
-        // (migration m20261204_000002).
         .order_by(
             (registration::Entity, registration::Column::CreatedAt),
             Order::Desc,
         )
         .limit(1);
-    let mut pending = Query::select();
-    pending
-        .expr(Expr::col(Asterisk).count())
-        .from(registration::Entity)
-        .and_where(
-            Expr::col((registration::Entity, registration::Column::HostId))
-                .eq(of_applicant("host_id")),
-        )
-        .and_where(
-            Expr::col((registration::Entity, registration::Column::Phone))
-                .eq(of_applicant("phone")),
-        )
-        .and_where(
-            Expr::col((registration::Entity, registration::Column::Status))
-                .eq(RegistrationStatus::Pending),
-        );
+    let mut pending = registrations_of_phone();
+    pending.expr(Expr::col(Asterisk).count()).and_where(
+        Expr::col((registration::Entity, registration::Column::Status))
+            .eq(RegistrationStatus::Pending),
+    );
     let mut webhook = webhooks::enabled_endpoint_url(of_applicant("host_id"));
     Query::select()
         .expr(of_applicant("i"))
