@@ -51,6 +51,12 @@ const SQLITE_POOL_CONNECTIONS: u32 = 4;
 /// pages of 4 KiB, 64 MiB.
 const SQLITE_CHECKPOINT_IN_COMMIT_PAGES: u32 = 16_000;
 
+/// The file an `sqlite://PATH?OPTIONS` URL names; `None` for other URLs.
+pub fn sqlite_file(url: &str) -> Option<&std::path::Path> {
+    let rest = url.strip_prefix("sqlite://")?;
+    Some(std::path::Path::new(rest.split('?').next().unwrap_or(rest)))
+}
+
 /// Connects and brings the schema up to date. For SQLite the file and its
 /// directory are created, and WAL lets readers proceed during writes.
 /// Statements are counted in `metrics` (the DataLoader tests read them)
@@ -60,16 +66,12 @@ pub async fn connect_and_migrate(
     galera_sync_wait: bool,
     metrics: Arc<Metrics>,
 ) -> anyhow::Result<DatabaseConnection> {
-    if let Some(path) = url.strip_prefix("sqlite://") {
-        let path = path.split('?').next().unwrap_or(path);
-        if let Some(dir) = std::path::Path::new(path)
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-        {
-            std::fs::create_dir_all(dir).with_context(|| {
-                format!("Failed to create database directory {}", dir.display())
-            })?;
-        }
+    if let Some(dir) = sqlite_file(url)
+        .and_then(std::path::Path::parent)
+        .filter(|d| !d.as_os_str().is_empty())
+    {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("Failed to create database directory {}", dir.display()))?;
     }
     let sqlite = url.starts_with("sqlite:");
     let mut options = ConnectOptions::new(url.to_owned());

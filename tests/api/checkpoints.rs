@@ -2,7 +2,7 @@
 //! checkpointer (`service::checkpoints`), long before the length at which
 //! SQLite would do it inside a commit.
 use std::{
-    path::{Path, PathBuf},
+    path::Path,
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -10,7 +10,10 @@ use std::{
     time::Duration,
 };
 
-use customer_registration::service::{checkpoints::START_OVER_AT_PAGES, write};
+use customer_registration::{
+    db,
+    service::{checkpoints::START_OVER_AT_PAGES, write},
+};
 use sea_orm::{ConnectionTrait, DbBackend};
 
 use crate::helpers::spawn_app;
@@ -31,12 +34,7 @@ async fn the_log_stays_short_while_writes_never_pause() {
     if app.core.db.get_database_backend() != DbBackend::Sqlite {
         return;
     }
-    let url = &app.core.settings.database_url;
-    let path = url
-        .strip_prefix("sqlite://")
-        .and_then(|rest| rest.split('?').next())
-        .map(PathBuf::from)
-        .expect("an SQLite file");
+    let path = db::sqlite_file(&app.core.settings.database_url).expect("an SQLite file");
     app.core
         .db
         .execute_unprepared("CREATE TABLE scratch (body BLOB)")
@@ -69,7 +67,7 @@ async fn the_log_stays_short_while_writes_never_pause() {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     while written < 40_000 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(1)).await;
-        let pages = log_pages(&path);
+        let pages = log_pages(path);
         written += if pages >= last { pages - last } else { pages };
         longest = longest.max(pages);
         last = pages;
