@@ -3,7 +3,8 @@
 --   wrk ... -s bench/wrk/bench.lua URL -- OP TRANSPORT TOKEN CASE THREADS [FILE]
 --
 -- OP        register_email | register_noemail | verify_username |
---           verify_email | confirm | resend_sms
+--           verify_email | confirm | resend_sms | register_rows (the
+--           floor's POST /register-rows, a register with email)
 -- TRANSPORT rest | graphql | floor (the floor server: POST /register,
 --           GET /verify)
 -- TOKEN     bearer token ("-" for the floor)
@@ -117,7 +118,9 @@ local function register_input(phone, with_email)
 end
 
 function request()
-  if op == "register_email" or op == "register_noemail" then
+  if op == "register_rows" then
+    return post("/register-rows", register_input(next_phone(), true))
+  elseif op == "register_email" or op == "register_noemail" then
     local input = register_input(next_phone(), op == "register_email")
     if transport == "rest" then
       return post("/b2b/customer/register", input)

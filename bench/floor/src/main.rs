@@ -5,6 +5,21 @@
 //! - `POST /register`: the same kind of writes as one registration, in ONE
 //!   transaction: a registration row and its outbox rows (an SMS, plus an
 //!   email when the body has one);
+//! - `POST /register-rows`: every row a register with email writes and
+//!   updates in the service, its delivery's included: the registration,
+//!   its SMS code and completion link, its two outbox messages and its four
+//!   recipient quota counters (upserted), then both messages claimed, their
+//!   results recorded (the bodies cleared) and an attempt row each. Written
+//!   as the service writes registers, in batches: each request leaves its
+//!   register to writer tasks (`--rows-writers`, 1 on SQLite and 8 on
+//!   PostgreSQL as the service's; `--rows-most`, 32 a batch), each of which
+//!   takes the registers waiting and writes them in one transaction, one
+//!   multi-row statement per table and step. Left out: the service's checks
+//!   (one read a batch), its shared quota counters (host and global), its
+//!   token lookup and the making and sending of its messages. Not the
+//!   service's contract but a reading of what its rows alone allow
+//!   (docs/PERFORMANCE.md, session 36). The tables carry the service's
+//!   indexes and foreign keys;
 //! - `GET /verify?username=`: one indexed lookup.
 //!
 //! on SQLite (WAL, a pool of 16 as the service has) or PostgreSQL. It prints
@@ -32,12 +47,13 @@ use axum::{
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sqlx::{
-    PgPool, SqlitePool,
+    PgPool, QueryBuilder, SqlitePool,
     postgres::PgPoolOptions,
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions},
 };
+use tokio::sync::{Mutex, mpsc, oneshot};
 
-const USAGE: &str = "usage: floor serve --database-url URL [--listen ADDR]\n       floor argon2 [--seconds S] [--threads N]";
+const USAGE: &str = "usage: floor serve --database-url URL [--listen ADDR] [--rows-writers N] [--rows-most N]\n       floor argon2 [--seconds S] [--threads N]";
 
 const SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS floor_registration (id TEXT PRIMARY KEY, phone TEXT NOT NULL, \
@@ -52,6 +68,45 @@ const SCHEMA: &[&str] = &[
     "CREATE INDEX IF NOT EXISTS floor_outbox_due ON floor_outbox (status, due_at)",
     "CREATE TABLE IF NOT EXISTS floor_customer (id TEXT PRIMARY KEY, \
      username TEXT NOT NULL UNIQUE, email TEXT)",
+    // The service's rows for `/register-rows`, with its indexes.
+    "CREATE TABLE IF NOT EXISTS rows_registration (id TEXT PRIMARY KEY, host_id TEXT NOT NULL, \
+     phone TEXT NOT NULL, email TEXT, name TEXT NOT NULL, birth_date TEXT NOT NULL, \
+     birth_place TEXT NOT NULL, gender BOOLEAN NOT NULL, country_id TEXT NOT NULL, \
+     source_id TEXT, account_group_id TEXT NOT NULL, status TEXT NOT NULL, \
+     failed_attempts INTEGER NOT NULL DEFAULT 0, sms_sends INTEGER NOT NULL DEFAULT 0, \
+     email_sends INTEGER NOT NULL DEFAULT 0, last_sms_at BIGINT, last_email_at BIGINT, \
+     created_at BIGINT NOT NULL, completed_at BIGINT, language TEXT NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS rows_registration_host_phone_created \
+     ON rows_registration (host_id, phone, created_at)",
+    "CREATE UNIQUE INDEX IF NOT EXISTS rows_registration_one_pending \
+     ON rows_registration (host_id, phone) WHERE status = 'pending'",
+    "CREATE TABLE IF NOT EXISTS rows_sms_token (id TEXT PRIMARY KEY, \
+     registration_id TEXT NOT NULL REFERENCES rows_registration (id), attempt INTEGER NOT NULL, \
+     prefix TEXT NOT NULL, code_hash TEXT NOT NULL, created_at BIGINT NOT NULL, \
+     expires_at BIGINT NOT NULL, superseded_at BIGINT)",
+    "CREATE INDEX IF NOT EXISTS rows_sms_token_registration ON rows_sms_token (registration_id)",
+    "CREATE TABLE IF NOT EXISTS rows_completion_link (id TEXT PRIMARY KEY, \
+     registration_id TEXT NOT NULL REFERENCES rows_registration (id), \
+     token_hash TEXT NOT NULL UNIQUE, created_at BIGINT NOT NULL, expires_at BIGINT NOT NULL, \
+     used_at BIGINT, superseded_at BIGINT)",
+    "CREATE TABLE IF NOT EXISTS rows_outbox (id TEXT PRIMARY KEY, \
+     registration_id TEXT NOT NULL REFERENCES rows_registration (id), channel TEXT NOT NULL, \
+     recipient TEXT NOT NULL, subject TEXT, body TEXT, html_body TEXT, status TEXT NOT NULL, \
+     attempts INTEGER NOT NULL DEFAULT 0, next_attempt_at BIGINT, lease_until BIGINT, \
+     lease_token TEXT, provider TEXT, provider_message_id TEXT, country TEXT, \
+     created_at BIGINT NOT NULL, sent_at BIGINT)",
+    "CREATE INDEX IF NOT EXISTS rows_outbox_created ON rows_outbox (created_at)",
+    "CREATE INDEX IF NOT EXISTS rows_outbox_due_pending ON rows_outbox (next_attempt_at) \
+     WHERE status = 'pending' AND next_attempt_at IS NOT NULL",
+    "CREATE INDEX IF NOT EXISTS rows_outbox_registration ON rows_outbox (registration_id)",
+    "CREATE TABLE IF NOT EXISTS rows_send_quota (scope TEXT NOT NULL, window_start BIGINT NOT NULL, \
+     used INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (scope, window_start))",
+    "CREATE TABLE IF NOT EXISTS rows_delivery_attempt (id TEXT PRIMARY KEY, \
+     message_id TEXT NOT NULL REFERENCES rows_outbox (id), attempted_at BIGINT NOT NULL, \
+     outcome TEXT NOT NULL, provider_message_id TEXT, provider TEXT)",
+    "CREATE INDEX IF NOT EXISTS rows_attempt_provider_message \
+     ON rows_delivery_attempt (provider_message_id)",
+    "CREATE INDEX IF NOT EXISTS rows_attempt_message ON rows_delivery_attempt (message_id)",
 ];
 
 const INSERT_REGISTRATION: &str = "INSERT INTO floor_registration (id, phone, email, name, \
@@ -122,7 +177,7 @@ fn random_hex() -> String {
 }
 
 async fn register(
-    State(db): State<Arc<Db>>,
+    State(AppState { db, .. }): State<AppState>,
     Json(body): Json<RegisterBody>,
 ) -> Result<Json<Value>, Failure> {
     let id = uuid::Uuid::now_v7().to_string();
@@ -174,8 +229,219 @@ async fn register(
     Ok(Json(json!({"id": id, "username": body.phone})))
 }
 
+/// Base64 text of about the length of a sealed body of `plain` bytes.
+fn sealed(plain: usize) -> String {
+    random_hex().repeat(plain / 32 + 2)[..plain * 4 / 3 + 40].to_owned()
+}
+
+/// A register waiting for a rows writer (`POST /register-rows`).
+struct RowsItem {
+    body: RegisterBody,
+    answer: oneshot::Sender<Result<String, String>>,
+}
+
+/// Where `/register-rows` leaves its registers for the writers.
+#[derive(Clone)]
+struct RowsQueue(mpsc::UnboundedSender<RowsItem>);
+
+/// `POST /register-rows`: the service's rows of a register with email and
+/// of its delivery, written by a rows writer with the others waiting (see
+/// the module's comment).
+async fn register_rows(
+    State(state): State<AppState>,
+    Json(body): Json<RegisterBody>,
+) -> Result<Json<Value>, Failure> {
+    let (answer, answered) = oneshot::channel();
+    let username = body.phone.clone();
+    state
+        .rows
+        .0
+        .send(RowsItem { body, answer })
+        .map_err(|_| failed("the rows writers stopped"))?;
+    let id = answered
+        .await
+        .map_err(|_| failed("a rows writer went away"))?
+        .map_err(failed)?;
+    Ok(Json(json!({"id": id, "username": username})))
+}
+
+/// One of `writers` tasks that take up to `most` waiting registers at a
+/// time and write their rows together, one multi-row statement per table
+/// and step, in one transaction, as the service's batches do.
+async fn rows_writer(
+    db: Arc<Db>,
+    waiting: Arc<Mutex<mpsc::UnboundedReceiver<RowsItem>>>,
+    most: usize,
+) {
+    let mut batch = Vec::with_capacity(most);
+    loop {
+        if waiting.lock().await.recv_many(&mut batch, most).await == 0 {
+            return;
+        }
+        let rows: Vec<RegisterRows> = batch
+            .iter()
+            .map(|item| RegisterRows::new(&item.body))
+            .collect();
+        let written = write_rows(&db, &batch, &rows).await;
+        for (item, rows) in batch.drain(..).zip(rows) {
+            let _ = item.answer.send(written.clone().map(|()| rows.id));
+        }
+    }
+}
+
+/// What one register writes besides its request's fields.
+struct RegisterRows {
+    id: String,
+    sms_id: String,
+    email_id: String,
+    email: String,
+    scopes: [String; 4],
+}
+
+impl RegisterRows {
+    fn new(body: &RegisterBody) -> Self {
+        let (phone_key, email_key) = (&random_hex()[..32], &random_hex()[..32]);
+        Self {
+            id: uuid::Uuid::now_v7().to_string(),
+            sms_id: uuid::Uuid::now_v7().to_string(),
+            email_id: uuid::Uuid::now_v7().to_string(),
+            email: body
+                .email
+                .clone()
+                .unwrap_or_else(|| format!("{}@example.com", body.phone)),
+            scopes: [
+                format!("sms:recipient:{phone_key}"),
+                format!("sms:host-recipient:{ROWS_HOST}:{phone_key}"),
+                format!("email:recipient:{email_key}"),
+                format!("email:host-recipient:{ROWS_HOST}:{email_key}"),
+            ],
+        }
+    }
+}
+
+const ROWS_HOST: &str = "01a247ff358b7605ac95ea1649b51f61";
+
+async fn write_rows(db: &Db, items: &[RowsItem], rows: &[RegisterRows]) -> Result<(), String> {
+    const HOUR_MICROS: i64 = 3_600_000_000;
+    let now = now_micros();
+    let window = now - now % HOUR_MICROS;
+    let lease = uuid::Uuid::new_v4().to_string();
+    let both = || rows.iter().flat_map(|r| [&r.sms_id, &r.email_id]);
+    let failed = |e: sqlx::Error| e.to_string();
+    on_db!(db, pool => {
+        let mut tx = pool.begin().await.map_err(failed)?;
+        QueryBuilder::new(
+            "INSERT INTO rows_registration (id, host_id, phone, email, name, birth_date, \
+             birth_place, gender, country_id, source_id, account_group_id, status, sms_sends, \
+             email_sends, last_sms_at, last_email_at, created_at, language) ",
+        )
+        .push_values(items.iter().zip(rows), |mut row, (item, r)| {
+            let b = &item.body;
+            row.push_bind(&r.id).push_bind(ROWS_HOST).push_bind(&b.phone).push_bind(&r.email)
+                .push_bind(&b.name).push_bind(&b.birth_date).push_bind(&b.birth_place)
+                .push_bind(b.gender).push_bind(&b.country_id).push_bind(&b.source_id)
+                .push_bind(&b.account_group_id).push("'pending', 1, 1").push_bind(now)
+                .push_bind(now).push_bind(now).push("'id'");
+        })
+        .build()
+        .execute(&mut *tx)
+        .await
+        .map_err(failed)?;
+        QueryBuilder::new(
+            "INSERT INTO rows_sms_token (id, registration_id, attempt, prefix, code_hash, \
+             created_at, expires_at) ",
+        )
+        .push_values(rows, |mut row, r| {
+            row.push_bind(uuid::Uuid::now_v7().to_string()).push_bind(&r.id).push("1")
+                .push_bind("ABC").push_bind(random_hex()).push_bind(now)
+                .push_bind(now + 5 * 60_000_000);
+        })
+        .build()
+        .execute(&mut *tx)
+        .await
+        .map_err(failed)?;
+        QueryBuilder::new(
+            "INSERT INTO rows_completion_link (id, registration_id, token_hash, created_at, \
+             expires_at) ",
+        )
+        .push_values(rows, |mut row, r| {
+            row.push_bind(uuid::Uuid::now_v7().to_string()).push_bind(&r.id)
+                .push_bind(random_hex()).push_bind(now).push_bind(now + 24 * HOUR_MICROS);
+        })
+        .build()
+        .execute(&mut *tx)
+        .await
+        .map_err(failed)?;
+        // The SMS, then the email, of each register.
+        let messages = items.iter().zip(rows).flat_map(|(item, r)| {
+            [
+                (&r.sms_id, &r.id, "sms", &item.body.phone, None, sealed(109), None, Some("ID")),
+                (&r.email_id, &r.id, "email", &r.email, Some("Complete your registration"),
+                 sealed(241), Some(sealed(808)), None),
+            ]
+        });
+        QueryBuilder::new(
+            "INSERT INTO rows_outbox (id, registration_id, channel, recipient, subject, body, \
+             html_body, status, next_attempt_at, country, created_at) ",
+        )
+        .push_values(messages, |mut row, (id, registration, channel, to, subject, body, html, country)| {
+            row.push_bind(id).push_bind(registration).push_bind(channel).push_bind(to)
+                .push_bind(subject).push_bind(body).push_bind(html).push("'pending'")
+                .push_bind(now).push_bind(country).push_bind(now);
+        })
+        .build()
+        .execute(&mut *tx)
+        .await
+        .map_err(failed)?;
+        QueryBuilder::new("INSERT INTO rows_send_quota (scope, window_start, used) ")
+            .push_values(rows.iter().flat_map(|r| &r.scopes), |mut row, scope| {
+                row.push_bind(scope).push_bind(window).push("1");
+            })
+            .push(" ON CONFLICT (scope, window_start) DO UPDATE SET used = rows_send_quota.used + 1")
+            .build()
+            .execute(&mut *tx)
+            .await
+            .map_err(failed)?;
+        let mut claim = QueryBuilder::new(
+            "UPDATE rows_outbox SET status = 'sending', attempts = attempts + 1, provider = 'file', lease_until = ",
+        );
+        claim.push_bind(now + 60_000_000).push(", lease_token = ").push_bind(&lease)
+            .push(" WHERE status = 'pending' AND id IN (");
+        let mut ids = claim.separated(", ");
+        for id in both() {
+            ids.push_bind(id);
+        }
+        claim.push(")").build().execute(&mut *tx).await.map_err(failed)?;
+        let mut result = QueryBuilder::new(
+            "UPDATE rows_outbox SET status = 'sent', provider_message_id = id, body = NULL, \
+             html_body = NULL, lease_until = NULL, lease_token = NULL, next_attempt_at = NULL, \
+             sent_at = ",
+        );
+        result.push_bind(now).push(" WHERE lease_token = ").push_bind(&lease).push(" AND id IN (");
+        let mut ids = result.separated(", ");
+        for id in both() {
+            ids.push_bind(id);
+        }
+        result.push(")").build().execute(&mut *tx).await.map_err(failed)?;
+        QueryBuilder::new(
+            "INSERT INTO rows_delivery_attempt (id, message_id, attempted_at, outcome, \
+             provider_message_id, provider) ",
+        )
+        .push_values(both(), |mut row, id| {
+            row.push_bind(uuid::Uuid::now_v7().to_string()).push_bind(id).push_bind(now)
+                .push("'sent'").push_bind(id).push("'file'");
+        })
+        .build()
+        .execute(&mut *tx)
+        .await
+        .map_err(failed)?;
+        tx.commit().await.map_err(failed)?;
+    });
+    Ok(())
+}
+
 async fn verify(
-    State(db): State<Arc<Db>>,
+    State(AppState { db, .. }): State<AppState>,
     Query(query): Query<VerifyQuery>,
 ) -> Result<Json<Value>, Failure> {
     let count: i64 = on_db!(&*db, pool => {
@@ -236,12 +502,33 @@ async fn connect(url: &str) -> Result<Db, String> {
     Ok(db)
 }
 
-async fn serve(url: &str, listen: &str) -> Result<(), String> {
+#[derive(Clone)]
+struct AppState {
+    db: Arc<Db>,
+    rows: RowsQueue,
+}
+
+async fn serve(
+    url: &str,
+    listen: &str,
+    rows_writers: usize,
+    rows_most: usize,
+) -> Result<(), String> {
     let db = Arc::new(connect(url).await?);
+    let (rows, waiting) = mpsc::unbounded_channel();
+    let waiting = Arc::new(Mutex::new(waiting));
+    for _ in 0..rows_writers {
+        tokio::spawn(rows_writer(db.clone(), waiting.clone(), rows_most));
+    }
+    let state = AppState {
+        db,
+        rows: RowsQueue(rows),
+    };
     let app = Router::new()
         .route("/register", post(register))
+        .route("/register-rows", post(register_rows))
         .route("/verify", get(verify))
-        .with_state(db);
+        .with_state(state);
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
@@ -310,14 +597,26 @@ fn option(args: &[String], name: &str) -> Option<String> {
         .and_then(|i| args.get(i + 1).cloned())
 }
 
+fn number_option(args: &[String], name: &str) -> Result<Option<usize>, String> {
+    option(args, name)
+        .map(|s| s.parse::<usize>())
+        .transpose()
+        .map_err(|e| format!("{name}: {e}"))
+}
+
 fn run(args: &[String]) -> Result<(), String> {
     match args.first().map(String::as_str) {
         Some("serve") => {
             let url = option(args, "--database-url").ok_or(USAGE)?;
             let listen = option(args, "--listen").unwrap_or_else(|| "127.0.0.1:0".to_owned());
+            // As the service: SQLite has one writer, PostgreSQL eight
+            // batches side by side; batches of at most 32.
+            let writers = if url.starts_with("sqlite:") { 1 } else { 8 };
+            let writers = number_option(args, "--rows-writers")?.unwrap_or(writers);
+            let most = number_option(args, "--rows-most")?.unwrap_or(32);
             tokio::runtime::Runtime::new()
                 .map_err(|e| e.to_string())?
-                .block_on(serve(&url, &listen))
+                .block_on(serve(&url, &listen, writers.max(1), most.max(1)))
         }
         Some("argon2") => {
             let seconds = option(args, "--seconds")
@@ -325,11 +624,7 @@ fn run(args: &[String]) -> Result<(), String> {
                 .transpose()
                 .map_err(|e| format!("--seconds: {e}"))?
                 .unwrap_or(5.0);
-            let threads = option(args, "--threads")
-                .map(|s| s.parse::<usize>())
-                .transpose()
-                .map_err(|e| format!("--threads: {e}"))?
-                .unwrap_or(2);
+            let threads = number_option(args, "--threads")?.unwrap_or(2);
             println!("{}", argon2_rate(seconds, threads.max(1))?);
             Ok(())
         }
