@@ -22,6 +22,7 @@ mod m20261202_000002_one_pending_registration_per_phone;
 mod m20261204_000001_outbox_due_index;
 mod m20261204_000002_registration_indexes_by_host_and_phone;
 mod m20261205_000001_outbox_room_for_leases;
+mod m20261205_000002_recipient_quota_scopes_side_by_side;
 
 pub struct Migrator;
 
@@ -47,6 +48,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261204_000001_outbox_due_index::Migration),
             Box::new(m20261204_000002_registration_indexes_by_host_and_phone::Migration),
             Box::new(m20261205_000001_outbox_room_for_leases::Migration),
+            Box::new(m20261205_000002_recipient_quota_scopes_side_by_side::Migration),
         ]
     }
 }

@@ -160,7 +160,11 @@ fn scopes_of(
     };
     // Recipients are hashed, keyed (128 bits kept): scopes stay well within
     // the 120-character column whatever the address's length, and the
-    // table holds no phone numbers or emails.
+    // table holds no phone numbers or emails. A recipient's two counters
+    // share the key's start, so they sit side by side in its index: the
+    // hashes are random, and a new recipient's counters change one page of
+    // it, not two (migration m20261205_000002, which also fixes both
+    // formats' widths).
     let mut recipient = core.keys.token_hash(send.recipient);
     recipient.truncate(32);
     let host_id = host_id.simple();
@@ -175,7 +179,7 @@ fn scopes_of(
         (
             channel,
             QuotaScope::HostRecipient,
-            format!("{channel_name}:host-recipient:{host_id}:{recipient}"),
+            format!("{channel_name}:recipient:{recipient}:host:{host_id}"),
             per_host_recipient,
         ),
         (

@@ -385,17 +385,31 @@ pub fn gql_code(body: &Value) -> &str {
 
 pub const PHONE: &str = "+6281234567890";
 
-/// Each `send_quota` counter whose scope starts with `scope_prefix`.
-pub async fn quota_counts(app: &TestApp, scope_prefix: &str) -> Vec<i32> {
+/// Each `send_quota` counter whose scope is like `scope` (SQL's `LIKE`:
+/// `%` any text, `_` one character; [`recipient_scope`] and
+/// [`host_recipient_scope`] for a recipient's two).
+pub async fn quota_counts(app: &TestApp, scope: &str) -> Vec<i32> {
     use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
     entity::send_quota::Entity::find()
-        .filter(entity::send_quota::Column::Scope.starts_with(scope_prefix))
+        .filter(entity::send_quota::Column::Scope.like(scope))
         .all(&app.core.db)
         .await
         .unwrap()
         .into_iter()
         .map(|row| row.used)
         .collect()
+}
+
+/// The scopes of `channel`'s counters per recipient (a 32-character hash).
+pub fn recipient_scope(channel: &str) -> String {
+    format!("{channel}:recipient:{}", "_".repeat(32))
+}
+
+/// The scopes of `channel`'s counters per host and recipient (a hash and
+/// a host id of 32 characters each).
+pub fn host_recipient_scope(channel: &str) -> String {
+    let hex = "_".repeat(32);
+    format!("{channel}:recipient:{hex}:host:{hex}")
 }
 
 /// The plan the database makes for `statement`, one line per step

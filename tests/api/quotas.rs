@@ -10,7 +10,10 @@ use reqwest::{StatusCode, header};
 use sea_orm::{EntityTrait, PaginatorTrait};
 use serde_json::{Value, json};
 
-use crate::helpers::{PHONE, TestApp, assert_error, quota_counts, register_body, spawn_app_with};
+use crate::helpers::{
+    PHONE, TestApp, assert_error, host_recipient_scope, quota_counts, recipient_scope,
+    register_body, spawn_app_with,
+};
 
 #[tokio::test]
 async fn sms_per_phone_quota_refuses_and_queues_nothing() {
@@ -235,7 +238,7 @@ async fn concurrent_registers_at_a_host_limit_let_exactly_that_many_through() {
         5
     );
     // The refused registers took their counts back with them.
-    assert_eq!(quota_counts(&app, "sms:host:").await, vec![5]);
+    assert_eq!(quota_counts(&app, "sms:host:%").await, vec![5]);
     assert_eq!(quota_counts(&app, "sms:global").await, vec![5]);
 }
 
@@ -332,13 +335,71 @@ async fn the_first_scope_over_its_limit_in_order_is_the_one_reported() {
     );
     // Refusals count nothing.
     for scope in [
-        "sms:recipient:",
-        "sms:host-recipient:",
-        "sms:host:",
-        "sms:global",
+        recipient_scope("sms"),
+        host_recipient_scope("sms"),
+        "sms:host:%".to_owned(),
+        "sms:global".to_owned(),
     ] {
-        assert_eq!(quota_counts(&app, scope).await, vec![1], "{scope}");
+        assert_eq!(quota_counts(&app, &scope).await, vec![1], "{scope}");
     }
+}
+
+/// The counters of a host and a recipient written before their key moved
+/// next to the recipient's (migration m20261205_000002) are the ones
+/// counted after it; undone, it puts them back.
+#[tokio::test]
+async fn counters_keep_counting_across_the_move_of_their_keys() {
+    use migration::{Migrator, MigratorTrait};
+    let app = spawn_app_with(|s| {
+        s.quotas.sms_per_host_phone.limit = 1;
+        s.registration.register_cooldown_seconds = 0;
+    })
+    .await;
+    app.register(&register_body(PHONE)).await;
+    let hex = "_".repeat(32);
+    let old_scope = format!("sms:host-recipient:{hex}:{hex}");
+    let steps = Migrator::migrations()
+        .iter()
+        .rev()
+        .position(|m| m.name() == "m20261205_000002_recipient_quota_scopes_side_by_side")
+        .unwrap()
+        + 1;
+    Migrator::down(&app.core.db, Some(steps as u32))
+        .await
+        .unwrap();
+    assert_eq!(quota_counts(&app, &old_scope).await, vec![1]);
+    assert!(
+        quota_counts(&app, &host_recipient_scope("sms"))
+            .await
+            .is_empty()
+    );
+    assert_eq!(quota_counts(&app, &recipient_scope("sms")).await, vec![1]);
+
+    Migrator::up(&app.core.db, None).await.unwrap();
+    assert!(quota_counts(&app, &old_scope).await.is_empty());
+    assert_eq!(
+        quota_counts(&app, &host_recipient_scope("sms")).await,
+        vec![1]
+    );
+    assert_eq!(quota_counts(&app, &recipient_scope("sms")).await, vec![1]);
+    // The moved counter is the one read: the phone's second SMS from this
+    // host is over the quota of one.
+    let refused = app
+        .post("/b2b/customer/register", &register_body(PHONE))
+        .await;
+    let body = assert_error(
+        refused,
+        StatusCode::TOO_MANY_REQUESTS,
+        "SEND_QUOTA_EXCEEDED",
+    )
+    .await;
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("host-phone sms quota"),
+        "{body}"
+    );
 }
 
 #[tokio::test]
@@ -350,12 +411,15 @@ async fn a_switched_off_quota_is_not_counted() {
     })
     .await;
     app.register(&register_body(PHONE)).await;
-    assert!(quota_counts(&app, "sms:recipient:").await.is_empty());
+    assert!(quota_counts(&app, &recipient_scope("sms")).await.is_empty());
     assert!(quota_counts(&app, "sms:global").await.is_empty());
-    assert!(quota_counts(&app, "email:host:").await.is_empty());
-    assert_eq!(quota_counts(&app, "sms:host-recipient:").await, vec![1]);
-    assert_eq!(quota_counts(&app, "sms:host:").await, vec![1]);
-    assert_eq!(quota_counts(&app, "email:recipient:").await, vec![1]);
+    assert!(quota_counts(&app, "email:host:%").await.is_empty());
+    assert_eq!(
+        quota_counts(&app, &host_recipient_scope("sms")).await,
+        vec![1]
+    );
+    assert_eq!(quota_counts(&app, "sms:host:%").await, vec![1]);
+    assert_eq!(quota_counts(&app, &recipient_scope("email")).await, vec![1]);
     assert_eq!(quota_counts(&app, "email:global").await, vec![1]);
 }
 
@@ -396,7 +460,7 @@ async fn with_every_send_quota_off_registers_and_resends_write_everything() {
     assert_ne!(resent, first);
     let link = app.completion_link_path().await;
     assert_eq!(app.get(&link).await.status(), StatusCode::OK);
-    for scope in ["sms:", "email:"] {
+    for scope in ["sms:%", "email:%"] {
         assert!(quota_counts(&app, scope).await.is_empty(), "{scope}");
     }
     let confirmed = app.confirm(PHONE, "secret", &resent).await;

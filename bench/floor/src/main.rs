@@ -311,9 +311,9 @@ impl RegisterRows {
                 .unwrap_or_else(|| format!("{}@example.com", body.phone)),
             scopes: [
                 format!("sms:recipient:{phone_key}"),
-                format!("sms:host-recipient:{ROWS_HOST}:{phone_key}"),
+                format!("sms:recipient:{phone_key}:host:{ROWS_HOST}"),
                 format!("email:recipient:{email_key}"),
-                format!("email:host-recipient:{ROWS_HOST}:{email_key}"),
+                format!("email:recipient:{email_key}:host:{ROWS_HOST}"),
             ],
         }
     }
