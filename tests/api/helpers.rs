@@ -377,6 +377,20 @@ pub async fn assert_error(response: Response, status: StatusCode, code: &str) ->
     body
 }
 
+/// A 429 `SEND_QUOTA_EXCEEDED` whose message names `quota` (`"host-phone
+/// sms quota"`, `"monthly SMS budget"`, ...); its body.
+pub async fn assert_quota_refused(response: Response, quota: &str) -> Value {
+    let body = assert_error(
+        response,
+        StatusCode::TOO_MANY_REQUESTS,
+        "SEND_QUOTA_EXCEEDED",
+    )
+    .await;
+    let message = body["message"].as_str().unwrap_or_default();
+    assert!(message.contains(quota), "{body}");
+    body
+}
+
 pub fn gql_code(body: &Value) -> &str {
     body["errors"][0]["extensions"]["code"]
         .as_str()
@@ -398,6 +412,19 @@ pub async fn quota_counts(app: &TestApp, scope: &str) -> Vec<i32> {
         .into_iter()
         .map(|row| row.used)
         .collect()
+}
+
+/// Undoes the migration `name` and every later one (`Migrator::up` redoes
+/// them).
+pub async fn migrate_down_through(db: &sea_orm::DatabaseConnection, name: &str) {
+    use migration::{Migrator, MigratorTrait};
+    let steps = Migrator::migrations()
+        .iter()
+        .rev()
+        .position(|m| m.name() == name)
+        .expect("a migration of that name")
+        + 1;
+    Migrator::down(db, Some(steps as u32)).await.unwrap();
 }
 
 /// The scopes of `channel`'s counters per recipient (a 32-character hash).

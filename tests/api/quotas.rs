@@ -11,8 +11,8 @@ use sea_orm::{EntityTrait, PaginatorTrait};
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    PHONE, TestApp, assert_error, host_recipient_scope, quota_counts, recipient_scope,
-    register_body, spawn_app_with,
+    PHONE, TestApp, assert_error, assert_quota_refused, host_recipient_scope, migrate_down_through,
+    quota_counts, recipient_scope, register_body, spawn_app_with,
 };
 
 #[tokio::test]
@@ -42,19 +42,7 @@ async fn sms_per_phone_quota_refuses_and_queues_nothing() {
         .parse()
         .unwrap();
     assert!((1..=3600).contains(&retry_after));
-    let body = assert_error(
-        refused,
-        StatusCode::TOO_MANY_REQUESTS,
-        "SEND_QUOTA_EXCEEDED",
-    )
-    .await;
-    assert!(
-        body["message"]
-            .as_str()
-            .unwrap()
-            .contains("phone sms quota"),
-        "{body}"
-    );
+    assert_quota_refused(refused, "phone sms quota").await;
     let sms = outbox_message::Entity::find()
         .all(&app.core.db)
         .await
@@ -94,13 +82,7 @@ async fn host_and_global_quotas_count_across_phones() {
     let refused = app
         .post("/b2b/customer/register", &register_body("+6281234567803"))
         .await;
-    let body = assert_error(
-        refused,
-        StatusCode::TOO_MANY_REQUESTS,
-        "SEND_QUOTA_EXCEEDED",
-    )
-    .await;
-    assert!(body["message"].as_str().unwrap().contains("host"), "{body}");
+    assert_quota_refused(refused, "host").await;
     assert_eq!(
         registration::Entity::find()
             .count(&app.core.db)
@@ -126,16 +108,7 @@ async fn host_and_global_quotas_count_across_phones() {
             &register_body("+6281234567804"),
         )
         .await;
-    let body = assert_error(
-        refused,
-        StatusCode::TOO_MANY_REQUESTS,
-        "SEND_QUOTA_EXCEEDED",
-    )
-    .await;
-    assert!(
-        body["message"].as_str().unwrap().contains("global"),
-        "{body}"
-    );
+    assert_quota_refused(refused, "global").await;
 }
 
 #[tokio::test]
@@ -147,16 +120,7 @@ async fn email_quota_rolls_back_the_whole_registration() {
     let mut second = register_body("+6281234567802");
     second["email"] = json!("Shared@Example.com");
     let refused = app.post("/b2b/customer/register", &second).await;
-    let body = assert_error(
-        refused,
-        StatusCode::TOO_MANY_REQUESTS,
-        "SEND_QUOTA_EXCEEDED",
-    )
-    .await;
-    assert!(
-        body["message"].as_str().unwrap().contains("email"),
-        "{body}"
-    );
+    assert_quota_refused(refused, "email").await;
     assert_eq!(
         outbox_message::Entity::find()
             .count(&app.core.db)
@@ -283,34 +247,16 @@ async fn the_first_scope_over_its_limit_in_order_is_the_one_reported() {
     let refused = app
         .post("/b2b/customer/register", &register_body(PHONE))
         .await;
-    let body = assert_error(
-        refused,
-        StatusCode::TOO_MANY_REQUESTS,
-        "SEND_QUOTA_EXCEEDED",
-    )
-    .await;
+    let body = assert_quota_refused(refused, "phone sms quota").await;
     assert!(
-        body["message"]
-            .as_str()
-            .unwrap()
-            .contains("phone sms quota")
-            && !body["message"].as_str().unwrap().contains("host"),
+        !body["message"].as_str().unwrap().contains("host"),
         "{body}"
     );
     // Another phone: the host's.
     let refused = app
         .post("/b2b/customer/register", &register_body("+6281234567801"))
         .await;
-    let body = assert_error(
-        refused,
-        StatusCode::TOO_MANY_REQUESTS,
-        "SEND_QUOTA_EXCEEDED",
-    )
-    .await;
-    assert!(
-        body["message"].as_str().unwrap().contains("host sms quota"),
-        "{body}"
-    );
+    assert_quota_refused(refused, "host sms quota").await;
     // Another host and phone: the global one.
     let other = app.new_host_token("host-b").await;
     let refused = app
@@ -320,19 +266,7 @@ async fn the_first_scope_over_its_limit_in_order_is_the_one_reported() {
             &register_body("+6281234567802"),
         )
         .await;
-    let body = assert_error(
-        refused,
-        StatusCode::TOO_MANY_REQUESTS,
-        "SEND_QUOTA_EXCEEDED",
-    )
-    .await;
-    assert!(
-        body["message"]
-            .as_str()
-            .unwrap()
-            .contains("global sms quota"),
-        "{body}"
-    );
+    assert_quota_refused(refused, "global sms quota").await;
     // Refusals count nothing.
     for scope in [
         recipient_scope("sms"),
@@ -358,15 +292,11 @@ async fn counters_keep_counting_across_the_move_of_their_keys() {
     app.register(&register_body(PHONE)).await;
     let hex = "_".repeat(32);
     let old_scope = format!("sms:host-recipient:{hex}:{hex}");
-    let steps = Migrator::migrations()
-        .iter()
-        .rev()
-        .position(|m| m.name() == "m20261205_000002_recipient_quota_scopes_side_by_side")
-        .unwrap()
-        + 1;
-    Migrator::down(&app.core.db, Some(steps as u32))
-        .await
-        .unwrap();
+    migrate_down_through(
+        &app.core.db,
+        "m20261205_000002_recipient_quota_scopes_side_by_side",
+    )
+    .await;
     assert_eq!(quota_counts(&app, &old_scope).await, vec![1]);
     assert!(
         quota_counts(&app, &host_recipient_scope("sms"))
@@ -387,19 +317,7 @@ async fn counters_keep_counting_across_the_move_of_their_keys() {
     let refused = app
         .post("/b2b/customer/register", &register_body(PHONE))
         .await;
-    let body = assert_error(
-        refused,
-        StatusCode::TOO_MANY_REQUESTS,
-        "SEND_QUOTA_EXCEEDED",
-    )
-    .await;
-    assert!(
-        body["message"]
-            .as_str()
-            .unwrap()
-            .contains("host-phone sms quota"),
-        "{body}"
-    );
+    assert_quota_refused(refused, "host-phone sms quota").await;
 }
 
 #[tokio::test]

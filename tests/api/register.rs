@@ -5,7 +5,9 @@ use reqwest::StatusCode;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde_json::{Value, json};
 
-use crate::helpers::{PHONE, assert_error, query_plan, register_body, spawn_app, spawn_app_with};
+use crate::helpers::{
+    PHONE, assert_error, migrate_down_through, query_plan, register_body, spawn_app, spawn_app_with,
+};
 
 #[tokio::test]
 async fn register_returns_the_documented_fields_and_sends_sms_and_email() {
@@ -433,13 +435,7 @@ async fn one_pending_registration_per_phone_is_a_key_and_its_migration_settles_d
 
     // Written before the key: two newer duplicates, then the migration
     // (down to before the key's migration, the later ones undone too).
-    let steps = Migrator::migrations()
-        .iter()
-        .rev()
-        .position(|m| m.name() == "m20261202_000002_one_pending_registration_per_phone")
-        .unwrap()
-        + 1;
-    Migrator::down(db, Some(steps as u32)).await.unwrap();
+    migrate_down_through(db, "m20261202_000002_one_pending_registration_per_phone").await;
     let newest = duplicate(first.created_at + Duration::seconds(2))
         .insert(db)
         .await

@@ -8,7 +8,9 @@ use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 use serde_json::{Value, json};
 
 use crate::{
-    helpers::{PHONE, TestApp, assert_error, gql_code, register_body, spawn_app_with},
+    helpers::{
+        PHONE, TestApp, assert_error, assert_quota_refused, gql_code, register_body, spawn_app_with,
+    },
     webhooks::{answering, endpoint, received, wait_received},
 };
 
@@ -98,19 +100,7 @@ async fn a_budget_warns_once_at_80_percent_and_refuses_beyond_it_until_the_month
     }
     .unwrap();
     assert_eq!(retry_after, (next_month - now).num_seconds());
-    let body = assert_error(
-        refused,
-        StatusCode::TOO_MANY_REQUESTS,
-        "SEND_QUOTA_EXCEEDED",
-    )
-    .await;
-    assert!(
-        body["message"]
-            .as_str()
-            .unwrap()
-            .contains("monthly SMS budget"),
-        "{body}"
-    );
+    assert_quota_refused(refused, "monthly SMS budget").await;
     let stored = registration::Entity::find()
         .filter(registration::Column::Phone.eq(phone(5)))
         .count(&app.core.db)
