@@ -163,8 +163,9 @@ fn scopes_of(
     // table holds no phone numbers or emails. A recipient's two counters
     // share the key's start, so they sit side by side in its index: the
     // hashes are random, and a new recipient's counters change one page of
-    // it, not two (migration m20261205_000002, which also fixes both
-    // formats' widths).
+    // it, not two. Migration m20261205_000002 moved the stored counters
+    // to this format, by position: the hash and the host id are 32
+    // characters each.
     let mut recipient = core.keys.token_hash(send.recipient);
     recipient.truncate(32);
     let host_id = host_id.simple();

@@ -327,9 +327,9 @@ async fn write_rows(db: &Db, items: &[RowsItem], rows: &[RegisterRows]) -> Resul
     let window = now - now % HOUR_MICROS;
     let lease = uuid::Uuid::new_v4().to_string();
     let both = || rows.iter().flat_map(|r| [&r.sms_id, &r.email_id]);
-    let failed = |e: sqlx::Error| e.to_string();
+    let message = |e: sqlx::Error| e.to_string();
     on_db!(db, pool => {
-        let mut tx = pool.begin().await.map_err(failed)?;
+        let mut tx = pool.begin().await.map_err(message)?;
         QueryBuilder::new(
             "INSERT INTO rows_registration (id, host_id, phone, email, name, birth_date, \
              birth_place, gender, country_id, source_id, account_group_id, status, sms_sends, \
@@ -346,7 +346,7 @@ async fn write_rows(db: &Db, items: &[RowsItem], rows: &[RegisterRows]) -> Resul
         .build()
         .execute(&mut *tx)
         .await
-        .map_err(failed)?;
+        .map_err(message)?;
         QueryBuilder::new(
             "INSERT INTO rows_sms_token (id, registration_id, attempt, prefix, code_hash, \
              created_at, expires_at) ",
@@ -359,7 +359,7 @@ async fn write_rows(db: &Db, items: &[RowsItem], rows: &[RegisterRows]) -> Resul
         .build()
         .execute(&mut *tx)
         .await
-        .map_err(failed)?;
+        .map_err(message)?;
         QueryBuilder::new(
             "INSERT INTO rows_completion_link (id, registration_id, token_hash, created_at, \
              expires_at) ",
@@ -371,7 +371,7 @@ async fn write_rows(db: &Db, items: &[RowsItem], rows: &[RegisterRows]) -> Resul
         .build()
         .execute(&mut *tx)
         .await
-        .map_err(failed)?;
+        .map_err(message)?;
         // The SMS, then the email, of each register.
         let messages = items.iter().zip(rows).flat_map(|(item, r)| {
             [
@@ -392,7 +392,7 @@ async fn write_rows(db: &Db, items: &[RowsItem], rows: &[RegisterRows]) -> Resul
         .build()
         .execute(&mut *tx)
         .await
-        .map_err(failed)?;
+        .map_err(message)?;
         QueryBuilder::new("INSERT INTO rows_send_quota (scope, window_start, used) ")
             .push_values(rows.iter().flat_map(|r| &r.scopes), |mut row, scope| {
                 row.push_bind(scope).push_bind(window).push("1");
@@ -401,7 +401,7 @@ async fn write_rows(db: &Db, items: &[RowsItem], rows: &[RegisterRows]) -> Resul
             .build()
             .execute(&mut *tx)
             .await
-            .map_err(failed)?;
+            .map_err(message)?;
         let mut claim = QueryBuilder::new(
             "UPDATE rows_outbox SET status = 'sending', attempts = attempts + 1, provider = 'file', lease_until = ",
         );
@@ -411,7 +411,7 @@ async fn write_rows(db: &Db, items: &[RowsItem], rows: &[RegisterRows]) -> Resul
         for id in both() {
             ids.push_bind(id);
         }
-        claim.push(")").build().execute(&mut *tx).await.map_err(failed)?;
+        claim.push(")").build().execute(&mut *tx).await.map_err(message)?;
         let mut result = QueryBuilder::new(
             "UPDATE rows_outbox SET status = 'sent', provider_message_id = id, body = NULL, \
              html_body = NULL, lease_until = NULL, lease_token = NULL, next_attempt_at = NULL, \
@@ -422,7 +422,7 @@ async fn write_rows(db: &Db, items: &[RowsItem], rows: &[RegisterRows]) -> Resul
         for id in both() {
             ids.push_bind(id);
         }
-        result.push(")").build().execute(&mut *tx).await.map_err(failed)?;
+        result.push(")").build().execute(&mut *tx).await.map_err(message)?;
         QueryBuilder::new(
             "INSERT INTO rows_delivery_attempt (id, message_id, attempted_at, outcome, \
              provider_message_id, provider) ",
@@ -434,8 +434,8 @@ async fn write_rows(db: &Db, items: &[RowsItem], rows: &[RegisterRows]) -> Resul
         .build()
         .execute(&mut *tx)
         .await
-        .map_err(failed)?;
-        tx.commit().await.map_err(failed)?;
+        .map_err(message)?;
+        tx.commit().await.map_err(message)?;
     });
     Ok(())
 }
