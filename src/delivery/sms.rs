@@ -14,7 +14,7 @@ use crate::config::{SmsProviderSettings, SmsTransportKind, TwilioSettings, Webho
 pub enum SmsTransport {
     /// Appends one JSON object per SMS to `sms.jsonl`.
     JsonLines(PathBuf),
-    Webhook(HttpGateway<WebhookSettings>),
+    Webhook(HttpGateway<Webhook>),
     Twilio(HttpGateway<TwilioSettings>),
     Memory(MemoryOutbox),
 }
@@ -57,18 +57,20 @@ impl SmsTransport {
                 SmsTransport::JsonLines(outbox_dir.join("sms.jsonl"))
             }
             SmsTransportKind::Webhook => {
-                // Fail at start-up, not at the first SMS, on a bad template.
-                minijinja::Environment::new()
-                    .template_from_str(&provider.body_template)
-                    .with_context(|| {
-                        format!(
-                            "the body_template of SMS provider {:?} is not a valid template",
-                            provider.name
-                        )
-                    })?;
+                // Parsed once, so a bad template fails the start, not the
+                // first SMS, and no send parses it again.
+                let body = WebhookBody::parse(&provider.body_template).with_context(|| {
+                    format!(
+                        "the body_template of SMS provider {:?} is not a valid template",
+                        provider.name
+                    )
+                })?;
                 SmsTransport::Webhook(HttpGateway {
                     client: client()?,
-                    settings: provider.webhook(),
+                    settings: Webhook {
+                        settings: provider.webhook(),
+                        body,
+                    },
                     callback_url,
                 })
             }
@@ -118,19 +120,44 @@ async fn append_line(path: &PathBuf, message: &OutgoingMessage<'_>) -> Result<St
     Ok(id)
 }
 
-impl HttpGateway<WebhookSettings> {
+/// A generic webhook gateway: its settings and its body template, parsed.
+pub struct Webhook {
+    settings: WebhookSettings,
+    body: WebhookBody,
+}
+
+/// The webhook's `body_template`, parsed once at start-up (boxed: an
+/// environment is large beside the other transports).
+struct WebhookBody(Box<minijinja::Environment<'static>>);
+
+impl WebhookBody {
+    /// No file extension: minijinja picks auto-escaping by the template's
+    /// name, and the body is escaped only where it says so (`tojson`).
+    const NAME: &'static str = "body";
+
+    fn parse(source: &str) -> Result<Self, minijinja::Error> {
+        let mut env = minijinja::Environment::new();
+        env.add_template_owned(Self::NAME, source.to_owned())?;
+        Ok(Self(Box::new(env)))
+    }
+
+    fn render(&self, context: minijinja::Value) -> Result<String, minijinja::Error> {
+        self.0.get_template(Self::NAME)?.render(context)
+    }
+}
+
+impl HttpGateway<Webhook> {
     async fn send_webhook(&self, message: &OutgoingMessage<'_>) -> Result<String, SendError> {
-        let s = &self.settings;
-        let body = minijinja::Environment::new()
-            .render_str(
-                &s.body_template,
-                minijinja::context! {
-                    recipient => message.recipient,
-                    text => message.body,
-                    id => message.id.to_string(),
-                    callback_url => self.callback_url.as_deref().unwrap_or_default(),
-                },
-            )
+        let s = &self.settings.settings;
+        let body = self
+            .settings
+            .body
+            .render(minijinja::context! {
+                recipient => message.recipient,
+                text => message.body,
+                id => message.id.to_string(),
+                callback_url => self.callback_url.as_deref().unwrap_or_default(),
+            })
             .map_err(|e| SendError::Permanent(format!("cannot render webhook body: {e}")))?;
         let method = if s.method == "PUT" {
             reqwest::Method::PUT
@@ -197,5 +224,54 @@ fn provider_id(json: &serde_json::Value, pointer: &str) -> Option<String> {
         serde_json::Value::String(id) => Some(id.clone()),
         serde_json::Value::Number(id) => Some(id.to_string()),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn webhook_with(body_template: &str) -> anyhow::Result<SmsTransport> {
+        let provider = SmsProviderSettings {
+            name: "acme-sms".into(),
+            url: "http://127.0.0.1:9/sms".into(),
+            body_template: body_template.into(),
+            ..SmsProviderSettings::default()
+        };
+        SmsTransport::from_settings(
+            &provider,
+            5,
+            std::env::temp_dir(),
+            &MemoryOutbox::default(),
+            None,
+        )
+    }
+
+    #[test]
+    fn a_body_template_that_does_not_parse_stops_the_start_naming_its_provider() {
+        let Err(error) = webhook_with(r#"{"to": {{ recipient|tojson }"#) else {
+            panic!("an unclosed tag was taken for a template");
+        };
+        let message = format!("{error:#}");
+        assert!(
+            message.contains(
+                r#"the body_template of SMS provider "acme-sms" is not a valid template"#
+            ),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn the_parsed_body_renders_each_message_as_its_own_json() {
+        let default = SmsProviderSettings::default().body_template;
+        let body = WebhookBody::parse(&default).expect("the default template parses");
+        for text in [r#"Code "123" <b>&</b>"#, "line one\nline two"] {
+            let rendered = body
+                .render(minijinja::context! { recipient => "+6281234567890", text => text })
+                .expect("renders");
+            let json: serde_json::Value = serde_json::from_str(&rendered).expect("valid JSON");
+            assert_eq!(json["to"], "+6281234567890");
+            assert_eq!(json["text"], text);
+        }
     }
 }
