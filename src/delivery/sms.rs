@@ -148,10 +148,8 @@ impl WebhookBody {
 
 impl HttpGateway<Webhook> {
     async fn send_webhook(&self, message: &OutgoingMessage<'_>) -> Result<String, SendError> {
-        let s = &self.settings.settings;
-        let body = self
-            .settings
-            .body
+        let Webhook { settings: s, body } = &self.settings;
+        let body = body
             .render(minijinja::context! {
                 recipient => message.recipient,
                 text => message.body,
