@@ -249,6 +249,17 @@ fn bad_configuration_is_reported_by_key() {
             "12",
             "registration.token_digits must be between 6 and 8",
         ),
+        // ZZ is the phone metadata's unknown region: no numbering plan.
+        (
+            "CR_REGISTRATION__DEFAULT_REGION",
+            "ZZ",
+            "registration.default_region must be an ISO 3166-1 alpha-2 region with a phone numbering plan",
+        ),
+        (
+            "CR_REGISTRATION__DEFAULT_REGION",
+            "IDN",
+            "registration.default_region must be an ISO 3166-1 alpha-2 region with a phone numbering plan",
+        ),
         (
             "CR_DELIVERY__BATCH_SIZE",
             "0",

@@ -2,6 +2,7 @@
 //! service cannot honour refused, naming the key; the ones that weaken it
 //! named as warnings.
 use anyhow::bail;
+use rlibphonenumber::{PHONE_NUMBER_UTIL, Region};
 
 use super::Settings;
 
@@ -22,10 +23,7 @@ impl Settings {
                 "registration.token_expiry_minutes, max_wrong_codes and max_sends must be at least 1"
             );
         }
-        if r.default_region
-            .parse::<phonenumber::country::Id>()
-            .is_err()
-        {
+        if !has_numbering_plan(&r.default_region) {
             bail!(
                 "registration.default_region must be an ISO 3166-1 alpha-2 region with a phone numbering plan"
             );
@@ -41,7 +39,7 @@ impl Settings {
             bail!("webhooks.timeout_seconds must be at least 1");
         }
         for country in &self.quotas.allowed_countries {
-            if country.len() != 2 || country.parse::<phonenumber::country::Id>().is_err() {
+            if !has_numbering_plan(country) {
                 bail!(
                     "quotas.allowed_countries: {country} is not an ISO 3166-1 alpha-2 region with phone numbers"
                 );
@@ -62,4 +60,15 @@ impl Settings {
         warnings.extend(self.delivery.sms.receipt_warnings());
         warnings
     }
+}
+
+/// An ISO 3166-1 alpha-2 code (either case) of a region the phone metadata
+/// has a numbering plan for: `ZZ`, the unknown region, has none.
+fn has_numbering_plan(code: &str) -> bool {
+    code.len() == 2
+        && Region::from_code(code).is_ok_and(|region| {
+            PHONE_NUMBER_UTIL
+                .get_country_code_for_region(region)
+                .is_some()
+        })
 }
