@@ -188,13 +188,13 @@ mod tests {
         }
     }
 
-    /// Every line of tests/data/phone-cases.tsv read as Google's
+    /// Every line of tests/fixtures/phone-cases.tsv read as Google's
     /// libphonenumber reads it (the file's script says how it is made):
     /// every region's numbers written four ways, and random digits after
     /// the prefixes people type.
     #[test]
     fn reads_numbers_as_googles_libphonenumber_does() {
-        let cases = include_str!("../../tests/data/phone-cases.tsv");
+        let cases = include_str!("../../tests/fixtures/phone-cases.tsv");
         let (mut read, mut valid, mut differ) = (0, 0, Vec::new());
         for line in cases.lines().filter(|line| !line.starts_with('#')) {
             let [region, input, e164] = line.split('\t').collect::<Vec<_>>()[..] else {
