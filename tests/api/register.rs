@@ -125,6 +125,18 @@ async fn register_checks_phone_date_and_country_rules() {
         assert_eq!(error["details"][0]["field"], field, "{error}");
         assert_eq!(error["details"][0]["code"], code, "{error}");
     }
+    // A number with an extension: the message names the rule.
+    let mut body = register_body(PHONE);
+    body["phone"] = json!("0812 3456 7890 ext. 12");
+    let response = app.post("/b2b/customer/register", &body).await;
+    let error = assert_error(response, StatusCode::BAD_REQUEST, "VALIDATION_FAILED").await;
+    let detail = &error["details"][0];
+    assert_eq!(
+        (&detail["field"], &detail["code"]),
+        (&json!("phone"), &json!("invalid_phone"))
+    );
+    let message = detail["message"].as_str().unwrap_or_default();
+    assert!(message.contains("has an extension"), "{error}");
 }
 
 #[tokio::test]
