@@ -97,8 +97,9 @@ impl PhoneNumber {
     /// regions need (+1, +7, +44, ...), three times a register was a
     /// fiftieth of its instructions (docs/PERFORMANCE.md, session 24).
     pub fn region(&self) -> Option<String> {
-        let region = match self.regions_of_country_code()?.as_slice() {
-            [only] => *only,
+        let mut regions = self.regions_of_country_code()?;
+        let region = match regions.len() {
+            1 => regions.next()?,
             _ => PHONE_NUMBER_UTIL
                 .get_region_for_number(&PHONE_NUMBER_UTIL.parse(&self.0, None).ok()?)?,
         };
@@ -108,15 +109,11 @@ impl PhoneNumber {
 
     /// The regions of the number's country code: E.164 country codes are
     /// prefix-free, so the first one to three digits that are one are it.
-    fn regions_of_country_code(&self) -> Option<Vec<Region>> {
+    fn regions_of_country_code(&self) -> Option<impl ExactSizeIterator<Item = Region>> {
         let digits = self.0.strip_prefix('+')?;
         (1..=3).find_map(|length| {
             let code: i32 = digits.get(..length)?.parse().ok()?;
-            Some(
-                PHONE_NUMBER_UTIL
-                    .get_regions_for_country_calling_code(code)?
-                    .collect(),
-            )
+            PHONE_NUMBER_UTIL.get_regions_for_country_calling_code(code)
         })
     }
 
