@@ -95,7 +95,8 @@ impl PhoneNumber {
     /// country codes belong to one region, which the code alone names;
     /// parsing the number again, which only codes shared by several
     /// regions need (+1, +7, +44, ...), three times a register was a
-    /// fiftieth of its instructions (docs/PERFORMANCE.md, session 24).
+    /// fiftieth of its instructions with the library of then
+    /// (docs/PERFORMANCE.md, session 24), and is still a parse saved.
     pub fn region(&self) -> Option<String> {
         let mut regions = self.regions_of_country_code()?;
         let region = match regions.len() {
@@ -259,6 +260,7 @@ mod tests {
             ("+1 202 555 01234", "ID", None),
             // A national number needs a region the plans know.
             ("081234567890", "ZZ", None),
+            // E.164 has no extension: refused, not dropped.
             ("0812 3456 7890 ext. 12", "ID", None),
             ("+62 812 3456 7890 x9", "ID", None),
             // phonenumber 0.3, the library before this one, read these
