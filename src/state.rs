@@ -11,6 +11,7 @@ use tokio::sync::{Mutex, Notify};
 use crate::{
     clock::Clock,
     config::Settings,
+    counting_slots::CountingSlots,
     crypto::{Keys, PasswordHashing},
     db::Lookups,
     domain::Rules,
@@ -70,6 +71,9 @@ pub struct CoreParts {
     /// Registers waiting to be written together, one transaction per batch
     /// (`service::registration::batch`).
     pub register_batches: Arc<GroupCommit>,
+    /// Which row of a shared quota counter each write transaction counts
+    /// in (`service::quotas::allowances`).
+    pub counting_slots: Arc<CountingSlots>,
 }
 
 impl Core {
@@ -82,6 +86,7 @@ impl Core {
         parts.tokens = Arc::new(TokenCache::new(self.settings.auth.token_cache_seconds));
         parts.account_groups = Arc::default();
         parts.register_batches = register_batches(self.db.get_database_backend());
+        parts.counting_slots = counting_slots(self.db.get_database_backend());
         Core(Arc::new(parts))
     }
 
@@ -118,6 +123,7 @@ impl Core {
                 .then(|| Arc::new(WriterQueue::default())),
             galera,
             register_batches: register_batches(db.get_database_backend()),
+            counting_slots: counting_slots(db.get_database_backend()),
             db,
         }))
     }
@@ -131,9 +137,9 @@ impl Core {
 /// fresh service with up-to-date statistics: 2 batches 591/s, 4 713 and
 /// 725/s, 8 797–890/s (the machine 95 % busy), 16 594 and 601/s
 /// (docs/PERFORMANCE.md, session 10). MySQL keeps 4, the number its
-/// cluster tests ran with; it was not measured beyond them. Batches meet
-/// only at the shared quota counters, which each updates last, just before
-/// its commit.
+/// cluster tests ran with; it was not measured beyond them. Batches of one
+/// instance do not wait for each other at the host's and the global quota
+/// counters: each counts in its own row of them (`counting_slots`).
 fn register_batches(backend: DbBackend) -> Arc<GroupCommit> {
     let writers = match backend {
         DbBackend::Sqlite => 1,
@@ -141,6 +147,17 @@ fn register_batches(backend: DbBackend) -> Arc<GroupCommit> {
         _ => 4,
     };
     Arc::new(GroupCommit::new(writers))
+}
+
+/// Rows per shared quota counter: SQLite writes one transaction at a time,
+/// so one; elsewhere more than the register batches and resends of an
+/// instance write at once, with room for a second instance's.
+fn counting_slots(backend: DbBackend) -> Arc<CountingSlots> {
+    let slots = match backend {
+        DbBackend::Sqlite => 1,
+        _ => 16,
+    };
+    Arc::new(CountingSlots::new(slots))
 }
 
 /// The turns at SQLite's one writer: requests queue at `requests` first, so

@@ -23,6 +23,7 @@ mod m20261204_000001_outbox_due_index;
 mod m20261204_000002_registration_indexes_by_host_and_phone;
 mod m20261205_000001_outbox_room_for_leases;
 mod m20261205_000002_recipient_quota_scopes_side_by_side;
+mod m20261206_000001_quota_allowances;
 
 pub struct Migrator;
 
@@ -49,6 +50,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261204_000002_registration_indexes_by_host_and_phone::Migration),
             Box::new(m20261205_000001_outbox_room_for_leases::Migration),
             Box::new(m20261205_000002_recipient_quota_scopes_side_by_side::Migration),
+            Box::new(m20261206_000001_quota_allowances::Migration),
         ]
     }
 }

@@ -7,7 +7,10 @@
 //! requests (`delivery_turn`): behind 64 queued registers each of its
 //! writes waited for all of them, and it fell behind the messages they
 //! queued. Elsewhere the turn is a no-op.
-use std::{ops::Deref, sync::atomic::Ordering};
+use std::{
+    ops::Deref,
+    sync::{Arc, atomic::Ordering},
+};
 
 use anyhow::Context;
 use sea_orm::{DatabaseTransaction, DbErr, sea_query::InsertStatement};
@@ -15,6 +18,7 @@ use tokio::sync::OwnedMutexGuard;
 
 use super::{KeyTakenConcurrently, is_unique_violation};
 use crate::{
+    counting_slots::{CountingSlots, Slot},
     error::{CoreError, CoreResult},
     state::Core,
 };
@@ -63,6 +67,11 @@ pub struct WriteTxn {
     _turn: WriterTurn,
     galera: bool,
     held: std::sync::Mutex<Vec<InsertStatement>>,
+    /// The row of each shared quota counter this transaction counts in,
+    /// taken at its first count and kept until it ends: the rows it
+    /// counted in stay locked until then.
+    counting_slot: std::sync::OnceLock<Slot>,
+    slots: Arc<CountingSlots>,
 }
 
 impl WriteTxn {
@@ -79,6 +88,17 @@ impl WriteTxn {
     /// The inserts held so far, for the caller to send (`db::together`).
     pub fn take_held(&self) -> Vec<InsertStatement> {
         std::mem::take(&mut *self.held_inserts())
+    }
+
+    /// This transaction's row of each shared quota counter
+    /// (`counting_slots`), the same for all of its counts.
+    pub fn counting_slot(&self) -> u32 {
+        self.counting_slot.get_or_init(|| self.slots.take()).index()
+    }
+
+    /// How many rows each shared quota counter has.
+    pub fn counting_slots(&self) -> u32 {
+        self.slots.count()
     }
 
     fn held_inserts(&self) -> std::sync::MutexGuard<'_, Vec<InsertStatement>> {
@@ -114,6 +134,8 @@ async fn begin_in(core: &Core, turn: WriterTurn) -> CoreResult<WriteTxn> {
         _turn: turn,
         galera: core.galera,
         held: std::sync::Mutex::default(),
+        counting_slot: std::sync::OnceLock::new(),
+        slots: core.counting_slots.clone(),
     })
 }
 

@@ -298,6 +298,10 @@ async fn counters_keep_counting_across_the_move_of_their_keys() {
     )
     .await;
     assert_eq!(quota_counts(&app, &old_scope).await, vec![1]);
+    // Undoing the allowances (m20261206_000001) on the way folded the
+    // host's counting rows back into its one row.
+    assert_eq!(quota_counts(&app, "sms:host:%").await, vec![1]);
+    assert!(quota_counts(&app, "%#%").await.is_empty());
     assert!(
         quota_counts(&app, &host_recipient_scope("sms"))
             .await
@@ -445,4 +449,140 @@ async fn a_register_with_email_takes_few_statements() {
         _ => 6,
     };
     assert_eq!(statements, expected);
+}
+
+/// Every row of a host's or the global scope (`scope#N`) counted within its
+/// allowance, and each scope granted no more than its limit.
+async fn assert_allowances_hold(app: &TestApp, scope_like: &str, limit: i32) {
+    use sea_orm::{ColumnTrait, QueryFilter};
+    let rows = entity::send_quota::Entity::find()
+        .filter(entity::send_quota::Column::Scope.like(scope_like))
+        .all(&app.core.db)
+        .await
+        .unwrap();
+    assert!(!rows.is_empty(), "{scope_like}");
+    let mut granted_by_scopes = 0;
+    let mut granted_to_rows = 0;
+    for row in &rows {
+        if row.scope.contains('#') {
+            assert!(row.used <= row.granted, "{row:?}");
+            granted_to_rows += row.granted;
+        } else {
+            assert!(row.used + row.granted <= limit, "{row:?}");
+            granted_by_scopes += row.granted;
+        }
+    }
+    assert_eq!(granted_by_scopes, granted_to_rows, "{rows:?}");
+}
+
+/// Allowance another row holds and does not use (another instance's, or a
+/// slot's that went quiet) is taken back near the limit: one send at a
+/// time, exactly the limit goes through, wherever the allowance was.
+#[tokio::test]
+async fn a_host_quota_takes_back_allowance_other_rows_hold_near_its_limit() {
+    use sea_orm::{ActiveModelTrait, ColumnTrait, IntoActiveModel, QueryFilter, Set};
+    let app = spawn_app_with(|s| {
+        s.quotas.sms_per_host.limit = 10;
+        s.registration.register_cooldown_seconds = 0;
+    })
+    .await;
+    app.register(&register_body("+6281234567800")).await;
+    let rows = entity::send_quota::Entity::find()
+        .filter(entity::send_quota::Column::Scope.like("sms:host:%#%"))
+        .all(&app.core.db)
+        .await
+        .unwrap();
+    let [own] = &rows[..] else {
+        panic!("one counting row: {rows:?}")
+    };
+    assert_eq!(own.used, 1);
+    // Hand six of its allowance to another row, which counted two sends
+    // and then went quiet.
+    let scope = own.scope.rsplit_once('#').unwrap().0.to_owned();
+    let mut moved = own.clone().into_active_model();
+    moved.granted = Set(own.granted - 6);
+    moved.update(&app.core.db).await.unwrap();
+    entity::send_quota::ActiveModel {
+        scope: Set(format!("{scope}#99")),
+        window_start: Set(own.window_start),
+        used: Set(2),
+        granted: Set(6),
+    }
+    .insert(&app.core.db)
+    .await
+    .unwrap();
+    assert_eq!(quota_counts(&app, "sms:host:%").await, vec![3]);
+
+    let mut accepted = 0;
+    for i in 1..20 {
+        let response = app
+            .post(
+                "/b2b/customer/register",
+                &register_body(&format!("+62812345678{i:02}")),
+            )
+            .await;
+        if response.status() != StatusCode::OK {
+            assert_quota_refused(response, "host sms quota").await;
+            break;
+        }
+        accepted += 1;
+    }
+    assert_eq!(accepted, 7);
+    assert_eq!(quota_counts(&app, "sms:host:%").await, vec![10]);
+    assert_allowances_hold(&app, "sms:host:%", 10).await;
+    // The quiet row kept only what it counted.
+    let quiet = entity::send_quota::Entity::find()
+        .filter(entity::send_quota::Column::Scope.eq(format!("{scope}#99")))
+        .one(&app.core.db)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((quiet.used, quiet.granted), (2, 2));
+}
+
+/// Two instances registering at once, each with its own counting slots:
+/// the host's and the global quotas let exactly their limits through, and
+/// no row counts past its allowance.
+#[tokio::test]
+async fn two_instances_registering_at_once_keep_the_shared_quotas_exact() {
+    let app = spawn_app_with(|s| {
+        s.quotas.sms_per_host.limit = 25;
+        s.quotas.email_global.limit = 300;
+    })
+    .await;
+    let other = app.core.another_instance();
+    let host = hosts::authenticate(&app.core, Some(&format!("Bearer {}", app.token)))
+        .await
+        .unwrap();
+    let field = |value: String| Field::Present(value);
+    let input = |i: usize| {
+        let phone = format!("+628123456{i:04}");
+        RegisterInput {
+            phone: field(phone.clone()),
+            name: field("Septian Cahyo".into()),
+            birth_date: field("1990-12-31".into()),
+            birth_place: field("Jakarta".into()),
+            email: field(format!("{}@example.com", phone.trim_start_matches('+'))),
+            gender: Field::Present(true),
+            country_id: field("ID".into()),
+            source_id: field("01011".into()),
+            account_group_id: field("01".into()),
+            language: Field::Absent,
+        }
+    };
+    let registers = (0..60).map(|i| {
+        let core = if i % 2 == 0 { &app.core } else { &other };
+        let host = &host;
+        async move { registrations::register(core, host, input(i)).await }
+    });
+    let results = join_all(registers).await;
+    let accepted = results.iter().filter(|r| r.is_ok()).count();
+    assert_eq!(accepted, 25, "{results:?}");
+    for refused in results.iter().filter_map(|r| r.as_ref().err()) {
+        assert!(refused.to_string().contains("host sms quota"), "{refused}");
+    }
+    assert_eq!(quota_counts(&app, "sms:host:%").await, vec![25]);
+    assert_eq!(quota_counts(&app, "email:global").await, vec![25]);
+    assert_allowances_hold(&app, "sms:host:%", 25).await;
+    assert_allowances_hold(&app, "email:global%", 300).await;
 }

@@ -15,6 +15,8 @@ use uuid::Uuid;
 
 use entity::states::Channel;
 
+mod allowances;
+
 use crate::{
     config::Quota,
     db::together,
@@ -68,12 +70,17 @@ impl Refusal {
 /// Counts every send of `queued` against every configured quota of its
 /// channel, all in one statement. Runs inside the caller's transaction:
 /// on a refusal the caller rolls back, so neither the counts nor the
-/// messages remain. Callers count last, just before they commit: the
-/// host's and the global counters are rows every register writes, and a
-/// row stays locked until its transaction ends, so the later they are
-/// written the shorter the registers behind them wait. The inserts `txn`
-/// holds go with the count (`WriteTxn::hold`; on PostgreSQL in its round
-/// trip), or alone when no quota is on.
+/// messages remain. Callers count last, just before they commit: a
+/// counter's row stays locked until its transaction ends, so the later it
+/// is written the shorter others wait for it. The inserts `txn` holds go
+/// with the count (`WriteTxn::hold`; on PostgreSQL in its round trip), or
+/// alone when no quota is on.
+///
+/// A recipient's counters are rows of their own. The host's and the
+/// global ones, which every transaction of a host or of everyone counts
+/// in, are counted in this transaction's row of each (`allowances`): a
+/// row whose count goes past what it was granted is granted more, or the
+/// send is refused, after the statement.
 ///
 /// The refusal is the first scope over its limit in this order: the
 /// sends in the order given (SMS before email), each's recipient, host and
@@ -100,7 +107,19 @@ pub async fn count(
                     host_id: batch.host_id,
                     retry_after_seconds: seconds_until(window_end, batch.now),
                 };
-                counters.push((scope, window_start, quota.limit, refusal));
+                let row = match scope_kind {
+                    QuotaScope::Host | QuotaScope::Global => {
+                        Some(allowances::counting_row(&scope, txn.counting_slot()))
+                    }
+                    _ => None,
+                };
+                counters.push(Counter {
+                    scope,
+                    row,
+                    window_start,
+                    limit: quota.limit,
+                    refusal,
+                });
             }
         }
     }
@@ -109,29 +128,70 @@ pub async fn count(
         return Ok(None);
     }
     let mut additions: BTreeMap<(&str, DateTime<Utc>), i32> = BTreeMap::new();
-    for (scope, window_start, _, _) in &counters {
+    for counter in &counters {
         *additions
-            .entry((scope.as_str(), *window_start))
+            .entry((counter.counted_in(), counter.window_start))
             .or_default() += 1;
     }
     let additions = additions
         .into_iter()
-        .map(|((scope, window_start), n)| (scope, window_start, n))
+        .map(|((row, window_start), n)| Addition {
+            row,
+            window_start,
+            used: n,
+            granted: 0,
+        })
         .collect::<Vec<_>>();
     let totals = add_each(&**txn, &additions, txn.take_held()).await?;
     let totals = additions
         .iter()
         .zip(totals)
-        .map(|((scope, window_start, _), total)| ((*scope, *window_start), total))
+        .map(|(addition, total)| ((addition.row, addition.window_start), total))
         .collect::<HashMap<_, _>>();
+    let stored = |counter: &Counter| totals[&(counter.counted_in(), counter.window_start)];
+    // Shared rows past their allowance, once each, in key order: the
+    // order their scopes' rows are locked in.
+    let mut short = BTreeMap::new();
+    for counter in &counters {
+        let (used, granted) = stored(counter);
+        if counter.row.is_some() && used > granted {
+            short.insert(
+                (counter.scope.as_str(), counter.window_start),
+                allowances::Short {
+                    row: counter.counted_in(),
+                    limit: counter.limit,
+                    need: used - granted,
+                },
+            );
+        }
+    }
+    let topped_up = allowances::top_up(txn, &short).await?;
     Ok(counters
         .iter()
-        .find(|(scope, window_start, limit, _)| {
-            totals
-                .get(&(scope.as_str(), *window_start))
-                .is_some_and(|total| u32::try_from(*total).unwrap_or(u32::MAX) > *limit)
+        .find(|counter| match counter.row {
+            Some(_) => !topped_up
+                .get(&(counter.scope.as_str(), counter.window_start))
+                .copied()
+                .unwrap_or(true),
+            None => u32::try_from(stored(counter).0).unwrap_or(u32::MAX) > counter.limit,
         })
-        .map(|(_, _, _, refusal)| *refusal))
+        .map(|counter| counter.refusal))
+}
+
+/// One scope a send is counted in.
+struct Counter {
+    scope: String,
+    /// For a shared scope, the row this transaction counts in.
+    row: Option<String>,
+    window_start: DateTime<Utc>,
+    limit: u32,
+    refusal: Refusal,
+}
+
+impl Counter {
+    fn counted_in(&self) -> &str {
+        self.row.as_deref().unwrap_or(&self.scope)
+    }
 }
 
 /// The counters one send is counted in, with their quotas.
@@ -209,70 +269,98 @@ pub(crate) async fn add(
 ) -> CoreResult<Vec<i32>> {
     let additions = windows
         .iter()
-        .map(|(scope, window_start)| (*scope, *window_start, n))
+        .map(|(row, window_start)| Addition {
+            row,
+            window_start: *window_start,
+            used: n,
+            granted: 0,
+        })
         .collect::<Vec<_>>();
-    add_each(db, &additions, Vec::new()).await
+    let totals = add_each(db, &additions, Vec::new()).await?;
+    Ok(totals.into_iter().map(|(used, _)| used).collect())
 }
 
-/// Adds each addition's `n` to its (scope, window start) counter in one
-/// statement, in the order given, and returns the new totals in that
-/// order: read with RETURNING in the same statement, or, on MySQL, which
-/// has none for upserts, by a read in the caller's transaction (the rows
-/// stay locked until it ends). Each counter appears at most once. The
-/// inserts `ahead` go first, with the statement on PostgreSQL
-/// (`db::together`).
+/// What one counter's row gets added: sends counted, allowance granted.
+struct Addition<'a> {
+    row: &'a str,
+    window_start: DateTime<Utc>,
+    used: i32,
+    granted: i32,
+}
+
+/// Adds each addition to its (scope, window start) row in one statement,
+/// in the order given, and returns the rows' new `used` and `granted` in
+/// that order: read with RETURNING in the same statement, or, on MySQL,
+/// which has none for upserts, by a locking read in the caller's
+/// transaction (the rows stay locked until it ends; locking, the read sees
+/// the latest values even of a row the upsert left unchanged). Each row
+/// appears at most once. The inserts `ahead` go first, with the statement
+/// on PostgreSQL (`db::together`).
 async fn add_each(
     db: &impl ConnectionTrait,
-    additions: &[(&str, DateTime<Utc>, i32)],
+    additions: &[Addition<'_>],
     mut ahead: Vec<InsertStatement>,
-) -> CoreResult<Vec<i32>> {
+) -> CoreResult<Vec<(i32, i32)>> {
     let backend = db.get_database_backend();
-    let mut upsert = Query::insert();
-    upsert.into_table(send_quota::Entity).columns([
-        send_quota::Column::Scope,
-        send_quota::Column::WindowStart,
-        send_quota::Column::Used,
-    ]);
-    for (scope, window_start, n) in additions {
-        upsert
-            .values([(*scope).into(), (*window_start).into(), (*n).into()])
-            .context("Failed to build a quota count")?;
-    }
-    // Each row adds its own `n`: the value it would have inserted.
-    let inserted = if backend == DbBackend::MySql {
-        "VALUES(`used`)"
-    } else {
-        "excluded.used"
-    };
-    upsert.on_conflict(
-        OnConflict::columns([send_quota::Column::Scope, send_quota::Column::WindowStart])
-            .value(
-                send_quota::Column::Used,
-                Expr::col((send_quota::Entity, send_quota::Column::Used)).add(Expr::cust(inserted)),
-            )
-            .to_owned(),
-    );
     let columns = [
         send_quota::Column::Scope,
         send_quota::Column::WindowStart,
         send_quota::Column::Used,
+        send_quota::Column::Granted,
     ];
+    let mut upsert = Query::insert();
+    upsert.into_table(send_quota::Entity).columns(columns);
+    for addition in additions {
+        upsert
+            .values([
+                addition.row.into(),
+                addition.window_start.into(),
+                addition.used.into(),
+                addition.granted.into(),
+            ])
+            .context("Failed to build a quota count")?;
+    }
+    // Each row adds its own values: those it would have inserted.
+    let inserted = |column: &str| {
+        if backend == DbBackend::MySql {
+            format!("VALUES(`{column}`)")
+        } else {
+            format!("excluded.{column}")
+        }
+    };
+    upsert.on_conflict(
+        OnConflict::columns([send_quota::Column::Scope, send_quota::Column::WindowStart])
+            .values([
+                (
+                    send_quota::Column::Used,
+                    Expr::col((send_quota::Entity, send_quota::Column::Used))
+                        .add(Expr::cust(inserted("used"))),
+                ),
+                (
+                    send_quota::Column::Granted,
+                    Expr::col((send_quota::Entity, send_quota::Column::Granted))
+                        .add(Expr::cust(inserted("granted"))),
+                ),
+            ])
+            .to_owned(),
+    );
     let refused = |error| write::new_rows_refused(error, "Failed to count against a quota");
     let rows = if backend == DbBackend::MySql {
         ahead.push(upsert);
         together::execute_all(db, ahead).await.map_err(refused)?;
         let mut keys = Condition::any();
-        for (scope, window_start, _) in additions {
+        for addition in additions {
             keys = keys.add(
                 Condition::all()
-                    .add(send_quota::Column::Scope.eq(*scope))
-                    .add(send_quota::Column::WindowStart.eq(*window_start)),
+                    .add(send_quota::Column::Scope.eq(addition.row))
+                    .add(send_quota::Column::WindowStart.eq(addition.window_start)),
             );
         }
         let read = Query::select()
             .columns(columns)
             .from(send_quota::Entity)
             .cond_where(keys)
+            .lock_exclusive()
             .take();
         db.query_all(&read)
             .await
@@ -291,10 +379,13 @@ async fn add_each(
         let window_start: DateTime<Utc> = row
             .try_get("", "window_start")
             .context("Failed to read a quota's window")?;
-        let count: i32 = row
+        let used: i32 = row
             .try_get("", "used")
             .context("Failed to read a quota count")?;
-        stored.insert((scope, window_start), count);
+        let granted: i32 = row
+            .try_get("", "granted")
+            .context("Failed to read a quota's allowance")?;
+        stored.insert((scope, window_start), (used, granted));
     }
     // The rows were just written in this transaction: one missing means the
     // transaction is no longer there (a Galera node rolled it back for
@@ -302,9 +393,9 @@ async fn add_each(
     // again whole, like any lost race.
     additions
         .iter()
-        .map(|(scope, window_start, _)| {
+        .map(|addition| {
             stored
-                .get(&((*scope).to_owned(), *window_start))
+                .get(&(addition.row.to_owned(), addition.window_start))
                 .copied()
                 .ok_or_else(|| anyhow::Error::new(crate::db::TransactionEndedByCluster).into())
         })

@@ -1,0 +1,188 @@
+//! The host's and the global quota counters, counted without a row that
+//! every transaction waits for. Every register and resend of a host counts
+//! in its host's counter and in the global one; kept in one row each, a row
+//! locked until its transaction commits, concurrent transactions took turns
+//! at it through each other's commits (docs/PERFORMANCE.md, session 39).
+//!
+//! So each is counted in several rows, `scope#N`, one for each of an
+//! instance's counting slots (`counting_slots`: a transaction keeps its
+//! slot until it ends, so two of this instance's never share one). Each
+//! such row counts sends (`used`) against an allowance (`granted`) that
+//! the scope's own row (`scope`) granted it; the scope's row records how
+//! much it has granted, never more than the limit (less what that row
+//! counted itself before allowances: `used`). No row ever counts past its
+//! allowance at a commit, so the scope never counts past its limit.
+//!
+//! A row whose count went past its allowance is granted more from the
+//! scope's row: what it needs, and, while plenty is left, up to
+//! [`MOST_GRANTED`] more, so that a busy row asks again only now and
+//! then. Near the limit the grants shrink to what is needed. When the
+//! scope's row has too little left, the allowance other rows hold and do
+//! not use is taken back, from every row no other transaction is counting
+//! in at that moment (`SKIP LOCKED`), and the send is refused only when
+//! that is not enough either. Counting one at a time, exactly `limit`
+//! sends go through, as with one row. With transactions counting at once
+//! within the last few grants of a limit, one can be refused while another
+//! still holds allowance it will not use; never the other way round.
+use std::collections::{BTreeMap, HashMap};
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use entity::send_quota;
+use sea_orm::{
+    ColumnTrait, ConnectionTrait,
+    sea_query::{LockBehavior, LockType, Query},
+};
+
+use super::{Addition, add_each};
+use crate::{error::CoreResult, service::write::WriteTxn};
+
+/// The most allowance granted beyond what a row needs at once.
+const MOST_GRANTED: i64 = 256;
+
+/// The row of a shared scope that a transaction in `slot` counts in.
+pub(super) fn counting_row(scope: &str, slot: u32) -> String {
+    format!("{scope}#{slot}")
+}
+
+/// A shared scope's row that counted past its allowance.
+pub(super) struct Short<'a> {
+    pub row: &'a str,
+    pub limit: u32,
+    /// How much more allowance the row needs.
+    pub need: i32,
+}
+
+/// Grants each short row what it needs, scope by scope in key order (the
+/// scopes' rows are locked in that order in every transaction). Whether
+/// each scope could: `false` is a refusal.
+pub(super) async fn top_up<'a>(
+    txn: &WriteTxn,
+    short: &BTreeMap<(&'a str, DateTime<Utc>), Short<'_>>,
+) -> CoreResult<HashMap<(&'a str, DateTime<Utc>), bool>> {
+    let mut granted = HashMap::with_capacity(short.len());
+    for (&(scope, window_start), row) in short {
+        let enough = top_up_one(txn, scope, window_start, row).await?;
+        granted.insert((scope, window_start), enough);
+    }
+    Ok(granted)
+}
+
+async fn top_up_one(
+    txn: &WriteTxn,
+    scope: &str,
+    window_start: DateTime<Utc>,
+    short: &Short<'_>,
+) -> CoreResult<bool> {
+    // Locks the scope's row (making it if it is the window's first grant)
+    // and reads what it has granted.
+    let locked = [Addition {
+        row: scope,
+        window_start,
+        used: 0,
+        granted: 0,
+    }];
+    let (counted_before, granted_before) = add_each(&**txn, &locked, Vec::new()).await?[0];
+    let left = i64::from(short.limit) - i64::from(counted_before) - i64::from(granted_before);
+    let need = i64::from(short.need);
+    if left >= need {
+        let spread = left / i64::from(txn.counting_slots());
+        let grant = need.max(spread.min(MOST_GRANTED)).min(left);
+        let grant = i32::try_from(grant).context("a quota grant beyond 32 bits")?;
+        let grants = [
+            Addition {
+                row: scope,
+                window_start,
+                used: 0,
+                granted: grant,
+            },
+            Addition {
+                row: short.row,
+                window_start,
+                used: 0,
+                granted: grant,
+            },
+        ];
+        add_each(&**txn, &grants, Vec::new()).await?;
+        return Ok(true);
+    }
+    let spare = spare_allowances(txn, scope, window_start, short.row).await?;
+    let spare_total: i64 = spare.iter().map(|(_, unused)| i64::from(*unused)).sum();
+    if left + spare_total < need {
+        return Ok(false);
+    }
+    tracing::debug!(
+        scope,
+        taken_back = spare_total,
+        "a quota's unused allowances taken back for a send near its limit"
+    );
+    let mut moves: Vec<Addition<'_>> = spare
+        .iter()
+        .map(|(row, unused)| Addition {
+            row,
+            window_start,
+            used: 0,
+            granted: -unused,
+        })
+        .collect();
+    let spare_total = i32::try_from(spare_total).context("quota allowances beyond 32 bits")?;
+    moves.push(Addition {
+        row: scope,
+        window_start,
+        used: 0,
+        granted: short.need - spare_total,
+    });
+    moves.push(Addition {
+        row: short.row,
+        window_start,
+        used: 0,
+        granted: short.need,
+    });
+    moves.sort_by(|a, b| a.row.cmp(b.row));
+    add_each(&**txn, &moves, Vec::new()).await?;
+    Ok(true)
+}
+
+/// The scope's other counting rows of the window that hold allowance they
+/// have not used, locked, with how much; rows another transaction is
+/// counting in are passed over (their allowance may be what it spends).
+async fn spare_allowances(
+    txn: &WriteTxn,
+    scope: &str,
+    window_start: DateTime<Utc>,
+    own: &str,
+) -> CoreResult<Vec<(String, i32)>> {
+    // Every `scope#N` sorts between `scope#` and `scope$`.
+    let read = Query::select()
+        .columns([
+            send_quota::Column::Scope,
+            send_quota::Column::Used,
+            send_quota::Column::Granted,
+        ])
+        .from(send_quota::Entity)
+        .and_where(send_quota::Column::Scope.gt(format!("{scope}#")))
+        .and_where(send_quota::Column::Scope.lt(format!("{scope}$")))
+        .and_where(send_quota::Column::WindowStart.eq(window_start))
+        .lock_with_behavior(LockType::Update, LockBehavior::SkipLocked)
+        .take();
+    let rows = txn
+        .query_all(&read)
+        .await
+        .context("Failed to read a quota's allowances")?;
+    let mut spare = Vec::new();
+    for row in rows {
+        let counting_row: String = row
+            .try_get("", "scope")
+            .context("Failed to read a quota's scope")?;
+        let used: i32 = row
+            .try_get("", "used")
+            .context("Failed to read a quota count")?;
+        let granted: i32 = row
+            .try_get("", "granted")
+            .context("Failed to read a quota's allowance")?;
+        if counting_row != own && granted > used {
+            spare.push((counting_row, granted - used));
+        }
+    }
+    Ok(spare)
+}
