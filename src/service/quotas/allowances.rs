@@ -34,10 +34,12 @@ use sea_orm::{
     sea_query::{LockBehavior, LockType, Query},
 };
 
-use super::{Addition, add_each};
+use super::{Addition, ROW_COLUMNS, StoredRow, add_each};
 use crate::{error::CoreResult, service::write::WriteTxn};
 
-/// The most allowance granted beyond what a row needs at once.
+/// The most a row is granted at once, unless it needs more: a busy row
+/// asks again after this many sends; a quiet one holds at most this many
+/// unused until they are taken back near the limit.
 const MOST_GRANTED: i64 = 256;
 
 /// The row of a shared scope that a transaction in `slot` counts in.
@@ -154,11 +156,7 @@ async fn spare_allowances(
 ) -> CoreResult<Vec<(String, i32)>> {
     // Every `scope#N` sorts between `scope#` and `scope$`.
     let read = Query::select()
-        .columns([
-            send_quota::Column::Scope,
-            send_quota::Column::Used,
-            send_quota::Column::Granted,
-        ])
+        .columns(ROW_COLUMNS)
         .from(send_quota::Entity)
         .and_where(send_quota::Column::Scope.gt(format!("{scope}#")))
         .and_where(send_quota::Column::Scope.lt(format!("{scope}$")))
@@ -171,17 +169,9 @@ async fn spare_allowances(
         .context("Failed to read a quota's allowances")?;
     let mut spare = Vec::new();
     for row in rows {
-        let counting_row: String = row
-            .try_get("", "scope")
-            .context("Failed to read a quota's scope")?;
-        let used: i32 = row
-            .try_get("", "used")
-            .context("Failed to read a quota count")?;
-        let granted: i32 = row
-            .try_get("", "granted")
-            .context("Failed to read a quota's allowance")?;
-        if counting_row != own && granted > used {
-            spare.push((counting_row, granted - used));
+        let row = StoredRow::read(&row)?;
+        if row.scope != own && row.granted > row.used {
+            spare.push((row.scope, row.granted - row.used));
         }
     }
     Ok(spare)

@@ -8,7 +8,7 @@ use anyhow::Context;
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use entity::send_quota;
 use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait,
+    ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait, QueryResult,
     sea_query::{Expr, ExprTrait, InsertStatement, OnConflict, Query},
 };
 use uuid::Uuid;
@@ -302,12 +302,7 @@ async fn add_each(
     mut ahead: Vec<InsertStatement>,
 ) -> CoreResult<Vec<(i32, i32)>> {
     let backend = db.get_database_backend();
-    let columns = [
-        send_quota::Column::Scope,
-        send_quota::Column::WindowStart,
-        send_quota::Column::Used,
-        send_quota::Column::Granted,
-    ];
+    let columns = ROW_COLUMNS;
     let mut upsert = Query::insert();
     upsert.into_table(send_quota::Entity).columns(columns);
     for addition in additions {
@@ -373,19 +368,8 @@ async fn add_each(
     };
     let mut stored = HashMap::with_capacity(rows.len());
     for row in rows {
-        let scope: String = row
-            .try_get("", "scope")
-            .context("Failed to read a quota's scope")?;
-        let window_start: DateTime<Utc> = row
-            .try_get("", "window_start")
-            .context("Failed to read a quota's window")?;
-        let used: i32 = row
-            .try_get("", "used")
-            .context("Failed to read a quota count")?;
-        let granted: i32 = row
-            .try_get("", "granted")
-            .context("Failed to read a quota's allowance")?;
-        stored.insert((scope, window_start), (used, granted));
+        let row = StoredRow::read(&row)?;
+        stored.insert((row.scope, row.window_start), (row.used, row.granted));
     }
     // The rows were just written in this transaction: one missing means the
     // transaction is no longer there (a Galera node rolled it back for
@@ -400,6 +384,41 @@ async fn add_each(
                 .ok_or_else(|| anyhow::Error::new(crate::db::TransactionEndedByCluster).into())
         })
         .collect()
+}
+
+/// A counter's row as stored, read from a statement that returned
+/// [`ROW_COLUMNS`].
+struct StoredRow {
+    scope: String,
+    window_start: DateTime<Utc>,
+    used: i32,
+    granted: i32,
+}
+
+const ROW_COLUMNS: [send_quota::Column; 4] = [
+    send_quota::Column::Scope,
+    send_quota::Column::WindowStart,
+    send_quota::Column::Used,
+    send_quota::Column::Granted,
+];
+
+impl StoredRow {
+    fn read(row: &QueryResult) -> CoreResult<Self> {
+        Ok(Self {
+            scope: row
+                .try_get("", "scope")
+                .context("Failed to read a quota's scope")?,
+            window_start: row
+                .try_get("", "window_start")
+                .context("Failed to read a quota's window")?,
+            used: row
+                .try_get("", "used")
+                .context("Failed to read a quota count")?,
+            granted: row
+                .try_get("", "granted")
+                .context("Failed to read a quota's allowance")?,
+        })
+    }
 }
 
 /// Whole seconds from `now` until `end`, at least 1: a refusal's
