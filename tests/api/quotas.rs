@@ -540,6 +540,79 @@ async fn a_host_quota_takes_back_allowance_other_rows_hold_near_its_limit() {
     assert_eq!((quiet.used, quiet.granted), (2, 2));
 }
 
+/// The register input of the `i`th phone of these tests.
+fn applicant(i: usize) -> RegisterInput {
+    let phone = format!("+628123456{i:04}");
+    let field = |value: String| Field::Present(value);
+    RegisterInput {
+        phone: field(phone.clone()),
+        name: field("Septian Cahyo".into()),
+        birth_date: field("1990-12-31".into()),
+        birth_place: field("Jakarta".into()),
+        email: field(format!("{}@example.com", phone.trim_start_matches('+'))),
+        gender: Field::Present(true),
+        country_id: field("ID".into()),
+        source_id: field("01011".into()),
+        account_group_id: field("01".into()),
+        language: Field::Absent,
+    }
+}
+
+/// Registers the applicants `phones` at once, alternating between the
+/// two instances, and returns how many went through; every refusal is
+/// the host's SMS quota.
+async fn register_at_once_on_two(
+    app: &TestApp,
+    other: &customer_registration::state::Core,
+    phones: std::ops::Range<usize>,
+) -> usize {
+    let host = hosts::authenticate(&app.core, Some(&format!("Bearer {}", app.token)))
+        .await
+        .unwrap();
+    let registers = phones.map(|i| {
+        let core = if i % 2 == 0 { &app.core } else { other };
+        let host = &host;
+        async move { registrations::register(core, host, applicant(i)).await }
+    });
+    let results = join_all(registers).await;
+    for refused in results.iter().filter_map(|r| r.as_ref().err()) {
+        assert!(refused.to_string().contains("host sms quota"), "{refused}");
+    }
+    results.iter().filter(|r| r.is_ok()).count()
+}
+
+/// With a limit large enough that rows are granted more than they need,
+/// registers racing past it over two instances never get past it, and
+/// what allowance the racing rows held unused is taken back afterwards:
+/// one at a time, the rest of the limit goes through, exactly.
+#[tokio::test]
+async fn racing_past_a_limit_with_spare_allowances_ends_exactly_at_it() {
+    let app = spawn_app_with(|s| {
+        s.quotas.sms_per_host.limit = 100;
+        // More registers than a host may make a minute by default.
+        s.quotas.register_per_host.limit = 0;
+    })
+    .await;
+    let other = app.core.another_instance();
+    let racing = register_at_once_on_two(&app, &other, 0..130).await;
+    assert!(racing <= 100, "{racing}");
+    assert_eq!(
+        quota_counts(&app, "sms:host:%").await,
+        vec![i32::try_from(racing).unwrap()]
+    );
+    assert_allowances_hold(&app, "sms:host:%", 100).await;
+    let mut one_at_a_time = 0;
+    for i in 200..400 {
+        if register_at_once_on_two(&app, &other, i..i + 1).await == 0 {
+            break;
+        }
+        one_at_a_time += 1;
+    }
+    assert_eq!(racing + one_at_a_time, 100, "{racing} racing");
+    assert_eq!(quota_counts(&app, "sms:host:%").await, vec![100]);
+    assert_allowances_hold(&app, "sms:host:%", 100).await;
+}
+
 /// Two instances registering at once, each with its own counting slots:
 /// the host's and the global quotas let exactly their limits through, and
 /// no row counts past its allowance.
@@ -551,36 +624,7 @@ async fn two_instances_registering_at_once_keep_the_shared_quotas_exact() {
     })
     .await;
     let other = app.core.another_instance();
-    let host = hosts::authenticate(&app.core, Some(&format!("Bearer {}", app.token)))
-        .await
-        .unwrap();
-    let field = |value: String| Field::Present(value);
-    let input = |i: usize| {
-        let phone = format!("+628123456{i:04}");
-        RegisterInput {
-            phone: field(phone.clone()),
-            name: field("Septian Cahyo".into()),
-            birth_date: field("1990-12-31".into()),
-            birth_place: field("Jakarta".into()),
-            email: field(format!("{}@example.com", phone.trim_start_matches('+'))),
-            gender: Field::Present(true),
-            country_id: field("ID".into()),
-            source_id: field("01011".into()),
-            account_group_id: field("01".into()),
-            language: Field::Absent,
-        }
-    };
-    let registers = (0..60).map(|i| {
-        let core = if i % 2 == 0 { &app.core } else { &other };
-        let host = &host;
-        async move { registrations::register(core, host, input(i)).await }
-    });
-    let results = join_all(registers).await;
-    let accepted = results.iter().filter(|r| r.is_ok()).count();
-    assert_eq!(accepted, 25, "{results:?}");
-    for refused in results.iter().filter_map(|r| r.as_ref().err()) {
-        assert!(refused.to_string().contains("host sms quota"), "{refused}");
-    }
+    assert_eq!(register_at_once_on_two(&app, &other, 0..60).await, 25);
     assert_eq!(quota_counts(&app, "sms:host:%").await, vec![25]);
     assert_eq!(quota_counts(&app, "email:global").await, vec![25]);
     assert_allowances_hold(&app, "sms:host:%", 25).await;
