@@ -16,6 +16,7 @@ mod idempotency;
 mod openapi;
 mod pages;
 mod parity;
+mod quota_allowances;
 mod quotas;
 mod races;
 mod register;
