@@ -34,7 +34,7 @@ use sea_orm::{
     sea_query::{LockBehavior, LockType, Query},
 };
 
-use super::{Addition, ROW_COLUMNS, StoredRow, add_each};
+use super::rows::{Addition, ROW_COLUMNS, StoredRow, add_each};
 use crate::{error::CoreResult, service::write::WriteTxn};
 
 /// The most a row is granted at once, unless it needs more: a busy row
