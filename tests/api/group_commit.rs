@@ -5,13 +5,7 @@
 use std::time::Duration;
 
 use customer_registration::{
-    error::CoreError,
-    metrics::Snapshot,
-    service::{
-        hosts::{self, AuthenticatedHost},
-        registration::{self as registrations, Field, RegisterInput},
-    },
-    state::Core,
+    error::CoreError, metrics::Snapshot, service::registration as registrations, state::Core,
 };
 use entity::{
     outbox_message, registration,
@@ -19,38 +13,18 @@ use entity::{
 };
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder};
 
-use crate::helpers::{TestApp, quota_counts, recipient_scope, spawn_app_with};
-
-fn input(phone: &str) -> RegisterInput {
-    let field = |value: &str| Field::Present(value.to_owned());
-    RegisterInput {
-        phone: field(phone),
-        name: field("Septian Cahyo"),
-        birth_date: field("1990-12-31"),
-        birth_place: field("Jakarta"),
-        email: field(&format!("{}@example.com", phone.trim_start_matches('+'))),
-        gender: Field::Present(true),
-        country_id: field("ID"),
-        source_id: field("01011"),
-        account_group_id: field("01"),
-        language: Field::Absent,
-    }
-}
-
-async fn host(app: &TestApp) -> AuthenticatedHost {
-    hosts::authenticate(&app.core, Some(&format!("Bearer {}", app.token)))
-        .await
-        .unwrap()
-}
+use crate::helpers::{
+    TestApp, authenticated_host, quota_counts, recipient_scope, register_input, spawn_app_with,
+};
 
 /// Starts a register for each phone, in this order, while the writers are
 /// paused, waits until every one is queued, then lets them be written.
 async fn register_together(app: &TestApp, phones: &[&str]) -> Vec<Result<String, CoreError>> {
-    let host = host(app).await;
+    let host = authenticated_host(app).await;
     let paused = app.core.register_batches.pause().await.unwrap();
     let mut tasks = Vec::new();
     for (queued, phone) in phones.iter().enumerate() {
-        let (core, host, input) = (app.core.clone(), host.clone(), input(phone));
+        let (core, host, input) = (app.core.clone(), host.clone(), register_input(phone));
         tasks.push(tokio::spawn(async move {
             registrations::register(&core, &host, input)
                 .await
@@ -301,9 +275,9 @@ async fn two_registers_of_one_phone_checked_together_the_later_is_refused_by_the
 #[tokio::test]
 async fn a_register_whose_request_went_away_before_its_batch_is_not_written() {
     let app = spawn_app_with(|_| {}).await;
-    let host = host(&app).await;
+    let host = authenticated_host(&app).await;
     let paused = app.core.register_batches.pause().await.unwrap();
-    let (core, input) = (app.core.clone(), input("+6281234567301"));
+    let (core, input) = (app.core.clone(), register_input("+6281234567301"));
     let request = tokio::spawn(async move { registrations::register(&core, &host, input).await });
     wait_until_waiting(&app.core, 1).await;
     request.abort();

@@ -6,7 +6,10 @@ use customer_registration::{
     clock::ManualClock,
     config::{EmailTransportKind, Settings, SmsTransportKind},
     delivery::{MemoryOutbox, SentMessage},
-    service::hosts,
+    service::{
+        hosts::{self, AuthenticatedHost},
+        registration::{Field, RegisterInput},
+    },
     startup::Application,
     state::Core,
 };
@@ -398,6 +401,31 @@ pub fn gql_code(body: &Value) -> &str {
 }
 
 pub const PHONE: &str = "+6281234567890";
+
+/// A register with email of `phone`, for the core's use case called
+/// directly (`registration::register`), as `register_body` is for REST.
+pub fn register_input(phone: &str) -> RegisterInput {
+    let field = |value: &str| Field::Present(value.to_owned());
+    RegisterInput {
+        phone: field(phone),
+        name: field("Septian Cahyo"),
+        birth_date: field("1990-12-31"),
+        birth_place: field("Jakarta"),
+        email: field(&format!("{}@example.com", phone.trim_start_matches('+'))),
+        gender: Field::Present(true),
+        country_id: field("ID"),
+        source_id: field("01011"),
+        account_group_id: field("01"),
+        language: Field::Absent,
+    }
+}
+
+/// The app's bootstrapped host, authenticated as its token's requests are.
+pub async fn authenticated_host(app: &TestApp) -> AuthenticatedHost {
+    hosts::authenticate(&app.core, Some(&format!("Bearer {}", app.token)))
+        .await
+        .unwrap()
+}
 
 /// The sends counted by each `send_quota` counter whose scope is like
 /// `scope` (SQL's `LIKE`: `%` any text, `_` one character;

@@ -1,18 +1,15 @@
 //! The host's and the global send quotas, counted in a row per counting
 //! slot, each spending an allowance the scope's row grants
 //! (`service::quotas::allowances`).
-use customer_registration::{
-    service::{
-        hosts,
-        registration::{self as registrations, Field, RegisterInput},
-    },
-    state::Core,
-};
+use customer_registration::{service::registration as registrations, state::Core};
 use futures::future::join_all;
 use reqwest::StatusCode;
 use sea_orm::EntityTrait;
 
-use crate::helpers::{TestApp, assert_quota_refused, quota_counts, register_body, spawn_app_with};
+use crate::helpers::{
+    TestApp, assert_quota_refused, authenticated_host, quota_counts, register_body, register_input,
+    spawn_app_with,
+};
 
 /// Every row of a host's or the global scope (`scope#N`) counted within its
 /// allowance, and each scope granted no more than its limit.
@@ -103,24 +100,6 @@ async fn a_host_quota_takes_back_allowance_other_rows_hold_near_its_limit() {
     assert_eq!((quiet.used, quiet.granted), (2, 2));
 }
 
-/// The register input of the `i`th phone of these tests.
-fn applicant(i: usize) -> RegisterInput {
-    let phone = format!("+628123456{i:04}");
-    let field = |value: String| Field::Present(value);
-    RegisterInput {
-        phone: field(phone.clone()),
-        name: field("Septian Cahyo".into()),
-        birth_date: field("1990-12-31".into()),
-        birth_place: field("Jakarta".into()),
-        email: field(format!("{}@example.com", phone.trim_start_matches('+'))),
-        gender: Field::Present(true),
-        country_id: field("ID".into()),
-        source_id: field("01011".into()),
-        account_group_id: field("01".into()),
-        language: Field::Absent,
-    }
-}
-
 /// Registers the applicants `phones` at once, alternating between the
 /// two instances, and returns how many went through; every refusal is
 /// the host's SMS quota.
@@ -129,13 +108,13 @@ async fn register_at_once_on_two(
     other: &Core,
     phones: std::ops::Range<usize>,
 ) -> usize {
-    let host = hosts::authenticate(&app.core, Some(&format!("Bearer {}", app.token)))
-        .await
-        .unwrap();
+    let host = authenticated_host(app).await;
     let registers = phones.map(|i| {
         let core = if i % 2 == 0 { &app.core } else { other };
         let host = &host;
-        async move { registrations::register(core, host, applicant(i)).await }
+        async move {
+            registrations::register(core, host, register_input(&format!("+628123456{i:04}"))).await
+        }
     });
     let results = join_all(registers).await;
     for refused in results.iter().filter_map(|r| r.as_ref().err()) {

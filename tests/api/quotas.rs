@@ -1,9 +1,6 @@
 //! Send quotas and destination countries, against SMS pumping.
 use chrono::Duration;
-use customer_registration::service::{
-    hosts,
-    registration::{self as registrations, Field, RegisterInput},
-};
+use customer_registration::service::registration as registrations;
 use entity::{outbox_message, registration};
 use futures::future::join_all;
 use reqwest::{StatusCode, header};
@@ -11,8 +8,9 @@ use sea_orm::{EntityTrait, PaginatorTrait};
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    PHONE, TestApp, assert_error, assert_quota_refused, host_recipient_scope, migrate_down_through,
-    quota_counts, recipient_scope, register_body, spawn_app_with,
+    PHONE, TestApp, assert_error, assert_quota_refused, authenticated_host, host_recipient_scope,
+    migrate_down_through, quota_counts, recipient_scope, register_body, register_input,
+    spawn_app_with,
 };
 
 #[tokio::test]
@@ -398,23 +396,8 @@ async fn a_register_with_email_takes_few_statements() {
         s.quotas.register_per_host.limit = 0;
     })
     .await;
-    let host = hosts::authenticate(&app.core, Some(&format!("Bearer {}", app.token)))
-        .await
-        .unwrap();
+    let host = authenticated_host(&app).await;
     app.outbox_drained().await;
-    let field = |value: &str| Field::Present(value.to_owned());
-    let input = |phone: &str| RegisterInput {
-        phone: field(phone),
-        name: field("Septian Cahyo"),
-        birth_date: field("1990-12-31"),
-        birth_place: field("Jakarta"),
-        email: field(&format!("{}@example.com", phone.trim_start_matches('+'))),
-        gender: Field::Present(true),
-        country_id: field("ID"),
-        source_id: field("01011"),
-        account_group_id: field("01"),
-        language: Field::Absent,
-    };
     // The count includes whatever the service's background tasks (the
     // delivery loop, its housekeeping) run meanwhile; they only ever add,
     // so the fewest over three registers is the register's own. Each
@@ -425,7 +408,7 @@ async fn a_register_with_email_takes_few_statements() {
     for phone in ["+6281234567890", "+6281234567891", "+6281234567892"] {
         app.outbox_drained().await;
         let before = app.core.metrics.db_statements();
-        registrations::register(&app.core, &host, input(phone))
+        registrations::register(&app.core, &host, register_input(phone))
             .await
             .unwrap();
         statements = statements.min(app.core.metrics.db_statements() - before);

@@ -76,70 +76,47 @@ async fn top_up_one(
     window_start: DateTime<Utc>,
     short: &Short<'_>,
 ) -> CoreResult<bool> {
+    let grant = |row, granted| Addition {
+        row,
+        window_start,
+        used: 0,
+        granted,
+    };
     // Locks the scope's row (making it if it is the window's first grant)
     // and reads what it has granted.
-    let locked = [Addition {
-        row: scope,
-        window_start,
-        used: 0,
-        granted: 0,
-    }];
-    let (counted_before, granted_before) = add_each(&**txn, &locked, Vec::new()).await?[0];
+    let (counted_before, granted_before) =
+        add_each(&**txn, &[grant(scope, 0)], Vec::new()).await?[0];
     let left = i64::from(short.limit) - i64::from(counted_before) - i64::from(granted_before);
     let need = i64::from(short.need);
-    if left >= need {
+    // With enough left, the scope grants it, and more while plenty is left;
+    // otherwise what other rows hold unused comes back to it first, and
+    // it grants just what is needed.
+    let (granted, spare) = if left >= need {
         let spread = left / i64::from(txn.counting_slots());
-        let grant = need.max(spread.min(MOST_GRANTED)).min(left);
-        let grant = i32::try_from(grant).context("a quota grant beyond 32 bits")?;
-        let grants = [
-            Addition {
-                row: scope,
-                window_start,
-                used: 0,
-                granted: grant,
-            },
-            Addition {
-                row: short.row,
-                window_start,
-                used: 0,
-                granted: grant,
-            },
-        ];
-        add_each(&**txn, &grants, Vec::new()).await?;
-        return Ok(true);
-    }
-    let spare = spare_allowances(txn, scope, window_start, short.row).await?;
-    let spare_total: i64 = spare.iter().map(|(_, unused)| i64::from(*unused)).sum();
-    if left + spare_total < need {
+        (need.max(spread.min(MOST_GRANTED)).min(left), Vec::new())
+    } else {
+        let spare = spare_allowances(txn, scope, window_start, short.row).await?;
+        (need, spare)
+    };
+    let taken_back: i64 = spare.iter().map(|(_, unused)| i64::from(*unused)).sum();
+    if left + taken_back < need {
         return Ok(false);
     }
-    tracing::debug!(
-        scope,
-        taken_back = spare_total,
-        "a quota's unused allowances taken back for a send near its limit"
-    );
+    if taken_back > 0 {
+        tracing::debug!(
+            scope,
+            taken_back,
+            "a quota's unused allowances taken back for a send near its limit"
+        );
+    }
+    let granted = i32::try_from(granted).context("a quota grant beyond 32 bits")?;
+    let taken_back = i32::try_from(taken_back).context("quota allowances beyond 32 bits")?;
     let mut moves: Vec<Addition<'_>> = spare
         .iter()
-        .map(|(row, unused)| Addition {
-            row,
-            window_start,
-            used: 0,
-            granted: -unused,
-        })
+        .map(|(row, unused)| grant(row, -unused))
         .collect();
-    let spare_total = i32::try_from(spare_total).context("quota allowances beyond 32 bits")?;
-    moves.push(Addition {
-        row: scope,
-        window_start,
-        used: 0,
-        granted: short.need - spare_total,
-    });
-    moves.push(Addition {
-        row: short.row,
-        window_start,
-        used: 0,
-        granted: short.need,
-    });
+    moves.push(grant(scope, granted - taken_back));
+    moves.push(grant(short.row, granted));
     moves.sort_by(|a, b| a.row.cmp(b.row));
     add_each(&**txn, &moves, Vec::new()).await?;
     Ok(true)
