@@ -18,7 +18,8 @@
 //! that (a unique key on a virtual column, NULL unless pending) ran in the
 //! Galera test once as two of the three nodes grew to 12 and 20 GiB and
 //! were killed for memory, which three runs after did not repeat: it is
-//! not shipped without knowing why. InnoDB does not need it on one server:
+//! not shipped without knowing why (m20261206_000002 later did it with a
+//! stored column). InnoDB does not need it on one server:
 //! the supersede `UPDATE` locks the phone's range of
 //! `idx_registration_host_phone_created` even when no row matches, so a
 //! concurrent register of the phone waits for it or deadlocks and is run

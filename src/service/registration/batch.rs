@@ -19,7 +19,6 @@
 //! batch or in two: the later replaces the earlier, so it is written after
 //! it.
 use chrono::{DateTime, Utc};
-use sea_orm::{ConnectionTrait, DbBackend};
 use tracing::Instrument;
 use uuid::Uuid;
 
@@ -269,20 +268,6 @@ struct Admitted<'a> {
     webhook_url: Option<String>,
 }
 
-/// Whether the database refuses a second pending registration of a host
-/// and phone (`idx_registration_one_pending`, PostgreSQL and SQLite). There
-/// a register whose checks saw no pending registration of its phone needs
-/// neither the supersede nor the cooldown checked again under it: should
-/// another transaction write one meanwhile, this one's insert is refused,
-/// a lost race, and the transaction runs again whole, its checks then
-/// seeing it (`write::new_rows_refused`). MySQL has no such key; the
-/// supersede's lock of the phone's index range, taken even when no row
-/// matches, is what orders two registers of one phone there (migration
-/// m20261202_000002), so it always runs.
-fn one_pending_per_phone_is_a_key(txn: &write::WriteTxn) -> bool {
-    txn.get_database_backend() != DbBackend::MySql
-}
-
 /// The writes of [`write_registers`] for the registers its checks
 /// admitted; commits `txn`.
 async fn write_admitted(
@@ -296,9 +281,15 @@ async fn write_admitted(
         .map(|p| p.now)
         .max()
         .unwrap_or_else(|| core.clock.now());
+    // The database refuses a second pending registration of a host and
+    // phone (`idx_registration_one_pending`). A register whose checks saw
+    // none needs neither the supersede nor the cooldown checked again
+    // under it: should another transaction write one meanwhile, this
+    // one's insert is refused, a lost race, and the transaction runs
+    // again whole, its checks then seeing it (`write::new_rows_refused`).
     let superseding = admitted
         .iter()
-        .filter(|a| a.replaces_pending || !one_pending_per_phone_is_a_key(&txn))
+        .filter(|a| a.replaces_pending)
         .collect::<Vec<_>>();
     let targets = superseding
         .iter()
