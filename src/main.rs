@@ -11,3 +11,13 @@ fn main() -> ExitCode {
         }
     }
 }
+
+/// jemalloc for the service's own allocations: glibc's malloc was a fifth
+/// of the service's CPU under register load (its two arenas contended,
+/// `src/malloc.rs`), and with jemalloc a register costs 13.5 % fewer
+/// instructions, a verify 13.6 % fewer, at a peak of 100 MiB under the
+/// benchmark's loads (docs/PERFORMANCE.md, session 40). C code (SQLite)
+/// still allocates from glibc.
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;

@@ -2,6 +2,12 @@
 //! fixed threshold above which memory is mapped apart and given back when
 //! freed.
 //!
+//! Since session 40 the binary's own allocations go to jemalloc
+//! (`main.rs`); glibc's malloc serves the C code linked in, SQLite's
+//! page caches and statements above all, and everything in processes that
+//! keep the system allocator (the tests). What follows was measured when
+//! glibc served everything.
+//!
 //! glibc gives every thread that meets contention on the heap an arena of
 //! its own, up to eight per core, and each arena keeps what it once held.
 //! Under the benchmark's long SQLite run the service's peak resident memory

@@ -29,8 +29,11 @@ thread_local! {
 /// Argon2 area back. A fresh area costs the next hash about 10 ms more
 /// (mapping and zeroing 19 MiB: 24 → 34 ms on this machine): paid only
 /// when hashing is far from busy, since a thread that hashes at least once
-/// a second keeps its area. glibc gives the area back to the system because
-/// its mmap threshold is fixed below the area's size (`crate::malloc`).
+/// a second keeps its area. The area goes back to the system when freed:
+/// jemalloc (the binary's allocator) gives an allocation over its
+/// oversize threshold (8 MiB) extents of its own and returns them at once;
+/// glibc, where it serves (the tests), maps it apart because its mmap
+/// threshold is fixed below the area's size (`crate::malloc`).
 pub const IDLE_BEFORE_RELEASE: Duration = Duration::from_secs(1);
 
 /// Frees this thread's Argon2 area, if it holds one.
