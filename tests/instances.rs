@@ -1007,7 +1007,7 @@ async fn across_galera_nodes_races_stay_exact_and_a_lost_node_fails_cleanly() {
 }
 
 /// The rows the global SMS quota counts in: its own (sends counted before
-/// allowances) and those it granted allowances to (`scope#N`).
+/// allowances) and those it granted allowances to (`scope#N@limit`).
 fn counts_global_sms(scope: &str) -> bool {
     scope == "sms:global" || scope.starts_with("sms:global#")
 }

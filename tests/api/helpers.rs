@@ -435,7 +435,7 @@ pub async fn quota_counts(app: &TestApp, scope: &str) -> Vec<i32> {
     use entity::send_quota::Column;
     use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
     // A host's and the global scopes count in rows of their own
-    // (`scope#N`), beside the scope's row that grants their allowances.
+    // (`scope#N@limit`), beside the scope's row that grants their allowances.
     // The columns are named: tests that undo migrations read tables older
     // than the entity.
     let rows: Vec<(String, chrono::DateTime<chrono::Utc>, i32)> =

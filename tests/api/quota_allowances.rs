@@ -11,7 +11,7 @@ use crate::helpers::{
     spawn_app_with,
 };
 
-/// Every row of a host's or the global scope (`scope#N`) counted within its
+/// Every row of a host's or the global scope (`scope#N@limit`) counted within its
 /// allowance, and each scope granted no more than its limit.
 async fn assert_allowances_hold(app: &TestApp, scope_like: &str, limit: i32) {
     use sea_orm::{ColumnTrait, QueryFilter};
@@ -171,4 +171,54 @@ async fn two_instances_registering_at_once_keep_the_shared_quotas_exact() {
     assert_eq!(quota_counts(&app, "email:global").await, vec![25]);
     assert_allowances_hold(&app, "sms:host:%", 25).await;
     assert_allowances_hold(&app, "email:global%", 300).await;
+}
+
+/// A limit lowered in the configuration holds from the first send counted
+/// under it: the allowance granted under the old limit, unused, is not
+/// spent past the new one (an instance restarted with the new settings
+/// stands in for every instance).
+#[tokio::test]
+async fn a_lowered_limit_holds_at_once_whatever_was_granted_under_the_old_one() {
+    let app = spawn_app_with(|s| {
+        s.quotas.sms_per_host.limit = 1_000;
+        s.registration.register_cooldown_seconds = 0;
+    })
+    .await;
+    app.register(&register_body("+6281234567800")).await;
+    let granted: i32 = entity::send_quota::Entity::find()
+        .all(&app.core.db)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|row| row.scope.starts_with("sms:host:") && row.scope.contains('#'))
+        .map(|row| row.granted)
+        .sum();
+    assert!(granted > 3, "granted ahead under the old limit: {granted}");
+
+    let mut settings = (*app.core.settings).clone();
+    settings.quotas.sms_per_host.limit = 3;
+    let restarted = Core::new(
+        app.core.db.clone(),
+        std::sync::Arc::new(settings),
+        app.core.clock.clone(),
+        app.core.keys.clone(),
+        app.core.metrics.clone(),
+        app.core.templates.clone(),
+        false,
+    );
+    let host = authenticated_host(&app).await;
+    let mut accepted = 0;
+    for i in 1..10 {
+        let phone = format!("+62812345678{i:02}");
+        match registrations::register(&restarted, &host, register_input(&phone)).await {
+            Ok(_) => accepted += 1,
+            Err(refused) => {
+                assert!(refused.to_string().contains("host sms quota"), "{refused}");
+                break;
+            }
+        }
+    }
+    assert_eq!(accepted, 2, "one sent before the change, two after it");
+    assert_eq!(quota_counts(&app, "sms:host:%").await, vec![3]);
+    assert_allowances_hold(&app, "sms:host:%", 3).await;
 }

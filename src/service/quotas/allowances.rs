@@ -4,7 +4,7 @@
 //! locked until its transaction commits, concurrent transactions took turns
 //! at it through each other's commits (docs/PERFORMANCE.md, session 39).
 //!
-//! So each is counted in several rows, `scope#N`, one for each of an
+//! So each is counted in several rows, `scope#N@limit`, one for each of an
 //! instance's counting slots (`counting_slots`: a transaction keeps its
 //! slot until it ends, so two of this instance's never share one). Each
 //! such row counts sends (`used`) against an allowance (`granted`) that
@@ -42,9 +42,17 @@ use crate::{error::CoreResult, service::write::WriteTxn};
 /// unused until they are taken back near the limit.
 const MOST_GRANTED: i64 = 256;
 
-/// The row of a shared scope that a transaction in `slot` counts in.
-pub(super) fn counting_row(scope: &str, slot: u32) -> String {
-    format!("{scope}#{slot}")
+/// The row of a shared scope that a transaction in `slot` counts in under
+/// `limit`. The limit is part of the row's name so that a limit lowered in
+/// the configuration holds from its first send: the rows granted allowance
+/// under the old limit are no longer counted in, so the first send under
+/// the new one finds its row short, and the scope's row, having granted
+/// more than the new limit leaves, takes back what those rows hold unused
+/// before granting any. Without it a row would go on spending what it was
+/// granted under the old limit, up to [`MOST_GRANTED`] a row, until the
+/// window ended. A raised limit costs each row one grant.
+pub(super) fn counting_row(scope: &str, slot: u32, limit: u32) -> String {
+    format!("{scope}#{slot}@{limit}")
 }
 
 /// A shared scope's row that counted past its allowance.
@@ -131,7 +139,7 @@ async fn spare_allowances(
     window_start: DateTime<Utc>,
     own: &str,
 ) -> CoreResult<Vec<(String, i32)>> {
-    // Every `scope#N` sorts between `scope#` and `scope$`.
+    // Every `scope#N@limit` sorts between `scope#` and `scope$`.
     let read = Query::select()
         .columns(ROW_COLUMNS)
         .from(send_quota::Entity)

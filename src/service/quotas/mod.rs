@@ -110,9 +110,11 @@ pub async fn count(
                 // Every transaction of a host, or of everyone, counts in
                 // these: each counts in its own row of them.
                 let row = match scope_kind {
-                    QuotaScope::Host | QuotaScope::Global => {
-                        Some(allowances::counting_row(&scope, txn.counting_slot()))
-                    }
+                    QuotaScope::Host | QuotaScope::Global => Some(allowances::counting_row(
+                        &scope,
+                        txn.counting_slot(),
+                        quota.limit,
+                    )),
                     QuotaScope::Recipient
                     | QuotaScope::HostRecipient
                     | QuotaScope::MonthlyBudget => None,
