@@ -56,11 +56,6 @@ pub struct DispatchReport {
     pub lease_lost: usize,
 }
 
-impl DispatchReport {
-    fn handled(&self) -> usize {
-        self.sent + self.failed + self.dead
-    }
-}
 
 impl Dispatcher {
     pub fn new(core: Core, email: EmailSender, sms: SmsProviders) -> Self {
@@ -79,18 +74,31 @@ impl Dispatcher {
         self
     }
 
-    /// Runs until `stopping` turns true (or the future is dropped): drains
-    /// due messages, then sleeps until the poll interval passes or a
-    /// transaction signals new messages. A send in progress when stopping
-    /// begins is finished and recorded; nothing new is claimed.
+    /// Runs until `stopping` turns true (or the future is dropped): keeps up
+    /// to `delivery.batch_size` sends out at once, claiming more due
+    /// messages whenever half of them have come back, and records each send
+    /// when it finishes; with nothing out and nothing due, sleeps until the
+    /// poll interval passes or a transaction signals new messages. A send
+    /// that takes its transport's whole time-out holds up only itself, not
+    /// the messages that come due meanwhile (a pass that waited for all
+    /// its sends before claiming more did). Sends in progress when stopping
+    /// begins are finished and recorded; nothing new is claimed.
     pub async fn run(mut self, stopping: watch::Receiver<bool>) {
         self.stopping = stopping;
         let mut stop = self.stopping.clone();
         let poll = Duration::from_millis(self.core.settings.delivery.poll_interval_ms);
-        let batch = self.core.settings.delivery.batch_size as usize;
+        let most = self.core.settings.delivery.batch_size as usize;
         let mut last_retention_check = Instant::now();
+        let mut sending = FuturesUnordered::new();
+        let mut report = DispatchReport::default();
         loop {
             if *self.stopping.borrow() {
+                while let Some(first) = sending.next().await {
+                    if let Err(error) = self.record_finished(first, &mut sending, &mut report).await
+                    {
+                        tracing::error!(error = ?error, "outbox dispatch failed");
+                    }
+                }
                 tracing::info!("delivery stopped");
                 return;
             }
@@ -103,60 +111,115 @@ impl Dispatcher {
                     tracing::error!(error = ?error, "retention failed");
                 }
             }
-            match self.dispatch_due().await {
-                Ok(report) if report.handled() >= batch => continue,
-                Ok(_) => {}
-                Err(error) => tracing::error!(error = ?error, "outbox dispatch failed"),
+            // Claims in groups, not one by one as sends come back: on
+            // SQLite each claim is a turn at the one writer.
+            let mut more_due = false;
+            if sending.len() <= most / 2 {
+                let room = most - sending.len();
+                match self.claim(room).await {
+                    Ok(claimed) => {
+                        more_due = claimed.len() == room;
+                        sending.extend(claimed);
+                    }
+                    Err(error) => tracing::error!(error = ?error, "outbox dispatch failed"),
+                }
+            }
+            if sending.is_empty() {
+                if !more_due {
+                    tokio::select! {
+                        () = self.core.outbox_signal.notified() => {}
+                        () = tokio::time::sleep(poll) => {}
+                        _ = stop.changed() => {}
+                    }
+                }
+                continue;
             }
             tokio::select! {
-                () = self.core.outbox_signal.notified() => {}
-                () = tokio::time::sleep(poll) => {}
+                biased;
+                Some(first) = sending.next() => {
+                    if let Err(error) = self.record_finished(first, &mut sending, &mut report).await {
+                        tracing::error!(error = ?error, "outbox dispatch failed");
+                    }
+                }
+                // With room for more, new messages are claimed as they
+                // come, and retries as they come due.
+                () = self.core.outbox_signal.notified(), if sending.len() <= most / 2 => {}
+                () = tokio::time::sleep(poll), if sending.len() <= most / 2 => {}
                 _ = stop.changed() => {}
             }
         }
     }
 
-    /// One pass over up to `delivery.batch_size` due messages: claims them
-    /// together, sends them all at once (each runs to its transport's
-    /// timeout at most, so each lease covers one send, not the batch) and
-    /// records the results in groups: whatever has finished when a result
-    /// is ready goes into one transaction. On SQLite each commit is a turn
-    /// at the one writer that registers queue for, so a pass costs two
-    /// turns or a few, not two per message. Under load each pass waits its
-    /// turn at every step, so the more it sends at once the more it keeps
-    /// up (docs/PERFORMANCE.md, session 17).
-    ///
-    /// The sends touch no database: a webhook's endpoint is read for the
-    /// pass before any send starts. While a group is recorded the other
-    /// sends are not polled, and a send queued for a pooled connection
-    /// would keep its place in the pool's queue, ahead of the recording
-    /// that waits for it, until the pool's time-out failed the pass
-    /// (session 30, with four pooled connections on SQLite).
+    /// One pass over up to `delivery.batch_size` due messages: claims them,
+    /// sends them all at once and records the results as they finish.
+    /// What `run` does continuously, once, for callers that want to know
+    /// when a pass is over.
     pub async fn dispatch_due(&self) -> CoreResult<DispatchReport> {
-        let now = self.core.clock.now();
-        let due = outbox::due(&self.core, now, self.core.settings.delivery.batch_size).await?;
         let mut report = DispatchReport::default();
-        if due.is_empty() || *self.stopping.borrow() {
+        if *self.stopping.borrow() {
             return Ok(report);
+        }
+        let mut sending: FuturesUnordered<_> = self
+            .claim(self.core.settings.delivery.batch_size as usize)
+            .await?
+            .into_iter()
+            .collect();
+        while let Some(first) = sending.next().await {
+            self.record_finished(first, &mut sending, &mut report)
+                .await?;
+        }
+        Ok(report)
+    }
+
+    /// Claims up to `most` due messages together and returns their sends,
+    /// not yet started. Each send runs to its transport's time-out at most,
+    /// so each lease covers one send. The sends touch no database: a
+    /// webhook's endpoint is read here, before any send starts.
+    async fn claim(
+        &self,
+        most: usize,
+    ) -> CoreResult<Vec<impl Future<Output = CoreResult<Finished>> + '_>> {
+        let now = self.core.clock.now();
+        let due = outbox::due(&self.core, now, most as u64).await?;
+        if due.is_empty() {
+            return Ok(Vec::new());
         }
         let claimed = outbox::claim_batch(&self.core, &due).await?;
         let targets = join_all(claimed.iter().map(|message| self.webhook_target(message)))
             .await
             .into_iter()
             .collect::<CoreResult<Vec<_>>>()?;
-        let mut sending: FuturesUnordered<_> = claimed
+        Ok(claimed
             .into_iter()
             .zip(targets)
             .map(|(message, target)| self.send(message, target))
-            .collect();
-        while let Some(first) = sending.next().await {
-            let mut finished = vec![first?];
-            while let Some(Some(more)) = sending.next().now_or_never() {
-                finished.push(more?);
-            }
-            self.record(&finished, &mut report).await?;
+            .collect())
+    }
+
+    /// Records `first` together with every other send that has finished by
+    /// now, in one transaction: on SQLite each commit is a turn at the one
+    /// writer that registers queue for, so sends are recorded a few turns
+    /// at a time, not one each (docs/PERFORMANCE.md, session 17).
+    ///
+    /// While a group is recorded the other sends are not polled, and a send
+    /// queued for a pooled connection would keep its place in the pool's
+    /// queue, ahead of the recording that waits for it, until the pool's
+    /// time-out failed the pass (session 30, with four pooled connections
+    /// on SQLite): which is why sends touch no database.
+    async fn record_finished<F>(
+        &self,
+        first: CoreResult<Finished>,
+        sending: &mut FuturesUnordered<F>,
+        report: &mut DispatchReport,
+    ) -> CoreResult<()>
+    where
+        F: Future<Output = CoreResult<Finished>>,
+    {
+        let mut finished = vec![first?];
+        while let Some(Some(more)) = sending.next().now_or_never() {
+            finished.push(more?);
         }
-        Ok(report)
+        self.record(&finished, report).await
     }
 
     /// Where a webhook message goes, read at each attempt: a host that

@@ -10,7 +10,7 @@ use wiremock::{
     matchers::{header, method, path},
 };
 
-use crate::helpers::{PHONE, TestApp, register_body, spawn_app_with};
+use crate::helpers::{PHONE, TestApp, eventually, register_body, spawn_app_with};
 
 fn webhook(url: String) -> impl FnOnce(&mut Settings) {
     move |s: &mut Settings| {
@@ -171,4 +171,49 @@ async fn gateway_secrets_never_reach_the_stored_errors() {
     let ticket = app.register(&register_body(PHONE)).await;
     let dead = sms_delivery(&app, &ticket["id"], |d| d["status"] == "DEAD").await;
     assert!(!dead.to_string().contains("secret-key"));
+}
+
+/// A gateway that is slow to answer one SMS holds up only that one: the
+/// delivery loop goes on claiming and sending what comes due meanwhile,
+/// and records each send when it finishes.
+#[tokio::test]
+async fn a_slow_send_does_not_hold_up_the_messages_queued_after_it() {
+    let gateway = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"data": {"messageId": "slow"}}))
+                .set_delay(StdDuration::from_secs(8)),
+        )
+        .up_to_n_times(1)
+        .mount(&gateway)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({"data": {"messageId": "quick"}})),
+        )
+        .mount(&gateway)
+        .await;
+    let app = spawn_app_with(|s| {
+        webhook(format!("{}/sms", gateway.uri()))(s);
+        s.delivery.sms.timeout_seconds = 10;
+    })
+    .await;
+    let slow = app.register(&register_body(PHONE)).await;
+    eventually("the first SMS at the gateway", || async {
+        (gateway.received_requests().await.unwrap().len() == 1).then_some(())
+    })
+    .await;
+
+    let quick = app.register(&register_body("+6281234567891")).await;
+    let sent = sms_delivery(&app, &quick["id"], |d| d["status"] == "SENT").await;
+    assert_eq!(sent["providerMessageId"], "quick");
+    let waiting = sms_delivery(&app, &slow["id"], |_| true).await;
+    assert_eq!(
+        (waiting["status"].as_str(), waiting["attempts"].as_i64()),
+        (Some("PENDING"), Some(0)),
+        "the slow send is still out: {waiting}"
+    );
+    let sent = sms_delivery(&app, &slow["id"], |d| d["status"] == "SENT").await;
+    assert_eq!(sent["providerMessageId"], "slow");
 }
