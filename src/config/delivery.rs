@@ -17,10 +17,10 @@ pub struct DeliverySettings {
     pub poll_interval_ms: u64,
     /// Tries before a message is dead-lettered.
     pub max_attempts: u32,
-    /// Messages one pass of the delivery loop claims and sends at once:
-    /// every one of them starts at once, so this is also the most
-    /// connections this instance opens to the SMTP relay or an SMS gateway
-    /// at a time. 1 to 500.
+    /// The most sends the delivery loop keeps out at once (it claims more
+    /// when half have come back), so also the most connections this
+    /// instance opens to the SMTP relay or an SMS gateway at a time. 1 to
+    /// 500.
     pub batch_size: u64,
     /// `id` or `en`: for registrations that name no language and whose
     /// country has no language of its own here.
