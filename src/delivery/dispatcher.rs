@@ -56,7 +56,6 @@ pub struct DispatchReport {
     pub lease_lost: usize,
 }
 
-
 impl Dispatcher {
     pub fn new(core: Core, email: EmailSender, sms: SmsProviders) -> Self {
         Self {
