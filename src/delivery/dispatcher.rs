@@ -80,8 +80,10 @@ impl Dispatcher {
     /// poll interval passes or a transaction signals new messages. A send
     /// that takes its transport's whole time-out holds up only itself, not
     /// the messages that come due meanwhile (a pass that waited for all
-    /// its sends before claiming more did). Sends in progress when stopping
-    /// begins are finished and recorded; nothing new is claimed.
+    /// its sends before claiming more did), and while sends are out the
+    /// loop still goes round every poll interval, so readiness sees it
+    /// waiting, not stuck. Sends in progress when stopping begins are
+    /// finished and recorded; nothing new is claimed.
     pub async fn run(mut self, stopping: watch::Receiver<bool>) {
         self.stopping = stopping;
         let mut stop = self.stopping.clone();
@@ -141,9 +143,12 @@ impl Dispatcher {
                     }
                 }
                 // With room for more, new messages are claimed as they
-                // come, and retries as they come due.
+                // come.
                 () = self.core.outbox_signal.notified(), if sending.len() <= most / 2 => {}
-                () = tokio::time::sleep(poll), if sending.len() <= most / 2 => {}
+                // Retries are claimed as they come due; and while sends
+                // are slow to come back the loop still goes round, so its
+                // beat tells readiness it is waiting, not stuck.
+                () = tokio::time::sleep(poll) => {}
                 _ = stop.changed() => {}
             }
         }

@@ -217,3 +217,39 @@ async fn a_slow_send_does_not_hold_up_the_messages_queued_after_it() {
     let sent = sms_delivery(&app, &slow["id"], |d| d["status"] == "SENT").await;
     assert_eq!(sent["providerMessageId"], "slow");
 }
+
+/// While every send it may have out is waiting on a slow gateway, the
+/// delivery loop still goes round: readiness reports it waiting, not
+/// stuck.
+#[tokio::test]
+async fn the_delivery_loop_stays_ready_while_its_sends_wait_on_a_slow_gateway() {
+    let gateway = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"data": {"messageId": "slow"}}))
+                .set_delay(StdDuration::from_secs(15)),
+        )
+        .mount(&gateway)
+        .await;
+    let app = spawn_app_with(|s| {
+        webhook(format!("{}/sms", gateway.uri()))(s);
+        s.delivery.sms.timeout_seconds = 20;
+        // One send out is all it may have.
+        s.delivery.batch_size = 1;
+    })
+    .await;
+    app.register(&register_body(PHONE)).await;
+    eventually("the SMS at the gateway", || async {
+        (gateway.received_requests().await.unwrap().len() == 1).then_some(())
+    })
+    .await;
+    // Past the readiness check's allowance since the loop's last beat.
+    app.clock.advance(Duration::minutes(10));
+    eventually("the loop to beat again with its send still out", || async {
+        let response = app.get("/readyz").await;
+        (response.status() == reqwest::StatusCode::OK).then_some(())
+    })
+    .await;
+    assert_eq!(gateway.received_requests().await.unwrap().len(), 1);
+}
