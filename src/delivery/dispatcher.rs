@@ -91,14 +91,13 @@ impl Dispatcher {
         let most = self.core.settings.delivery.batch_size as usize;
         let mut last_retention_check = Instant::now();
         let mut sending = FuturesUnordered::new();
-        let mut report = DispatchReport::default();
+        // Claims in groups, not one by one as sends come back: on SQLite
+        // each claim is a turn at the one writer.
+        let room_for_more = |out: usize| out <= most / 2;
         loop {
             if *self.stopping.borrow() {
                 while let Some(first) = sending.next().await {
-                    if let Err(error) = self.record_finished(first, &mut sending, &mut report).await
-                    {
-                        tracing::error!(error = ?error, "outbox dispatch failed");
-                    }
+                    self.record_and_go_on(first, &mut sending).await;
                 }
                 tracing::info!("delivery stopped");
                 return;
@@ -112,39 +111,19 @@ impl Dispatcher {
                     tracing::error!(error = ?error, "retention failed");
                 }
             }
-            // Claims in groups, not one by one as sends come back: on
-            // SQLite each claim is a turn at the one writer.
-            let mut more_due = false;
-            if sending.len() <= most / 2 {
-                let room = most - sending.len();
-                match self.claim(room).await {
-                    Ok(claimed) => {
-                        more_due = claimed.len() == room;
-                        sending.extend(claimed);
-                    }
+            if room_for_more(sending.len()) {
+                match self.claim(most - sending.len()).await {
+                    Ok(claimed) => sending.extend(claimed),
                     Err(error) => tracing::error!(error = ?error, "outbox dispatch failed"),
                 }
             }
-            if sending.is_empty() {
-                if !more_due {
-                    tokio::select! {
-                        () = self.core.outbox_signal.notified() => {}
-                        () = tokio::time::sleep(poll) => {}
-                        _ = stop.changed() => {}
-                    }
-                }
-                continue;
-            }
             tokio::select! {
                 biased;
-                Some(first) = sending.next() => {
-                    if let Err(error) = self.record_finished(first, &mut sending, &mut report).await {
-                        tracing::error!(error = ?error, "outbox dispatch failed");
-                    }
-                }
+                // Disabled while nothing is out (an empty set ends at once).
+                Some(first) = sending.next() => self.record_and_go_on(first, &mut sending).await,
                 // With room for more, new messages are claimed as they
                 // come.
-                () = self.core.outbox_signal.notified(), if sending.len() <= most / 2 => {}
+                () = self.core.outbox_signal.notified(), if room_for_more(sending.len()) => {}
                 // Retries are claimed as they come due; and while sends
                 // are slow to come back the loop still goes round, so its
                 // beat tells readiness it is waiting, not stuck.
@@ -224,6 +203,22 @@ impl Dispatcher {
             finished.push(more?);
         }
         self.record(&finished, report).await
+    }
+
+    /// `record_finished` for the loop, which goes on after a recording
+    /// fails: those sends' leases run out and they are claimed again. Its
+    /// counts go to the metrics (`count`); the report is `dispatch_due`'s.
+    async fn record_and_go_on<F>(
+        &self,
+        first: CoreResult<Finished>,
+        sending: &mut FuturesUnordered<F>,
+    ) where
+        F: Future<Output = CoreResult<Finished>>,
+    {
+        let mut report = DispatchReport::default();
+        if let Err(error) = self.record_finished(first, sending, &mut report).await {
+            tracing::error!(error = ?error, "outbox dispatch failed");
+        }
     }
 
     /// Where a webhook message goes, read at each attempt: a host that
