@@ -1,13 +1,10 @@
 //! The delivery loop: claims due messages through the outbox module, hands
 //! each to its channel's transport and records how it went.
-use std::{
-    sync::atomic::Ordering,
-    time::{Duration, Instant},
-};
+use std::{sync::atomic::Ordering, time::Duration};
 
 use entity::states::{AttemptOutcome, Channel};
 use futures::{FutureExt, StreamExt, future::join_all, stream::FuturesUnordered};
-use tokio::sync::watch;
+use tokio::{sync::watch, time::Instant};
 use uuid::Uuid;
 
 use super::{EmailSender, OutgoingMessage, SendError, SmsProviders, WebhookTransport};
@@ -76,8 +73,10 @@ impl Dispatcher {
     /// Runs until `stopping` turns true (or the future is dropped): keeps up
     /// to `delivery.batch_size` sends out at once, claiming more due
     /// messages whenever half of them have come back, and records each send
-    /// when it finishes; with nothing out and nothing due, sleeps until the
-    /// poll interval passes or a transaction signals new messages. A send
+    /// when it finishes. It asks for due messages only when some may be
+    /// there: at each poll interval, when a transaction signals new ones,
+    /// or when its last claim took all it asked for; not after every
+    /// recording, where the question almost always finds nothing. A send
     /// that takes its transport's whole time-out holds up only itself, not
     /// the messages that come due meanwhile (a pass that waited for all
     /// its sends before claiming more did), and while sends are out the
@@ -94,6 +93,11 @@ impl Dispatcher {
         // Claims in groups, not one by one as sends come back: on SQLite
         // each claim is a turn at the one writer.
         let room_for_more = |out: usize| out <= most / 2;
+        let mut worth_asking = true;
+        // A deadline, not a sleep started afresh each time round: sends
+        // coming back more often than the interval must not put off
+        // claiming the retries that came due meanwhile.
+        let mut next_poll = Instant::now() + poll;
         loop {
             if *self.stopping.borrow() {
                 while let Some(first) = sending.next().await {
@@ -111,11 +115,20 @@ impl Dispatcher {
                     tracing::error!(error = ?error, "retention failed");
                 }
             }
-            if room_for_more(sending.len()) {
-                match self.claim(most - sending.len()).await {
-                    Ok(claimed) => sending.extend(claimed),
-                    Err(error) => tracing::error!(error = ?error, "outbox dispatch failed"),
-                }
+            if worth_asking && room_for_more(sending.len()) {
+                let room = most - sending.len();
+                worth_asking = match self.claim(room).await {
+                    // A full claim may have left more due behind.
+                    Ok(claimed) => {
+                        let full = claimed.len() == room;
+                        sending.extend(claimed);
+                        full
+                    }
+                    Err(error) => {
+                        tracing::error!(error = ?error, "outbox dispatch failed");
+                        false
+                    }
+                };
             }
             tokio::select! {
                 biased;
@@ -123,11 +136,16 @@ impl Dispatcher {
                 Some(first) = sending.next() => self.record_and_go_on(first, &mut sending).await,
                 // With room for more, new messages are claimed as they
                 // come.
-                () = self.core.outbox_signal.notified(), if room_for_more(sending.len()) => {}
+                () = self.core.outbox_signal.notified(), if room_for_more(sending.len()) => {
+                    worth_asking = true;
+                }
                 // Retries are claimed as they come due; and while sends
                 // are slow to come back the loop still goes round, so its
                 // beat tells readiness it is waiting, not stuck.
-                () = tokio::time::sleep(poll) => {}
+                () = tokio::time::sleep_until(next_poll) => {
+                    next_poll = Instant::now() + poll;
+                    worth_asking = true;
+                }
                 _ = stop.changed() => {}
             }
         }
