@@ -19,7 +19,8 @@
 //!   token lookup and the making and sending of its messages. Not the
 //!   service's contract but a reading of what its rows alone allow
 //!   (docs/PERFORMANCE.md, session 36). The tables carry the service's
-//!   indexes and foreign keys;
+//!   indexes and foreign keys. `FLOOR_ROWS_WITHOUT` leaves steps out, to
+//!   read what each costs (session 42);
 //! - `GET /verify?username=`: one indexed lookup.
 //!
 //! on SQLite (WAL, a pool of 16 as the service has) or PostgreSQL. It prints
@@ -319,6 +320,25 @@ impl RegisterRows {
     }
 }
 
+/// Whether `FLOOR_ROWS_WITHOUT` (a comma-separated list of `token`, `link`,
+/// `quota`, `claim`, `record`, `attempt`) leaves that step of
+/// `/register-rows` out: a reading of what each part of a register's rows
+/// costs (docs/PERFORMANCE.md, session 42). Unset in bench/run's readings.
+fn without(step: &str) -> bool {
+    static WITHOUT: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    WITHOUT
+        .get_or_init(|| {
+            std::env::var("FLOOR_ROWS_WITHOUT")
+                .unwrap_or_default()
+                .split(',')
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+                .collect()
+        })
+        .iter()
+        .any(|s| s == step)
+}
+
 const ROWS_HOST: &str = "01a247ff358b7605ac95ea1649b51f61";
 
 async fn write_rows(db: &Db, items: &[RowsItem], rows: &[RegisterRows]) -> Result<(), String> {
@@ -347,31 +367,35 @@ async fn write_rows(db: &Db, items: &[RowsItem], rows: &[RegisterRows]) -> Resul
         .execute(&mut *tx)
         .await
         .map_err(message)?;
-        QueryBuilder::new(
-            "INSERT INTO rows_sms_token (id, registration_id, attempt, prefix, code_hash, \
-             created_at, expires_at) ",
-        )
-        .push_values(rows, |mut row, r| {
-            row.push_bind(uuid::Uuid::now_v7().to_string()).push_bind(&r.id).push("1")
-                .push_bind("ABC").push_bind(random_hex()).push_bind(now)
-                .push_bind(now + 5 * 60_000_000);
-        })
-        .build()
-        .execute(&mut *tx)
-        .await
-        .map_err(message)?;
-        QueryBuilder::new(
-            "INSERT INTO rows_completion_link (id, registration_id, token_hash, created_at, \
-             expires_at) ",
-        )
-        .push_values(rows, |mut row, r| {
-            row.push_bind(uuid::Uuid::now_v7().to_string()).push_bind(&r.id)
-                .push_bind(random_hex()).push_bind(now).push_bind(now + 24 * HOUR_MICROS);
-        })
-        .build()
-        .execute(&mut *tx)
-        .await
-        .map_err(message)?;
+        if !without("token") {
+            QueryBuilder::new(
+                "INSERT INTO rows_sms_token (id, registration_id, attempt, prefix, code_hash, \
+                 created_at, expires_at) ",
+            )
+            .push_values(rows, |mut row, r| {
+                row.push_bind(uuid::Uuid::now_v7().to_string()).push_bind(&r.id).push("1")
+                    .push_bind("ABC").push_bind(random_hex()).push_bind(now)
+                    .push_bind(now + 5 * 60_000_000);
+            })
+            .build()
+            .execute(&mut *tx)
+            .await
+            .map_err(message)?;
+        }
+        if !without("link") {
+            QueryBuilder::new(
+                "INSERT INTO rows_completion_link (id, registration_id, token_hash, created_at, \
+                 expires_at) ",
+            )
+            .push_values(rows, |mut row, r| {
+                row.push_bind(uuid::Uuid::now_v7().to_string()).push_bind(&r.id)
+                    .push_bind(random_hex()).push_bind(now).push_bind(now + 24 * HOUR_MICROS);
+            })
+            .build()
+            .execute(&mut *tx)
+            .await
+            .map_err(message)?;
+        }
         // The SMS, then the email, of each register.
         let messages = items.iter().zip(rows).flat_map(|(item, r)| {
             [
@@ -393,48 +417,56 @@ async fn write_rows(db: &Db, items: &[RowsItem], rows: &[RegisterRows]) -> Resul
         .execute(&mut *tx)
         .await
         .map_err(message)?;
-        QueryBuilder::new("INSERT INTO rows_send_quota (scope, window_start, used) ")
-            .push_values(rows.iter().flat_map(|r| &r.scopes), |mut row, scope| {
-                row.push_bind(scope).push_bind(window).push("1");
+        if !without("quota") {
+            QueryBuilder::new("INSERT INTO rows_send_quota (scope, window_start, used) ")
+                .push_values(rows.iter().flat_map(|r| &r.scopes), |mut row, scope| {
+                    row.push_bind(scope).push_bind(window).push("1");
+                })
+                .push(" ON CONFLICT (scope, window_start) DO UPDATE SET used = rows_send_quota.used + 1")
+                .build()
+                .execute(&mut *tx)
+                .await
+                .map_err(message)?;
+        }
+        if !without("claim") {
+            let mut claim = QueryBuilder::new(
+                "UPDATE rows_outbox SET status = 'sending', attempts = attempts + 1, provider = 'file', lease_until = ",
+            );
+            claim.push_bind(now + 60_000_000).push(", lease_token = ").push_bind(&lease)
+                .push(" WHERE status = 'pending' AND id IN (");
+            let mut ids = claim.separated(", ");
+            for id in both() {
+                ids.push_bind(id);
+            }
+            claim.push(")").build().execute(&mut *tx).await.map_err(message)?;
+        }
+        if !without("record") {
+            let mut result = QueryBuilder::new(
+                "UPDATE rows_outbox SET status = 'sent', provider_message_id = id, body = NULL, \
+                 html_body = NULL, lease_until = NULL, lease_token = NULL, next_attempt_at = NULL, \
+                 sent_at = ",
+            );
+            result.push_bind(now).push(" WHERE lease_token = ").push_bind(&lease).push(" AND id IN (");
+            let mut ids = result.separated(", ");
+            for id in both() {
+                ids.push_bind(id);
+            }
+            result.push(")").build().execute(&mut *tx).await.map_err(message)?;
+        }
+        if !without("attempt") {
+            QueryBuilder::new(
+                "INSERT INTO rows_delivery_attempt (id, message_id, attempted_at, outcome, \
+                 provider_message_id, provider) ",
+            )
+            .push_values(both(), |mut row, id| {
+                row.push_bind(uuid::Uuid::now_v7().to_string()).push_bind(id).push_bind(now)
+                    .push("'sent'").push_bind(id).push("'file'");
             })
-            .push(" ON CONFLICT (scope, window_start) DO UPDATE SET used = rows_send_quota.used + 1")
             .build()
             .execute(&mut *tx)
             .await
             .map_err(message)?;
-        let mut claim = QueryBuilder::new(
-            "UPDATE rows_outbox SET status = 'sending', attempts = attempts + 1, provider = 'file', lease_until = ",
-        );
-        claim.push_bind(now + 60_000_000).push(", lease_token = ").push_bind(&lease)
-            .push(" WHERE status = 'pending' AND id IN (");
-        let mut ids = claim.separated(", ");
-        for id in both() {
-            ids.push_bind(id);
         }
-        claim.push(")").build().execute(&mut *tx).await.map_err(message)?;
-        let mut result = QueryBuilder::new(
-            "UPDATE rows_outbox SET status = 'sent', provider_message_id = id, body = NULL, \
-             html_body = NULL, lease_until = NULL, lease_token = NULL, next_attempt_at = NULL, \
-             sent_at = ",
-        );
-        result.push_bind(now).push(" WHERE lease_token = ").push_bind(&lease).push(" AND id IN (");
-        let mut ids = result.separated(", ");
-        for id in both() {
-            ids.push_bind(id);
-        }
-        result.push(")").build().execute(&mut *tx).await.map_err(message)?;
-        QueryBuilder::new(
-            "INSERT INTO rows_delivery_attempt (id, message_id, attempted_at, outcome, \
-             provider_message_id, provider) ",
-        )
-        .push_values(both(), |mut row, id| {
-            row.push_bind(uuid::Uuid::now_v7().to_string()).push_bind(id).push_bind(now)
-                .push("'sent'").push_bind(id).push("'file'");
-        })
-        .build()
-        .execute(&mut *tx)
-        .await
-        .map_err(message)?;
         tx.commit().await.map_err(message)?;
     });
     Ok(())
