@@ -5,6 +5,8 @@ use std::sync::{
     atomic::{AtomicI64, AtomicU64},
 };
 
+use chrono::{DateTime, Utc};
+use entity::states::Channel;
 use sea_orm::{DatabaseConnection, DbBackend};
 use tokio::sync::{Mutex, Notify};
 
@@ -74,6 +76,8 @@ pub struct CoreParts {
     /// Which row of a shared quota counter each write transaction counts
     /// in (`service::quotas::allowances`).
     pub counting_slots: Arc<CountingSlots>,
+    /// The last large count of waiting messages (`service::health`).
+    pub waiting_count: Arc<WaitingCount>,
 }
 
 impl Core {
@@ -87,6 +91,7 @@ impl Core {
         parts.account_groups = Arc::default();
         parts.register_batches = register_batches(self.db.get_database_backend());
         parts.counting_slots = counting_slots(self.db.get_database_backend());
+        parts.waiting_count = Arc::default();
         Core(Arc::new(parts))
     }
 
@@ -124,10 +129,19 @@ impl Core {
             galera,
             register_batches: register_batches(db.get_database_backend()),
             counting_slots: counting_slots(db.get_database_backend()),
+            waiting_count: Arc::default(),
             db,
         }))
     }
 }
+
+/// Per channel: messages waiting and when the oldest was queued.
+pub type Waiting = Vec<(Channel, i64, Option<DateTime<Utc>>)>;
+
+/// The last large count of waiting messages and when it was taken
+/// (`service::health::waiting_messages` says why it is kept).
+#[derive(Default)]
+pub struct WaitingCount(pub(crate) Mutex<Option<(DateTime<Utc>, Waiting)>>);
 
 /// The queue of registers waiting to be written together, and how many of
 /// its batches one process writes at once. SQLite has one

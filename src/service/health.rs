@@ -2,11 +2,15 @@
 use std::sync::atomic::Ordering;
 
 use chrono::Duration;
-
 use sea_orm::DbBackend;
 
 use super::outbox;
-use crate::{db, error::CoreResult, metrics::Snapshot, state::Core};
+use crate::{
+    db,
+    error::CoreResult,
+    metrics::Snapshot,
+    state::{Core, Waiting},
+};
 
 /// Each check of readiness; ready when all hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,10 +55,37 @@ fn dispatcher_alive(core: &Core) -> bool {
     core.clock.now().timestamp_millis() - beat <= allowed.num_milliseconds()
 }
 
+/// A count of more waiting messages than this is kept for a while.
+pub const COUNT_KEPT_FROM: i64 = 1_000;
+/// How long a large count of waiting messages is reused.
+pub const COUNT_KEPT_FOR_MS: i64 = 1_000;
+
+/// `/metrics` is served without a token, and each count of waiting
+/// messages walks the due index's entry of every one of them: a backlog (a
+/// gateway down for an hour) made every scrape, however frequent, a read
+/// of all of it. Scrapes at once wait for one count; a count that found
+/// more than [`COUNT_KEPT_FROM`] waiting is reused for
+/// [`COUNT_KEPT_FOR_MS`]. A smaller one is cheap and never reused, so a
+/// drained outbox reads as empty at once.
+async fn waiting_messages(core: &Core) -> CoreResult<Waiting> {
+    let mut last = core.waiting_count.0.lock().await;
+    let now = core.clock.now();
+    if let Some((counted_at, waiting)) = &*last {
+        let age = now - *counted_at;
+        if age >= Duration::zero() && age < Duration::milliseconds(COUNT_KEPT_FOR_MS) {
+            return Ok(waiting.clone());
+        }
+    }
+    let waiting = outbox::waiting_by_channel(core).await?;
+    let total: i64 = waiting.iter().map(|(_, count, _)| count).sum();
+    *last = (total > COUNT_KEPT_FROM).then(|| (now, waiting.clone()));
+    Ok(waiting)
+}
+
 /// The figures `/metrics` reads at scrape time.
 pub async fn snapshot(core: &Core) -> CoreResult<Snapshot> {
     let now = core.clock.now();
-    let outbox = outbox::waiting_by_channel(core)
+    let outbox = waiting_messages(core)
         .await?
         .into_iter()
         .map(|(channel, depth, oldest)| {

@@ -537,3 +537,66 @@ async fn abandon_confirm_and_see_it_complete(
     })
     .await;
 }
+
+/// `/metrics` answers without a token, and counting a backlog reads every
+/// waiting message's index entry: a flood of scrapes must not make that
+/// read each time.
+#[tokio::test]
+async fn scrapes_share_a_large_count_of_waiting_messages_for_a_second() {
+    use customer_registration::service::health;
+    use sea_orm::{ActiveModelTrait, IntoActiveModel};
+
+    let app = spawn_app_with(|s| s.delivery.poll_interval_ms = 3_600_000).await;
+    app.register(&register_body(PHONE)).await;
+    app.outbox_drained().await;
+    request_limits::sync(&app.core).await.unwrap();
+    let statements = || app.core.metrics.db_statements();
+
+    // A small count is never reused: the scrape after a drain reads empty.
+    let before = statements();
+    app.metrics().await;
+    app.metrics().await;
+    assert_eq!(statements() - before, 2, "two small counts");
+
+    // A backlog: copies of the sent email, due tomorrow so that the
+    // delivery loop leaves them alone.
+    let sent = outbox_message::Entity::find()
+        .filter(outbox_message::Column::Channel.eq(Channel::Email))
+        .one(&app.core.db)
+        .await
+        .unwrap()
+        .unwrap();
+    let backlog = health::COUNT_KEPT_FROM + 1;
+    let tomorrow = app.core.clock.now() + Duration::days(1);
+    let copies: Vec<_> = (0..backlog)
+        .map(|_| {
+            let mut copy = sent.clone();
+            copy.id = uuid::Uuid::now_v7();
+            copy.status = OutboxStatus::Pending;
+            copy.next_attempt_at = tomorrow;
+            copy.into_active_model().reset_all()
+        })
+        .collect();
+    for chunk in copies.chunks(100) {
+        outbox_message::Entity::insert_many(chunk.to_vec())
+            .exec(&app.core.db)
+            .await
+            .unwrap();
+    }
+    let depth = format!(r#"registration_outbox_depth{{channel="email"}} {backlog}"#);
+    assert!(app.metrics().await.contains(&depth));
+
+    // Within the second: twenty scrapes at once, no count.
+    let before = statements();
+    let scrapes = futures::future::join_all((0..20).map(|_| app.metrics())).await;
+    assert!(scrapes.iter().all(|metrics| metrics.contains(&depth)));
+    assert_eq!(statements() - before, 0, "the large count reused");
+
+    // After it: twenty at once wait for one count.
+    app.clock
+        .advance(Duration::milliseconds(health::COUNT_KEPT_FOR_MS));
+    let before = statements();
+    let scrapes = futures::future::join_all((0..20).map(|_| app.metrics())).await;
+    assert!(scrapes.iter().all(|metrics| metrics.contains(&depth)));
+    assert_eq!(statements() - before, 1, "one count for the twenty");
+}
