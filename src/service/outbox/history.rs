@@ -16,7 +16,7 @@ use uuid::Uuid;
 use crate::{
     error::{CoreError, CoreResult},
     service::write,
-    state::Core,
+    state::{Core, Waiting},
 };
 
 /// One outbox message as operators and hosts see it; never its body.
@@ -235,10 +235,8 @@ pub fn waiting_by_channel_query() -> sea_orm::Select<outbox_message::Entity> {
 
 /// Per channel: how many messages wait to be sent and since when the oldest
 /// (every channel, those with none waiting at zero).
-pub async fn waiting_by_channel(
-    core: &Core,
-) -> CoreResult<Vec<(Channel, i64, Option<DateTime<Utc>>)>> {
-    let found: Vec<(Channel, i64, Option<DateTime<Utc>>)> = waiting_by_channel_query()
+pub async fn waiting_by_channel(core: &Core) -> CoreResult<Waiting> {
+    let found: Waiting = waiting_by_channel_query()
         .into_tuple()
         .all(&core.db)
         .await
