@@ -25,6 +25,7 @@ mod m20261205_000001_outbox_room_for_leases;
 mod m20261205_000002_recipient_quota_scopes_side_by_side;
 mod m20261206_000001_quota_allowances;
 mod m20261206_000002_one_pending_registration_per_phone_on_mysql;
+mod m20261206_000003_outbox_bodies_inline;
 
 pub struct Migrator;
 
@@ -53,6 +54,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261205_000002_recipient_quota_scopes_side_by_side::Migration),
             Box::new(m20261206_000001_quota_allowances::Migration),
             Box::new(m20261206_000002_one_pending_registration_per_phone_on_mysql::Migration),
+            Box::new(m20261206_000003_outbox_bodies_inline::Migration),
         ]
     }
 }
