@@ -63,9 +63,10 @@ pub const COUNT_KEPT_FOR_MS: i64 = 1_000;
 /// `/metrics` is served without a token, and each count of waiting
 /// messages walks the due index's entry of every one of them: a backlog (a
 /// gateway down for an hour) made every scrape, however frequent, a read
-/// of all of it. Scrapes at once wait for one count; a count that found
-/// more than [`COUNT_KEPT_FROM`] waiting is reused for
-/// [`COUNT_KEPT_FOR_MS`]. A smaller one is cheap and never reused, so a
+/// of all of it. Scrapes count one at a time, and a count that found more
+/// than [`COUNT_KEPT_FROM`] waiting is reused for [`COUNT_KEPT_FOR_MS`],
+/// by the scrapes that waited on it too: a flood makes one count of a
+/// backlog a second. A smaller count is cheap and never reused, so a
 /// drained outbox reads as empty at once.
 async fn waiting_messages(core: &Core) -> CoreResult<Waiting> {
     let mut last = core.waiting_count.0.lock().await;
