@@ -169,7 +169,7 @@ impl PasswordHashing {
         &self,
         work: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
     ) -> CoreResult<T> {
-        self.admit()?.run(work).await
+        self.admit()?.run(work, std::future::pending()).await
     }
 }
 
@@ -184,25 +184,46 @@ impl HashingTicket<'_> {
     /// The hash records which pepper it was made with (Argon2's `keyid`),
     /// so a new pepper can be introduced without breaking older hashes.
     pub async fn hash(self, md5: &Md5PasswordHex) -> CoreResult<String> {
+        self.hash_unless(md5, std::future::pending()).await
+    }
+
+    /// [`Self::hash`], unless `abandoned` completes while the request waits
+    /// for a hashing slot: then the place is given back and the answer is
+    /// `ServerBusy`, for a client that is no longer there to read it. Once
+    /// the hash has started it runs to its end either way.
+    pub async fn hash_unless(
+        self,
+        md5: &Md5PasswordHex,
+        abandoned: impl Future<Output = ()>,
+    ) -> CoreResult<String> {
         let (pepper_id, peppered) = self.hashing.keys.pepper_current(md5);
         let areas_held = Arc::clone(&self.hashing.areas_held);
-        self.run(move || {
-            hash_with_thread_memory(&PasswordHashing::argon2(pepper_id), &peppered, &areas_held)
-        })
+        self.run(
+            move || {
+                hash_with_thread_memory(&PasswordHashing::argon2(pepper_id), &peppered, &areas_held)
+            },
+            abandoned,
+        )
         .await
     }
 
     async fn run<T: Send + 'static>(
         self,
         work: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
+        abandoned: impl Future<Output = ()>,
     ) -> CoreResult<T> {
         let Self { hashing, queued } = self;
-        let running = hashing
-            .running
-            .clone()
-            .acquire_owned()
-            .await
-            .context("Failed to wait for a hashing slot")?;
+        let running = tokio::select! {
+            biased;
+            () = abandoned => {
+                return Err(CoreError::ServerBusy {
+                    retry_after_seconds: 1,
+                });
+            }
+            slot = hashing.running.clone().acquire_owned() => {
+                slot.context("Failed to wait for a hashing slot")?
+            }
+        };
         let hashing_now = Arc::clone(&hashing.hashing_now);
         let most_at_once = Arc::clone(&hashing.most_at_once);
         let (done, outcome) = tokio::sync::oneshot::channel();
@@ -297,6 +318,26 @@ mod tests {
             hashing.hash(&md5).await.is_ok(),
             "both places are free again"
         );
+    }
+
+    #[tokio::test]
+    async fn a_request_abandoned_while_it_waits_gives_its_place_back() {
+        let hashing = PasswordHashing::new(keys(), 1, 0);
+        let md5 = Md5PasswordHex::parse(&"F".repeat(32)).unwrap();
+        // Another request's hash holds the only slot.
+        let slot = hashing.running.clone().try_acquire_owned().unwrap();
+        let (client_leaves, gone) = tokio::sync::oneshot::channel::<()>();
+        let mut waiting = std::pin::pin!(hashing.admit().unwrap().hash_unless(&md5, async {
+            let _ = gone.await;
+        }));
+        assert!(futures::poll!(waiting.as_mut()).is_pending());
+        assert!(hashing.admit().is_err(), "the one place is taken");
+        drop(client_leaves);
+        assert!(matches!(waiting.await, Err(CoreError::ServerBusy { .. })));
+        assert_eq!(hashing.in_progress(), 0, "nothing was hashed for it");
+        let next = hashing.admit().expect("the place is free again");
+        drop(slot);
+        assert!(next.hash(&md5).await.is_ok());
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

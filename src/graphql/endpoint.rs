@@ -27,7 +27,7 @@ use crate::{
         error::ApiError,
         json::{read_body, require_json_content_type},
     },
-    service::hosts::AuthenticatedHost,
+    service::{client::ClientPresence, hosts::AuthenticatedHost},
     state::Core,
 };
 
@@ -116,6 +116,13 @@ async fn run(
     media: MediaType,
     request: Request,
 ) -> Result<Response, ApiError> {
+    let client = request
+        .extensions()
+        .get::<ClientPresence>()
+        .cloned()
+        .ok_or_else(|| {
+            anyhow::anyhow!("no ClientPresence: http::run_to_completion puts one in every request")
+        })?;
     require_json_content_type(request.headers())?;
     let body = read_body(request, &()).await?;
     let params = RequestParams::parse(&body)?;
@@ -168,7 +175,9 @@ async fn run(
     if let Some(host) = host {
         gql_request = gql_request.data(host);
     }
-    let gql_request = gql_request.data(RequestLoaders::new(core.clone()));
+    let gql_request = gql_request
+        .data(RequestLoaders::new(core.clone()))
+        .data(client);
     let response = if shape.writes {
         // A mutation's transaction must not be dropped half-way when the
         // client goes away (see `http::run_to_completion`, which lets this

@@ -33,7 +33,8 @@ impl MutationRoot {
         ctx: &Context<'_>,
         input: ConfirmRegistrationInput,
     ) -> Result<ConfirmedRegistration> {
-        let confirmed = registration::confirm(ctx.data()?, caller(ctx)?, input.into()).await?;
+        let confirmed =
+            registration::confirm(ctx.data()?, caller(ctx)?, input.into(), ctx.data()?).await?;
         Ok(confirmed.into())
     }
 

@@ -22,7 +22,11 @@ use axum::{
 
 pub use self::auth::Unidentified;
 use self::error::ApiError;
-use crate::{metrics::RequestLabels, service::health, state::Core};
+use crate::{
+    metrics::RequestLabels,
+    service::{client::ClientPresence, health},
+    state::Core,
+};
 
 /// REST, OAuth, the OpenAPI document, health and metrics.
 pub fn router<S>(core: &Core) -> Router<S>
@@ -123,7 +127,9 @@ pub const REQUEST_ID: &str = "x-request-id";
 pub const GRAPHQL_PATH: &str = "/graphql";
 
 /// Runs the request's work (authentication, idempotency, the handler) on a
-/// task of its own, so it reaches its end even when the client goes away.
+/// task of its own, so it reaches its end even when the client goes away;
+/// the work learns that it has gone from the [`ClientPresence`] this puts in
+/// the request, and what has written nothing yet may stop.
 /// Dropped half-way, a transaction would keep its row locks until its
 /// connection is used again; a storm of abandoned requests could then hold
 /// every pooled connection waiting on those locks. Reads (GET, HEAD) hold
@@ -133,7 +139,7 @@ pub const GRAPHQL_PATH: &str = "/graphql";
 /// writes, and the endpoint runs mutations on a task of their own. A panic
 /// in a handler becomes a 500 instead of a dropped connection either way.
 pub async fn run_to_completion(
-    request: axum::extract::Request,
+    mut request: axum::extract::Request,
     next: middleware::Next,
 ) -> axum::response::Response {
     use futures::FutureExt;
@@ -141,6 +147,10 @@ pub async fn run_to_completion(
     let failed = |failure: &dyn std::fmt::Display| {
         ApiError::from(anyhow::anyhow!("request task failed: {failure}")).into_response()
     };
+    // The guard stays in this future, which is dropped with the request
+    // when the client goes; the spawned work is not.
+    let (client, _gone_when_dropped) = ClientPresence::watched();
+    request.extensions_mut().insert(client);
     let reads_until_its_handler_decides = match *request.method() {
         Method::GET | Method::HEAD => true,
         Method::POST => {

@@ -15,7 +15,7 @@ use super::{
     },
 };
 use crate::{
-    service::{hosts::AuthenticatedHost, registration},
+    service::{client::ClientPresence, hosts::AuthenticatedHost, registration},
     state::Core,
 };
 
@@ -108,9 +108,10 @@ pub async fn register(
 pub async fn confirm(
     State(core): State<Core>,
     Extension(host): Extension<AuthenticatedHost>,
+    Extension(client): Extension<ClientPresence>,
     ApiJson(request): ApiJson<ConfirmRequest>,
 ) -> ApiResult<Json<ConfirmedBody>> {
-    let confirmed = registration::confirm(&core, &host, request.into()).await?;
+    let confirmed = registration::confirm(&core, &host, request.into(), &client).await?;
     Ok(Json(confirmed.into()))
 }
 

@@ -6,7 +6,7 @@ mod render;
 mod texts;
 
 use axum::{
-    Router,
+    Extension, Router,
     body::Bytes,
     extract::{FromRef, Path, Query, Request, State},
     http::{HeaderMap, HeaderValue, StatusCode, header},
@@ -27,7 +27,10 @@ use crate::{
         self,
         error::{ApiError, core_status},
     },
-    service::completion::{self, CompletionForm},
+    service::{
+        client::ClientPresence,
+        completion::{self, CompletionForm},
+    },
     state::Core,
 };
 
@@ -155,6 +158,7 @@ async fn checked_form(
 async fn submit(
     State(core): State<Core>,
     Path(token): Path<String>,
+    Extension(client): Extension<ClientPresence>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
@@ -170,6 +174,7 @@ async fn submit(
             password: &form.password,
             password_confirmation: &form.password_confirmation,
         },
+        &client,
     )
     .await;
     match result {

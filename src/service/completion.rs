@@ -7,6 +7,7 @@ use entity::{
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 
 use super::{
+    client::ClientPresence,
     hosts::AuthenticatedHost,
     registration::{
         ConfirmedVia, Field, ResendInput, confirm_parsed,
@@ -154,6 +155,7 @@ pub async fn complete_via_link(
     core: &Core,
     token: &str,
     form: CompletionForm<'_>,
+    client: &ClientPresence,
 ) -> CoreResult<ConfirmedRegistration> {
     let (link, registration, host) = open_link(core, token).await?;
     let current_prefix = current_code(&core.db, registration.id).await?.prefix;
@@ -202,6 +204,7 @@ pub async fn complete_via_link(
         &password.md5_hex(),
         &code,
         ConfirmedVia::EmailLink { link_id: link.id },
+        client,
     )
     .await
 }

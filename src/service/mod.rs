@@ -3,6 +3,7 @@
 //! nothing below them.
 pub mod account_groups;
 pub mod checkpoints;
+pub mod client;
 pub mod completion;
 pub mod health;
 pub mod hosts;

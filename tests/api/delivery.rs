@@ -846,6 +846,7 @@ async fn a_confirm_wakes_delivery_only_for_an_event_it_queued() {
         delivery::MemoryOutbox,
         error::CoreError,
         service::{
+            client::ClientPresence,
             registration::{self, ConfirmInput, Field},
             webhooks,
         },
@@ -861,6 +862,7 @@ async fn a_confirm_wakes_delivery_only_for_an_event_it_queued() {
         let sent = memory.messages();
         token_in(&sent.iter().rfind(|m| m.recipient == phone).unwrap().text)
     };
+    let waiting_client = ClientPresence::always_waiting();
     let confirm = |phone: &str, token: &str| {
         registration::confirm(
             core,
@@ -870,6 +872,7 @@ async fn a_confirm_wakes_delivery_only_for_an_event_it_queued() {
                 password: Field::Present(md5_upper("secret")),
                 token: Field::Present(token.to_owned()),
             },
+            &waiting_client,
         )
     };
     let wrong = |token: &str| {

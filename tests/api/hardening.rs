@@ -501,6 +501,106 @@ async fn a_graphql_mutation_the_client_abandons_still_runs_to_its_end() {
     .await;
 }
 
+/// A confirm with the right code writes nothing before its hash, so one
+/// whose client leaves while it waits for a hashing slot gives its place
+/// back instead of hashing for nobody (issue 12: a load generator's
+/// abandoned confirms held the queue full into the next run), and its code
+/// stays good.
+#[tokio::test]
+async fn rest_confirms_abandoned_while_waiting_to_hash_give_their_places_back() {
+    abandon_confirms_waiting_to_hash(|client, address, body| {
+        client
+            .post(format!("{address}/b2b/customer/register/confirm"))
+            .json(&body)
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn graphql_confirms_abandoned_while_waiting_to_hash_give_their_places_back() {
+    abandon_confirms_waiting_to_hash(|client, address, body| {
+        client.post(format!("{address}/graphql")).json(&json!({
+            "query": "mutation($input: ConfirmRegistrationInput!) { confirmRegistration(input: $input) { id } }",
+            "variables": {"input": body},
+        }))
+    })
+    .await;
+}
+
+async fn abandon_confirms_waiting_to_hash(
+    confirm: impl Fn(&reqwest::Client, &str, Value) -> reqwest::RequestBuilder,
+) {
+    const CONFIRMS: usize = 10;
+    let app = spawn_app_with(|s| {
+        s.limits.max_concurrent_hashes = 1;
+        s.limits.max_queued_hashes = 16;
+    })
+    .await;
+    let mut bodies = Vec::new();
+    for i in 0..CONFIRMS {
+        let phone = format!("+628129876{i:04}");
+        app.register(&register_body(&phone)).await;
+        let token = app.sms_token(&phone, 1).await;
+        bodies.push(json!({"username": phone, "password": md5_upper("pw"), "token": token}));
+    }
+    let client = reqwest::Client::new();
+    let requests: Vec<_> = bodies
+        .iter()
+        .map(|body| {
+            let request = confirm(&client, &app.address, body.clone()).bearer_auth(&app.token);
+            tokio::spawn(request.send())
+        })
+        .collect();
+    // One hashes; the rest wait for its slot. Then every client leaves.
+    let deadline = std::time::Instant::now() + StdDuration::from_secs(10);
+    while app.core.hashing.waiting() < CONFIRMS - 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the confirms never queued"
+        );
+        tokio::time::sleep(StdDuration::from_millis(1)).await;
+    }
+    for request in &requests {
+        request.abort();
+    }
+    eventually("the queue to empty", || async {
+        (app.core.hashing.waiting() == 0 && app.core.hashing.in_progress() == 0).then_some(())
+    })
+    .await;
+    // Hashes already running when the clients left ran to their end; a
+    // confirm still waiting would have hashed too if nobody had noticed.
+    let completed = registration::Entity::find()
+        .filter(registration::Column::CompletedAt.is_not_null())
+        .all(&app.core.db)
+        .await
+        .unwrap()
+        .len();
+    assert!(
+        completed < CONFIRMS / 2,
+        "{completed} of {CONFIRMS} abandoned confirms hashed and completed"
+    );
+    // Nothing was counted against the others: their codes still confirm.
+    let pending = registration::Entity::find()
+        .filter(registration::Column::CompletedAt.is_null())
+        .all(&app.core.db)
+        .await
+        .unwrap();
+    assert_eq!(pending.len(), CONFIRMS - completed);
+    for row in pending {
+        assert_eq!(row.failed_attempts, 0);
+        let body = bodies
+            .iter()
+            .find(|b| b["username"] == row.phone.as_str())
+            .unwrap();
+        let response = confirm(&client, &app.address, body.clone())
+            .bearer_auth(&app.token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{row:?}");
+    }
+}
+
 async fn abandon_confirm_and_see_it_complete(
     app: &crate::helpers::TestApp,
     confirm: impl FnOnce(&reqwest::Client) -> reqwest::RequestBuilder,

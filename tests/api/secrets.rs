@@ -6,6 +6,7 @@ use customer_registration::{
     clock::SystemClock,
     config::Settings,
     service::{
+        client::ClientPresence,
         hosts,
         registration::{self, ConfirmInput, Field},
     },
@@ -88,6 +89,7 @@ async fn another_key_is_refused_and_a_rotation_keeps_old_codes_valid() {
             password: Field::Present(md5_upper("Kopi-Tubruk-42!")),
             token: Field::Present(code),
         },
+        &ClientPresence::always_waiting(),
     )
     .await
     .expect("a code issued under the previous key verifies");

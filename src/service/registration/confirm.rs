@@ -14,6 +14,7 @@ use crate::{
     domain::{CodeCheck, Md5PasswordHex, PhoneNumber, Registration, SmsCode},
     error::{CoreError, CoreResult},
     service::{
+        client::ClientPresence,
         hosts::AuthenticatedHost,
         is_unique_violation,
         outbox::{self, CancelReason},
@@ -28,6 +29,7 @@ pub async fn confirm(
     core: &Core,
     host: &AuthenticatedHost,
     request: ConfirmInput,
+    client: &ClientPresence,
 ) -> CoreResult<ConfirmedRegistration> {
     let parsed = input::confirmation(core, &request)?;
     confirm_parsed(
@@ -37,6 +39,7 @@ pub async fn confirm(
         &parsed.password,
         &parsed.code,
         ConfirmedVia::Api,
+        client,
     )
     .await
 }
@@ -60,6 +63,7 @@ pub async fn confirm_parsed(
     password: &Md5PasswordHex,
     code: &SmsCode,
     via: ConfirmedVia,
+    client: &ClientPresence,
 ) -> CoreResult<ConfirmedRegistration> {
     let rules = &core.rules;
     // The place in the hashing queue first: beyond it the request is
@@ -108,7 +112,10 @@ pub async fn confirm_parsed(
         }
     }
 
-    let password_hash = hashing.hash(password).await?;
+    // Nothing is written yet for a right code: a request whose client has
+    // gone while it waits for a hashing slot gives its place back to those
+    // still waiting, and the code stays good for a retry.
+    let password_hash = hashing.hash_unless(password, client.gone()).await?;
     // Run whole again if the database gives the transaction up for a lost
     // race; a race the conditional updates detect is explained instead.
     let completed = retrying(core, || {
