@@ -147,12 +147,18 @@ pub async fn run_to_completion(
     let failed = |failure: &dyn std::fmt::Display| {
         ApiError::from(anyhow::anyhow!("request task failed: {failure}")).into_response()
     };
-    // The guard stays in this future, which is dropped with the request
-    // when the client goes; the spawned work is not.
-    let (client, _gone_when_dropped) = ClientPresence::watched();
-    request.extensions_mut().insert(client);
+    let reads = matches!(*request.method(), Method::GET | Method::HEAD);
+    // Only writes ask whether their client is still there; reads, the
+    // commonest requests, are spared the token. The guard stays in this
+    // future, which is dropped with the request when the client goes; the
+    // spawned work is not.
+    let _gone_when_dropped = (!reads).then(|| {
+        let (client, guard) = ClientPresence::watched();
+        request.extensions_mut().insert(client);
+        guard
+    });
     let reads_until_its_handler_decides = match *request.method() {
-        Method::GET | Method::HEAD => true,
+        _ if reads => true,
         Method::POST => {
             request.uri().path() == GRAPHQL_PATH
                 && !request.headers().contains_key(idempotency::HEADER)
