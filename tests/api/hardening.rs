@@ -516,6 +516,22 @@ async fn rest_confirms_abandoned_while_waiting_to_hash_give_their_places_back() 
     .await;
 }
 
+/// With `Idempotency-Key` the request runs on a task of its own from the
+/// start, and its key is claimed before the confirm waits: given up, the
+/// confirm's answer says to retry, so the key is let go and a retry with
+/// the same key confirms (the helper retries with the same key).
+#[tokio::test]
+async fn confirms_with_an_idempotency_key_abandoned_while_waiting_keep_their_key_free() {
+    abandon_confirms_waiting_to_hash(|client, address, body| {
+        let key = format!("confirm-{}", body["username"].as_str().unwrap());
+        client
+            .post(format!("{address}/b2b/customer/register/confirm"))
+            .header("Idempotency-Key", key)
+            .json(&body)
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn graphql_confirms_abandoned_while_waiting_to_hash_give_their_places_back() {
     abandon_confirms_waiting_to_hash(|client, address, body| {
