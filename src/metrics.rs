@@ -104,6 +104,7 @@ pub struct Metrics {
     code_checks: Family<OutcomeLabels, Counter>,
     db_statements: Counter,
     transaction_retries: Counter,
+    confirms_abandoned: Counter,
     register_batch_size: Histogram,
     outbox_depth: Family<ChannelLabels, Gauge>,
     outbox_oldest: Family<ChannelLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
@@ -133,6 +134,7 @@ impl Default for Metrics {
             code_checks: Family::default(),
             db_statements: Counter::default(),
             transaction_retries: Counter::default(),
+            confirms_abandoned: Counter::default(),
             register_batch_size: Histogram::new(exponential_buckets(1.0, 2.0, 7)),
             outbox_depth: Family::default(),
             outbox_oldest: Family::default(),
@@ -180,6 +182,11 @@ impl Default for Metrics {
             "db_transaction_retries",
             "Transactions run whole again after losing a race (deadlock, serialization failure, SQLite busy, Galera certification).",
             metrics.transaction_retries.clone(),
+        );
+        registry.register(
+            "confirms_abandoned",
+            "Confirms that gave their place in the hashing queue back, their client gone before the hash began; nothing was written.",
+            metrics.confirms_abandoned.clone(),
         );
         registry.register(
             "sms_sends",
@@ -312,6 +319,15 @@ impl Metrics {
 
     pub fn transaction_retried(&self) {
         self.transaction_retries.inc();
+    }
+
+    pub fn confirm_abandoned(&self) {
+        self.confirms_abandoned.inc();
+    }
+
+    /// Confirms given up since start, their client gone.
+    pub fn confirms_abandoned(&self) -> u64 {
+        self.confirms_abandoned.get()
     }
 
     pub fn code_check(&self, check: CodeCheck) {

@@ -169,7 +169,11 @@ impl PasswordHashing {
         &self,
         work: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
     ) -> CoreResult<T> {
-        self.admit()?.run(work, std::future::pending()).await
+        self.admit()?
+            .run(work, std::future::pending())
+            .await?
+            .context("the hashing wait gave up though nothing could abandon it")
+            .map_err(CoreError::from)
     }
 }
 
@@ -184,18 +188,21 @@ impl HashingTicket<'_> {
     /// The hash records which pepper it was made with (Argon2's `keyid`),
     /// so a new pepper can be introduced without breaking older hashes.
     pub async fn hash(self, md5: &Md5PasswordHex) -> CoreResult<String> {
-        self.hash_unless(md5, std::future::pending()).await
+        self.hash_unless(md5, std::future::pending())
+            .await?
+            .context("the hashing wait gave up though nothing could abandon it")
+            .map_err(CoreError::from)
     }
 
     /// [`Self::hash`], unless `abandoned` completes while the request waits
-    /// for a hashing slot: then the place is given back and the answer is
-    /// `ServerBusy`, for a client that is no longer there to read it. Once
-    /// the hash has started it runs to its end either way.
+    /// for a hashing slot: then the place is given back and there is no
+    /// hash (`None`). Once the hash has started it runs to its end either
+    /// way.
     pub async fn hash_unless(
         self,
         md5: &Md5PasswordHex,
         abandoned: impl Future<Output = ()>,
-    ) -> CoreResult<String> {
+    ) -> CoreResult<Option<String>> {
         let (pepper_id, peppered) = self.hashing.keys.pepper_current(md5);
         let areas_held = Arc::clone(&self.hashing.areas_held);
         self.run(
@@ -207,19 +214,16 @@ impl HashingTicket<'_> {
         .await
     }
 
+    /// The work's result, or `None` when `abandoned` completed first.
     async fn run<T: Send + 'static>(
         self,
         work: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
         abandoned: impl Future<Output = ()>,
-    ) -> CoreResult<T> {
+    ) -> CoreResult<Option<T>> {
         let Self { hashing, queued } = self;
         let running = tokio::select! {
             biased;
-            () = abandoned => {
-                return Err(CoreError::ServerBusy {
-                    retry_after_seconds: 1,
-                });
-            }
+            () = abandoned => return Ok(None),
             slot = hashing.running.clone().acquire_owned() => {
                 slot.context("Failed to wait for a hashing slot")?
             }
@@ -244,7 +248,7 @@ impl HashingTicket<'_> {
         let result = outcome
             .await
             .context("a password-hashing thread dropped its job")??;
-        Ok(result)
+        Ok(Some(result))
     }
 }
 
@@ -333,7 +337,7 @@ mod tests {
         assert!(futures::poll!(waiting.as_mut()).is_pending());
         assert!(hashing.admit().is_err(), "the one place is taken");
         drop(client_leaves);
-        assert!(matches!(waiting.await, Err(CoreError::ServerBusy { .. })));
+        assert!(matches!(waiting.await, Ok(None)));
         assert_eq!(hashing.in_progress(), 0, "nothing was hashed for it");
         let next = hashing.admit().expect("the place is free again");
         drop(slot);

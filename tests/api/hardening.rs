@@ -579,18 +579,21 @@ async fn abandon_confirms_waiting_to_hash(
     for request in &requests {
         request.abort();
     }
-    eventually("the queue to empty", || async {
-        (app.core.hashing.waiting() == 0 && app.core.hashing.in_progress() == 0).then_some(())
+    // Each confirm ends given up or completed: hashes already running when
+    // the clients left ran to their end, with the transaction after them.
+    let completed = eventually("every confirm to end", || async {
+        let completed = registration::Entity::find()
+            .filter(registration::Column::CompletedAt.is_not_null())
+            .all(&app.core.db)
+            .await
+            .unwrap()
+            .len();
+        let abandoned = usize::try_from(app.core.metrics.confirms_abandoned()).unwrap();
+        (completed + abandoned == CONFIRMS).then_some(completed)
     })
     .await;
-    // Hashes already running when the clients left ran to their end; a
-    // confirm still waiting would have hashed too if nobody had noticed.
-    let completed = registration::Entity::find()
-        .filter(registration::Column::CompletedAt.is_not_null())
-        .all(&app.core.db)
-        .await
-        .unwrap()
-        .len();
+    assert_eq!(app.core.hashing.waiting(), 0);
+    // A confirm still waiting would have hashed too if nobody had noticed.
     assert!(
         completed < CONFIRMS / 2,
         "{completed} of {CONFIRMS} abandoned confirms hashed and completed"

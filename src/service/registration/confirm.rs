@@ -114,8 +114,14 @@ pub async fn confirm_parsed(
 
     // Nothing is written yet for a right code: a request whose client has
     // gone while it waits for a hashing slot gives its place back to those
-    // still waiting, and the code stays good for a retry.
-    let password_hash = hashing.hash_unless(password, client.gone()).await?;
+    // still waiting, and the code stays good for a retry. Its answer, read
+    // by nobody, says to retry; with `Idempotency-Key` that lets the key go.
+    let Some(password_hash) = hashing.hash_unless(password, client.gone()).await? else {
+        core.metrics.confirm_abandoned();
+        return Err(CoreError::ServerBusy {
+            retry_after_seconds: 1,
+        });
+    };
     // Run whole again if the database gives the transaction up for a lost
     // race; a race the conditional updates detect is explained instead.
     let completed = retrying(core, || {
