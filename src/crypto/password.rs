@@ -185,8 +185,9 @@ pub struct HashingTicket<'a> {
 }
 
 impl HashingTicket<'_> {
-    /// The hash records which pepper it was made with (Argon2's `keyid`),
-    /// so a new pepper can be introduced without breaking older hashes.
+    /// [`Self::hash_unless`] with nothing to abandon it; tests only, since
+    /// the service hashes for a client that may leave.
+    #[cfg(test)]
     pub async fn hash(self, md5: &Md5PasswordHex) -> CoreResult<String> {
         self.hash_unless(md5, std::future::pending())
             .await?
@@ -194,10 +195,11 @@ impl HashingTicket<'_> {
             .map_err(CoreError::from)
     }
 
-    /// [`Self::hash`], unless `abandoned` completes while the request waits
-    /// for a hashing slot: then the place is given back and there is no
-    /// hash (`None`). Once the hash has started it runs to its end either
-    /// way.
+    /// The hash records which pepper it was made with (Argon2's `keyid`),
+    /// so a new pepper can be introduced without breaking older hashes.
+    /// Unless `abandoned` completes while the request waits for a hashing
+    /// slot: then the place is given back and there is no hash (`None`).
+    /// Once the hash has started it runs to its end either way.
     pub async fn hash_unless(
         self,
         md5: &Md5PasswordHex,
