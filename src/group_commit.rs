@@ -158,8 +158,12 @@ impl GroupCommit {
     }
 
     /// Takes back an item nobody took yet (its request went away).
-    pub fn withdraw(&self, id: u64) {
-        self.lock().waiting.retain(|waiting| waiting.id != id);
+    /// Takes an item back; false when it was no longer waiting (taken).
+    pub fn withdraw(&self, id: u64) -> bool {
+        let mut queue = self.lock();
+        let before = queue.waiting.len();
+        queue.waiting.retain(|waiting| waiting.id != id);
+        queue.waiting.len() != before
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {

@@ -50,6 +50,27 @@ struct QuotaLabels {
     scope: &'static str,
 }
 
+/// Operations that stop unwritten when their client has gone.
+#[derive(Clone, Copy, Debug)]
+pub enum AbandonedOperation {
+    Register,
+    Confirm,
+}
+
+impl AbandonedOperation {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Register => "register",
+            Self::Confirm => "confirm",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AbandonedLabels {
+    operation: &'static str,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OutcomeLabels {
     outcome: &'static str,
@@ -104,7 +125,7 @@ pub struct Metrics {
     code_checks: Family<OutcomeLabels, Counter>,
     db_statements: Counter,
     transaction_retries: Counter,
-    confirms_abandoned: Counter,
+    requests_abandoned: Family<AbandonedLabels, Counter>,
     register_batch_size: Histogram,
     outbox_depth: Family<ChannelLabels, Gauge>,
     outbox_oldest: Family<ChannelLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
@@ -134,7 +155,7 @@ impl Default for Metrics {
             code_checks: Family::default(),
             db_statements: Counter::default(),
             transaction_retries: Counter::default(),
-            confirms_abandoned: Counter::default(),
+            requests_abandoned: Family::default(),
             register_batch_size: Histogram::new(exponential_buckets(1.0, 2.0, 7)),
             outbox_depth: Family::default(),
             outbox_oldest: Family::default(),
@@ -184,9 +205,9 @@ impl Default for Metrics {
             metrics.transaction_retries.clone(),
         );
         registry.register(
-            "confirms_abandoned",
-            "Confirms that gave their place in the hashing queue back, their client gone before the hash began; nothing was written.",
-            metrics.confirms_abandoned.clone(),
+            "requests_abandoned",
+            "Requests that stopped unwritten because their client had gone, by operation: a confirm waiting for a hashing slot, a register waiting for its batch.",
+            metrics.requests_abandoned.clone(),
         );
         registry.register(
             "sms_sends",
@@ -321,13 +342,21 @@ impl Metrics {
         self.transaction_retries.inc();
     }
 
-    pub fn confirm_abandoned(&self) {
-        self.confirms_abandoned.inc();
+    pub fn request_abandoned(&self, operation: AbandonedOperation) {
+        self.requests_abandoned
+            .get_or_create(&AbandonedLabels {
+                operation: operation.name(),
+            })
+            .inc();
     }
 
-    /// Confirms given up since start, their client gone.
-    pub fn confirms_abandoned(&self) -> u64 {
-        self.confirms_abandoned.get()
+    /// Requests of `operation` given up since start, their client gone.
+    pub fn requests_abandoned(&self, operation: AbandonedOperation) -> u64 {
+        self.requests_abandoned
+            .get_or_create(&AbandonedLabels {
+                operation: operation.name(),
+            })
+            .get()
     }
 
     pub fn code_check(&self, check: CodeCheck) {

@@ -23,7 +23,8 @@ impl MutationRoot {
         ctx: &Context<'_>,
         input: RegisterInput,
     ) -> Result<RegistrationTicket> {
-        let ticket = registration::register(ctx.data()?, caller(ctx)?, input.into()).await?;
+        let ticket =
+            registration::register(ctx.data()?, caller(ctx)?, input.into(), ctx.data()?).await?;
         Ok(ticket.into())
     }
 

@@ -61,9 +61,10 @@ use crate::{
 pub async fn register(
     State(core): State<Core>,
     Extension(host): Extension<AuthenticatedHost>,
+    Extension(client): Extension<ClientPresence>,
     ApiJson(request): ApiJson<RegisterRequest>,
 ) -> ApiResult<Json<TicketBody>> {
-    let ticket = registration::register(&core, &host, request.into()).await?;
+    let ticket = registration::register(&core, &host, request.into(), &client).await?;
     Ok(Json(ticket.into()))
 }
 

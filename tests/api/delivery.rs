@@ -491,7 +491,10 @@ impl Quiet {
 
     /// Registers `phone` (no email): one SMS queued.
     async fn register(&self, phone: &str) {
-        use customer_registration::service::registration::{self, Field, RegisterInput};
+        use customer_registration::service::{
+            client::ClientPresence,
+            registration::{self, Field, RegisterInput},
+        };
         let text = |v: &str| Field::Present(v.to_owned());
         registration::register(
             &self.core,
@@ -506,6 +509,7 @@ impl Quiet {
                 account_group_id: text("01"),
                 ..Default::default()
             },
+            &ClientPresence::always_waiting(),
         )
         .await
         .unwrap();

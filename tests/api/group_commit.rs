@@ -5,7 +5,10 @@
 use std::time::Duration;
 
 use customer_registration::{
-    error::CoreError, metrics::Snapshot, service::registration as registrations, state::Core,
+    error::CoreError,
+    metrics::Snapshot,
+    service::{client::ClientPresence, registration as registrations},
+    state::Core,
 };
 use entity::{
     outbox_message, registration,
@@ -14,7 +17,8 @@ use entity::{
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder};
 
 use crate::helpers::{
-    TestApp, authenticated_host, quota_counts, recipient_scope, register_input, spawn_app_with,
+    PHONE, TestApp, authenticated_host, quota_counts, recipient_scope, register_input,
+    spawn_app_with,
 };
 
 /// Starts a register for each phone, in this order, while the writers are
@@ -26,7 +30,7 @@ async fn register_together(app: &TestApp, phones: &[&str]) -> Vec<Result<String,
     for (queued, phone) in phones.iter().enumerate() {
         let (core, host, input) = (app.core.clone(), host.clone(), register_input(phone));
         tasks.push(tokio::spawn(async move {
-            registrations::register(&core, &host, input)
+            registrations::register(&core, &host, input, &ClientPresence::always_waiting())
                 .await
                 .map(|ticket| ticket.phone)
         }));
@@ -272,13 +276,62 @@ async fn two_registers_of_one_phone_checked_together_the_later_is_refused_by_the
     assert_eq!(all_messages, 4, "two registers, an SMS and an email each");
 }
 
+/// Transports run a write to its end on a task of its own, so a register
+/// whose client has gone is not dropped: it learns it from the request's
+/// `ClientPresence`, and leaves the queue unwritten (no SMS for nobody).
+#[tokio::test]
+async fn a_register_whose_client_went_away_before_its_batch_leaves_the_queue_unwritten() {
+    use customer_registration::metrics::AbandonedOperation;
+    let app = spawn_app_with(|_| {}).await;
+    let paused = app.core.register_batches.pause().await.unwrap();
+    let request = tokio::spawn(
+        reqwest::Client::new()
+            .post(format!("{}/b2b/customer/register", app.address))
+            .bearer_auth(&app.token)
+            .json(&crate::helpers::register_body(PHONE))
+            .send(),
+    );
+    wait_until_waiting(&app.core, 1).await;
+    request.abort();
+    let _ = request.await;
+    crate::helpers::eventually("the register to leave the queue", || async {
+        (app.core.register_batches.waiting() == 0).then_some(())
+    })
+    .await;
+    assert_eq!(
+        app.core
+            .metrics
+            .requests_abandoned(AbandonedOperation::Register),
+        1
+    );
+    drop(paused);
+    let written = || async {
+        (
+            registration::Entity::find()
+                .count(&app.core.db)
+                .await
+                .unwrap(),
+            outbox_message::Entity::find()
+                .count(&app.core.db)
+                .await
+                .unwrap(),
+        )
+    };
+    assert_eq!(written().await, (0, 0), "no registration, no message");
+    // Sent again, the same register is written.
+    app.register(&crate::helpers::register_body(PHONE)).await;
+    assert_eq!(written().await.0, 1);
+}
+
 #[tokio::test]
 async fn a_register_whose_request_went_away_before_its_batch_is_not_written() {
     let app = spawn_app_with(|_| {}).await;
     let host = authenticated_host(&app).await;
     let paused = app.core.register_batches.pause().await.unwrap();
     let (core, input) = (app.core.clone(), register_input("+6281234567301"));
-    let request = tokio::spawn(async move { registrations::register(&core, &host, input).await });
+    let request = tokio::spawn(async move {
+        registrations::register(&core, &host, input, &ClientPresence::always_waiting()).await
+    });
     wait_until_waiting(&app.core, 1).await;
     request.abort();
     let _ = request.await;

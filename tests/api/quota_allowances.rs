@@ -1,7 +1,10 @@
 //! The host's and the global send quotas, counted in a row per counting
 //! slot, each spending an allowance the scope's row grants
 //! (`service::quotas::allowances`).
-use customer_registration::{service::registration as registrations, state::Core};
+use customer_registration::{
+    service::{client::ClientPresence, registration as registrations},
+    state::Core,
+};
 use futures::future::join_all;
 use reqwest::StatusCode;
 use sea_orm::EntityTrait;
@@ -113,7 +116,13 @@ async fn register_at_once_on_two(
         let core = if i % 2 == 0 { &app.core } else { other };
         let host = &host;
         async move {
-            registrations::register(core, host, register_input(&format!("+628123456{i:04}"))).await
+            registrations::register(
+                core,
+                host,
+                register_input(&format!("+628123456{i:04}")),
+                &ClientPresence::always_waiting(),
+            )
+            .await
         }
     });
     let results = join_all(registers).await;
@@ -210,7 +219,14 @@ async fn a_lowered_limit_holds_at_once_whatever_was_granted_under_the_old_one() 
     let mut accepted = 0;
     for i in 1..10 {
         let phone = format!("+62812345678{i:02}");
-        match registrations::register(&restarted, &host, register_input(&phone)).await {
+        match registrations::register(
+            &restarted,
+            &host,
+            register_input(&phone),
+            &ClientPresence::always_waiting(),
+        )
+        .await
+        {
             Ok(_) => accepted += 1,
             Err(refused) => {
                 assert!(refused.to_string().contains("host sms quota"), "{refused}");

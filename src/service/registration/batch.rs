@@ -32,8 +32,10 @@ use crate::{
     domain::{IssuedCode, PhoneNumber, Registration, registration::ensure_register_cooled_down},
     error::{CoreError, CoreResult},
     group_commit::GroupCommit,
+    metrics::AbandonedOperation,
     service::{
         account_groups,
+        client::ClientPresence,
         hosts::AuthenticatedHost,
         is_foreign_key_violation,
         outbox::{self, CancelReason},
@@ -70,8 +72,14 @@ struct Waiting {
     answer: tokio::sync::oneshot::Sender<CoreResult<Stored>>,
 }
 
-/// Writes a register with the others waiting, and answers it.
-pub(super) async fn write(core: &Core, prepared: Prepared) -> CoreResult<Stored> {
+/// Writes a register with the others waiting, and answers it. If its client
+/// goes while it still waits to be taken, nothing has been written: it
+/// leaves the queue (no SMS is sent for nobody) and says to retry.
+pub(super) async fn write(
+    core: &Core,
+    prepared: Prepared,
+    client: &ClientPresence,
+) -> CoreResult<Stored> {
     let queue = &core.register_batches;
     let (answer, mut answered) = tokio::sync::oneshot::channel();
     let key = target_key(prepared.host.id, &prepared.applicant.phone);
@@ -79,6 +87,9 @@ pub(super) async fn write(core: &Core, prepared: Prepared) -> CoreResult<Stored>
     // If this request goes away before its register is taken, it is not
     // written later for nobody.
     let _withdraw = Withdraw { queue, id };
+    // Until the client is seen gone; then, if another writer has taken
+    // the register already, its answer is awaited like any other.
+    let mut watching_client = true;
     loop {
         let finished = queue.finished();
         tokio::pin!(finished);
@@ -86,6 +97,13 @@ pub(super) async fn write(core: &Core, prepared: Prepared) -> CoreResult<Stored>
         let writer = tokio::select! {
             biased;
             stored = &mut answered => return stored.map_err(|_| abandoned())?,
+            () = client.gone(), if watching_client => {
+                if queue.withdraw(id) {
+                    return Err(given_up(core));
+                }
+                watching_client = false;
+                continue;
+            }
             writer = queue.writer() => writer.map_err(|_| abandoned())?,
         };
         let mut batch = queue.take(MOST_PER_BATCH);
@@ -96,8 +114,15 @@ pub(super) async fn write(core: &Core, prepared: Prepared) -> CoreResult<Stored>
             tokio::select! {
                 biased;
                 stored = &mut answered => return stored.map_err(|_| abandoned())?,
-                () = finished => continue,
+                () = client.gone(), if watching_client => {
+                    if queue.withdraw(id) {
+                        return Err(given_up(core));
+                    }
+                    watching_client = false;
+                }
+                () = finished => {}
             }
+            continue;
         }
         let taken: Vec<Waiting> = batch
             .take_items()
@@ -139,7 +164,16 @@ struct Withdraw<'q> {
 
 impl Drop for Withdraw<'_> {
     fn drop(&mut self) {
-        self.queue.withdraw(self.id);
+        let _ = self.queue.withdraw(self.id);
+    }
+}
+
+/// A register withdrawn unwritten because its client had gone: counted, and
+/// answered (to nobody) with a retry, which lets an `Idempotency-Key` go.
+fn given_up(core: &Core) -> CoreError {
+    core.metrics.request_abandoned(AbandonedOperation::Register);
+    CoreError::ServerBusy {
+        retry_after_seconds: 1,
     }
 }
 

@@ -17,6 +17,7 @@ use crate::{
     error::{CoreError, CoreResult, LimitedOperation},
     service::{
         account_groups,
+        client::ClientPresence,
         hosts::AuthenticatedHost,
         outbox::{self, CancelReason},
         request_limits, retrying, write,
@@ -28,6 +29,7 @@ pub async fn register(
     core: &Core,
     host: &AuthenticatedHost,
     request: RegisterInput,
+    client: &ClientPresence,
 ) -> CoreResult<RegistrationTicket> {
     request_limits::admit(core, host, LimitedOperation::Register).await?;
     let now = core.clock.now();
@@ -44,6 +46,7 @@ pub async fn register(
             applicant,
             now,
         },
+        client,
     )
     .await?;
     core.outbox_signal.notify_one();

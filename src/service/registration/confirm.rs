@@ -13,6 +13,7 @@ use super::{
 use crate::{
     domain::{CodeCheck, Md5PasswordHex, PhoneNumber, Registration, SmsCode},
     error::{CoreError, CoreResult},
+    metrics::AbandonedOperation,
     service::{
         client::ClientPresence,
         hosts::AuthenticatedHost,
@@ -117,7 +118,7 @@ pub async fn confirm_parsed(
     // still waiting, and the code stays good for a retry. Its answer, read
     // by nobody, says to retry; with `Idempotency-Key` that lets the key go.
     let Some(password_hash) = hashing.hash_unless(password, client.gone()).await? else {
-        core.metrics.confirm_abandoned();
+        core.metrics.request_abandoned(AbandonedOperation::Confirm);
         return Err(CoreError::ServerBusy {
             retry_after_seconds: 1,
         });
