@@ -157,8 +157,8 @@ impl GroupCommit {
         self.lock().waiting.len()
     }
 
-    /// Takes back an item nobody took yet (its request went away).
-    /// Takes an item back; false when it was no longer waiting (taken).
+    /// Takes back an item nobody took yet (its request or client went
+    /// away); false when it was no longer waiting (taken).
     pub fn withdraw(&self, id: u64) -> bool {
         let mut queue = self.lock();
         let before = queue.waiting.len();

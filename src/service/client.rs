@@ -5,6 +5,8 @@
 //! freeing what it holds for clients that still wait.
 use tokio_util::sync::{CancellationToken, DropGuard};
 
+use crate::{error::CoreError, metrics::AbandonedOperation, state::Core};
+
 #[derive(Clone, Debug)]
 pub struct ClientPresence {
     gone: CancellationToken,
@@ -30,5 +32,14 @@ impl ClientPresence {
     /// Completes once the client has gone; never, while it waits.
     pub async fn gone(&self) {
         self.gone.cancelled().await;
+    }
+}
+
+/// The answer of work that stopped unwritten because its client had gone:
+/// counted, and (to nobody) a retry, which lets an `Idempotency-Key` go.
+pub(crate) fn stopped_unwritten(core: &Core, operation: AbandonedOperation) -> CoreError {
+    core.metrics.request_abandoned(operation);
+    CoreError::ServerBusy {
+        retry_after_seconds: 1,
     }
 }

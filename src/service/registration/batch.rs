@@ -35,7 +35,7 @@ use crate::{
     metrics::AbandonedOperation,
     service::{
         account_groups,
-        client::ClientPresence,
+        client::{self, ClientPresence},
         hosts::AuthenticatedHost,
         is_foreign_key_violation,
         outbox::{self, CancelReason},
@@ -99,7 +99,7 @@ pub(super) async fn write(
             stored = &mut answered => return stored.map_err(|_| abandoned())?,
             () = client.gone(), if watching_client => {
                 if queue.withdraw(id) {
-                    return Err(given_up(core));
+                    return Err(client::stopped_unwritten(core, AbandonedOperation::Register));
                 }
                 watching_client = false;
                 continue;
@@ -116,7 +116,7 @@ pub(super) async fn write(
                 stored = &mut answered => return stored.map_err(|_| abandoned())?,
                 () = client.gone(), if watching_client => {
                     if queue.withdraw(id) {
-                        return Err(given_up(core));
+                        return Err(client::stopped_unwritten(core, AbandonedOperation::Register));
                     }
                     watching_client = false;
                 }
@@ -165,15 +165,6 @@ struct Withdraw<'q> {
 impl Drop for Withdraw<'_> {
     fn drop(&mut self) {
         let _ = self.queue.withdraw(self.id);
-    }
-}
-
-/// A register withdrawn unwritten because its client had gone: counted, and
-/// answered (to nobody) with a retry, which lets an `Idempotency-Key` go.
-fn given_up(core: &Core) -> CoreError {
-    core.metrics.request_abandoned(AbandonedOperation::Register);
-    CoreError::ServerBusy {
-        retry_after_seconds: 1,
     }
 }
 

@@ -15,7 +15,7 @@ use crate::{
     error::{CoreError, CoreResult},
     metrics::AbandonedOperation,
     service::{
-        client::ClientPresence,
+        client::{self, ClientPresence},
         hosts::AuthenticatedHost,
         is_unique_violation,
         outbox::{self, CancelReason},
@@ -118,10 +118,7 @@ pub async fn confirm_parsed(
     // still waiting, and the code stays good for a retry. Its answer, read
     // by nobody, says to retry; with `Idempotency-Key` that lets the key go.
     let Some(password_hash) = hashing.hash_unless(password, client.gone()).await? else {
-        core.metrics.request_abandoned(AbandonedOperation::Confirm);
-        return Err(CoreError::ServerBusy {
-            retry_after_seconds: 1,
-        });
+        return Err(client::stopped_unwritten(core, AbandonedOperation::Confirm));
     };
     // Run whole again if the database gives the transaction up for a lost
     // race; a race the conditional updates detect is explained instead.
