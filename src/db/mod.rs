@@ -96,10 +96,18 @@ pub async fn connect_and_migrate(
         // the database outgrows it; the pages stay in the kernel's file
         // cache either way.
         options.map_sqlx_sqlite_opts(|sqlite| {
-            sqlite.pragma("cache_size", "-1024").pragma(
-                "wal_autocheckpoint",
-                SQLITE_CHECKPOINT_IN_COMMIT_PAGES.to_string(),
-            )
+            sqlite
+                .pragma("cache_size", "-1024")
+                .pragma(
+                    "wal_autocheckpoint",
+                    SQLITE_CHECKPOINT_IN_COMMIT_PAGES.to_string(),
+                )
+                // A multi-row statement inside a transaction keeps the
+                // pages it changes in a statement journal, so that it can
+                // be undone alone; past 64 KiB (a register batch's inserts)
+                // that journal spills to a temporary file, one write() per
+                // page. In memory it is a copy and nothing else.
+                .pragma("temp_store", "memory")
         });
     } else {
         options.test_before_acquire_if_idle_for(PING_IF_IDLE_FOR);
@@ -436,5 +444,31 @@ mod tests {
     async fn sqlite_is_built_with_the_query_planner_stability_guarantee() {
         let db = Database::connect("sqlite::memory:").await.unwrap();
         assert!(plans_without_bound_values(&db).await.unwrap());
+    }
+
+    /// Every pooled SQLite connection keeps its statement journals (and
+    /// other temporary storage) in memory, not in temporary files.
+    #[tokio::test]
+    async fn sqlite_connections_keep_temporary_storage_in_memory() {
+        use sea_orm::sqlx::Row;
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+        let db = connect_and_migrate(&url, false, Arc::new(Metrics::default()))
+            .await
+            .unwrap();
+        let pool = db.get_sqlite_connection_pool();
+        // Held at once, so that each is a connection of its own.
+        let mut connections = Vec::new();
+        for _ in 0..SQLITE_POOL_CONNECTIONS {
+            connections.push(pool.acquire().await.unwrap());
+        }
+        for connection in &mut connections {
+            let row = sea_orm::sqlx::query("PRAGMA temp_store")
+                .fetch_one(&mut **connection)
+                .await
+                .unwrap();
+            // 2 is MEMORY (0 the build's default, 1 FILE).
+            assert_eq!(row.get::<i64, _>(0), 2);
+        }
     }
 }

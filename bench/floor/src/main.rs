@@ -493,7 +493,9 @@ async fn connect(url: &str) -> Result<Db, String> {
         let options = SqliteConnectOptions::from_str(url)
             .map_err(|e| format!("bad SQLite URL {url}: {e}"))?
             .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal);
+            .journal_mode(SqliteJournalMode::Wal)
+            // As the service: a multi-row statement's journal in memory.
+            .pragma("temp_store", "memory");
         Db::Sqlite(
             SqlitePoolOptions::new()
                 .max_connections(16)
