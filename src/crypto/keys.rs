@@ -314,11 +314,9 @@ fn read_or_create(path: &Path) -> anyhow::Result<GeneratedKeys> {
     );
     match write_private_file(path, &text) {
         Ok(()) => Ok(keys),
-        // Another process on the same data directory generated them first.
-        Err(_) if path.exists() => {
-            std::thread::sleep(std::time::Duration::from_millis(100));
-            read_keys(path)
-        }
+        // Another process on the same data directory generated them first
+        // (the file appears whole).
+        Err(_) if path.exists() => read_keys(path),
         Err(error) => Err(error),
     }
 }
@@ -330,18 +328,35 @@ fn read_keys(path: &Path) -> anyhow::Result<GeneratedKeys> {
 }
 
 /// Creates a file only its owner can read (mode 0600 on Unix), failing if
-/// it exists.
+/// it exists. It appears whole: written under a name of its own, then
+/// linked into place, which fails if the name is taken. Another instance
+/// starting on the same directory never reads it half-written (it did, in
+/// the moment between the file's creation and its write).
 #[cfg(unix)]
 pub fn write_private_file(path: &Path, text: &str) -> anyhow::Result<()> {
     use std::{io::Write, os::unix::fs::OpenOptionsExt};
-    let mut file = std::fs::OpenOptions::new()
+    let name = path
+        .file_name()
+        .with_context(|| format!("{} names no file", path.display()))?;
+    let draft = path.with_file_name(format!(".{}.{}", name.to_string_lossy(), random_token(8)));
+    let written = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
-        .open(path)
-        .with_context(|| format!("Failed to create {}", path.display()))?;
-    file.write_all(text.as_bytes())
-        .with_context(|| format!("Failed to write {}", path.display()))
+        .open(&draft)
+        .and_then(|mut file| {
+            file.write_all(text.as_bytes())?;
+            file.sync_all()
+        })
+        .with_context(|| format!("Failed to write {}", draft.display()))
+        .and_then(|()| {
+            std::fs::hard_link(&draft, path)
+                .with_context(|| format!("Failed to create {}", path.display()))
+        });
+    // Gone whether or not the link was made; a removal that fails leaves a
+    // stray dot-file, which is harmless.
+    let _ = std::fs::remove_file(&draft);
+    written
 }
 
 #[cfg(not(unix))]
@@ -352,6 +367,35 @@ pub fn write_private_file(path: &Path, text: &str) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A process that finds a private file (another instance's generated
+    /// keys, a host's credentials) finds all of it: it appears whole.
+    #[test]
+    fn a_private_file_appears_whole_or_not_at_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secrets.toml");
+        // Large enough that writing it takes many system calls.
+        let text = "k".repeat(32 << 20);
+        std::thread::scope(|scope| {
+            let reader = scope.spawn(|| {
+                loop {
+                    if let Ok(found) = std::fs::read_to_string(&path) {
+                        return found.len();
+                    }
+                    std::hint::spin_loop();
+                }
+            });
+            write_private_file(&path, &text).unwrap();
+            assert_eq!(reader.join().unwrap(), text.len());
+        });
+        assert!(
+            write_private_file(&path, "other").is_err(),
+            "never replaced"
+        );
+        assert_eq!(std::fs::read_to_string(&path).unwrap().len(), text.len());
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(left.len(), 1, "nothing but the file is left");
+    }
 
     #[test]
     fn sealed_bodies_open_only_for_their_message() {
