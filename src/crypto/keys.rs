@@ -327,41 +327,30 @@ fn read_keys(path: &Path) -> anyhow::Result<GeneratedKeys> {
     toml::from_str(&text).with_context(|| format!("Failed to parse {}", path.display()))
 }
 
-/// Creates a file only its owner can read (mode 0600 on Unix), failing if
-/// it exists. It appears whole: written under a name of its own, then
-/// linked into place, which fails if the name is taken. Another instance
-/// starting on the same directory never reads it half-written (it did, in
-/// the moment between the file's creation and its write).
-#[cfg(unix)]
+/// Creates a file only its owner can read (mode 0600 on Unix, tempfile's
+/// own), failing if it exists. It appears whole: written under a name of
+/// its own, then linked into place, which fails if the name is taken.
+/// Another instance starting on the same directory never reads it
+/// half-written (it did, in the moment between the file's creation and
+/// its write).
 pub fn write_private_file(path: &Path, text: &str) -> anyhow::Result<()> {
-    use std::{io::Write, os::unix::fs::OpenOptionsExt};
-    let name = path
-        .file_name()
-        .with_context(|| format!("{} names no file", path.display()))?;
-    let draft = path.with_file_name(format!(".{}.{}", name.to_string_lossy(), random_token(8)));
-    let written = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&draft)
-        .and_then(|mut file| {
-            file.write_all(text.as_bytes())?;
-            file.sync_all()
-        })
-        .with_context(|| format!("Failed to write {}", draft.display()))
-        .and_then(|()| {
-            std::fs::hard_link(&draft, path)
-                .with_context(|| format!("Failed to create {}", path.display()))
-        });
-    // Gone whether or not the link was made; a removal that fails leaves a
-    // stray dot-file, which is harmless.
-    let _ = std::fs::remove_file(&draft);
-    written
-}
-
-#[cfg(not(unix))]
-pub fn write_private_file(path: &Path, text: &str) -> anyhow::Result<()> {
-    std::fs::write(path, text).with_context(|| format!("Failed to write {}", path.display()))
+    use std::io::Write;
+    let dir = path
+        .parent()
+        .filter(|dir| !dir.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut draft = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("Failed to create a file in {}", dir.display()))?;
+    draft
+        .write_all(text.as_bytes())
+        .and_then(|()| draft.as_file().sync_all())
+        .with_context(|| format!("Failed to write {}", path.display()))?;
+    // The draft is removed if this fails.
+    draft
+        .persist_noclobber(path)
+        .map_err(|error| error.error)
+        .with_context(|| format!("Failed to create {}", path.display()))?;
+    Ok(())
 }
 
 #[cfg(test)]
