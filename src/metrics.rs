@@ -50,6 +50,32 @@ struct QuotaLabels {
     scope: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WriterLabels {
+    by: &'static str,
+}
+
+/// Who took a turn at SQLite's one writer (`service::write`).
+#[derive(Clone, Copy, Debug)]
+pub enum WriterUse {
+    /// A request's write, or the retention sweep's, queued behind requests.
+    Request,
+    /// The delivery loop's claims and recorded results.
+    Delivery,
+    /// The end of a log copy (`service::checkpoints`).
+    Checkpoint,
+}
+
+impl WriterUse {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Request => "request",
+            Self::Delivery => "delivery",
+            Self::Checkpoint => "checkpoint",
+        }
+    }
+}
+
 /// Operations that stop unwritten when their client has gone.
 #[derive(Clone, Copy, Debug)]
 pub enum AbandonedOperation {
@@ -127,6 +153,8 @@ pub struct Metrics {
     transaction_retries: Counter,
     requests_abandoned: Family<AbandonedLabels, Counter>,
     register_batch_size: Histogram,
+    writer_turns: Family<WriterLabels, Counter>,
+    writer_held: Family<WriterLabels, Counter<f64, std::sync::atomic::AtomicU64>>,
     outbox_depth: Family<ChannelLabels, Gauge>,
     outbox_oldest: Family<ChannelLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     hashes_waiting: Gauge,
@@ -157,6 +185,8 @@ impl Default for Metrics {
             transaction_retries: Counter::default(),
             requests_abandoned: Family::default(),
             register_batch_size: Histogram::new(exponential_buckets(1.0, 2.0, 7)),
+            writer_turns: Family::default(),
+            writer_held: Family::default(),
             outbox_depth: Family::default(),
             outbox_oldest: Family::default(),
             hashes_waiting: Gauge::default(),
@@ -260,6 +290,16 @@ impl Default for Metrics {
             metrics.register_batch_size.clone(),
         );
         registry.register(
+            "sqlite_writer_turns",
+            "Turns taken at SQLite's one writer, by who took them (request, delivery, checkpoint); none on other databases.",
+            metrics.writer_turns.clone(),
+        );
+        registry.register(
+            "sqlite_writer_held_seconds",
+            "Time SQLite's one writer was held, by who held it; its rate near 1 means writes queue for it.",
+            metrics.writer_held.clone(),
+        );
+        registry.register(
             "db_pool_idle_connections",
             "Idle database connections.",
             metrics.pool_idle.clone(),
@@ -336,6 +376,22 @@ impl Metrics {
     /// One transaction wrote `registers` registers together.
     pub fn registers_written_together(&self, registers: usize) {
         self.register_batch_size.observe(registers as f64);
+    }
+
+    /// A turn at SQLite's one writer, held for `held`.
+    pub fn writer_turn(&self, by: WriterUse, held: std::time::Duration) {
+        let labels = WriterLabels { by: by.name() };
+        self.writer_turns.get_or_create(&labels).inc();
+        self.writer_held
+            .get_or_create(&labels)
+            .inc_by(held.as_secs_f64());
+    }
+
+    /// Turns taken at SQLite's one writer by `by` since start.
+    pub fn writer_turns(&self, by: WriterUse) -> u64 {
+        self.writer_turns
+            .get_or_create(&WriterLabels { by: by.name() })
+            .get()
     }
 
     pub fn transaction_retried(&self) {

@@ -76,7 +76,7 @@ pub async fn until_stopped(core: Core, mut stopping: watch::Receiver<bool>) {
 pub async fn copy_log(core: &Core) -> anyhow::Result<()> {
     let log = db::sqlite_passive_checkpoint(&core.db).await?;
     if log.written >= START_OVER_AT_PAGES && log.written - log.copied <= LEFT_FOR_THE_TURN_AT_MOST {
-        let _turn = write::delivery_turn(core).await;
+        let _turn = write::checkpoint_turn(core).await;
         db::sqlite_passive_checkpoint(&core.db).await?;
     }
     Ok(())

@@ -10,6 +10,7 @@
 use std::{
     ops::Deref,
     sync::{Arc, atomic::Ordering},
+    time::Instant,
 };
 
 use anyhow::Context;
@@ -20,42 +21,68 @@ use super::{KeyTakenConcurrently, is_unique_violation};
 use crate::{
     counting_slots::{CountingSlots, Slot},
     error::{CoreError, CoreResult},
+    metrics::{Metrics, WriterUse},
     state::Core,
 };
 
 /// This process's turn to write on SQLite, held until dropped; empty on
-/// other databases. For a single statement outside a transaction.
+/// other databases. For a single statement outside a transaction. How
+/// long it was held goes to the metrics when it ends.
 #[derive(Default)]
 pub struct WriterTurn {
     _request: Option<OwnedMutexGuard<()>>,
     _writer: Option<OwnedMutexGuard<()>>,
+    held: Option<HeldBy>,
+}
+
+struct HeldBy {
+    by: WriterUse,
+    since: Instant,
+    metrics: Arc<Metrics>,
+}
+
+impl Drop for WriterTurn {
+    fn drop(&mut self) {
+        if let Some(held) = &self.held {
+            held.metrics.writer_turn(held.by, held.since.elapsed());
+        }
+    }
 }
 
 /// A request's turn: behind the requests queued before it.
 pub async fn turn(core: &Core) -> WriterTurn {
-    let Some(queue) = &core.sqlite_writer else {
-        return WriterTurn::default();
-    };
-    let request = queue.requests.clone().lock_owned().await;
-    let writer = queue.writer.clone().lock_owned().await;
-    queue.turns.fetch_add(1, Ordering::Relaxed);
-    WriterTurn {
-        _request: Some(request),
-        _writer: Some(writer),
-    }
+    take_turn(core, WriterUse::Request).await
 }
 
-/// The delivery loop's turn (and the checkpointer's,
-/// `service::checkpoints`): behind at most one request's write.
+/// The delivery loop's turn: behind at most one request's write.
 pub async fn delivery_turn(core: &Core) -> WriterTurn {
+    take_turn(core, WriterUse::Delivery).await
+}
+
+/// The checkpointer's turn (`service::checkpoints`), as the delivery
+/// loop's.
+pub async fn checkpoint_turn(core: &Core) -> WriterTurn {
+    take_turn(core, WriterUse::Checkpoint).await
+}
+
+async fn take_turn(core: &Core, by: WriterUse) -> WriterTurn {
     let Some(queue) = &core.sqlite_writer else {
         return WriterTurn::default();
+    };
+    let request = match by {
+        WriterUse::Request => Some(queue.requests.clone().lock_owned().await),
+        WriterUse::Delivery | WriterUse::Checkpoint => None,
     };
     let writer = queue.writer.clone().lock_owned().await;
     queue.turns.fetch_add(1, Ordering::Relaxed);
     WriterTurn {
-        _request: None,
+        _request: request,
         _writer: Some(writer),
+        held: Some(HeldBy {
+            by,
+            since: Instant::now(),
+            metrics: core.metrics.clone(),
+        }),
     }
 }
 

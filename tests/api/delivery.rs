@@ -408,6 +408,20 @@ async fn metrics_count_requests_deliveries_and_code_checks() {
             "{expected} missing in\n{metrics}"
         );
     }
+    // On SQLite the turns at its one writer: the register's, and the
+    // delivery's claim and recording (each at least one).
+    if app.core.db.get_database_backend() == sea_orm::DbBackend::Sqlite {
+        for by in ["request", "delivery"] {
+            let turns = format!(r#"registration_sqlite_writer_turns_total{{by="{by}"}} "#);
+            let held = format!(r#"registration_sqlite_writer_held_seconds_total{{by="{by}"}} "#);
+            let count = metrics
+                .lines()
+                .find_map(|line| line.strip_prefix(turns.as_str()))
+                .unwrap_or_else(|| panic!("{turns} missing in\n{metrics}"));
+            assert!(count.trim().parse::<u64>().unwrap() >= 1, "{turns}{count}");
+            assert!(metrics.contains(&held), "{held} missing in\n{metrics}");
+        }
+    }
     // A request without an id gets one, in the response.
     let generated = app.get("/b2b/customer/auth/verifyEmail?email=a@b.co").await;
     assert_eq!(generated.headers()["x-request-id"].len(), 36);
