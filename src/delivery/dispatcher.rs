@@ -44,6 +44,50 @@ struct Finished {
     country: Option<String>,
 }
 
+/// When the loop claims more due messages, alone or in a recording's
+/// transaction: as many as the sends still out leave room for, once at
+/// most half of `most` are out.
+#[derive(Clone, Copy)]
+struct ClaimAlong {
+    most: usize,
+}
+
+impl ClaimAlong {
+    fn room(self, out: usize) -> usize {
+        if out <= self.most / 2 {
+            self.most - out
+        } else {
+            0
+        }
+    }
+}
+
+/// Starts the sends of a claim that asked for `room` messages; whether it
+/// took all of them, in which case more may be due.
+fn took_all<F>(
+    claimed: CoreResult<Vec<F>>,
+    room: usize,
+    sending: &mut FuturesUnordered<F>,
+) -> bool {
+    match claimed {
+        Ok(started) => {
+            let full = started.len() == room;
+            sending.extend(started);
+            full
+        }
+        Err(error) => {
+            tracing::error!(error = ?error, "outbox dispatch failed");
+            false
+        }
+    }
+}
+
+/// What a recording claimed, and how many it asked for.
+struct ClaimedAlong {
+    messages: Vec<ClaimedMessage>,
+    room: usize,
+}
+
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct DispatchReport {
     pub sent: usize,
@@ -73,7 +117,9 @@ impl Dispatcher {
     /// Runs until `stopping` turns true (or the future is dropped): keeps up
     /// to `delivery.batch_size` sends out at once, claiming more due
     /// messages whenever half of them have come back, and records each send
-    /// when it finishes. It asks for due messages only when some may be
+    /// when it finishes; a claim that falls due as sends come back is made
+    /// in the transaction that records them (on SQLite one turn at the
+    /// writer, not two). It asks for due messages only when some may be
     /// there: at each poll interval, when a transaction signals new ones,
     /// or when its last claim took all it asked for; not after every
     /// recording, where the question almost always finds nothing. A send
@@ -92,7 +138,7 @@ impl Dispatcher {
         let mut sending = FuturesUnordered::new();
         // Claims in groups, not one by one as sends come back: on SQLite
         // each claim is a turn at the one writer.
-        let room_for_more = |out: usize| out <= most / 2;
+        let claiming = ClaimAlong { most };
         let mut worth_asking = true;
         // A deadline, not a sleep started afresh each time round: sends
         // coming back more often than the interval must not put off
@@ -101,7 +147,7 @@ impl Dispatcher {
         loop {
             if *self.stopping.borrow() {
                 while let Some(first) = sending.next().await {
-                    self.record_and_go_on(first, &mut sending).await;
+                    self.record_and_go_on(first, &mut sending, None).await;
                 }
                 tracing::info!("delivery stopped");
                 return;
@@ -115,28 +161,26 @@ impl Dispatcher {
                     tracing::error!(error = ?error, "retention failed");
                 }
             }
-            if worth_asking && room_for_more(sending.len()) {
-                let room = most - sending.len();
-                worth_asking = match self.claim(room).await {
-                    // A full claim may have left more due behind.
-                    Ok(claimed) => {
-                        let full = claimed.len() == room;
-                        sending.extend(claimed);
-                        full
-                    }
-                    Err(error) => {
-                        tracing::error!(error = ?error, "outbox dispatch failed");
-                        false
-                    }
-                };
+            let room = claiming.room(sending.len());
+            if worth_asking && room > 0 {
+                let started = async { self.start_sends(self.claim(room).await?).await }.await;
+                worth_asking = took_all(started, room, &mut sending);
             }
             tokio::select! {
                 biased;
                 // Disabled while nothing is out (an empty set ends at once).
-                Some(first) = sending.next() => self.record_and_go_on(first, &mut sending).await,
+                Some(first) = sending.next() => {
+                    // With room for more once these are recorded, more are
+                    // claimed in the recording's turn at the writer.
+                    let claim = worth_asking.then_some(claiming);
+                    if let Some(claimed) = self.record_and_go_on(first, &mut sending, claim).await {
+                        let started = self.start_sends(claimed.messages).await;
+                        worth_asking = took_all(started, claimed.room, &mut sending);
+                    }
+                }
                 // With room for more, new messages are claimed as they
                 // come.
-                () = self.core.outbox_signal.notified(), if room_for_more(sending.len()) => {
+                () = self.core.outbox_signal.notified(), if claiming.room(sending.len()) > 0 => {
                     worth_asking = true;
                 }
                 // Retries are claimed as they come due; and while sends
@@ -160,32 +204,36 @@ impl Dispatcher {
         if *self.stopping.borrow() {
             return Ok(report);
         }
-        let mut sending: FuturesUnordered<_> = self
+        let claimed = self
             .claim(self.core.settings.delivery.batch_size as usize)
-            .await?
-            .into_iter()
-            .collect();
+            .await?;
+        let mut sending: FuturesUnordered<_> =
+            self.start_sends(claimed).await?.into_iter().collect();
         while let Some(first) = sending.next().await {
-            self.record_finished(first, &mut sending, &mut report)
+            self.record_finished(first, &mut sending, &mut report, None)
                 .await?;
         }
         Ok(report)
     }
 
-    /// Claims up to `most` due messages together and returns their sends,
-    /// not yet started. Each send runs to its transport's time-out at most,
-    /// so each lease covers one send. The sends touch no database: a
-    /// webhook's endpoint is read here, before any send starts.
-    async fn claim(
-        &self,
-        most: usize,
-    ) -> CoreResult<Vec<impl Future<Output = CoreResult<Finished>> + '_>> {
+    /// Claims up to `most` due messages together.
+    async fn claim(&self, most: usize) -> CoreResult<Vec<ClaimedMessage>> {
         let now = self.core.clock.now();
         let due = outbox::due(&self.core, now, most as u64).await?;
         if due.is_empty() {
             return Ok(Vec::new());
         }
-        let claimed = outbox::claim_batch(&self.core, &due).await?;
+        outbox::claim_batch(&self.core, &due).await
+    }
+
+    /// The sends of claimed messages, not yet started. Each send runs to
+    /// its transport's time-out at most, so each lease covers one send.
+    /// The sends touch no database: a webhook's endpoint is read here,
+    /// before any send starts.
+    async fn start_sends(
+        &self,
+        claimed: Vec<ClaimedMessage>,
+    ) -> CoreResult<Vec<impl Future<Output = CoreResult<Finished>> + '_>> {
         let targets = join_all(claimed.iter().map(|message| self.webhook_target(message)))
             .await
             .into_iter()
@@ -212,7 +260,8 @@ impl Dispatcher {
         first: CoreResult<Finished>,
         sending: &mut FuturesUnordered<F>,
         report: &mut DispatchReport,
-    ) -> CoreResult<()>
+        claim: Option<ClaimAlong>,
+    ) -> CoreResult<Option<ClaimedAlong>>
     where
         F: Future<Output = CoreResult<Finished>>,
     {
@@ -220,7 +269,8 @@ impl Dispatcher {
         while let Some(Some(more)) = sending.next().now_or_never() {
             finished.push(more?);
         }
-        self.record(&finished, report).await
+        let room = claim.map_or(0, |claim| claim.room(sending.len()));
+        self.record(&finished, report, room).await
     }
 
     /// `record_finished` for the loop, which goes on after a recording
@@ -230,12 +280,21 @@ impl Dispatcher {
         &self,
         first: CoreResult<Finished>,
         sending: &mut FuturesUnordered<F>,
-    ) where
+        claim: Option<ClaimAlong>,
+    ) -> Option<ClaimedAlong>
+    where
         F: Future<Output = CoreResult<Finished>>,
     {
         let mut report = DispatchReport::default();
-        if let Err(error) = self.record_finished(first, sending, &mut report).await {
-            tracing::error!(error = ?error, "outbox dispatch failed");
+        match self
+            .record_finished(first, sending, &mut report, claim)
+            .await
+        {
+            Ok(claimed) => claimed,
+            Err(error) => {
+                tracing::error!(error = ?error, "outbox dispatch failed");
+                None
+            }
         }
     }
 
@@ -308,8 +367,17 @@ impl Dispatcher {
         })
     }
 
-    /// Records finished sends in one transaction, then counts and logs each.
-    async fn record(&self, finished: &[Finished], report: &mut DispatchReport) -> CoreResult<()> {
+    /// Records finished sends in one transaction, then counts and logs
+    /// each. With `room`, up to that many due messages are claimed in the
+    /// same transaction; they are returned, read after the commit. A due
+    /// list that cannot be read only leaves the claim out: a result not
+    /// recorded would be sent again once its lease ran out.
+    async fn record(
+        &self,
+        finished: &[Finished],
+        report: &mut DispatchReport,
+        room: usize,
+    ) -> CoreResult<Option<ClaimedAlong>> {
         let outcomes: Vec<SendOutcome<'_>> = finished
             .iter()
             .map(|f| SendOutcome {
@@ -319,11 +387,29 @@ impl Dispatcher {
             })
             .collect();
         let now = self.core.clock.now();
-        let recorded = outbox::record_results(&self.core, &outcomes, now).await?;
+        let due = if room > 0 {
+            outbox::due(&self.core, now, room as u64)
+                .await
+                .unwrap_or_else(|error| {
+                    tracing::error!(error = ?error, "outbox dispatch failed");
+                    Vec::new()
+                })
+        } else {
+            Vec::new()
+        };
+        let (recorded, lease_token) =
+            outbox::record_results_and_claim(&self.core, &outcomes, now, &due).await?;
         for (finished, recorded) in finished.iter().zip(recorded) {
             self.count(finished, recorded, report);
         }
-        Ok(())
+        if room == 0 {
+            return Ok(None);
+        }
+        let messages = match lease_token {
+            Some(lease_token) => outbox::leased(&self.core, &due, lease_token).await?,
+            None => Vec::new(),
+        };
+        Ok(Some(ClaimedAlong { messages, room }))
     }
 
     fn count(&self, finished: &Finished, recorded: Recorded, report: &mut DispatchReport) {

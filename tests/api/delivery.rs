@@ -475,6 +475,10 @@ struct Quiet {
 
 impl Quiet {
     async fn new() -> Self {
+        Self::with(|_| {}).await
+    }
+
+    async fn with(configure: impl FnOnce(&mut Settings)) -> Self {
         use customer_registration::{clock::ManualClock, service::hosts, startup};
         let dir = tempfile::tempdir().unwrap();
         let mut settings = Settings {
@@ -485,6 +489,7 @@ impl Quiet {
         settings.delivery.email.transport = EmailTransportKind::Memory;
         settings.delivery.sms.transport = SmsTransportKind::Memory;
         crate::helpers::shared_test_secrets(&mut settings);
+        configure(&mut settings);
         let clock = std::sync::Arc::new(ManualClock::default());
         let core = startup::build_core(settings, clock.clone()).await.unwrap();
         let credentials = hosts::create_host(&core, "h").await.unwrap();
@@ -596,6 +601,58 @@ async fn a_dispatch_pass_claims_and_records_its_batch_together() {
             .is_empty(),
         "nothing left to send"
     );
+}
+
+/// The delivery loop claims more due messages in the transaction that
+/// records the sends that came back, not in one of its own: on SQLite each
+/// transaction is a turn at the one writer that registers queue for. Six
+/// messages two at a time: a claim, then three recordings, the first two
+/// each claiming the next two (six turns when every claim took its own).
+#[tokio::test]
+async fn the_delivery_loop_claims_in_the_turn_that_records() {
+    use customer_registration::{delivery::MemoryOutbox, metrics::WriterUse, startup};
+    use sea_orm::PaginatorTrait;
+    let quiet = Quiet::with(|settings| settings.delivery.batch_size = 2).await;
+    for last in 0..6 {
+        quiet.register(&format!("+628123456789{last}")).await;
+    }
+    let core = &quiet.core;
+    let memory = MemoryOutbox::default();
+    let dispatcher = startup::dispatcher(core, &memory).unwrap();
+    let turns_before = core.metrics.writer_turns(WriterUse::Delivery);
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    let running = tokio::spawn(dispatcher.run(stopping));
+    let all_sent = async {
+        loop {
+            let sent = outbox_message::Entity::find()
+                .filter(outbox_message::Column::Status.eq(OutboxStatus::Sent))
+                .count(&core.db)
+                .await
+                .unwrap();
+            if sent == 6 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(20), all_sent)
+        .await
+        .expect("six messages sent and recorded");
+    stop.send(true).unwrap();
+    running.await.unwrap();
+    assert_eq!(memory.messages().len(), 6, "each message went once");
+    let attempts = entity::delivery_attempt::Entity::find()
+        .all(&core.db)
+        .await
+        .unwrap();
+    assert_eq!(attempts.len(), 6, "one attempt each");
+    // The writer's turns are SQLite's; elsewhere there is no such queue.
+    if core.db.get_database_backend() == sea_orm::DbBackend::Sqlite {
+        assert_eq!(
+            core.metrics.writer_turns(WriterUse::Delivery) - turns_before,
+            4
+        );
+    }
 }
 
 /// A message cancelled between the two halves of a claim (a resend

@@ -7,8 +7,8 @@ use entity::{
     states::{Channel, ErrorClass, OutboxStatus},
 };
 use sea_orm::{
-    ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect, UpdateMany,
-    sea_query::Expr,
+    ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    UpdateMany, sea_query::Expr,
 };
 use uuid::Uuid;
 
@@ -157,7 +157,20 @@ async fn claim_batch_once(core: &Core, ids: &[Uuid]) -> CoreResult<Vec<ClaimedMe
 /// The first half of a claim: leases those of `ids` still pending and not
 /// leased, under one new token; `None` when there were none.
 pub async fn take_leases(core: &Core, ids: &[Uuid]) -> CoreResult<Option<Uuid>> {
-    let turn = write::delivery_turn(core).await;
+    let _turn = write::delivery_turn(core).await;
+    take_leases_on(core, &core.db, ids).await
+}
+
+/// [`take_leases`] on `db`: the caller's transaction, when a claim rides
+/// on the writer's turn that records results (`record_results_and_claim`).
+pub(super) async fn take_leases_on(
+    core: &Core,
+    db: &impl ConnectionTrait,
+    ids: &[Uuid],
+) -> CoreResult<Option<Uuid>> {
+    if ids.is_empty() {
+        return Ok(None);
+    }
     let now = core.clock.now();
     let lease_token = Uuid::new_v4();
     let claimed = outbox_message::Entity::update_many()
@@ -169,10 +182,9 @@ pub async fn take_leases(core: &Core, ids: &[Uuid]) -> CoreResult<Option<Uuid>> 
         .filter(outbox_message::Column::Id.is_in(ids.iter().copied()))
         .filter(outbox_message::Column::Status.eq(OutboxStatus::Pending))
         .filter(lease_free(now))
-        .exec(&core.db)
+        .exec(db)
         .await
         .context("Failed to claim outbox messages")?;
-    drop(turn);
     Ok((claimed.rows_affected > 0).then_some(lease_token))
 }
 

@@ -20,7 +20,7 @@ pub use history::{
     waiting_by_channel, waiting_by_channel_query,
 };
 pub use receipts::{Receipt, ReceiptApplied, ReceiptStatus, apply_receipt};
-pub use record::{SendOutcome, backoff, record_results};
+pub use record::{SendOutcome, backoff, record_results, record_results_and_claim};
 pub use stats::{SendCount, sends_by_day, sms_queued_since};
 
 use chrono::{DateTime, Utc};
