@@ -1,20 +1,20 @@
 //! The delivery loop: claims due messages through the outbox module, hands
-//! each to its channel's transport and records how it went.
+//! each to its channel's transport (`sends`) and records how it went.
+mod sends;
+
 use std::{sync::atomic::Ordering, time::Duration};
 
-use entity::states::{AttemptOutcome, Channel};
-use futures::{FutureExt, StreamExt, future::join_all, stream::FuturesUnordered};
+use entity::states::AttemptOutcome;
+use futures::{FutureExt, StreamExt, stream::FuturesUnordered};
 use tokio::{sync::watch, time::Instant};
 use uuid::Uuid;
 
-use super::{EmailSender, OutgoingMessage, SendError, SmsProviders, WebhookTransport};
+use super::{EmailSender, SmsProviders, WebhookTransport};
 use crate::{
-    domain::PhoneNumber,
     error::CoreResult,
     service::{
         outbox::{self, Carrier, ClaimedMessage, Recorded, SendOutcome, SendResult},
         retention,
-        webhooks::{self, WebhookSend},
     },
     state::Core,
 };
@@ -226,25 +226,6 @@ impl Dispatcher {
         outbox::claim_batch(&self.core, &due).await
     }
 
-    /// The sends of claimed messages, not yet started. Each send runs to
-    /// its transport's time-out at most, so each lease covers one send.
-    /// The sends touch no database: a webhook's endpoint is read here,
-    /// before any send starts.
-    async fn start_sends(
-        &self,
-        claimed: Vec<ClaimedMessage>,
-    ) -> CoreResult<Vec<impl Future<Output = CoreResult<Finished>> + '_>> {
-        let targets = join_all(claimed.iter().map(|message| self.webhook_target(message)))
-            .await
-            .into_iter()
-            .collect::<CoreResult<Vec<_>>>()?;
-        Ok(claimed
-            .into_iter()
-            .zip(targets)
-            .map(|(message, target)| self.send(message, target))
-            .collect())
-    }
-
     /// Records `first` together with every other send that has finished by
     /// now, in one transaction: on SQLite each commit is a turn at the one
     /// writer that registers queue for, so sends are recorded a few turns
@@ -296,75 +277,6 @@ impl Dispatcher {
                 None
             }
         }
-    }
-
-    /// Where a webhook message goes, read at each attempt: a host that
-    /// replaced its endpoint or secret gets pending events at the new one;
-    /// one that disabled it gets none (the message dies). `None` for other
-    /// channels, and for a webhook that must not go out.
-    async fn webhook_target(&self, message: &ClaimedMessage) -> CoreResult<Option<WebhookSend>> {
-        if message.channel != Channel::Webhook {
-            return Ok(None);
-        }
-        webhooks::prepare_send(&self.core, message.id).await
-    }
-
-    async fn send_webhook(
-        &self,
-        message: &ClaimedMessage,
-        target: Option<WebhookSend>,
-    ) -> Result<String, SendError> {
-        let Some(transport) = &self.webhook else {
-            return Err(SendError::Permanent(
-                "webhooks are not configured on this dispatcher".into(),
-            ));
-        };
-        let Some(target) = target else {
-            return Err(SendError::Permanent(
-                "the host's webhook endpoint or the host is disabled".into(),
-            ));
-        };
-        let timestamp = self.core.clock.now().timestamp();
-        transport.send(&target, &message.body, timestamp).await
-    }
-
-    /// Sends one claimed message through its channel's transport.
-    async fn send(
-        &self,
-        message: ClaimedMessage,
-        target: Option<WebhookSend>,
-    ) -> CoreResult<Finished> {
-        let outgoing = OutgoingMessage {
-            id: message.id,
-            recipient: &message.recipient,
-            subject: message.subject.as_deref(),
-            body: &message.body,
-            html_body: message.html_body.as_deref(),
-        };
-        let channel = message.channel;
-        let country = (channel == Channel::Sms)
-            .then(|| PhoneNumber::from_stored(message.recipient.clone()).region())
-            .flatten();
-        let (result, carrier) = match channel {
-            Channel::Email => (self.email.send(&outgoing).await, None),
-            Channel::Sms => self.send_sms(&message, &outgoing, country.as_deref()).await,
-            Channel::Webhook => (self.send_webhook(&message, target).await, None),
-        };
-        let result = match result {
-            Ok(provider_message_id) => SendResult::Sent {
-                provider_message_id,
-            },
-            Err(error) => SendResult::Failed {
-                class: error.class(),
-                error: error.to_string(),
-            },
-        };
-        Ok(Finished {
-            message,
-            carrier,
-            result,
-            country,
-        })
     }
 
     /// Records finished sends in one transaction, then counts and logs
@@ -465,60 +377,5 @@ impl Dispatcher {
                 tracing::error!(message = %message.id, channel = channel.name(), provider, attempts, class, error = failure, "message dead-lettered");
             }
         }
-    }
-
-    /// Sends an SMS through the provider its route and the breakers pick,
-    /// and works out, with the routing settings, where it goes next.
-    async fn send_sms(
-        &self,
-        message: &ClaimedMessage,
-        outgoing: &OutgoingMessage<'_>,
-        country: Option<&str>,
-    ) -> (Result<String, SendError>, Option<Carrier>) {
-        let sms = &self.core.settings.delivery.sms;
-        let route = sms.route(country);
-        if route.is_empty() {
-            let error = SendError::Permanent(format!(
-                "no SMS provider is configured for {}",
-                country.unwrap_or("this number's country")
-            ));
-            return (Err(error), None);
-        }
-        let assigned = message
-            .provider
-            .as_ref()
-            .and_then(|p| route.iter().position(|name| name == p))
-            .unwrap_or(0);
-        let provider = self.sms.choose(&route, assigned).to_owned();
-        let result = self.sms.send(&provider, outgoing).await;
-        let before = if message.provider.as_deref() == Some(provider.as_str()) {
-            message.provider_failures
-        } else {
-            0
-        };
-        let failures_here = before + i32::from(matches!(result, Err(SendError::Transient(_))));
-        let (failover_to, keep_body) = match &result {
-            Ok(_) => (
-                None,
-                sms.provider(&provider).is_some_and(|p| p.takes_receipts())
-                    && sms.next_provider(country, &provider).is_some(),
-            ),
-            Err(error) => (
-                sms.failover(
-                    country,
-                    &provider,
-                    matches!(error, SendError::Permanent(_)),
-                    u32::try_from(failures_here).unwrap_or(0),
-                ),
-                false,
-            ),
-        };
-        let carrier = Carrier {
-            provider,
-            failures_here,
-            failover_to,
-            keep_body,
-        };
-        (result, Some(carrier))
     }
 }
