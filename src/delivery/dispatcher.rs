@@ -48,11 +48,11 @@ struct Finished {
 /// transaction: as many as the sends still out leave room for, once at
 /// most half of `most` are out.
 #[derive(Clone, Copy)]
-struct ClaimAlong {
+struct ClaimRule {
     most: usize,
 }
 
-impl ClaimAlong {
+impl ClaimRule {
     fn room(self, out: usize) -> usize {
         if out <= self.most / 2 {
             self.most - out
@@ -138,7 +138,7 @@ impl Dispatcher {
         let mut sending = FuturesUnordered::new();
         // Claims in groups, not one by one as sends come back: on SQLite
         // each claim is a turn at the one writer.
-        let claiming = ClaimAlong { most };
+        let claiming = ClaimRule { most };
         let mut worth_asking = true;
         // A deadline, not a sleep started afresh each time round: sends
         // coming back more often than the interval must not put off
@@ -241,7 +241,7 @@ impl Dispatcher {
         first: CoreResult<Finished>,
         sending: &mut FuturesUnordered<F>,
         report: &mut DispatchReport,
-        claim: Option<ClaimAlong>,
+        claim: Option<ClaimRule>,
     ) -> CoreResult<Option<ClaimedAlong>>
     where
         F: Future<Output = CoreResult<Finished>>,
@@ -261,7 +261,7 @@ impl Dispatcher {
         &self,
         first: CoreResult<Finished>,
         sending: &mut FuturesUnordered<F>,
-        claim: Option<ClaimAlong>,
+        claim: Option<ClaimRule>,
     ) -> Option<ClaimedAlong>
     where
         F: Future<Output = CoreResult<Finished>>,
