@@ -633,14 +633,9 @@ async fn abandon_confirm_and_see_it_complete(
     app: &crate::helpers::TestApp,
     confirm: impl FnOnce(&reqwest::Client) -> reqwest::RequestBuilder,
 ) {
-    let impatient = reqwest::Client::builder()
-        .timeout(StdDuration::from_millis(20))
-        .build()
-        .unwrap();
-    // The confirm cannot end before the client gives up, however fast this
-    // machine hashes (a hash took under 20 ms on a fast day): its writes
-    // wait for this transaction, for this process's writer turn on SQLite
-    // and for the registration's row lock on a server.
+    // The confirm cannot end before its client leaves: its writes wait for
+    // this transaction, for this process's writer turn on SQLite and for
+    // the registration's row lock on a server.
     let holding = customer_registration::service::write::begin(&app.core)
         .await
         .unwrap();
@@ -649,8 +644,23 @@ async fn abandon_confirm_and_see_it_complete(
         .one(&*holding)
         .await
         .unwrap();
-    let abandoned = confirm(&impatient).bearer_auth(&app.token).send().await;
-    assert!(abandoned.is_err(), "the client gave up first");
+    let request = confirm(&reqwest::Client::new()).bearer_auth(&app.token);
+    let in_flight = tokio::spawn(async move { request.send().await });
+    // The client leaves once the hash is done and the confirm waits to
+    // write. Leaving earlier, while it waits for a hashing slot, rightly
+    // stops it unwritten; a fixed client time-out raced that on a loaded
+    // machine.
+    let hashing = &app.core.hashing;
+    eventually("the confirm's hash to finish", || async {
+        (hashing.most_at_once() == 1 && hashing.in_progress() == 0 && hashing.waiting() == 0)
+            .then_some(())
+    })
+    .await;
+    in_flight.abort();
+    assert!(
+        in_flight.await.unwrap_err().is_cancelled(),
+        "the client left before an answer"
+    );
     customer_registration::service::write::rollback(holding)
         .await
         .unwrap();
