@@ -4,7 +4,14 @@ fn main() -> ExitCode {
     // Before the runtime starts its threads: this may restart the process.
     customer_registration::malloc::settle_malloc();
     match tokio::runtime::Runtime::new() {
-        Ok(runtime) => runtime.block_on(customer_registration::cli::run()),
+        // On the runtime's workers like every other task, not polled by
+        // `block_on` on this thread: there the delivery loop, which runs in
+        // the service's one future, was a third busy thread on two cores,
+        // woken from sleep for each of its database answers and sends.
+        Ok(runtime) => match runtime.block_on(runtime.spawn(customer_registration::cli::run())) {
+            Ok(code) => code,
+            Err(ended) => std::panic::resume_unwind(ended.into_panic()),
+        },
         Err(error) => {
             eprintln!("error: could not start the async runtime: {error}");
             ExitCode::FAILURE
