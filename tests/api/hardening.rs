@@ -11,12 +11,12 @@ use customer_registration::{
     service::{hosts, request_limits},
 };
 use entity::{
-    delivery_attempt, outbox_message, registration,
+    delivery_attempt, idempotency_record, outbox_message, registration,
     states::{AttemptOutcome, Channel, OutboxStatus},
 };
 use futures::StreamExt;
 use reqwest::{StatusCode, header};
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect};
+use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QuerySelect};
 use serde_json::{Value, json};
 
 use crate::helpers::{
@@ -585,7 +585,15 @@ async fn abandon_confirms_waiting_to_hash(
     }
     // Each confirm ends given up or completed: hashes already running when
     // the clients left ran to their end, with the transaction after them.
+    // A request ends after its confirm: with `Idempotency-Key` it then
+    // stores the answer or lets the key go, and a retry before that is
+    // rightly told the first is still in progress.
     let completed = eventually("every confirm to end", || async {
+        let keys_held = idempotency_record::Entity::find()
+            .filter(idempotency_record::Column::ResponseStatus.is_null())
+            .count(&app.core.db)
+            .await
+            .unwrap();
         let completed = registration::Entity::find()
             .filter(registration::Column::CompletedAt.is_not_null())
             .all(&app.core.db)
@@ -598,7 +606,7 @@ async fn abandon_confirms_waiting_to_hash(
                 .requests_abandoned(AbandonedOperation::Confirm),
         )
         .unwrap();
-        (completed + abandoned == CONFIRMS).then_some(completed)
+        (completed + abandoned == CONFIRMS && keys_held == 0).then_some(completed)
     })
     .await;
     assert_eq!(app.core.hashing.waiting(), 0);
