@@ -89,6 +89,20 @@ impl OutboxStatus {
             OutboxStatus::Failed => "failed",
         }
     }
+
+    /// Whether the message's row holds a send that went through (its
+    /// `sent_at`, `provider` and `provider_message_id`): sent, and since at
+    /// most a final receipt. Once a receipt moves it to another provider it
+    /// is pending again, and that send is a `delivery_attempt` row.
+    pub fn holds_its_send(self) -> bool {
+        match self {
+            OutboxStatus::Sent
+            | OutboxStatus::Delivered
+            | OutboxStatus::Undelivered
+            | OutboxStatus::Failed => true,
+            OutboxStatus::Pending | OutboxStatus::Dead | OutboxStatus::Cancelled => false,
+        }
+    }
 }
 
 /// What one event of a message's delivery timeline was.
@@ -132,6 +146,16 @@ impl AttemptOutcome {
             AttemptOutcome::Undelivered => "undelivered",
             AttemptOutcome::ProviderFailed => "provider_failed",
         }
+    }
+
+    /// A provider's receipt, which comes after the send it is about.
+    pub fn is_receipt(self) -> bool {
+        matches!(
+            self,
+            AttemptOutcome::Delivered
+                | AttemptOutcome::Undelivered
+                | AttemptOutcome::ProviderFailed
+        )
     }
 }
 

@@ -26,6 +26,7 @@ mod m20261205_000002_recipient_quota_scopes_side_by_side;
 mod m20261206_000001_quota_allowances;
 mod m20261206_000002_one_pending_registration_per_phone_on_mysql;
 mod m20261206_000003_outbox_bodies_inline;
+mod m20261207_000001_outbox_provider_message_index;
 
 pub struct Migrator;
 
@@ -55,6 +56,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000001_quota_allowances::Migration),
             Box::new(m20261206_000002_one_pending_registration_per_phone_on_mysql::Migration),
             Box::new(m20261206_000003_outbox_bodies_inline::Migration),
+            Box::new(m20261207_000001_outbox_provider_message_index::Migration),
         ]
     }
 }

@@ -61,6 +61,9 @@ pub struct Delivery {
     /// For an SMS, the configured provider carrying it (or that carried it
     /// last).
     pub provider: Option<String>,
+    /// What the timeline is read from, beside its rows.
+    #[graphql(skip)]
+    pub message: outbox::Delivery,
 }
 
 impl From<outbox::Delivery> for Delivery {
@@ -71,12 +74,13 @@ impl From<outbox::Delivery> for Delivery {
             status: d.status.into(),
             attempts: d.attempts,
             last_error_class: d.last_error_class.map(states::ErrorClass::name),
-            last_error: d.last_error,
+            last_error: d.last_error.clone(),
             queued_at: d.queued_at,
             next_attempt_at: d.next_attempt_at,
             sent_at: d.sent_at,
-            provider_message_id: d.provider_message_id,
-            provider: d.provider,
+            provider_message_id: d.provider_message_id.clone(),
+            provider: d.provider.clone(),
+            message: d,
         }
     }
 }
@@ -101,8 +105,10 @@ impl Delivery {
     /// Every attempt, oldest first.
     async fn timeline(&self, ctx: &Context<'_>) -> Result<Vec<DeliveryEvent>> {
         let loader = ctx.data::<RequestLoaders>()?.timeline();
-        let events = loader.load_one(self.id).await?.unwrap_or_default();
-        Ok(events
+        let rows = loader.load_one(self.id).await?.unwrap_or_default();
+        Ok(self
+            .message
+            .timeline(rows)
             .into_iter()
             .map(|e| DeliveryEvent {
                 at: e.at,

@@ -90,7 +90,7 @@ impl Loader<Uuid> for TimelineLoader {
     type Error = async_graphql::Error;
 
     async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Self::Value>, Self::Error> {
-        Ok(outbox::timelines(&self.0, keys).await?)
+        Ok(outbox::timeline_rows(&self.0, keys).await?)
     }
 }
 

@@ -313,6 +313,33 @@ async fn an_undelivered_receipt_resends_the_same_text_through_the_next_provider(
         timeline[1]["error"].as_str().unwrap().contains("30005"),
         "{timeline:?}"
     );
+    let steps: Vec<(&str, &str, &str)> = timeline
+        .iter()
+        .map(|e| {
+            (
+                e["outcome"].as_str().unwrap(),
+                e["provider"].as_str().unwrap(),
+                e["providerMessageId"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            ("sent", "primary", "p-1"),
+            ("undelivered", "primary", "p-1"),
+            ("sent", "backup", "b-1")
+        ]
+    );
+    // A late receipt about the send it moved on from is still known, and
+    // changes nothing.
+    let late = json!({"messageId": "p-1", "status": "delivered"});
+    assert_eq!(
+        post_receipt(&app, "primary", &late, SECRET).await,
+        StatusCode::NO_CONTENT
+    );
+    let after = sms(&app, &ticket["id"], |_| true).await;
+    assert_eq!(after["timeline"], resent["timeline"], "nothing added");
     // The customer can still use the code it carried.
     let code = first_code(&backup).await;
     let confirmed = app.confirm(PHONE, "Secret123!pass", &code).await;

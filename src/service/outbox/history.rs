@@ -187,8 +187,31 @@ pub async fn deliveries_by_registration(
     Ok(grouped)
 }
 
-/// Every event of each message, in order, for DataLoaders.
+/// Every event of each message, in order: [`timeline_rows`] with the send
+/// each message holds ([`Delivery::timeline`]).
 pub async fn timelines(
+    core: &Core,
+    message_ids: &[Uuid],
+) -> CoreResult<HashMap<Uuid, Vec<DeliveryEvent>>> {
+    let mut rows = timeline_rows(core, message_ids).await?;
+    let messages = outbox_message::Entity::find()
+        .filter(outbox_message::Column::Id.is_in(message_ids.iter().copied()))
+        .all(&core.db)
+        .await
+        .context("Failed to load the messages of timelines")?;
+    Ok(messages
+        .into_iter()
+        .map(|message| {
+            let rows = rows.remove(&message.id).unwrap_or_default();
+            let delivery = Delivery::from(message);
+            (delivery.id, delivery.timeline(rows))
+        })
+        .collect())
+}
+
+/// The timeline's rows of each message, in order, for DataLoaders: every
+/// event but the send its message holds, which [`Delivery::timeline`] adds.
+pub async fn timeline_rows(
     core: &Core,
     message_ids: &[Uuid],
 ) -> CoreResult<HashMap<Uuid, Vec<DeliveryEvent>>> {
@@ -213,6 +236,52 @@ pub async fn timelines(
             });
     }
     Ok(grouped)
+}
+
+impl Delivery {
+    /// The send that went through as the message holds it, while it does
+    /// (`OutboxStatus::holds_its_send`). Since migration `m20261207_000001`
+    /// it is no row of its own (docs/PERFORMANCE.md, session 48).
+    fn held_send(&self) -> Option<DeliveryEvent> {
+        let at = self.sent_at.filter(|_| self.status.holds_its_send())?;
+        Some(DeliveryEvent {
+            at,
+            outcome: AttemptOutcome::Sent,
+            error_class: None,
+            error: None,
+            provider_message_id: self.provider_message_id.clone(),
+            provider: self.provider.clone(),
+        })
+    }
+
+    /// The whole timeline from its rows ([`timeline_rows`]): the send the
+    /// message holds put in its place, after what came before it and
+    /// before the receipts about it (at the same moment, too). Left out
+    /// when a row has it already: every send was a row before migration
+    /// `m20261207_000001`.
+    pub fn timeline(&self, mut rows: Vec<DeliveryEvent>) -> Vec<DeliveryEvent> {
+        let Some(send) = self.held_send() else {
+            return rows;
+        };
+        let about_it = |event: &DeliveryEvent| {
+            event.provider_message_id == send.provider_message_id && event.provider == send.provider
+        };
+        if rows
+            .iter()
+            .any(|event| event.outcome == AttemptOutcome::Sent && about_it(event))
+        {
+            return rows;
+        }
+        let place = rows
+            .iter()
+            .position(|event| {
+                event.at > send.at
+                    || (event.at == send.at && event.outcome.is_receipt() && about_it(event))
+            })
+            .unwrap_or(rows.len());
+        rows.insert(place, send);
+        rows
+    }
 }
 
 /// The statement behind [`waiting_by_channel`]: per channel, the number of
@@ -251,4 +320,107 @@ pub async fn waiting_by_channel(core: &Core) -> CoreResult<Waiting> {
                 .unwrap_or((channel, 0, None))
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+
+    fn at(second: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 12, 7, 8, 0, second).unwrap()
+    }
+
+    fn event(second: u32, outcome: AttemptOutcome, id: Option<&str>) -> DeliveryEvent {
+        DeliveryEvent {
+            at: at(second),
+            outcome,
+            error_class: None,
+            error: None,
+            provider_message_id: id.map(str::to_owned),
+            provider: Some("a".to_owned()),
+        }
+    }
+
+    fn message(status: OutboxStatus, sent: Option<(u32, &str)>) -> Delivery {
+        Delivery {
+            id: Uuid::nil(),
+            registration_id: Uuid::nil(),
+            channel: Channel::Sms,
+            status,
+            attempts: 1,
+            last_error_class: None,
+            last_error: None,
+            queued_at: at(0),
+            next_attempt_at: None,
+            sent_at: sent.map(|(second, _)| at(second)),
+            provider_message_id: sent.map(|(_, id)| id.to_owned()),
+            provider: Some("a".to_owned()),
+        }
+    }
+
+    fn outcomes(timeline: &[DeliveryEvent]) -> Vec<(u32, AttemptOutcome, Option<&str>)> {
+        use chrono::Timelike;
+        timeline
+            .iter()
+            .map(|e| (e.at.second(), e.outcome, e.provider_message_id.as_deref()))
+            .collect()
+    }
+
+    #[test]
+    fn the_held_send_goes_after_what_came_before_and_before_its_receipts() {
+        use AttemptOutcome::*;
+        let rows = vec![
+            event(1, Failed, None),
+            event(2, Failed, None),
+            event(2, Delivered, Some("x")),
+            event(3, Delivered, Some("x")),
+        ];
+        let timeline = message(OutboxStatus::Delivered, Some((2, "x"))).timeline(rows);
+        assert_eq!(
+            outcomes(&timeline),
+            [
+                (1, Failed, None),
+                (2, Failed, None),
+                (2, Sent, Some("x")),
+                (2, Delivered, Some("x")),
+                (3, Delivered, Some("x"))
+            ]
+        );
+        let alone = message(OutboxStatus::Sent, Some((5, "y"))).timeline(Vec::new());
+        assert_eq!(outcomes(&alone), [(5, Sent, Some("y"))]);
+    }
+
+    #[test]
+    fn a_send_moved_on_from_is_a_row_and_the_held_one_comes_after_it() {
+        use AttemptOutcome::*;
+        // Sent as x, undelivered, sent again elsewhere as y, all at once.
+        let rows = vec![event(1, Sent, Some("x")), event(1, Undelivered, Some("x"))];
+        let timeline = message(OutboxStatus::Sent, Some((1, "y"))).timeline(rows.clone());
+        assert_eq!(
+            outcomes(&timeline),
+            [
+                (1, Sent, Some("x")),
+                (1, Undelivered, Some("x")),
+                (1, Sent, Some("y"))
+            ]
+        );
+        // Pending again after the receipt: the message holds no send, even
+        // though it still has the one it moved on from.
+        let pending = message(OutboxStatus::Pending, Some((1, "x"))).timeline(rows.clone());
+        assert_eq!(outcomes(&pending), outcomes(&rows));
+    }
+
+    #[test]
+    fn a_send_already_a_row_is_not_added_twice() {
+        use AttemptOutcome::*;
+        // Written before the migration: the send is a row.
+        let rows = vec![event(1, Sent, Some("x")), event(2, Delivered, Some("x"))];
+        let timeline = message(OutboxStatus::Delivered, Some((1, "x"))).timeline(rows);
+        assert_eq!(
+            outcomes(&timeline),
+            [(1, Sent, Some("x")), (2, Delivered, Some("x"))]
+        );
+    }
 }

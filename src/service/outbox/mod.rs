@@ -16,8 +16,8 @@ pub use dispatch::{
     Carrier, ClaimedMessage, Recorded, SendResult, claim_batch, due, leased, take_leases,
 };
 pub use history::{
-    Delivery, DeliveryEvent, deliveries_by_registration, list, retry_dead, timelines,
-    waiting_by_channel, waiting_by_channel_query,
+    Delivery, DeliveryEvent, deliveries_by_registration, list, retry_dead, timeline_rows,
+    timelines, waiting_by_channel, waiting_by_channel_query,
 };
 pub use receipts::{Receipt, ReceiptApplied, ReceiptStatus, apply_receipt};
 pub use record::{SendOutcome, backoff, record_results, record_results_and_claim};

@@ -10,7 +10,9 @@ use entity::{
     delivery_attempt, outbox_message,
     states::{AttemptOutcome, ErrorClass, OutboxStatus},
 };
-use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, sea_query::Expr,
+};
 use uuid::Uuid;
 
 use super::dispatch::erase_bodies;
@@ -67,20 +69,7 @@ pub async fn apply_receipt(core: &Core, receipt: &Receipt) -> CoreResult<Receipt
 async fn apply_once(core: &Core, receipt: &Receipt) -> CoreResult<ReceiptApplied> {
     let now = core.clock.now();
     let txn = write::begin(core).await?;
-    // The send the receipt is about: a provider's ids are only unique to it.
-    let sent = delivery_attempt::Entity::find()
-        .filter(delivery_attempt::Column::Provider.eq(&receipt.provider))
-        .filter(delivery_attempt::Column::ProviderMessageId.eq(&receipt.provider_message_id))
-        .filter(delivery_attempt::Column::Outcome.eq(AttemptOutcome::Sent))
-        .one(&*txn)
-        .await
-        .context("Failed to find the send a receipt names")?
-        .ok_or(CoreError::MessageNotFound)?;
-    let message = outbox_message::Entity::find_by_id(sent.message_id)
-        .one(&*txn)
-        .await
-        .context("Failed to load the message a receipt names")?
-        .ok_or(CoreError::MessageNotFound)?;
+    let message = message_sent_as(&txn, receipt).await?;
     let current_send = message.status == OutboxStatus::Sent
         && message.provider.as_deref() == Some(receipt.provider.as_str())
         && message.provider_message_id.as_deref() == Some(receipt.provider_message_id.as_str());
@@ -150,19 +139,31 @@ async fn apply_once(core: &Core, receipt: &Receipt) -> CoreResult<ReceiptApplied
         write::rollback(txn).await?;
         return Ok(ReceiptApplied::Unchanged);
     }
-    delivery_attempt::Entity::insert(delivery_attempt::ActiveModel {
+    let receipt_row = |outcome, at, error| delivery_attempt::ActiveModel {
         id: Set(Uuid::now_v7()),
         message_id: Set(message.id),
-        attempted_at: Set(now),
+        attempted_at: Set(at),
         outcome: Set(outcome),
         error_class: Set(None),
         error: Set(error),
         provider_message_id: Set(Some(receipt.provider_message_id.clone())),
         provider: Set(Some(receipt.provider.clone())),
-    })
-    .exec(&*txn)
-    .await
-    .context("Failed to record a delivery receipt")?;
+    };
+    let mut rows = Vec::with_capacity(2);
+    if next.is_some() {
+        // The message moves on to another provider, and its row will hold
+        // that send: the one it moves on from becomes a row of its own.
+        rows.push(receipt_row(
+            AttemptOutcome::Sent,
+            message.sent_at.unwrap_or(now),
+            None,
+        ));
+    }
+    rows.push(receipt_row(outcome, now, error));
+    delivery_attempt::Entity::insert_many(rows)
+        .exec(&*txn)
+        .await
+        .context("Failed to record a delivery receipt")?;
     // The host hears of it in the same transaction (if it has an endpoint).
     match &applied {
         ReceiptApplied::Final(OutboxStatus::Delivered) => {
@@ -191,6 +192,38 @@ async fn apply_once(core: &Core, receipt: &Receipt) -> CoreResult<ReceiptApplied
     core.metrics
         .sms_receipt(&receipt.provider, country.as_deref(), outcome, latency);
     Ok(applied)
+}
+
+/// The message whose send the receipt names (a provider's ids are only
+/// unique to it): the one that holds it as its send, or one that moved on
+/// from it (a row of the timeline since, as every send was before
+/// migration `m20261207_000001`).
+async fn message_sent_as(
+    txn: &DatabaseTransaction,
+    receipt: &Receipt,
+) -> CoreResult<outbox_message::Model> {
+    let holding = outbox_message::Entity::find()
+        .filter(outbox_message::Column::Provider.eq(&receipt.provider))
+        .filter(outbox_message::Column::ProviderMessageId.eq(&receipt.provider_message_id))
+        .one(txn)
+        .await
+        .context("Failed to find the message a receipt names")?;
+    if let Some(message) = holding {
+        return Ok(message);
+    }
+    let moved_on = delivery_attempt::Entity::find()
+        .filter(delivery_attempt::Column::Provider.eq(&receipt.provider))
+        .filter(delivery_attempt::Column::ProviderMessageId.eq(&receipt.provider_message_id))
+        .filter(delivery_attempt::Column::Outcome.eq(AttemptOutcome::Sent))
+        .one(txn)
+        .await
+        .context("Failed to find the send a receipt names")?
+        .ok_or(CoreError::MessageNotFound)?;
+    outbox_message::Entity::find_by_id(moved_on.message_id)
+        .one(txn)
+        .await
+        .context("Failed to load the message a receipt names")?
+        .ok_or(CoreError::MessageNotFound)
 }
 
 fn describe(receipt: &Receipt, next: Option<&str>) -> String {

@@ -1,6 +1,10 @@
 //! Recording how each send went: the message's new state under its lease,
-//! and its timeline entry, for every send that finished together in one
-//! transaction.
+//! and for a send that failed its timeline entry, for every send that
+//! finished together in one transaction. A send that went through is its
+//! message's own `sent_at`, `provider` and `provider_message_id`, which the
+//! timeline reads (`history::timelines`): no row of its own, the commonest
+//! outcome by far and a seventh of a register's rows' database work
+//! (docs/PERFORMANCE.md, session 48).
 use std::collections::HashSet;
 
 use anyhow::Context;
@@ -34,7 +38,7 @@ pub struct SendOutcome<'a> {
     pub result: &'a SendResult,
 }
 
-/// Stores the results of several sends and adds them to the timeline, in
+/// Stores the results of several sends and adds failures to the timeline, in
 /// one transaction (one disk flush on SQLite, however many sends finished
 /// together); the answers are in the order of `outcomes`. A failure that
 /// fails the message over is due again at once on the next provider;
@@ -92,7 +96,6 @@ pub async fn record_results_and_claim(
             if sent_together && planned.sent.is_some() {
                 if stored.contains(&outcome.message.id) {
                     recorded[i] = planned.recorded;
-                    attempts.push(planned.attempt.clone());
                 }
                 continue;
             }
@@ -106,7 +109,7 @@ pub async fn record_results_and_claim(
                 continue;
             }
             recorded[i] = planned.recorded;
-            attempts.push(planned.attempt.clone());
+            attempts.extend(planned.failure.clone());
             // The host hears of a dead message in the same transaction.
             if let (Recorded::Dead, SendResult::Failed { class, error }) =
                 (planned.recorded, outcome.result)
@@ -218,12 +221,13 @@ async fn record_sent_together(
 }
 
 /// What recording one send writes: the message's update (conditional on
-/// its lease), its timeline entry, and what that makes of the message.
+/// its lease), a failure's timeline entry, and what that makes of the
+/// message.
 struct Planned {
     update: UpdateMany<outbox_message::Entity>,
     /// The same, for a send that went through, for `record_sent_together`.
     sent: Option<SentRow>,
-    attempt: delivery_attempt::ActiveModel,
+    failure: Option<delivery_attempt::ActiveModel>,
     recorded: Recorded,
 }
 
@@ -235,16 +239,6 @@ fn plan(core: &Core, outcome: &SendOutcome<'_>, now: DateTime<Utc>) -> Planned {
     } = *outcome;
     let attempts = message.attempts + 1;
     let max = i32::try_from(core.settings.delivery.max_attempts).unwrap_or(i32::MAX);
-    let mut attempt = delivery_attempt::ActiveModel {
-        id: Set(Uuid::now_v7()),
-        message_id: Set(message.id),
-        attempted_at: Set(now),
-        outcome: Set(AttemptOutcome::Sent),
-        error_class: Set(None),
-        error: Set(None),
-        provider_message_id: Set(None),
-        provider: Set(carrier.map(|c| c.provider.clone())),
-    };
     let update = outbox_message::Entity::update_many()
         .col_expr(outbox_message::Column::Attempts, Expr::value(attempts))
         .col_expr(
@@ -259,11 +253,10 @@ fn plan(core: &Core, outcome: &SendOutcome<'_>, now: DateTime<Utc>) -> Planned {
         .filter(outbox_message::Column::Status.eq(OutboxStatus::Pending))
         .filter(outbox_message::Column::LeaseToken.eq(message.lease_token));
     let failover_to = carrier.and_then(|c| c.failover_to.clone());
-    let (update, recorded) = match result {
+    let (update, recorded, failure) = match result {
         SendResult::Sent {
             provider_message_id,
         } => {
-            attempt.provider_message_id = Set(Some(provider_message_id.clone()));
             let update = update
                 .col_expr(
                     outbox_message::Column::Status,
@@ -275,19 +268,27 @@ fn plan(core: &Core, outcome: &SendOutcome<'_>, now: DateTime<Utc>) -> Planned {
                     Expr::value(provider_message_id.clone()),
                 );
             if carrier.is_some_and(|c| c.keep_body) {
-                (update, Recorded::Sent)
+                (update, Recorded::Sent, None)
             } else {
-                (erase_bodies(update), Recorded::Sent)
+                (erase_bodies(update), Recorded::Sent, None)
             }
         }
         SendResult::Failed { class, error } => {
             let class = *class;
             let dead = attempts >= max || (class == ErrorClass::Permanent && failover_to.is_none());
-            attempt.error_class = Set(Some(class));
-            attempt.error = Set(Some(match &failover_to {
-                Some(next) if !dead => format!("{error}; moving to SMS provider {next}"),
-                _ => error.clone(),
-            }));
+            let failure = |outcome| delivery_attempt::ActiveModel {
+                id: Set(Uuid::now_v7()),
+                message_id: Set(message.id),
+                attempted_at: Set(now),
+                outcome: Set(outcome),
+                error_class: Set(Some(class)),
+                error: Set(Some(match &failover_to {
+                    Some(next) if !dead => format!("{error}; moving to SMS provider {next}"),
+                    _ => error.clone(),
+                })),
+                provider_message_id: Set(None),
+                provider: Set(carrier.map(|c| c.provider.clone())),
+            };
             let update = update
                 .col_expr(
                     outbox_message::Column::LastError,
@@ -295,26 +296,25 @@ fn plan(core: &Core, outcome: &SendOutcome<'_>, now: DateTime<Utc>) -> Planned {
                 )
                 .col_expr(outbox_message::Column::LastErrorClass, Expr::value(class));
             if dead {
-                attempt.outcome = Set(AttemptOutcome::Dead);
                 let update = erase_bodies(update.col_expr(
                     outbox_message::Column::Status,
                     Expr::value(OutboxStatus::Dead),
                 ));
-                (update, Recorded::Dead)
-            } else if let Some(next) = failover_to {
-                attempt.outcome = Set(AttemptOutcome::Failed);
+                (update, Recorded::Dead, Some(failure(AttemptOutcome::Dead)))
+            } else if let Some(next) = &failover_to {
                 let update = update
                     .col_expr(outbox_message::Column::NextAttemptAt, Expr::value(now))
-                    .col_expr(outbox_message::Column::Provider, Expr::value(next))
+                    .col_expr(outbox_message::Column::Provider, Expr::value(next.clone()))
                     .col_expr(outbox_message::Column::ProviderFailures, Expr::value(0));
-                (update, Recorded::FailedOver)
+                let failed = failure(AttemptOutcome::Failed);
+                (update, Recorded::FailedOver, Some(failed))
             } else {
-                attempt.outcome = Set(AttemptOutcome::Failed);
                 let update = update.col_expr(
                     outbox_message::Column::NextAttemptAt,
                     Expr::value(now + backoff(attempts)),
                 );
-                (update, Recorded::Retrying)
+                let failed = failure(AttemptOutcome::Failed);
+                (update, Recorded::Retrying, Some(failed))
             }
         }
     };
@@ -353,7 +353,7 @@ fn plan(core: &Core, outcome: &SendOutcome<'_>, now: DateTime<Utc>) -> Planned {
     Planned {
         update,
         sent,
-        attempt,
+        failure,
         recorded,
     }
 }
