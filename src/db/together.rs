@@ -28,14 +28,15 @@ pub async fn query_after(
         return db.query_all(&statement).await;
     }
     match db.get_database_backend() {
-        DbBackend::Postgres => return db.query_all(&with_ahead(ahead, statement)).await,
-        DbBackend::Sqlite => return db.query_all_raw(one_text(ahead, &statement)).await,
-        _ => {}
+        DbBackend::Postgres => db.query_all(&with_ahead(ahead, statement)).await,
+        DbBackend::Sqlite => db.query_all_raw(one_text(ahead, &statement)).await,
+        _ => {
+            for insert in &ahead {
+                db.execute(insert).await?;
+            }
+            db.query_all(&statement).await
+        }
     }
-    for insert in &ahead {
-        db.execute(insert).await?;
-    }
-    db.query_all(&statement).await
 }
 
 /// Runs `inserts`, in one statement on PostgreSQL; see the module's

@@ -9,7 +9,8 @@
 //!   updates in the service, its delivery's included: the registration,
 //!   its SMS code and completion link, its two outbox messages and its four
 //!   recipient quota counters (upserted), then both messages claimed, their
-//!   results recorded (the bodies cleared) and an attempt row each. Written
+//!   results recorded (the bodies cleared; since session 48 the service
+//!   writes no timeline row for a send that went through). Written
 //!   as the service writes registers, in batches: each request leaves its
 //!   register to writer tasks (`--rows-writers`, 1 on SQLite and 8 on
 //!   PostgreSQL as the service's; `--rows-most`, 32 a batch), each of which
@@ -102,12 +103,8 @@ const SCHEMA: &[&str] = &[
     "CREATE INDEX IF NOT EXISTS rows_outbox_registration ON rows_outbox (registration_id)",
     "CREATE TABLE IF NOT EXISTS rows_send_quota (scope TEXT NOT NULL, window_start BIGINT NOT NULL, \
      used INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (scope, window_start))",
-    "CREATE TABLE IF NOT EXISTS rows_delivery_attempt (id TEXT PRIMARY KEY, \
-     message_id TEXT NOT NULL REFERENCES rows_outbox (id), attempted_at BIGINT NOT NULL, \
-     outcome TEXT NOT NULL, provider_message_id TEXT, provider TEXT)",
-    "CREATE INDEX IF NOT EXISTS rows_attempt_provider_message \
-     ON rows_delivery_attempt (provider_message_id)",
-    "CREATE INDEX IF NOT EXISTS rows_attempt_message ON rows_delivery_attempt (message_id)",
+    "CREATE INDEX IF NOT EXISTS rows_outbox_provider_message ON rows_outbox \
+     (provider_message_id) WHERE provider_message_id IS NOT NULL",
 ];
 
 const INSERT_REGISTRATION: &str = "INSERT INTO floor_registration (id, phone, email, name, \
@@ -321,7 +318,7 @@ impl RegisterRows {
 }
 
 /// Whether `FLOOR_ROWS_WITHOUT` (a comma-separated list of `token`, `link`,
-/// `quota`, `claim`, `record`, `attempt`) leaves that step of
+/// `quota`, `claim`, `record`) leaves that step of
 /// `/register-rows` out: a reading of what each part of a register's rows
 /// costs (docs/PERFORMANCE.md, session 42). Unset in bench/run's readings.
 fn without(step: &str) -> bool {
@@ -452,20 +449,6 @@ async fn write_rows(db: &Db, items: &[RowsItem], rows: &[RegisterRows]) -> Resul
                 ids.push_bind(id);
             }
             result.push(")").build().execute(&mut *tx).await.map_err(message)?;
-        }
-        if !without("attempt") {
-            QueryBuilder::new(
-                "INSERT INTO rows_delivery_attempt (id, message_id, attempted_at, outcome, \
-                 provider_message_id, provider) ",
-            )
-            .push_values(both(), |mut row, id| {
-                row.push_bind(uuid::Uuid::now_v7().to_string()).push_bind(id).push_bind(now)
-                    .push("'sent'").push_bind(id).push("'file'");
-            })
-            .build()
-            .execute(&mut *tx)
-            .await
-            .map_err(message)?;
         }
         tx.commit().await.map_err(message)?;
     });

@@ -98,9 +98,7 @@ pub(super) async fn write(
             biased;
             stored = &mut answered => return stored.map_err(|_| abandoned())?,
             () = client.gone(), if watching_client => {
-                if queue.withdraw(id) {
-                    return Err(client::stopped_unwritten(core, AbandonedOperation::Register));
-                }
+                withdraw_if_untaken(core, id)?;
                 watching_client = false;
                 continue;
             }
@@ -115,9 +113,7 @@ pub(super) async fn write(
                 biased;
                 stored = &mut answered => return stored.map_err(|_| abandoned())?,
                 () = client.gone(), if watching_client => {
-                    if queue.withdraw(id) {
-                        return Err(client::stopped_unwritten(core, AbandonedOperation::Register));
-                    }
+                    withdraw_if_untaken(core, id)?;
                     watching_client = false;
                 }
                 () = finished => {}
@@ -166,6 +162,18 @@ impl Drop for Withdraw<'_> {
     fn drop(&mut self) {
         let _ = self.queue.withdraw(self.id);
     }
+}
+
+/// The client has gone: its register leaves the queue unwritten unless a
+/// batch has taken it already (`Ok`: its answer is then awaited as any).
+fn withdraw_if_untaken(core: &Core, id: u64) -> CoreResult<()> {
+    if core.register_batches.withdraw(id) {
+        return Err(client::stopped_unwritten(
+            core,
+            AbandonedOperation::Register,
+        ));
+    }
+    Ok(())
 }
 
 fn abandoned() -> CoreError {
