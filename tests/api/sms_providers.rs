@@ -355,6 +355,65 @@ async fn an_undelivered_receipt_resends_the_same_text_through_the_next_provider(
     assert_eq!(texts(&primary).await.len(), 1);
 }
 
+/// A send recorded before migration `m20261207_000001` is a timeline row
+/// of its own: a receipt that moves its message on adds no second one, and
+/// the timeline shows it once.
+#[tokio::test]
+async fn a_send_recorded_as_a_row_before_the_migration_shows_once() {
+    use entity::{delivery_attempt, outbox_message, states::AttemptOutcome};
+    use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter};
+    let (app, _primary, _backup, ticket) = sent_through_primary().await;
+    let message = outbox_message::Entity::find()
+        .filter(outbox_message::Column::ProviderMessageId.eq("p-1"))
+        .one(&app.core.db)
+        .await
+        .unwrap()
+        .unwrap();
+    delivery_attempt::Entity::insert(delivery_attempt::ActiveModel {
+        id: Set(uuid::Uuid::now_v7()),
+        message_id: Set(message.id),
+        attempted_at: Set(message.sent_at.unwrap()),
+        outcome: Set(AttemptOutcome::Sent),
+        error_class: Set(None),
+        error: Set(None),
+        provider_message_id: Set(Some("p-1".into())),
+        provider: Set(Some("primary".into())),
+    })
+    .exec(&app.core.db)
+    .await
+    .unwrap();
+    let sent = sms(&app, &ticket["id"], |_| true).await;
+    assert_eq!(sent["timeline"].as_array().unwrap().len(), 1, "{sent}");
+    let undelivered = json!({"messageId": "p-1", "status": "undelivered"});
+    assert_eq!(
+        post_receipt(&app, "primary", &undelivered, SECRET).await,
+        StatusCode::NO_CONTENT
+    );
+    let resent = sms(&app, &ticket["id"], |d| {
+        d["status"] == "SENT" && d["provider"] == "backup"
+    })
+    .await;
+    let outcomes: Vec<(&str, &str)> = resent["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["outcome"].as_str().unwrap(),
+                e["provider"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            ("sent", "primary"),
+            ("undelivered", "primary"),
+            ("sent", "backup")
+        ]
+    );
+}
+
 /// A sent SMS keeps its body only while its code is good: the confirm that
 /// used the code erases it, so a late "undelivered" is final and the code
 /// goes out nowhere else.

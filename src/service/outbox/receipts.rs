@@ -150,7 +150,7 @@ async fn apply_once(core: &Core, receipt: &Receipt) -> CoreResult<ReceiptApplied
         provider: Set(Some(receipt.provider.clone())),
     };
     let mut rows = Vec::with_capacity(2);
-    if next.is_some() {
+    if next.is_some() && !send_is_a_row(&txn, message.id, receipt).await? {
         // The message moves on to another provider, and its row will hold
         // that send: the one it moves on from becomes a row of its own.
         rows.push(receipt_row(
@@ -224,6 +224,24 @@ async fn message_sent_as(
         .await
         .context("Failed to load the message a receipt names")?
         .ok_or(CoreError::MessageNotFound)
+}
+
+/// Whether the send the receipt names is a row already: sent before
+/// migration `m20261207_000001`, every send was.
+async fn send_is_a_row(
+    txn: &DatabaseTransaction,
+    message_id: Uuid,
+    receipt: &Receipt,
+) -> CoreResult<bool> {
+    let row = delivery_attempt::Entity::find()
+        .filter(delivery_attempt::Column::MessageId.eq(message_id))
+        .filter(delivery_attempt::Column::Provider.eq(&receipt.provider))
+        .filter(delivery_attempt::Column::ProviderMessageId.eq(&receipt.provider_message_id))
+        .filter(delivery_attempt::Column::Outcome.eq(AttemptOutcome::Sent))
+        .one(txn)
+        .await
+        .context("Failed to look for the send a receipt names")?;
+    Ok(row.is_some())
 }
 
 fn describe(receipt: &Receipt, next: Option<&str>) -> String {
