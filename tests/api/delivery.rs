@@ -1208,22 +1208,18 @@ async fn sends_in_the_timelines(
     core: &customer_registration::state::Core,
 ) -> Vec<(uuid::Uuid, Option<String>)> {
     use customer_registration::service::outbox;
-    let ids = outbox_message::Entity::find()
-        .all(&core.db)
-        .await
-        .unwrap()
+    let messages = outbox_message::Entity::find().all(&core.db).await.unwrap();
+    let ids = messages.iter().map(|m| m.id).collect::<Vec<_>>();
+    let mut rows = outbox::timeline_rows(core, &ids).await.unwrap();
+    messages
         .into_iter()
-        .map(|m| m.id)
-        .collect::<Vec<_>>();
-    outbox::timelines(core, &ids)
-        .await
-        .unwrap()
-        .into_iter()
-        .flat_map(|(id, events)| {
-            events
+        .flat_map(|message| {
+            let delivery = outbox::Delivery::from(message);
+            delivery
+                .timeline(rows.remove(&delivery.id).unwrap_or_default())
                 .into_iter()
                 .filter(|e| e.outcome == entity::states::AttemptOutcome::Sent)
-                .map(move |e| (id, e.provider_message_id))
+                .map(move |e| (delivery.id, e.provider_message_id))
         })
         .collect()
 }

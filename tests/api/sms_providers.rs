@@ -75,6 +75,36 @@ async fn sent_through_primary() -> (TestApp, MockServer, MockServer, Value) {
     (app, primary, backup, ticket)
 }
 
+/// An undelivered receipt from `primary`, and the SMS once `backup` has
+/// sent it again.
+async fn failed_over_to_backup(app: &TestApp, ticket: &Value, undelivered: &Value) -> Value {
+    assert_eq!(
+        post_receipt(app, "primary", undelivered, SECRET).await,
+        StatusCode::NO_CONTENT
+    );
+    sms(app, &ticket["id"], |d| {
+        d["status"] == "SENT" && d["provider"] == "backup"
+    })
+    .await
+}
+
+/// Each event of a delivery's timeline: its outcome, provider and the
+/// provider's message id.
+fn timeline_steps(delivery: &Value) -> Vec<(&str, &str, &str)> {
+    delivery["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["outcome"].as_str().unwrap(),
+                e["provider"].as_str().unwrap(),
+                e["providerMessageId"].as_str().unwrap(),
+            )
+        })
+        .collect()
+}
+
 /// The code in the first SMS the gateway received (its text's first word).
 async fn first_code(server: &MockServer) -> String {
     texts(server).await[0]
@@ -298,14 +328,7 @@ async fn an_undelivered_receipt_resends_the_same_text_through_the_next_provider(
     let (app, primary, backup, ticket) = sent_through_primary().await;
     let undelivered =
         json!({"messageId": "p-1", "status": "undelivered", "error": "30005 unknown handset"});
-    assert_eq!(
-        post_receipt(&app, "primary", &undelivered, SECRET).await,
-        StatusCode::NO_CONTENT
-    );
-    let resent = sms(&app, &ticket["id"], |d| {
-        d["status"] == "SENT" && d["provider"] == "backup"
-    })
-    .await;
+    let resent = failed_over_to_backup(&app, &ticket, &undelivered).await;
     assert_eq!(texts(&primary).await, texts(&backup).await, "the same code");
     let timeline = resent["timeline"].as_array().unwrap();
     assert_eq!(timeline[1]["outcome"], "undelivered");
@@ -313,18 +336,8 @@ async fn an_undelivered_receipt_resends_the_same_text_through_the_next_provider(
         timeline[1]["error"].as_str().unwrap().contains("30005"),
         "{timeline:?}"
     );
-    let steps: Vec<(&str, &str, &str)> = timeline
-        .iter()
-        .map(|e| {
-            (
-                e["outcome"].as_str().unwrap(),
-                e["provider"].as_str().unwrap(),
-                e["providerMessageId"].as_str().unwrap(),
-            )
-        })
-        .collect();
     assert_eq!(
-        steps,
+        timeline_steps(&resent),
         [
             ("sent", "primary", "p-1"),
             ("undelivered", "primary", "p-1"),
@@ -385,31 +398,13 @@ async fn a_send_recorded_as_a_row_before_the_migration_shows_once() {
     let sent = sms(&app, &ticket["id"], |_| true).await;
     assert_eq!(sent["timeline"].as_array().unwrap().len(), 1, "{sent}");
     let undelivered = json!({"messageId": "p-1", "status": "undelivered"});
+    let resent = failed_over_to_backup(&app, &ticket, &undelivered).await;
     assert_eq!(
-        post_receipt(&app, "primary", &undelivered, SECRET).await,
-        StatusCode::NO_CONTENT
-    );
-    let resent = sms(&app, &ticket["id"], |d| {
-        d["status"] == "SENT" && d["provider"] == "backup"
-    })
-    .await;
-    let outcomes: Vec<(&str, &str)> = resent["timeline"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| {
-            (
-                e["outcome"].as_str().unwrap(),
-                e["provider"].as_str().unwrap(),
-            )
-        })
-        .collect();
-    assert_eq!(
-        outcomes,
+        timeline_steps(&resent),
         [
-            ("sent", "primary"),
-            ("undelivered", "primary"),
-            ("sent", "backup")
+            ("sent", "primary", "p-1"),
+            ("undelivered", "primary", "p-1"),
+            ("sent", "backup", "b-1")
         ]
     );
 }

@@ -187,28 +187,6 @@ pub async fn deliveries_by_registration(
     Ok(grouped)
 }
 
-/// Every event of each message, in order: [`timeline_rows`] with the send
-/// each message holds ([`Delivery::timeline`]).
-pub async fn timelines(
-    core: &Core,
-    message_ids: &[Uuid],
-) -> CoreResult<HashMap<Uuid, Vec<DeliveryEvent>>> {
-    let mut rows = timeline_rows(core, message_ids).await?;
-    let messages = outbox_message::Entity::find()
-        .filter(outbox_message::Column::Id.is_in(message_ids.iter().copied()))
-        .all(&core.db)
-        .await
-        .context("Failed to load the messages of timelines")?;
-    Ok(messages
-        .into_iter()
-        .map(|message| {
-            let rows = rows.remove(&message.id).unwrap_or_default();
-            let delivery = Delivery::from(message);
-            (delivery.id, delivery.timeline(rows))
-        })
-        .collect())
-}
-
 /// The timeline's rows of each message, in order, for DataLoaders: every
 /// event but the send its message holds, which [`Delivery::timeline`] adds.
 pub async fn timeline_rows(

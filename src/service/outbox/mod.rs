@@ -17,7 +17,7 @@ pub use dispatch::{
 };
 pub use history::{
     Delivery, DeliveryEvent, deliveries_by_registration, list, retry_dead, timeline_rows,
-    timelines, waiting_by_channel, waiting_by_channel_query,
+    waiting_by_channel, waiting_by_channel_query,
 };
 pub use receipts::{Receipt, ReceiptApplied, ReceiptStatus, apply_receipt};
 pub use record::{SendOutcome, backoff, record_results, record_results_and_claim};

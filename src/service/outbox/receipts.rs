@@ -150,9 +150,14 @@ async fn apply_once(core: &Core, receipt: &Receipt) -> CoreResult<ReceiptApplied
         provider: Set(Some(receipt.provider.clone())),
     };
     let mut rows = Vec::with_capacity(2);
-    if next.is_some() && !send_is_a_row(&txn, message.id, receipt).await? {
-        // The message moves on to another provider, and its row will hold
-        // that send: the one it moves on from becomes a row of its own.
+    // The message moves on to another provider, and its row will hold that
+    // send: the one it moves on from becomes a row of its own, unless it is
+    // one already.
+    if next.is_some()
+        && sent_row(&txn, receipt)
+            .await?
+            .is_none_or(|row| row.message_id != message.id)
+    {
         rows.push(receipt_row(
             AttemptOutcome::Sent,
             message.sent_at.unwrap_or(now),
@@ -211,13 +216,8 @@ async fn message_sent_as(
     if let Some(message) = holding {
         return Ok(message);
     }
-    let moved_on = delivery_attempt::Entity::find()
-        .filter(delivery_attempt::Column::Provider.eq(&receipt.provider))
-        .filter(delivery_attempt::Column::ProviderMessageId.eq(&receipt.provider_message_id))
-        .filter(delivery_attempt::Column::Outcome.eq(AttemptOutcome::Sent))
-        .one(txn)
-        .await
-        .context("Failed to find the send a receipt names")?
+    let moved_on = sent_row(txn, receipt)
+        .await?
         .ok_or(CoreError::MessageNotFound)?;
     outbox_message::Entity::find_by_id(moved_on.message_id)
         .one(txn)
@@ -226,22 +226,20 @@ async fn message_sent_as(
         .ok_or(CoreError::MessageNotFound)
 }
 
-/// Whether the send the receipt names is a row already: sent before
-/// migration `m20261207_000001`, every send was.
-async fn send_is_a_row(
+/// The send the receipt names as a timeline row: one a message moved on
+/// from, or any sent before migration `m20261207_000001`.
+async fn sent_row(
     txn: &DatabaseTransaction,
-    message_id: Uuid,
     receipt: &Receipt,
-) -> CoreResult<bool> {
+) -> CoreResult<Option<delivery_attempt::Model>> {
     let row = delivery_attempt::Entity::find()
-        .filter(delivery_attempt::Column::MessageId.eq(message_id))
         .filter(delivery_attempt::Column::Provider.eq(&receipt.provider))
         .filter(delivery_attempt::Column::ProviderMessageId.eq(&receipt.provider_message_id))
         .filter(delivery_attempt::Column::Outcome.eq(AttemptOutcome::Sent))
         .one(txn)
         .await
-        .context("Failed to look for the send a receipt names")?;
-    Ok(row.is_some())
+        .context("Failed to find the send a receipt names")?;
+    Ok(row)
 }
 
 fn describe(receipt: &Receipt, next: Option<&str>) -> String {

@@ -2,9 +2,9 @@
 //! and for a send that failed its timeline entry, for every send that
 //! finished together in one transaction. A send that went through is its
 //! message's own `sent_at`, `provider` and `provider_message_id`, which the
-//! timeline reads (`history::timelines`): no row of its own, the commonest
-//! outcome by far and a seventh of a register's rows' database work
-//! (docs/PERFORMANCE.md, session 48).
+//! timeline reads (`Delivery::timeline` in `history.rs`): no row of its
+//! own, the commonest outcome by far and a seventh of a register's rows'
+//! database work (docs/PERFORMANCE.md, session 48).
 use std::collections::HashSet;
 
 use anyhow::Context;
