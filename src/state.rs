@@ -81,6 +81,15 @@ pub struct CoreParts {
 }
 
 impl Core {
+    /// Where a write made in this process's writer turn runs: on SQLite the
+    /// writer's own connection (`db::sqlite_writer`), elsewhere the pool.
+    /// Only the holder of the turn (`service::write`) may use it.
+    pub fn writer_db(&self) -> &DatabaseConnection {
+        self.sqlite_writer
+            .as_ref()
+            .map_or(&self.db, |queue| &queue.connection)
+    }
+
     /// The core of another instance on the same database: the same settings
     /// and keys, its own in-memory request counts and token cache (for
     /// tests of what instances share only through the database).
@@ -110,6 +119,8 @@ impl Core {
             settings.limits.max_queued_hashes,
         );
         let settings_cache_seconds = settings.auth.token_cache_seconds;
+        let sqlite_writer = (db.get_database_backend() == DbBackend::Sqlite)
+            .then(|| Arc::new(WriterQueue::on(&db, metrics.clone())));
         Self(Arc::new(CoreParts {
             rules: Rules::new(&settings.registration),
             settings,
@@ -124,8 +135,7 @@ impl Core {
             tokens: Arc::new(TokenCache::new(settings_cache_seconds)),
             account_groups: Arc::default(),
             request_limits: Arc::new(RequestLimiter::default()),
-            sqlite_writer: (db.get_database_backend() == DbBackend::Sqlite)
-                .then(|| Arc::new(WriterQueue::default())),
+            sqlite_writer,
             galera,
             register_batches: register_batches(db.get_database_backend()),
             counting_slots: counting_slots(db.get_database_backend()),
@@ -180,9 +190,22 @@ fn counting_slots(backend: DbBackend) -> Arc<CountingSlots> {
 /// for every queued one. Both locks are fair (first come, first served).
 /// `turns` counts the turns taken, so the checkpointer knows whether
 /// anything may have been written since it last looked.
-#[derive(Debug, Default)]
+/// `connection` is where the writes made in a turn run (`db::sqlite_writer`).
 pub struct WriterQueue {
     pub requests: Arc<Mutex<()>>,
     pub writer: Arc<Mutex<()>>,
     pub turns: AtomicU64,
+    pub connection: DatabaseConnection,
+}
+
+impl WriterQueue {
+    fn on(db: &DatabaseConnection, metrics: Arc<Metrics>) -> Self {
+        let options = db.get_sqlite_connection_pool().connect_options();
+        Self {
+            requests: Arc::default(),
+            writer: Arc::default(),
+            turns: AtomicU64::default(),
+            connection: crate::db::sqlite_writer(&options, metrics),
+        }
+    }
 }

@@ -17,10 +17,12 @@ use crate::metrics::Metrics;
 mod lookups;
 mod migrations;
 pub mod together;
+mod writer;
 
 pub use lookups::Lookups;
 use migrations::migrate_once;
 pub use migrations::migrations_applied;
+pub use writer::sqlite_writer;
 
 /// Statements slower than this are logged (without their parameters).
 const SLOW_STATEMENT: Duration = Duration::from_millis(500);
@@ -33,9 +35,10 @@ const PING_IF_IDLE_FOR: Duration = Duration::from_secs(1);
 const SERVER_POOL_CONNECTIONS: u32 = 16;
 
 /// Pooled connections to an SQLite file, beside the lookups' own
-/// (`lookups::SQLITE_LOOKUP_CONNECTIONS`). Its writes take turns in the
-/// process (`service::write`), so one pooled connection at a time writes and
-/// the rest serve the few reads that are not lookups. Each connection keeps
+/// (`lookups::SQLITE_LOOKUP_CONNECTIONS`) and the writer's (`writer`): the
+/// writes made in the process's writer turn (`service::write`) run on that
+/// one, and the pool serves the reads that are not lookups and the few
+/// writes outside the turn. Each connection keeps
 /// its own page cache and up to 100 prepared statements, among them a
 /// register batch's inserts in every batch size it has met (a 32-row insert
 /// is tens of KiB prepared): with 16, an instance grew 20 to 25 MiB more

@@ -125,15 +125,16 @@ async fn add(core: &Core, scope: &str, start: DateTime<Utc>, n: u32) -> CoreResu
     // (`service::write`), or it could slip in between a transaction's read
     // and its first write and fail that transaction with BUSY.
     let _turn = write::turn(core).await;
-    let used = if core.db.get_database_backend() == DbBackend::MySql {
-        let txn = crate::db::begin(&core.db, core.galera).await?;
+    let db = core.writer_db();
+    let used = if db.get_database_backend() == DbBackend::MySql {
+        let txn = crate::db::begin(db, core.galera).await?;
         let used = quotas::add(&txn, &[(scope, start)], n).await?;
         crate::db::commit(txn, core.galera)
             .await
             .context("Failed to commit request counts")?;
         used
     } else {
-        quotas::add(&core.db, &[(scope, start)], n).await?
+        quotas::add(db, &[(scope, start)], n).await?
     };
     // One window in, one total out.
     Ok(u32::try_from(used[0]).unwrap_or(0))

@@ -71,7 +71,7 @@ async fn take_lease(
             .update_column(job_lease::Column::Name)
             .to_owned(),
     )
-    .exec_without_returning(&core.db)
+    .exec_without_returning(core.writer_db())
     .await
     .context("Failed to create the retention lease")?;
     let taken = job_lease::Entity::update_many()
@@ -79,7 +79,7 @@ async fn take_lease(
         .col_expr(job_lease::Column::LeaseUntil, Expr::value(now + interval))
         .filter(job_lease::Column::Name.eq(JOB))
         .filter(job_lease::Column::LeaseUntil.lte(now))
-        .exec(&core.db)
+        .exec(core.writer_db())
         .await
         .context("Failed to take the retention lease")?;
     Ok(taken.rows_affected == 1)
@@ -116,19 +116,19 @@ pub async fn purge(core: &Core) -> CoreResult<Purged> {
                 .is_not_null()
                 .or(sms_token::Column::RegistrationId.in_subquery(closed)),
         )
-        .exec(&core.db)
+        .exec(core.writer_db())
         .await
         .context("Failed to purge SMS codes")?
         .rows_affected;
     purged.links = completion_link::Entity::delete_many()
         .filter(completion_link::Column::ExpiresAt.lt(now - Duration::days(1)))
-        .exec(&core.db)
+        .exec(core.writer_db())
         .await
         .context("Failed to purge completion links")?
         .rows_affected;
     purged.access_tokens = access_token::Entity::delete_many()
         .filter(access_token::Column::ExpiresAt.lt(now - Duration::days(1)))
-        .exec(&core.db)
+        .exec(core.writer_db())
         .await
         .context("Failed to purge access tokens")?
         .rows_affected;
@@ -136,7 +136,7 @@ pub async fn purge(core: &Core) -> CoreResult<Purged> {
         .filter(
             delivery_attempt::Column::AttemptedAt.lt(now - days(retention.delivery_attempt_days)),
         )
-        .exec(&core.db)
+        .exec(core.writer_db())
         .await
         .context("Failed to purge delivery attempts")?
         .rows_affected;
@@ -152,12 +152,12 @@ pub async fn purge(core: &Core) -> CoreResult<Purged> {
         .filter(outbox_message::Column::Status.eq(OutboxStatus::Dead))
         .filter(outbox_message::Column::Body.is_not_null())
         .filter(outbox_message::Column::CreatedAt.lt(now - days(retention.dead_message_body_days)))
-        .exec(&core.db)
+        .exec(core.writer_db())
         .await
         .context("Failed to erase dead message bodies")?
         .rows_affected;
     purged.expired_messages = outbox::cancel_expired(
-        &core.db,
+        core.writer_db(),
         core.rules.token_expiry,
         core.rules.link_expiry,
         now,

@@ -155,7 +155,7 @@ pub async fn begin_for_delivery(core: &Core) -> CoreResult<WriteTxn> {
 }
 
 async fn begin_in(core: &Core, turn: WriterTurn) -> CoreResult<WriteTxn> {
-    let txn = crate::db::begin(&core.db, core.galera).await?;
+    let txn = crate::db::begin(core.writer_db(), core.galera).await?;
     Ok(WriteTxn {
         txn,
         _turn: turn,

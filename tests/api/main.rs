@@ -26,5 +26,6 @@ mod secrets;
 mod sms_providers;
 mod smtp;
 mod spend;
+mod sqlite_writer;
 mod verify;
 mod webhooks;
