@@ -81,15 +81,6 @@ pub struct CoreParts {
 }
 
 impl Core {
-    /// Where a write made in this process's writer turn runs: on SQLite the
-    /// writer's own connection (`db::sqlite_writer`), elsewhere the pool.
-    /// Only the holder of the turn (`service::write`) may use it.
-    pub fn writer_db(&self) -> &DatabaseConnection {
-        self.sqlite_writer
-            .as_ref()
-            .map_or(&self.db, |queue| &queue.connection)
-    }
-
     /// The core of another instance on the same database: the same settings
     /// and keys, its own in-memory request counts and token cache (for
     /// tests of what instances share only through the database).

@@ -124,8 +124,8 @@ async fn add(core: &Core, scope: &str, start: DateTime<Utc>, n: u32) -> CoreResu
     // A write like any other: on SQLite it takes this process's writer turn
     // (`service::write`), or it could slip in between a transaction's read
     // and its first write and fail that transaction with BUSY.
-    let _turn = write::turn(core).await;
-    let db = core.writer_db();
+    let turn = write::turn(core).await;
+    let db = turn.db();
     let used = if db.get_database_backend() == DbBackend::MySql {
         let txn = crate::db::begin(db, core.galera).await?;
         let used = quotas::add(&txn, &[(scope, start)], n).await?;

@@ -60,7 +60,8 @@ async fn take_lease(
     now: DateTime<Utc>,
     interval: Duration,
 ) -> CoreResult<bool> {
-    let _turn = write::turn(core).await;
+    let turn = write::turn(core).await;
+    let db = turn.db();
     job_lease::Entity::insert(job_lease::ActiveModel {
         name: Set(JOB.to_owned()),
         holder: Set(Uuid::nil()),
@@ -71,7 +72,7 @@ async fn take_lease(
             .update_column(job_lease::Column::Name)
             .to_owned(),
     )
-    .exec_without_returning(core.writer_db())
+    .exec_without_returning(db)
     .await
     .context("Failed to create the retention lease")?;
     let taken = job_lease::Entity::update_many()
@@ -79,7 +80,7 @@ async fn take_lease(
         .col_expr(job_lease::Column::LeaseUntil, Expr::value(now + interval))
         .filter(job_lease::Column::Name.eq(JOB))
         .filter(job_lease::Column::LeaseUntil.lte(now))
-        .exec(core.writer_db())
+        .exec(db)
         .await
         .context("Failed to take the retention lease")?;
     Ok(taken.rows_affected == 1)
@@ -101,7 +102,8 @@ pub async fn purge(core: &Core) -> CoreResult<Purged> {
     // slip in while a transaction holding the turn is between its read and
     // its first write, which then fails with SQLITE_BUSY. Held across them
     // all, which the retention windows keep short.
-    let _turn = write::turn(core).await;
+    let turn = write::turn(core).await;
+    let db = turn.db();
     // Codes of registrations no longer pending, once expired, can never be
     // used again; the pending one's latest code stays, it names the SMS.
     let closed = Query::select()
@@ -116,19 +118,19 @@ pub async fn purge(core: &Core) -> CoreResult<Purged> {
                 .is_not_null()
                 .or(sms_token::Column::RegistrationId.in_subquery(closed)),
         )
-        .exec(core.writer_db())
+        .exec(db)
         .await
         .context("Failed to purge SMS codes")?
         .rows_affected;
     purged.links = completion_link::Entity::delete_many()
         .filter(completion_link::Column::ExpiresAt.lt(now - Duration::days(1)))
-        .exec(core.writer_db())
+        .exec(db)
         .await
         .context("Failed to purge completion links")?
         .rows_affected;
     purged.access_tokens = access_token::Entity::delete_many()
         .filter(access_token::Column::ExpiresAt.lt(now - Duration::days(1)))
-        .exec(core.writer_db())
+        .exec(db)
         .await
         .context("Failed to purge access tokens")?
         .rows_affected;
@@ -136,7 +138,7 @@ pub async fn purge(core: &Core) -> CoreResult<Purged> {
         .filter(
             delivery_attempt::Column::AttemptedAt.lt(now - days(retention.delivery_attempt_days)),
         )
-        .exec(core.writer_db())
+        .exec(db)
         .await
         .context("Failed to purge delivery attempts")?
         .rows_affected;
@@ -152,17 +154,12 @@ pub async fn purge(core: &Core) -> CoreResult<Purged> {
         .filter(outbox_message::Column::Status.eq(OutboxStatus::Dead))
         .filter(outbox_message::Column::Body.is_not_null())
         .filter(outbox_message::Column::CreatedAt.lt(now - days(retention.dead_message_body_days)))
-        .exec(core.writer_db())
+        .exec(db)
         .await
         .context("Failed to erase dead message bodies")?
         .rows_affected;
-    purged.expired_messages = outbox::cancel_expired(
-        core.writer_db(),
-        core.rules.token_expiry,
-        core.rules.link_expiry,
-        now,
-    )
-    .await?;
+    purged.expired_messages =
+        outbox::cancel_expired(db, core.rules.token_expiry, core.rules.link_expiry, now).await?;
     purged.idempotency_records = idempotency::purge_expired(core).await?;
     purged.quota_windows = quotas::purge_old_windows(core, now).await?;
     tracing::info!(?purged, "retention applied");

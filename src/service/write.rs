@@ -14,7 +14,7 @@ use std::{
 };
 
 use anyhow::Context;
-use sea_orm::{DatabaseTransaction, DbErr, sea_query::InsertStatement};
+use sea_orm::{DatabaseConnection, DatabaseTransaction, DbErr, sea_query::InsertStatement};
 use tokio::sync::OwnedMutexGuard;
 
 use super::{KeyTakenConcurrently, is_unique_violation};
@@ -26,13 +26,23 @@ use crate::{
 };
 
 /// This process's turn to write on SQLite, held until dropped; empty on
-/// other databases. For a single statement outside a transaction. How
-/// long it was held goes to the metrics when it ends.
-#[derive(Default)]
+/// other databases. For a single statement outside a transaction, run on
+/// [`WriterTurn::db`]. How long it was held goes to the metrics when it
+/// ends.
 pub struct WriterTurn {
     _request: Option<OwnedMutexGuard<()>>,
     _writer: Option<OwnedMutexGuard<()>>,
     held: Option<HeldBy>,
+    db: DatabaseConnection,
+}
+
+impl WriterTurn {
+    /// Where the turn's writes run: on SQLite the writer's own connection
+    /// (`db::sqlite_writer`), which only the turn's holder can reach;
+    /// elsewhere the pool.
+    pub fn db(&self) -> &DatabaseConnection {
+        &self.db
+    }
 }
 
 struct HeldBy {
@@ -67,7 +77,12 @@ pub async fn checkpoint_turn(core: &Core) -> WriterTurn {
 
 async fn take_turn(core: &Core, by: WriterUse) -> WriterTurn {
     let Some(queue) = &core.sqlite_writer else {
-        return WriterTurn::default();
+        return WriterTurn {
+            _request: None,
+            _writer: None,
+            held: None,
+            db: core.db.clone(),
+        };
     };
     let request = match by {
         WriterUse::Request => Some(queue.requests.clone().lock_owned().await),
@@ -83,6 +98,7 @@ async fn take_turn(core: &Core, by: WriterUse) -> WriterTurn {
             since: Instant::now(),
             metrics: core.metrics.clone(),
         }),
+        db: queue.connection.clone(),
     }
 }
 
@@ -155,7 +171,7 @@ pub async fn begin_for_delivery(core: &Core) -> CoreResult<WriteTxn> {
 }
 
 async fn begin_in(core: &Core, turn: WriterTurn) -> CoreResult<WriteTxn> {
-    let txn = crate::db::begin(core.writer_db(), core.galera).await?;
+    let txn = crate::db::begin(turn.db(), core.galera).await?;
     Ok(WriteTxn {
         txn,
         _turn: turn,

@@ -157,8 +157,8 @@ async fn claim_batch_once(core: &Core, ids: &[Uuid]) -> CoreResult<Vec<ClaimedMe
 /// The first half of a claim: leases those of `ids` still pending and not
 /// leased, under one new token; `None` when there were none.
 pub async fn take_leases(core: &Core, ids: &[Uuid]) -> CoreResult<Option<Uuid>> {
-    let _turn = write::delivery_turn(core).await;
-    take_leases_on(core, core.writer_db(), ids).await
+    let turn = write::delivery_turn(core).await;
+    take_leases_on(core, turn.db(), ids).await
 }
 
 /// [`take_leases`] on `db`: the caller's transaction, when a claim rides
